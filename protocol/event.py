@@ -1,0 +1,54 @@
+"""A ledger event: one line of `ledger/events.jsonl`, and the feed that people tail."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from protocol.ids import new_id, utcnow
+
+
+class EventType(StrEnum):
+    # agents
+    AGENT_REGISTERED = "agent_registered"
+    AGENT_STARTED = "agent_started"
+    AGENT_STOPPED = "agent_stopped"
+    AGENT_UPDATED = "agent_updated"
+    # tasks: state
+    TASK_CREATED = "task_created"
+    TASK_UPDATED = "task_updated"
+    TASK_ASSIGNED = "task_assigned"
+    TASK_STARTED = "task_started"
+    TASK_VALIDATING = "task_validating"
+    TASK_VALIDATED = "task_validated"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    TASK_BLOCKED = "task_blocked"
+    TASK_CHECKPOINT = "task_checkpoint"
+    NOTE_ADDED = "note_added"
+    # the feed vocabulary users already know
+    PROGRESS = "progress"
+    BLOCKER_FOUND = "blocker_found"
+    QUESTION = "question"
+    FINDING = "finding"
+    FILE_CHANGED = "file_changed"
+    COST_UPDATE = "cost_update"
+    CUSTOM = "custom"
+    # the supervisor
+    SUPERVISOR_STARTED = "supervisor_started"
+    SUPERVISOR_STOPPED = "supervisor_stopped"
+    SUPERVISOR_RECOVERED = "supervisor_recovered"
+    WORKER_SPAWNED = "worker_spawned"
+    WORKER_EXITED = "worker_exited"
+
+
+class Event(BaseModel):
+    seq: int = 0  # assigned by the ledger under its lock
+    id: str = Field(default_factory=new_id)
+    ts: datetime = Field(default_factory=utcnow)
+    agent: str
+    type: EventType
+    task: str | None = None
+    summary: str = ""
+    detail: dict[str, Any] = {}

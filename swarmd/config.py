@@ -1,0 +1,106 @@
+"""swarm.toml: the swarm's name, worker profiles, limits and timeouts."""
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocol.messages import describe_validation_error
+from swarmd.errors import ConfigError
+
+
+class Profile(BaseModel):
+    """How to start one kind of worker. `command` is a template; placeholders are shell-quoted on use:
+    {prompt_file} {task_id} {agent} {home} {python}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1)
+    env: dict[str, str] = {}
+    workdir: str | None = None
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="swarm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    max_workers: int = Field(default=4, ge=1, le=256)
+    durable: bool = True
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    stale_after: float = Field(default=300.0, gt=0)
+    task_timeout: float = Field(default=1800.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    tick: float = Field(default=0.5, gt=0, le=10)
+    default_profile: str = "script"
+    helper_profile: str | None = None
+    on_task_done: str | None = None
+    profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
+
+    @model_validator(mode="after")
+    def _profiles_known(self) -> "Config":
+        for label, name in (("default_profile", self.default_profile), ("helper_profile", self.helper_profile)):
+            if name is not None and name not in self.profiles:
+                raise ValueError(f"{label} {name!r} is not one of the profiles: {', '.join(sorted(self.profiles))}")
+        return self
+
+
+DEFAULT_PROFILES = {
+    "script": Profile(command="{python} -m swarmd.scriptworker {prompt_file}"),
+}
+
+DEFAULT_TOML = """\
+# swarmd configuration. Every setting is optional; the values below are the defaults.
+
+name = "swarm"              # prefix of worker tmux sessions: <name>-<worker>
+max_workers = 4             # workers running at once
+durable = true              # fsync every message and ledger event (off: faster, may lose the last writes on power loss)
+heartbeat_interval = 5.0    # seconds between worker heartbeats
+stale_after = 300.0         # seconds without a heartbeat before an agent counts as stale
+task_timeout = 1800.0       # seconds one attempt at a task may run (a task's own `timeout` wins)
+max_attempts = 3            # attempts before a task is blocked (a task's own `max_attempts` wins)
+tick = 0.5                  # seconds between the supervisor's timer checks
+default_profile = "script"  # the profile used by tasks that name none
+# helper_profile = "claude" # a profile to start a helper for each HELP_REQUEST; unset: questions go to the feed
+# on_task_done = "gh issue close {task_id}"   # runs after a task is validated; its failure is logged, not fatal
+
+# A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
+# The task's text is in the prompt file, never on the command line.
+[profiles.script]
+command = "{python} -m swarmd.scriptworker {prompt_file}"
+
+# [profiles.claude]
+# command = "claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
+# env = { }
+# workdir = "."
+
+# [profiles.codex]
+# command = "codex exec \\"$(cat {prompt_file})\\""
+"""
+
+
+def load_config(path: Path) -> Config:
+    """Read swarm.toml; a missing file gives the defaults. Errors name the file and the field."""
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc).removeprefix('invalid message: ')}") from None
+
+
+def write_default_config(path: Path) -> bool:
+    """Write the commented defaults unless a config exists; True if written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(DEFAULT_TOML)
+    return True

@@ -1,0 +1,86 @@
+"""The swarm home: one directory that holds a swarm's config, mail, ledger, logs and runtime files."""
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmd.errors import HomeError
+
+DEFAULT_HOME = ".swarm"
+# A unix socket path must fit in sun_path (108 bytes on Linux, with the NUL).
+_MAX_SOCKET_PATH = 100
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """`home`, else $SWARM_HOME, else ./.swarm; made absolute."""
+    chosen = home or os.environ.get("SWARM_HOME") or DEFAULT_HOME
+    return Path(chosen).expanduser().absolute()
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` (0700) and refuse it if it is a symlink or not a directory."""
+    if path.is_symlink():
+        raise HomeError(f"{path} is a symbolic link: refusing to use it; remove the link and try again")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.is_dir():
+        raise HomeError(f"{path} exists and is not a directory")
+
+
+@dataclass(frozen=True)
+class SwarmHome:
+    root: Path
+
+    @classmethod
+    def at(cls, home: str | os.PathLike[str] | None = None) -> "SwarmHome":
+        return cls(resolve_home(home))
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "swarm.toml"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.root / "mail"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.root / "ledger"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.root / "prompts"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "supervisor.pid"
+
+    @property
+    def tmux_socket(self) -> Path:
+        """The swarm's private tmux socket: under run/, or under a private /tmp dir when that is too long."""
+        inside = self.run_dir / "tmux.sock"
+        if len(str(inside)) <= _MAX_SOCKET_PATH:
+            return inside
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"swarmd-{os.getuid()}" / f"{digest}.sock"
+
+    def exists(self) -> bool:
+        return self.config_file.exists()
+
+    def ensure_dirs(self) -> None:
+        """Create the home's directories, private to the user; refuse a home that cannot be written."""
+        make_private_dir(self.root)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise HomeError(f"swarm home {self.root} is not writable: choose another --home or fix its permissions")
+        for path in (self.mail_dir, self.ledger_dir, self.logs_dir, self.run_dir, self.prompts_dir,
+                     self.tmux_socket.parent):
+            make_private_dir(path)

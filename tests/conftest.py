@@ -1,0 +1,59 @@
+"""Shared fixtures: every test runs with a private HOME and no inherited tmux or swarm environment."""
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from swarmd.home import SwarmHome
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="run the long fault and fuzz campaigns")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="soak test: run with --soak")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's home directory, default tmux server or swarm."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    for var in ("TMUX", "TMUX_PANE", "SWARM_HOME", "SWARM_AGENT", "SWARM_ROLE", "SWARM_TASK"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def home_dir(tmp_path: Path) -> Path:
+    """A path for a swarm (or bare agentmail) home that does not exist yet."""
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def swarm_home(home_dir: Path) -> Iterator[SwarmHome]:
+    """A swarm home whose private tmux server, if any test starts one, is killed afterwards."""
+    home = SwarmHome(home_dir)
+    yield home
+    socket = home.tmux_socket
+    if socket.exists() and shutil.which("tmux"):
+        subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True, check=False)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a console script of this package (`agentmail` or `swarm`) as a real process."""
+    exe = Path(sys.executable).parent / args[0]
+    return subprocess.run([str(exe), *args[1:]], capture_output=True, text=True, input=stdin,
+                          env={**os.environ, **(env or {})}, timeout=timeout, check=False)
