@@ -1,0 +1,69 @@
+"""What every `swarm` command shares: --home, --json, and one-line errors with exit code 2."""
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from pydantic import BaseModel
+
+from protocol.errors import ProtocolError
+from swarmd.errors import SwarmError
+from swarmd.home import SwarmHome
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors that are the user's input or environment, not our bugs: one line, exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (SwarmError, ProtocolError)
+
+
+def register_user_errors(*errors: type[BaseException]) -> None:
+    """Let another package (agentmail) add its error base without swarmd importing it at module load."""
+    global USER_ERRORS
+    USER_ERRORS = USER_ERRORS + errors
+
+
+class SwarmGroup(click.Group):
+    """A group that turns user errors into `swarm: error: ...` and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"swarm: error: {message}", err=True)
+    sys.exit(code)
+
+
+def home_option(f: F) -> F:
+    return click.option("--home", "home", type=click.Path(file_okay=False, path_type=str), default=None,
+                        help="Swarm home (default: $SWARM_HOME, else ./.swarm).")(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")(f)
+
+
+def get_home(home: str | None) -> SwarmHome:
+    return SwarmHome.at(home)
+
+
+def dump_json(value: Any) -> None:
+    """Print pydantic models, lists and dicts of them as JSON."""
+    click.echo(json.dumps(_plain(value), indent=2, default=str))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,3 @@
+"""Commands that run and operate a swarm: up, down, run, status, attach, logs, steer, kill, teardown, demo, worker."""
+
+from swarmd.cli import main  # noqa: F401
