@@ -46,7 +46,7 @@ class Config(BaseModel):
 
 
 DEFAULT_PROFILES = {
-    "script": Profile(command="{python} -m swarmd.scriptworker {prompt_file}"),
+    "script": Profile(command="{python} -m swarmd worker run --script"),
 }
 
 DEFAULT_TOML = """\
@@ -62,20 +62,21 @@ max_attempts = 3            # attempts before a task is blocked (a task's own `m
 tick = 0.5                  # seconds between the supervisor's timer checks
 default_profile = "script"  # the profile used by tasks that name none
 # helper_profile = "claude" # a profile to start a helper for each HELP_REQUEST; unset: questions go to the feed
-# on_task_done = "gh issue close {task_id}"   # runs after a task is validated; its failure is logged, not fatal
+# on_task_done = "gh issue close {task_id}"   # placeholders {task_id} {title} {agent} {home}; runs after a task is validated; its failure is logged, not fatal
 
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
 # The task's text is in the prompt file, never on the command line.
 [profiles.script]
-command = "{python} -m swarmd.scriptworker {prompt_file}"
+command = "{python} -m swarmd worker run --script"   # runs the task's description as a shell script
 
 # [profiles.claude]
-# command = "claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
+# `swarm worker run --` wraps any agent: ACCEPTED at start, heartbeats, DONE/FAILED by its exit code.
+# command = "{python} -m swarmd worker run -- claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
 # env = { }
 # workdir = "."
 
 # [profiles.codex]
-# command = "codex exec \\"$(cat {prompt_file})\\""
+# command = "{python} -m swarmd worker run -- codex exec \\"$(cat {prompt_file})\\""
 """
 
 

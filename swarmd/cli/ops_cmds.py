@@ -1,3 +1,271 @@
-"""Commands that run and operate a swarm: up, down, run, status, attach, logs, steer, kill, teardown, demo, worker."""
+"""Commands that run and operate a swarm: up, down, run, status, attach, logs, steer, reply, kill, teardown,
+demo, worker."""
 
-from swarmd.cli import main  # noqa: F401
+import logging
+import os
+import signal
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from swarmd.cli import main
+from swarmd.cli.common import dump_json, get_home, home_option, json_option
+from swarmd.errors import SwarmError
+
+console = Console(highlight=False)
+
+
+@main.command()
+@home_option
+@click.option("--foreground", is_flag=True, help="Run in this terminal instead of as a daemon.")
+@click.option("--max-workers", type=click.IntRange(1, 256), default=None, help="Override max_workers.")
+@json_option
+def up(home: str | None, foreground: bool, max_workers: int | None, as_json: bool) -> None:
+    """Start the supervisor for a home (a second `up` says it is already running)."""
+    from swarmd.daemon import start_daemon, supervisor_lock
+
+    h = get_home(home)
+    if not h.exists():
+        raise SwarmError(f"no swarm home at {h.root}: run `swarm init` first")
+    if not foreground:
+        pid = start_daemon(h, max_workers)
+        dump_json({"pid": pid, "home": str(h.root)}) if as_json else click.echo(f"supervisor running (pid {pid})")
+        return
+    from swarmd.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with supervisor_lock(h):
+        supervisor = Supervisor(h, max_workers=max_workers)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: supervisor.stop())
+        supervisor.run()
+
+
+@main.command()
+@home_option
+@click.option("--teardown", "and_teardown", is_flag=True, help="Also end every worker session.")
+@json_option
+def down(home: str | None, and_teardown: bool, as_json: bool) -> None:
+    """Stop the supervisor gracefully; workers keep running unless --teardown."""
+    from swarmd.daemon import stop_daemon
+    from swarmd.operate import Operator
+
+    h = get_home(home)
+    pid = stop_daemon(h)
+    ended = Operator(h).teardown() if and_teardown else []
+    if as_json:
+        dump_json({"stopped": pid, "ended_sessions": ended})
+    else:
+        click.echo(f"supervisor stopped (pid {pid})" + (f"; ended {len(ended)} worker sessions" if ended else ""))
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN", required=False, type=click.Path(dir_okay=False))
+@click.option("--from-wave", "wave_file", type=click.Path(dir_okay=False), help="A wave JSON from a planning tool.")
+@home_option
+@click.option("--max-workers", type=click.IntRange(1, 256), default=None)
+@click.option("--wait", is_flag=True, help="Run the plan to its end; exit 0 only if every task is done.")
+@click.option("--timeout", default=None, help="With --wait: give up after this long (90s, 10m, 1h).")
+@json_option
+def run(plan_file: str | None, wave_file: str | None, home: str | None, max_workers: int | None, wait: bool,
+        timeout: str | None, as_json: bool) -> None:
+    """Load a plan (TOML or JSON) onto the board and start the supervisor if it is not running."""
+    from pathlib import Path
+
+    from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
+    from swarmd.ledger import Ledger
+    from swarmd.plan import load_plan, load_wave, parse_duration
+    from swarmd.runner import load_onto_board, wait_for_plan, when_done
+    from swarmd.settings import write_settings
+    from swarmd.view import PlanView, summary_table
+
+    if (plan_file is None) == (wave_file is None):
+        raise SwarmError("give a PLAN file or --from-wave FILE (one of them)")
+    seconds = parse_duration(timeout) if timeout else None
+    h = get_home(home)
+    if not h.exists():
+        from swarmd.config import write_default_config
+
+        h.ensure_dirs()
+        write_default_config(h.config_file)
+    plan = load_wave(Path(wave_file)) if wave_file else load_plan(Path(plan_file))  # type: ignore[arg-type]
+    ledger = Ledger(h)
+    loaded = load_onto_board(ledger, plan)
+    if max_workers:
+        write_settings(h, max_workers=max_workers)
+    started = running_pid(h) is None
+    pid = start_daemon(h, max_workers) if started else running_pid(h)
+    if not wait:
+        result = {"added": loaded.added, "existing": loaded.existing, "completed": loaded.completed, "pid": pid}
+        dump_json(result) if as_json else click.echo(
+            f"{len(loaded.added)} tasks added ({len(loaded.existing)} already on the board); supervisor pid {pid}")
+        return
+    out = Console(stderr=True, highlight=False) if as_json else console
+    try:
+        with PlanView(out, loaded.ids, title="swarm run") as view:
+            board = wait_for_plan(ledger, loaded.ids, timeout=seconds, on_event=view.update,
+                                  supervisor_gone=when_done(lambda: wait_exit(pid, None)))
+    finally:
+        if started and running_pid(h) is not None:
+            stop_daemon(h)
+    tasks = [board[i] for i in loaded.ids]
+    if as_json:
+        dump_json(tasks)
+    else:
+        console.print(summary_table(tasks))
+    sys.exit(0 if all(t.status == "done" for t in tasks) else 1)
+
+
+@main.command()
+@home_option
+@json_option
+def status(home: str | None, as_json: bool) -> None:
+    """The supervisor, its workers (task, state, heartbeat and last message age) and tasks by status."""
+    from dataclasses import asdict
+
+    from swarmd.operate import Operator
+
+    report = Operator(get_home(home)).status()
+    if as_json:
+        dump_json({**report, "workers": [asdict(w) for w in report["workers"]]})
+        return
+    sup = report["supervisor"]
+    click.echo(f"supervisor: {'running (pid %s)' % sup['pid'] if sup['running'] else 'not running'}")
+    table = Table()
+    for column in ("worker", "role", "task", "state", "pane", "heartbeat", "last message"):
+        table.add_column(column)
+    from swarmd.view import safe
+
+    for w in report["workers"]:
+        table.add_row(w.name, w.role, safe(w.task or ""), w.state, w.pane, _age(w.heartbeat_age),
+                      _age(w.last_message_age))
+    console.print(table)
+    click.echo("tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(report["tasks"].items())) or "none"))
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s ago"
+
+
+@main.command()
+@click.argument("worker")
+@home_option
+def attach(worker: str, home: str | None) -> None:
+    """Attach this terminal to a worker's tmux session (detach with C-b d)."""
+    from swarmd.operate import Operator
+
+    argv = Operator(get_home(home)).attach_argv(worker)
+    os.execvp(argv[0], argv)
+
+
+@main.command()
+@click.argument("worker")
+@home_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the worker writes.")
+def logs(worker: str, home: str | None, follow: bool) -> None:
+    """Print what a worker's pane printed (kept after it ends)."""
+    from swarmd.operate import Operator
+    from swarmd.tail import tail_file
+
+    path = Operator(get_home(home)).log_path(worker)
+    try:
+        for chunk in tail_file(path, follow=follow):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("worker")
+@click.argument("text")
+@home_option
+@click.option("--nudge", is_flag=True, help="Also type the text into the worker's pane.")
+@json_option
+def steer(worker: str, text: str, home: str | None, nudge: bool, as_json: bool) -> None:
+    """Send STEER mail to a worker (and, with --nudge, type it into its pane)."""
+    from swarmd.operate import Operator
+
+    message_id = Operator(get_home(home)).steer(worker, text, nudge=nudge)
+    dump_json({"id": message_id}) if as_json else click.echo(message_id)
+
+
+@main.command()
+@click.argument("worker")
+@click.argument("text")
+@home_option
+@json_option
+def reply(worker: str, text: str, home: str | None, as_json: bool) -> None:
+    """Answer a worker's HELP_REQUEST (HELP_RESPONSE mail)."""
+    from swarmd.operate import Operator
+
+    message_id = Operator(get_home(home)).reply(worker, text)
+    dump_json({"id": message_id}) if as_json else click.echo(message_id)
+
+
+@main.command()
+@click.argument("worker")
+@home_option
+@json_option
+def kill(worker: str, home: str | None, as_json: bool) -> None:
+    """End a worker; its task goes back to open."""
+    from swarmd.operate import Operator
+
+    task = Operator(get_home(home)).kill(worker)
+    if as_json:
+        dump_json({"worker": worker, "reopened": task})
+    else:
+        click.echo(f"killed {worker}" + (f"; task {task} is open again" if task else ""))
+
+
+@main.command()
+@home_option
+@click.option("--keep-failed", is_flag=True, help="Keep the sessions of workers that failed, for a post-mortem.")
+@json_option
+def teardown(home: str | None, keep_failed: bool, as_json: bool) -> None:
+    """End worker sessions (never the supervisor, never the session you run this from)."""
+    from swarmd.operate import Operator
+
+    ended = Operator(get_home(home)).teardown(keep_failed=keep_failed)
+    dump_json({"ended": ended}) if as_json else click.echo(f"ended {len(ended)} worker sessions")
+
+
+@main.command()
+@click.option("--max-workers", type=click.IntRange(1, 16), default=3)
+@click.option("--keep", is_flag=True, help="Keep the demo's home directory afterwards.")
+def demo(max_workers: int, keep: bool) -> None:
+    """Run a ready-made 8-task plan in 3 waves with script workers, live."""
+    from swarmd.demo import run_demo
+
+    sys.exit(run_demo(console, max_workers=max_workers, keep=keep))
+
+
+@main.group()
+def worker() -> None:
+    """Run a command as a swarm worker."""
+
+
+@worker.command("run", context_settings={"ignore_unknown_options": True})
+@home_option
+@click.option("--agent", default=None, help="Worker name (default: $SWARM_AGENT).")
+@click.option("--task", "task_id", default=None, help="Task id (default: $SWARM_TASK).")
+@click.option("--script", is_flag=True, help="Run the task's description as a shell script.")
+@click.option("--heartbeat", type=float, default=None, help="Seconds between heartbeats (default: swarm.toml).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def worker_run(home: str | None, agent: str | None, task_id: str | None, script: bool, heartbeat: float | None,
+               command: tuple[str, ...]) -> None:
+    """Run COMMAND as the worker of a task: ACCEPTED, heartbeats, then DONE or FAILED by its exit code.
+
+    Example: swarm worker run --task t1 -- pytest -q
+    """
+    from swarmd.config import load_config
+    from swarmd.worker import WorkerContext, run_worker, script_argv
+
+    if script == bool(command):
+        raise SwarmError("give a command after `--`, or --script to run the task's description")
+    h = get_home(home)
+    interval = heartbeat or load_config(h.config_file).heartbeat_interval
+    ctx = WorkerContext.from_env(str(h.root), agent, task_id, interval)
+    sys.exit(run_worker(ctx, script_argv(ctx) if script else list(command)))

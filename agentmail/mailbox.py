@@ -1,0 +1,328 @@
+"""One agent's mailbox: a Maildir-style directory with `tmp/`, `new/`, `cur/` and `bad/`.
+
+Delivery writes a complete file in `tmp/` and renames it into `new/<seq>-<id>.json` under the mailbox's
+lock, so readers only ever see whole messages and names sort in delivery order. Claiming renames a file
+from `new/` to `cur/`: of two racing consumers exactly one rename succeeds. A file in `new/` that does
+not parse is moved to `bad/` with a one-line `<name>.reason` beside it; readers carry on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import re
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from protocol import InvalidMessage, InvalidName, Message, MessageType, parse_message
+
+from agentmail.errors import MailboxError, UnsafePath
+
+if TYPE_CHECKING:
+    from agentmail.watch import ArrivalWatch
+
+SUBDIRS = ("tmp", "new", "cur", "bad")
+SEQ_WIDTH = 12
+FILE_NAME_RE = re.compile(r"(\d{%d})-([0-9A-Za-z_-]{1,64})\.json" % SEQ_WIDTH)
+MESSAGE_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
+REASON_SUFFIX = ".reason"
+_WRITE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted FIFO must not hang us
+_tmp_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A message as it lies in a mailbox: its sequence number, file name and current path."""
+
+    seq: int
+    name: str
+    path: Path
+    message: Message
+
+
+def check_message_id(message_id: str) -> str:
+    """Refuse a message id that could not be part of a mailbox file name (it is used to build paths)."""
+    if not isinstance(message_id, str) or not MESSAGE_ID_RE.fullmatch(message_id):
+        raise InvalidName(f"invalid message id {message_id!r}: use 1-64 characters of A-Z, a-z, 0-9, '_', '-'")
+    return message_id
+
+
+def check_real_dir(path: Path) -> None:
+    """Raise UnsafePath unless `path` is a directory and not a symlink."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise MailboxError(f"mailbox directory {path} is missing: register the agent again") from None
+    if stat.S_ISLNK(mode):
+        raise UnsafePath(f"refusing symlinked mailbox path {path}: replace it with a real directory")
+    if not stat.S_ISDIR(mode):
+        raise UnsafePath(f"mailbox path {path} is not a directory: move it away and register the agent again")
+
+
+def make_mailbox_dirs(path: Path) -> None:
+    """Create the mailbox directory and its sub-directories (0700), leaving existing ones alone."""
+    for directory in (path, *(path / sub for sub in SUBDIRS)):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        check_real_dir(directory)
+
+
+class Mailbox:
+    """A handle on an existing mailbox directory; cheap to keep, safe to share between threads."""
+
+    def __init__(self, path: Path, *, durable: bool = True, max_size: int = 1 << 20) -> None:
+        self.path = path
+        self.name = path.name
+        self.durable = durable
+        self.max_size = max_size
+        self._new, self._cur, self._tmp, self._bad = (path / s for s in ("new", "cur", "tmp", "bad"))
+        self._reconciled = False
+        for directory in (path, *(path / sub for sub in SUBDIRS)):
+            check_real_dir(directory)
+
+    def __repr__(self) -> str:
+        return f"Mailbox({str(self.path)!r})"
+
+    # -- delivery -------------------------------------------------------------------------------------
+
+    def deliver(self, payload: bytes, message_id: str) -> str:
+        """Deliver serialized, validated bytes; return the file name in `new/`."""
+        tmp = self._tmp / f"{message_id}.{os.getpid()}.{next(_tmp_counter)}"
+        self._write_tmp(tmp, payload)
+        try:
+            with self._locked():
+                name = f"{self._next_seq():0{SEQ_WIDTH}d}-{message_id}.json"
+                os.rename(tmp, self._new / name)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        if self.durable:
+            _fsync_dir(self._new)
+        return name
+
+    def _write_tmp(self, tmp: Path, payload: bytes) -> None:
+        fd = os.open(tmp, _WRITE_FLAGS, 0o600)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise
+        os.close(fd)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the mailbox's `.lock` (a blocking flock, queued by the kernel: no polling).
+
+        The lock file is opened per acquisition, so threads of one process exclude each other too. It is the
+        same whole-file flock that `filelock.FileLock` takes, so both contend correctly on `.lock`.
+        """
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+    def _next_seq(self) -> int:
+        """Take the next sequence number (caller holds the lock) and store it before the rename.
+
+        Storing first means a crash between the two leaves a gap, never a duplicate. After a power loss the
+        stored value may be older than the names on disk, so the first use in a process also looks at them.
+        """
+        fd = os.open(self.path / ".seq", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            raw = os.pread(fd, 32, 0).strip()
+            last = int(raw) if raw.isdigit() else None
+            if last is None or not self._reconciled:
+                last = max(last or 0, self._highest_seq_on_disk())
+                self._reconciled = True
+            os.pwrite(fd, b"%020d\n" % (last + 1), 0)
+        finally:
+            os.close(fd)
+        return last + 1
+
+    def _highest_seq_on_disk(self) -> int:
+        highest = 0
+        for directory in (self._new, self._cur, self._bad):
+            for name in os.listdir(directory):
+                if name[:SEQ_WIDTH].isdigit():
+                    highest = max(highest, int(name[:SEQ_WIDTH]))
+        return highest
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def list(self) -> list[Delivered]:
+        """Unread messages (in `new/`) in sequence order; malformed files are quarantined on the way."""
+        return self.scan(set())
+
+    def scan(self, seen: set[str]) -> list[Delivered]:
+        """Unread messages whose names are not in `seen`, in order; `seen` is updated to match `new/`."""
+        names = sorted(os.listdir(self._new))
+        seen.intersection_update(names)
+        found = []
+        for name in names:
+            if name not in seen:
+                seen.add(name)
+                if (delivered := self._load(self._new, name, quarantine=True)) is not None:
+                    found.append(delivered)
+        return found
+
+    def claim(self, message_id: str | None = None) -> Delivered | None:
+        """Move one unread message to `cur/` and return it: the oldest, or the one with `message_id`.
+
+        Returns None when there is nothing (left) to claim: another consumer may have won the race.
+        """
+        if message_id is not None:
+            name = self._find(self._new, check_message_id(message_id))
+            candidates = [] if name is None else [name]
+        else:
+            candidates = sorted(os.listdir(self._new))
+        for name in candidates:
+            delivered = self._load(self._new, name, quarantine=True)
+            if delivered is not None and (claimed := self.claim_loaded(delivered)) is not None:
+                return claimed
+        return None
+
+    def claim_loaded(self, delivered: Delivered) -> Delivered | None:
+        """Claim a message already read from `new/`; None if another consumer claimed it first."""
+        target = self._cur / delivered.name
+        try:
+            os.rename(delivered.path, target)
+        except FileNotFoundError:
+            return None
+        return Delivered(delivered.seq, delivered.name, target, delivered.message)
+
+    def read_claimed(self, message_id: str) -> Delivered | None:
+        """A message already claimed (in `cur/`), or None if there is none with that id."""
+        name = self._find(self._cur, check_message_id(message_id))
+        return None if name is None else self._load(self._cur, name, quarantine=False)
+
+    def bad(self) -> list[tuple[str, str]]:
+        """Quarantined files and the reason each was set aside."""
+        names = sorted(os.listdir(self._bad))
+        result = []
+        for name in names:
+            if name.endswith(REASON_SUFFIX):
+                continue
+            try:
+                reason = (self._bad / (name + REASON_SUFFIX)).read_text(errors="replace").strip()
+            except FileNotFoundError:
+                reason = "(no reason recorded)"
+            result.append((name, reason))
+        return result
+
+    def _find(self, directory: Path, message_id: str) -> str | None:
+        suffix = f"-{message_id}.json"
+        return next((n for n in sorted(os.listdir(directory)) if n.endswith(suffix)), None)
+
+    def _load(self, directory: Path, name: str, *, quarantine: bool) -> Delivered | None:
+        """Read and validate one file; None if it vanished or (with `quarantine`) was set aside as bad."""
+        path = directory / name
+        try:
+            match = FILE_NAME_RE.fullmatch(name)
+            if match is None:
+                raise InvalidMessage(f"file name {name!r} is not <{SEQ_WIDTH}-digit seq>-<id>.json")
+            message = parse_message(self._read(path))
+            if message.id != match[2]:
+                raise InvalidMessage(f"message id {message.id!r} does not match the file name")
+        except FileNotFoundError:
+            return None
+        except (InvalidMessage, OSError) as exc:
+            if not quarantine:
+                raise MailboxError(f"{path}: {exc}") from None
+            self._quarantine(name, str(exc))
+            return None
+        return Delivered(int(match[1]), name, path, message)
+
+    def _read(self, path: Path) -> bytes:
+        fd = os.open(path, _READ_FLAGS)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidMessage("not a regular file")
+            data = handle.read(self.max_size + 1)
+        if len(data) > self.max_size:
+            raise InvalidMessage(f"larger than the size limit of {self.max_size} bytes")
+        return data
+
+    def _quarantine(self, name: str, reason: str) -> None:
+        """Move `new/<name>` to `bad/` (never over an earlier bad file) and write its reason beside it."""
+        target = name
+        for n in itertools.count(1):
+            if not os.path.lexists(self._bad / target) and not target.endswith(REASON_SUFFIX):
+                break
+            target = f"{name}.{n}"
+        try:
+            os.rename(self._new / name, self._bad / target)
+        except FileNotFoundError:
+            return  # claimed or quarantined by someone else meanwhile
+        line = " ".join(reason.split()) + "\n"
+        fd = os.open(self._bad / (target + REASON_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(line)
+
+    # -- waiting --------------------------------------------------------------------------------------
+
+    def on_arrival(self, callback: Callable[[], None], *, polling: bool = False) -> ArrivalWatch:
+        """Call `callback` (from the observer's thread) whenever a file lands in `new/`; `.stop()` it after.
+
+        The callback should only signal (set an Event, put on a Queue): the owner then calls list() or
+        claim() on its own thread.
+        """
+        from agentmail.watch import ArrivalWatch
+
+        return ArrivalWatch(self._new, callback, polling=polling)
+
+    def watch(self, *, claim: bool = False, polling: bool = False, stop: threading.Event | None = None,
+              timeout: float | None = None) -> Iterator[Delivered]:
+        """Yield each unread message once, in order, starting with those already waiting.
+
+        Runs until `stop` is set or `timeout` seconds have passed in total (forever if neither is given).
+        With `claim`, each message is claimed first and those another consumer won are skipped.
+        """
+        from agentmail.watch import watch_mailbox
+
+        return watch_mailbox(self, claim=claim, polling=polling, stop=stop, timeout=timeout)
+
+    def wait(self, *, types: set[MessageType] | None = None, task: str | None = None,
+             timeout: float | None = None, claim: bool = True) -> Delivered | None:
+        """Block until a message of one of `types` (and about `task`) is unread; claim and return it.
+
+        Other messages stay unread. Returns None on timeout.
+        """
+        for delivered in self.watch(timeout=timeout):
+            message = delivered.message
+            if (types is None or message.type in types) and (task is None or message.task == task):
+                if not claim:
+                    return delivered
+                if (claimed := self.claim_loaded(delivered)) is not None:
+                    return claimed
+        return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,128 @@
+"""Benchmark Agent Mail delivery; print one JSON object.
+
+Measures `PostOffice.send` throughput (durable and not), send-to-watch latency (a watcher in another
+process; from the start of the send call to receipt), and the floor: a bare loop of write + fsync + rename
+of the same bytes, with no validation and no lock. Run: python scripts/bench_mail.py [--messages N]
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from protocol import Message, MessageType, make_message
+
+from agentmail import PostOffice
+
+
+def _message(i: int) -> Message:
+    return make_message(MessageType.PROGRESS, "bench-sender", "bench-inbox",
+                        {"task": "bench-task", "step": f"step {i}", "context_pct": 40, "files": ["a.py", "b.py"]})
+
+
+def send_throughput(root: Path, count: int, *, durable: bool) -> float:
+    """Messages per second through PostOffice.send (messages built beforehand, as a caller would)."""
+    po = PostOffice(root / ("durable" if durable else "fast"), durable=durable)
+    po.register("bench-inbox")
+    messages = [_message(i) for i in range(count)]
+    start = time.perf_counter()
+    for message in messages:
+        po.send(message)
+    return count / (time.perf_counter() - start)
+
+
+def floor_throughput(root: Path, count: int, *, dir_fsync: bool) -> float:
+    """Bare write + fsync + rename of the same bytes (optionally + fsync of the target directory)."""
+    tmp, new = root / "floor" / "tmp", root / "floor" / "new"
+    tmp.mkdir(parents=True, exist_ok=True)
+    new.mkdir(exist_ok=True)
+    payload = _message(0).to_json().encode()
+    start = time.perf_counter()
+    for i in range(count):
+        src = tmp / f"{i}-{dir_fsync}"
+        fd = os.open(src, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.write(fd, payload)
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(src, new / f"{i:012d}-{dir_fsync}.json")
+        if dir_fsync:
+            dfd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+            os.fsync(dfd)
+            os.close(dfd)
+    return count / (time.perf_counter() - start)
+
+
+def _watcher(home: str, ready, receipts) -> None:  # type: ignore[no-untyped-def]
+    """Child process: report (message id, receipt time) for each message as the watch yields it."""
+    mailbox = PostOffice(home).mailbox("bench-inbox")
+    ready.set()
+    for delivered in mailbox.watch(claim=True):
+        receipts.send((delivered.message.id, time.monotonic_ns()))
+        if delivered.message.body.step == "stop":
+            return
+
+
+def watch_latency(root: Path, count: int) -> list[float]:
+    """Milliseconds from the start of each send call to its receipt by a watcher in another process."""
+    home = root / "latency"
+    po = PostOffice(home)
+    po.register("bench-inbox")
+    ctx = mp.get_context("spawn")
+    ready, (receive, report) = ctx.Event(), ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_watcher, args=(str(home), ready, report))
+    child.start()
+    ready.wait(60)
+    latencies = []
+    for i in range(count + 1):
+        message = _message(i) if i < count else make_message(
+            MessageType.PROGRESS, "bench-sender", "bench-inbox", {"task": "bench-task", "step": "stop"})
+        started = time.monotonic_ns()
+        po.send(message)
+        message_id, received = receive.recv()
+        assert message_id == message.id, "watcher reported another message"
+        if i < count:
+            latencies.append((received - started) / 1e6)
+    child.join(60)
+    return latencies
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000, help="messages per throughput run")
+    parser.add_argument("--latency-messages", type=int, default=1000, help="messages for the latency run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-mail-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        floor = floor_throughput(root, args.messages, dir_fsync=False)
+        floor_dir = floor_throughput(root, args.messages, dir_fsync=True)
+        durable = send_throughput(root, args.messages, durable=True)
+        fast = send_throughput(root, args.messages, durable=False)
+        latencies = watch_latency(root, args.latency_messages)
+    print(json.dumps({
+        "messages": args.messages,
+        "payload_bytes": len(_message(0).to_json()),
+        "durable_send_msgs_per_s": round(durable),
+        "nondurable_send_msgs_per_s": round(fast),
+        "floor_write_fsync_rename_msgs_per_s": round(floor),
+        "floor_with_dir_fsync_msgs_per_s": round(floor_dir),
+        "durable_over_floor": round(durable / floor, 3),
+        "durable_over_floor_with_dir_fsync": round(durable / floor_dir, 3),
+        "latency_messages": len(latencies),
+        "latency_p50_ms": round(statistics.median(latencies), 3),
+        "latency_p99_ms": round(_percentile(latencies, 0.99), 3),
+        "targets_met": {"durable_ge_half_floor": durable >= 0.5 * floor,
+                        "p50_lt_2ms": statistics.median(latencies) < 2.0},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,451 @@
+"""The ledger: one append-only event log that the board, the feed and the registry are folded from.
+
+`<home>/ledger/events.jsonl` holds one Event a line. Any process appends under the ledger lock
+(`ledger/.lock`, an flock): find the last seq from the file's tail, write the lines with one `os.write` on
+an O_APPEND descriptor, fsync when durable. Projections (board, registry, stats) are folds of the events;
+their snapshots record the seq and byte offset they cover, so a reader loads one and replays only the tail.
+"""
+
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError, create_model
+from pydantic_core import PydanticSerializationError
+
+from protocol.agent import AgentStatus, RegistryEntry
+from protocol.event import Event, EventType
+from protocol.ids import new_id, utcnow
+from protocol.messages import describe_validation_error
+from protocol.names import validate_agent_name, validate_task_id
+from protocol.task import NoteKind, Task, TaskStatus, check_transition
+from swarmd import board as board_fold
+from swarmd import feed
+from swarmd import registry as registry_fold
+from swarmd.errors import LedgerError
+from swarmd.home import SwarmHome
+
+SNAPSHOT_EVERY = 5_000  # a read that replays more tail events than this writes a fresh snapshot
+MAX_EVENT_BYTES = 1 << 20
+
+
+class UnknownTask(LedgerError):
+    """A task id that is not on the board."""
+
+
+class DuplicateTask(LedgerError):
+    """A task id that is already taken."""
+
+
+def _count(stats: dict[str, dict[str, int]], event: Event) -> dict[str, dict[str, int]]:
+    for key, value in (("by_type", event.type.value), ("by_agent", event.agent)):
+        counts = stats.setdefault(key, {})
+        counts[value] = counts.get(value, 0) + 1
+    return stats
+
+
+@dataclass(frozen=True)
+class _Projection:
+    name: str  # the snapshot is ledger/<name>.json
+    key: str  # the state's key in the snapshot
+    model: type[BaseModel]  # {"seq", "offset", key: state}: parsed in one pass by pydantic-core
+    apply: Callable[[Any, Event], Any]
+
+
+def _projection(name: str, key: str, state_type: Any, apply: Callable[[Any, Event], Any]) -> _Projection:
+    model = create_model(f"{name.title()}Snapshot", seq=(int, ...), offset=(int, ...), **{key: (state_type, ...)})
+    return _Projection(name, key, model, apply)
+
+
+BOARD = _projection("board", "tasks", dict[str, Task], board_fold.apply)
+REGISTRY = _projection("registry", "agents", dict[str, RegistryEntry], registry_fold.apply)
+STATS = _projection("stats", "events", dict[str, dict[str, int]], _count)
+PROJECTIONS = (BOARD, REGISTRY, STATS)
+
+
+@dataclass
+class _View:
+    """A projection's state and the last seq and line boundary it covers."""
+
+    state: Any
+    seq: int = 0
+    offset: int = 0
+
+
+class Ledger:
+    def __init__(self, home: SwarmHome, *, durable: bool = True, stale_after: float = 300.0,
+                 clock: Callable[[], datetime] = utcnow, snapshot_every: int = SNAPSHOT_EVERY) -> None:
+        home.ensure_dirs()
+        self.home = home
+        self.durable = durable
+        self.stale_after = stale_after
+        self.snapshot_every = snapshot_every
+        self._clock = clock
+        self.path = home.ledger_dir / feed.LOG_NAME
+        self._lock_path = home.ledger_dir / ".lock"
+        self._heartbeats = home.run_dir / "heartbeats"
+        self._tail: tuple[int, int] | None = None  # (offset, seq) of the log's end when we last appended
+        self._views: dict[str, _View] = {}  # writers' views, advanced incrementally under the lock
+
+    # -- appending ---------------------------------------------------------------------------------------------
+
+    def append(self, type: EventType, agent: str, task: str | None = None, summary: str = "",
+               **detail: Any) -> Event:
+        """Append a feed event. Changes with rules of their own must use their methods (transition, add_task...)."""
+        type = _event_type(type)
+        _refuse_bypass(type, task, detail)
+        with self._locked():
+            return self._write([self._draft(type, agent, task, summary, detail)])[0]
+
+    def add_task(self, task: Task, agent: str) -> Event:
+        return self.add_tasks([task], agent)[0]
+
+    def add_tasks(self, tasks: list[Task], agent: str) -> list[Event]:
+        """Create tasks, all or none: ids unique, every blocker known (on the board or in the batch), no cycle."""
+        with self._locked():
+            board = self._view(BOARD).state
+            _check_new_tasks(board, tasks)
+            return self._write([self._draft(EventType.TASK_CREATED, agent, t.id, t.title,
+                                            {"task": t.model_dump(mode="json")}) for t in tasks])
+
+    def transition(self, task_id: str, status: TaskStatus, agent: str,
+                   event_type: EventType = EventType.TASK_UPDATED, summary: str = "", **detail: Any) -> Event:
+        """The one way a task's status changes: checked against the transition table under the lock."""
+        status = _enum(TaskStatus, status, "task status")
+        with self._locked():
+            old = self._task(task_id).status
+            check_transition(task_id, old, status)
+            detail = {**detail, "status": status.value}
+            text = summary or f"{task_id}: {old} -> {status}"
+            return self._write([self._draft(_event_type(event_type), agent, task_id, text, detail)])[0]
+
+    def update_task(self, task_id: str, agent: str, **fields: Any) -> Event:
+        """Change a task's other fields (title, description, assignee, tags, priority, blocked_by...)."""
+        _check_field_names(fields, board_fold.UPDATABLE_FIELDS, "task", "set its status with transition()")
+        with self._locked():
+            board = self._view(BOARD).state
+            new = validated(Task, {**self._task(task_id).model_dump(), **fields})
+            if "blocked_by" in fields:
+                _check_dependencies(board, [new])
+            dumped = new.model_dump(mode="json")
+            detail = {"fields": {k: dumped[k] for k in fields}}
+            summary = f"{task_id}: updated {', '.join(sorted(fields))}"
+            return self._write([self._draft(EventType.TASK_UPDATED, agent, task_id, summary, detail)])[0]
+
+    def add_note(self, task_id: str, kind: NoteKind, text: str, agent: str) -> Event:
+        kind = _enum(NoteKind, kind, "note kind")
+        if not text.strip():
+            raise LedgerError("a note needs some text")
+        with self._locked():
+            self._task(task_id)
+            detail = {"kind": kind.value, "text": text}
+            return self._write([self._draft(EventType.NOTE_ADDED, agent, task_id, text[:200], detail)])[0]
+
+    def register_agent(self, entry: RegistryEntry, agent: str) -> Event:
+        detail = {"name": entry.name, "entry": entry.model_dump(mode="json")}
+        with self._locked():
+            summary = f"{entry.name} registered as {entry.role}"
+            return self._write([self._draft(EventType.AGENT_REGISTERED, agent, None, summary, detail)])[0]
+
+    def update_agent(self, name: str, agent: str, **fields: Any) -> Event:
+        """Change a registered agent's status, task, session, pid, role, host or metadata."""
+        _check_field_names(fields, registry_fold.UPDATABLE_FIELDS, "agent", "")
+        if fields.get("status") == AgentStatus.STALE:
+            raise LedgerError("status stale is derived from heartbeats, never set: send a heartbeat instead")
+        with self._locked():
+            entry = self._view(REGISTRY).state.get(validate_agent_name(name))
+            if entry is None:
+                raise LedgerError(f"no agent {name!r} in the registry: see `swarm registry list`")
+            dumped = validated(RegistryEntry, {**entry.model_dump(), **fields}).model_dump(mode="json")
+            detail = {"name": name, "fields": {k: dumped[k] for k in fields}}
+            summary = f"{name}: updated {', '.join(sorted(fields))}"
+            return self._write([self._draft(EventType.AGENT_UPDATED, agent, None, summary, detail)])[0]
+
+    def heartbeat(self, name: str) -> None:
+        """A sign of life: the mtime of run/heartbeats/<name>, never an event (they are too frequent)."""
+        registry_fold.touch_heartbeat(self._heartbeats, name, self._clock())
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def board(self) -> dict[str, Task]:
+        return self._load(BOARD).state
+
+    def task(self, task_id: str) -> Task:
+        task = self.board().get(task_id)
+        if task is None:
+            raise UnknownTask(_unknown_task(task_id))
+        return task
+
+    def registry(self) -> dict[str, RegistryEntry]:
+        agents = self._load(REGISTRY).state
+        return registry_fold.with_liveness(agents, self._heartbeats, self._clock(), self.stale_after)
+
+    def stats(self) -> dict[str, Any]:
+        """Events by type and by agent, tasks by status, agents by status."""
+        counts = self._load(STATS).state
+        tasks: dict[str, int] = {}
+        for task in self.board().values():
+            tasks[task.status.value] = tasks.get(task.status.value, 0) + 1
+        agents: dict[str, int] = {}
+        for entry in self.registry().values():
+            agents[entry.status.value] = agents.get(entry.status.value, 0) + 1
+        return {"events": sum(counts.get("by_type", {}).values()), "events_by_type": counts.get("by_type", {}),
+                "events_by_agent": counts.get("by_agent", {}), "tasks_by_status": tasks, "agents_by_status": agents}
+
+    def events(self, *, since_seq: int = 0, types: list[str] | None = None, agent: str | None = None,
+               task: str | None = None, limit: int | None = None) -> list[Event]:
+        """The matching events with a seq above `since_seq`, oldest first, at most `limit` of them."""
+        found: list[Event] = []
+        for _, event in feed.read_events(self.path, feed.offset_after(self.path, since_seq)):
+            if limit is not None and len(found) >= limit:
+                break
+            if event is not None and feed.matches(event, types, agent, task):
+                found.append(event)
+        return found
+
+    def follow(self, *, since_seq: int = 0, types: list[str] | None = None, agent: str | None = None,
+               task: str | None = None, stop: threading.Event | None = None) -> Iterator[Event]:
+        """Like `tail -f`: the matching events above `since_seq`, then each one appended, until `stop` is set."""
+        return feed.follow(self.path, feed.offset_after(self.path, since_seq), types, agent, task, stop)
+
+    def last_seq(self) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return 0
+        try:
+            return feed.last_seq(fd, feed.complete_end(fd, os.fstat(fd).st_size))
+        finally:
+            os.close(fd)
+
+    def snapshot(self) -> None:
+        """Write every projection's snapshot now (readers also do it when their tail grows long)."""
+        for projection in PROJECTIONS:
+            view = self._load(projection, write_snapshot=False)
+            self._write_snapshot(projection, view)
+
+    # -- internals: the lock and the write path --------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The ledger lock: a blocking flock (queued by the kernel, no polling), released when the fd closes."""
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _draft(self, type: EventType, agent: str, task: str | None, summary: str, detail: dict[str, Any]) -> Event:
+        validate_agent_name(agent)
+        if task is not None:
+            validate_task_id(task)
+        return Event(ts=self._clock(), agent=agent, type=type, task=task, summary=summary, detail=detail)
+
+    def _write(self, events: list[Event]) -> list[Event]:
+        """Number and append `events` (the caller holds the lock): one write, so no reader sees a partial batch."""
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            end, seq = self._end_of_log(fd)
+            for number, event in enumerate(events, start=seq + 1):
+                event.seq = number
+            data = b"".join(_line(event) for event in events)
+            if os.write(fd, data) != len(data):
+                raise LedgerError(f"{self.path}: short write (disk full?); the partial line will be discarded")
+            if self.durable:
+                os.fsync(fd)
+                if end == 0:
+                    _fsync_dir(self.path.parent)
+        finally:
+            os.close(fd)
+        self._tail = (end + len(data), events[-1].seq)
+        return events
+
+    def _end_of_log(self, fd: int) -> tuple[int, int]:
+        """(offset, seq) of the log's last complete line; a torn last line is truncated away."""
+        size = os.fstat(fd).st_size
+        if self._tail is not None and self._tail[0] == size:
+            return self._tail
+        end = feed.complete_end(fd, size)
+        if end < size:
+            os.ftruncate(fd, end)
+        return end, feed.last_seq(fd, end)
+
+    def _task(self, task_id: str) -> Task:
+        task = self._view(BOARD).state.get(task_id)
+        if task is None:
+            raise UnknownTask(_unknown_task(task_id))
+        return task
+
+    # -- internals: projections and snapshots ----------------------------------------------------------------
+
+    def _view(self, projection: _Projection) -> _View:
+        """The writers' view of a projection, carried forward from where it was (never handed out)."""
+        view = self._views.get(projection.name)
+        if view is None or view.offset > _size(self.path):
+            view = self._views[projection.name] = self._load(projection)
+        else:
+            self._replay(projection, view)
+        return view
+
+    def _load(self, projection: _Projection, write_snapshot: bool = True) -> _View:
+        """A fresh view: the snapshot, if it is sound, plus the tail of the log after it."""
+        view = self._read_snapshot(projection) or _View({})
+        if self._replay(projection, view) > self.snapshot_every and write_snapshot:
+            try:
+                self._write_snapshot(projection, view)
+            except OSError:
+                pass  # a read-only home still reads; the next writer's read will snapshot
+        return view
+
+    def _replay(self, projection: _Projection, view: _View) -> int:
+        replayed = 0
+        for offset, event in feed.read_events(self.path, view.offset):
+            if event is not None:
+                projection.apply(view.state, event)
+                view.seq, replayed = event.seq, replayed + 1
+            view.offset = offset
+        return replayed
+
+    def _read_snapshot(self, projection: _Projection) -> _View | None:
+        """The snapshot, or None when it is missing, corrupt, or does not end on the line it claims."""
+        try:
+            snap = projection.model.model_validate_json((self.home.ledger_dir / f"{projection.name}.json").read_bytes())
+        except (FileNotFoundError, ValidationError):
+            return None
+        seq, offset = getattr(snap, "seq"), getattr(snap, "offset")
+        if not self._is_line_end(offset, seq):
+            return None
+        return _View(getattr(snap, projection.key), seq, offset)
+
+    def _is_line_end(self, offset: int, seq: int) -> bool:
+        """Whether the log's line that ends just before `offset` is the one with `seq`."""
+        if offset <= 0:
+            return offset == 0 and seq == 0
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            if offset > os.fstat(fd).st_size or os.pread(fd, 1, offset - 1) != b"\n":
+                return False
+            return feed.seq_of(feed.line_before(fd, offset)[1]) == seq
+        finally:
+            os.close(fd)
+
+    def _write_snapshot(self, projection: _Projection, view: _View) -> None:
+        """Atomically: a private temp file, then os.replace; racing writers each leave a sound snapshot."""
+        snap = projection.model.model_construct(seq=view.seq, offset=view.offset, **{projection.key: view.state})
+        target = self.home.ledger_dir / f"{projection.name}.json"
+        tmp = target.with_name(f".{projection.name}.{new_id()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(snap.model_dump_json().encode())
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _line(event: Event) -> bytes:
+    try:
+        data = event.model_dump_json().encode() + b"\n"
+    except PydanticSerializationError as exc:
+        raise LedgerError(f"event {event.type}: detail is not JSON: {exc}") from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise LedgerError(f"event {event.type} is {len(data)} bytes; the limit is {MAX_EVENT_BYTES}: "
+                          "put large content in a file and reference its path")
+    return data
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _enum(kind: Any, value: Any, label: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise LedgerError(f"unknown {label} {value!r}: use one of {', '.join(m.value for m in kind)}") from None
+
+
+def _event_type(value: Any) -> EventType:
+    return _enum(EventType, value, "event type")
+
+
+def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """`model` built from `data`, or a LedgerError naming the fields that are wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise LedgerError(describe_validation_error(exc).replace("invalid message", "invalid value", 1)) from None
+
+
+def _unknown_task(task_id: str) -> str:
+    return f"no task {task_id!r} on the board: see `swarm board` for the task ids"
+
+
+def _refuse_bypass(type: EventType, task: str | None, detail: dict[str, Any]) -> None:
+    """append() carries feed events; changes with rules of their own must go through their methods."""
+    if type == EventType.TASK_CREATED:
+        raise LedgerError("create tasks with add_task() (`swarm task add`), which checks ids and blockers")
+    if type == EventType.AGENT_REGISTERED:
+        raise LedgerError("register agents with register_agent() (`swarm registry register`)")
+    if "fields" in detail and type in (EventType.TASK_UPDATED, EventType.AGENT_UPDATED):
+        raise LedgerError("change fields with update_task() or update_agent(), which validate them")
+    if task is not None and "status" in detail:
+        raise LedgerError("change a task's status with transition() (`swarm task update --status`)")
+    if type == EventType.AGENT_STOPPED and detail.get("status", "stopped") not in ("stopped", "dead"):
+        raise LedgerError(f"agent_stopped status must be stopped or dead, not {detail.get('status')!r}")
+
+
+def _check_field_names(fields: dict[str, Any], allowed: frozenset[str], what: str, hint: str) -> None:
+    if not fields:
+        raise LedgerError(f"nothing to update: name at least one {what} field")
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        extra = f" ({hint})" if hint and "status" in unknown else ""
+        raise LedgerError(f"cannot update {what} field {', '.join(unknown)}{extra}; "
+                          f"updatable: {', '.join(sorted(allowed))}")
+
+
+def _check_new_tasks(board: dict[str, Task], tasks: list[Task]) -> None:
+    seen: set[str] = set()
+    for task in tasks:
+        if task.id in board or task.id in seen:
+            raise DuplicateTask(f"task id {task.id!r} is already taken: choose another id")
+        seen.add(task.id)
+    _check_dependencies(board, tasks)
+
+
+def _check_dependencies(board: dict[str, Task], changed: list[Task]) -> None:
+    """Every blocker of `changed` is known, and the dependency graph with them has no cycle."""
+    deps = {tid: task.blocked_by for tid, task in board.items()} | {t.id: t.blocked_by for t in changed}
+    for task in changed:
+        for dep in task.blocked_by:
+            if dep not in deps:
+                raise LedgerError(f"task {task.id} is blocked by unknown task {dep!r}: "
+                                  "add that task first, or in the same batch")
+    cycle = board_fold.find_cycle(deps)
+    if cycle:
+        raise LedgerError(f"dependency cycle: {' -> '.join(cycle)}; remove one of these blocked_by links")

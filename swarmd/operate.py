@@ -1,0 +1,157 @@
+"""What an operator does to a running swarm: look at it, steer a worker, kill one, tear sessions down."""
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+from agentmail import PostOffice
+from protocol.agent import AgentStatus, RegistryEntry
+from protocol.event import EventType
+from protocol.ids import utcnow
+from protocol.messages import MessageType, make_message
+from protocol.names import validate_agent_name
+from protocol.task import LIVE_STATUSES, AttemptOutcome, TaskStatus
+from swarmd.config import load_config
+from swarmd.daemon import running_pid
+from swarmd.errors import SwarmError
+from swarmd.home import SwarmHome
+from swarmd.ledger import Ledger
+from swarmd.tmux import TmuxServer
+
+OPERATOR = "operator"
+RECENT_EVENTS = 5000  # how far back `status` looks for each worker's last message
+
+
+@dataclass
+class WorkerView:
+    name: str
+    role: str
+    task: str | None
+    state: str
+    session: str | None
+    pane: str  # alive | exited N | gone
+    heartbeat_age: float | None
+    last_message_age: float | None
+
+
+class Operator:
+    def __init__(self, home: SwarmHome) -> None:
+        if not home.exists():
+            raise SwarmError(f"no swarm home at {home.root}: run `swarm init` first")
+        self.home = home
+        self.config = load_config(home.config_file)
+        self.ledger = Ledger(home, durable=self.config.durable, stale_after=self.config.stale_after)
+        self.tmux = TmuxServer(home.tmux_socket)
+
+    def session(self, worker: str) -> str:
+        return f"{self.config.name}-{validate_agent_name(worker)}"
+
+    def entry(self, worker: str) -> RegistryEntry:
+        entry = self.ledger.registry().get(validate_agent_name(worker))
+        if entry is None:
+            raise SwarmError(f"no worker named {worker!r}: see `swarm status`")
+        return entry
+
+    # ----- looking --------------------------------------------------------------------------------------
+    def status(self, now: datetime | None = None) -> dict:
+        now = now or utcnow()
+        board, registry = self.ledger.board(), self.ledger.registry()
+        panes = self.tmux.panes()
+        last_seen = self._last_messages()
+        workers = []
+        for entry in registry.values():
+            pane = panes.get(entry.session or "")
+            if entry.role == "supervisor" or (entry.status in (AgentStatus.STOPPED, AgentStatus.DEAD) and pane is None):
+                continue
+            workers.append(WorkerView(
+                name=entry.name, role=entry.role, task=entry.task, state=entry.status, session=entry.session,
+                pane="gone" if pane is None else (f"exited {pane.exit_status}" if pane.dead else "alive"),
+                heartbeat_age=_age(now, entry.last_heartbeat), last_message_age=_age(now, last_seen.get(entry.name)),
+            ))
+        by_status: dict[str, int] = {}
+        for task in board.values():
+            by_status[task.status] = by_status.get(task.status, 0) + 1
+        pid = running_pid(self.home)
+        return {"home": str(self.home.root), "supervisor": {"running": pid is not None, "pid": pid},
+                "workers": workers, "tasks": by_status}
+
+    def _last_messages(self) -> dict[str, datetime]:
+        since = max(0, self.ledger.last_seq() - RECENT_EVENTS)
+        seen: dict[str, datetime] = {}
+        for event in self.ledger.events(since_seq=since):
+            seen[event.agent] = event.ts
+            if worker := event.detail.get("worker"):
+                if event.type in (EventType.TASK_STARTED, EventType.TASK_VALIDATING, EventType.TASK_CHECKPOINT):
+                    seen[worker] = event.ts
+        return seen
+
+    # ----- acting ---------------------------------------------------------------------------------------
+    def steer(self, worker: str, text: str, nudge: bool = False) -> str:
+        """STEER mail to the worker; with `nudge`, also type the text into its pane (literally, then Enter)."""
+        entry = self.entry(worker)
+        message = PostOffice(self.home.root).send(
+            make_message(MessageType.STEER, OPERATOR, entry.name, {"text": text, "task": entry.task},
+                         thread=entry.task))
+        if nudge:
+            self.tmux.send_keys(self.session(entry.name), text)
+        self.ledger.append(EventType.CUSTOM, OPERATOR, entry.task, summary=f"steered {entry.name}: {text}"[:300])
+        return message.id
+
+    def reply(self, worker: str, text: str) -> str:
+        """Answer a worker's HELP_REQUEST."""
+        entry = self.entry(worker)
+        if not entry.task:
+            raise SwarmError(f"{entry.name} has no task to answer about")
+        message = PostOffice(self.home.root).send(
+            make_message(MessageType.HELP_RESPONSE, OPERATOR, entry.name, {"task": entry.task, "answer": text},
+                         thread=entry.task))
+        return message.id
+
+    def kill(self, worker: str) -> str | None:
+        """End a worker's session; its task goes back to open without spending an attempt. Returns the task."""
+        entry = self.entry(worker)
+        task = self.ledger.board().get(entry.task or "")
+        if task is not None and task.status in LIVE_STATUSES and task.assignee == entry.name:
+            self.ledger.transition(task.id, TaskStatus.OPEN, OPERATOR, EventType.TASK_FAILED,
+                                   summary=f"{task.id} back to open: {entry.name} killed by the operator",
+                                   worker=entry.name, reason="killed by the operator",
+                                   outcome=AttemptOutcome.ABANDONED.value)
+        else:
+            task = None
+        self.tmux.kill_session(self.session(entry.name))
+        self.ledger.update_agent(entry.name, OPERATOR, status=AgentStatus.STOPPED)
+        return task.id if task else None
+
+    def teardown(self, keep_failed: bool = False) -> list[str]:
+        """End the swarm's worker sessions (never the one this command runs in); tasks of live ones reopen."""
+        prefix = f"{self.config.name}-"
+        own = os.environ.get("TMUX_PANE")
+        ended = []
+        for session, pane in self.tmux.panes().items():
+            if not session.startswith(prefix) or (own and pane.pane_id == own):
+                continue
+            if keep_failed and pane.dead and pane.exit_status != 0:
+                continue
+            worker = session[len(prefix):]
+            if worker in self.ledger.registry():
+                self.kill(worker)
+            else:
+                self.tmux.kill_session(session)
+            ended.append(session)
+        return ended
+
+    def attach_argv(self, worker: str) -> list[str]:
+        session = self.session(self.entry(worker).name)
+        if self.tmux.pane(session) is None:
+            raise SwarmError(f"worker {worker} has no tmux session (it has ended): see `swarm logs {worker}`")
+        return self.tmux.attach_argv(session)
+
+    def log_path(self, worker: str):
+        path = self.home.logs_dir / f"{validate_agent_name(worker)}.log"
+        if not path.exists():
+            raise SwarmError(f"no log for {worker!r} in {self.home.logs_dir}")
+        return path
+
+
+def _age(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else max(0.0, (now - then).total_seconds())

@@ -1,0 +1,72 @@
+"""The prompt file a worker is started with: its task, its attempt, what went wrong before, how to report.
+
+The task's text goes into this file and never onto a command line.
+"""
+
+import os
+from pathlib import Path
+
+from protocol.task import AttemptOutcome, Task
+
+REPORTING = """\
+## How to report
+You are agent `{agent}` in a swarmd swarm (home: `{home}`). Report through Agent Mail to `supervisor`:
+
+    agentmail send --from {agent} --to supervisor --type ACCEPTED --task {task}
+    agentmail send --from {agent} --to supervisor --type PROGRESS --task {task} --field step="..." --field context_pct=40
+    agentmail send --from {agent} --to supervisor --type DONE --task {task} --field summary="..." --field files='["a.py"]'
+    agentmail send --from {agent} --to supervisor --type FAILED --task {task} --field failure=TESTS_FAIL --field reason="..."
+    agentmail send --from {agent} --to supervisor --type HELP_REQUEST --task {task} --field problem="..." --field question="..."
+    agentmail send --from {agent} --to supervisor --type CHECKPOINT --task {task} --field done="..." --field remaining="..."
+
+Read steering and answers with `agentmail read {agent}`. A DONE is checked before it counts:
+{checks}
+"""
+
+
+def describe_checks(task: Task) -> str:
+    checks = task.validation.checks if task.validation else []
+    if not checks:
+        return "- (no automatic checks: the supervisor accepts DONE as it is)"
+    lines = []
+    for check in checks:
+        if check.kind == "files_exist":
+            lines.append(f"- these files exist: {', '.join(check.paths)}")
+        elif check.kind == "content_check":
+            lines.append(f"- {check.path} matches the regular expression `{check.pattern}`")
+        else:
+            lines.append(f"- {check.kind}: `{check.run}` exits 0 within {check.timeout:g} s")
+    return "\n".join(lines)
+
+
+def previous_attempts(task: Task) -> str:
+    """What happened before, for the next attempt: failures with their reasons, and the last checkpoint."""
+    parts = []
+    for attempt in task.attempts:
+        if attempt.outcome == AttemptOutcome.FAILED:
+            parts.append(f"### Attempt {attempt.number} failed\n{attempt.reason.strip()}")
+        elif attempt.outcome == AttemptOutcome.CHECKPOINT:
+            parts.append(f"### Attempt {attempt.number} checkpointed\n{attempt.reason.strip()}")
+    return "\n\n".join(parts)
+
+
+def render_prompt(task: Task, *, agent: str, attempt: int, home: Path) -> str:
+    history = previous_attempts(task)
+    sections = [
+        f"# Task {task.id}: {task.title}",
+        f"Attempt {attempt} of {task.max_attempts}.",
+        task.description.strip() or "(no description)",
+    ]
+    if history:
+        sections.append("## Earlier attempts (fix what went wrong; continue from a checkpoint)\n" + history)
+    sections.append(REPORTING.format(agent=agent, home=home, task=task.id, checks=describe_checks(task)))
+    return "\n\n".join(sections)
+
+
+def write_prompt(path: Path, text: str) -> None:
+    """Write the prompt privately (0600), replacing any earlier file of the same name."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,100 @@
+"""The registry: agents as a fold of ledger events, plus heartbeats kept out of the log.
+
+A heartbeat is the mtime of `run/heartbeats/<agent>`: frequent, cheap, and never an event. An agent is
+STALE, at read time only, when its last sign of life is older than `stale_after`.
+"""
+
+import os
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from protocol.agent import AgentStatus, RegistryEntry
+from protocol.event import Event, EventType
+from protocol.names import validate_agent_name
+from swarmd.home import make_private_dir
+
+Registry = dict[str, RegistryEntry]
+
+UPDATABLE_FIELDS = frozenset({"status", "task", "session", "pid", "role", "host", "metadata"})
+STOPPED_STATUSES = frozenset({AgentStatus.STOPPED, AgentStatus.DEAD})
+LIVE_STATUSES = frozenset({AgentStatus.STARTING, AgentStatus.IDLE, AgentStatus.BUSY})
+
+
+def apply(agents: Registry, event: Event) -> Registry:
+    """Fold one event into `agents` (in place) and return it; never raises on an odd event."""
+    if event.type == EventType.AGENT_REGISTERED:
+        try:
+            entry = RegistryEntry.model_validate(event.detail.get("entry"))
+        except ValidationError:
+            return agents
+        agents[entry.name] = entry
+        return agents
+    # The agent an event is about: detail["name"], else (an agent reporting on itself) its author.
+    name = event.detail.get("name", event.agent)
+    entry = agents.get(name) if isinstance(name, str) else None
+    if entry is None:
+        return agents
+    if event.type == EventType.AGENT_UPDATED and isinstance(event.detail.get("fields"), dict):
+        agents[entry.name] = with_fields(entry, event.detail["fields"]) or entry
+    elif event.type == EventType.AGENT_STOPPED:
+        status = event.detail.get("status", AgentStatus.STOPPED)
+        if status in STOPPED_STATUSES:
+            entry.status, entry.task = AgentStatus(status), None
+    return agents
+
+
+def fold(events: Iterable[Event], agents: Registry | None = None) -> Registry:
+    registry: Registry = {} if agents is None else agents
+    for event in events:
+        apply(registry, event)
+    return registry
+
+
+def with_fields(entry: RegistryEntry, fields: Mapping[str, Any]) -> RegistryEntry | None:
+    """A copy of `entry` with `fields` changed and validated; None if they do not validate."""
+    known = {k: v for k, v in fields.items() if k in UPDATABLE_FIELDS}
+    if known.get("status") == AgentStatus.STALE:
+        return None
+    try:
+        return RegistryEntry.model_validate({**entry.model_dump(), **known})
+    except ValidationError:
+        return None
+
+
+def heartbeat_path(heartbeats_dir: Path, name: str) -> Path:
+    return heartbeats_dir / validate_agent_name(name)
+
+
+def touch_heartbeat(heartbeats_dir: Path, name: str, now: datetime) -> None:
+    """Record a sign of life for `name` at `now` (the file's mtime)."""
+    path = heartbeat_path(heartbeats_dir, name)
+    make_private_dir(heartbeats_dir)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.utime(fd, (now.timestamp(), now.timestamp()))
+    finally:
+        os.close(fd)
+
+
+def read_heartbeat(heartbeats_dir: Path, name: str) -> datetime | None:
+    try:
+        mtime = os.stat(heartbeat_path(heartbeats_dir, name), follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        return None
+    return datetime.fromtimestamp(mtime, UTC)
+
+
+def with_liveness(agents: Registry, heartbeats_dir: Path, now: datetime, stale_after: float) -> Registry:
+    """Fill in each agent's last heartbeat and mark a live agent STALE when it has been silent too long."""
+    for entry in agents.values():
+        beat = read_heartbeat(heartbeats_dir, entry.name)
+        if beat is not None and (entry.last_heartbeat is None or beat > entry.last_heartbeat):
+            entry.last_heartbeat = beat
+        seen = entry.last_heartbeat or entry.started
+        if entry.status in LIVE_STATUSES and (now - seen).total_seconds() > stale_after:
+            entry.status = AgentStatus.STALE
+    return agents

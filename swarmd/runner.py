@@ -1,0 +1,74 @@
+"""`swarm run`: put a plan on the board and, if asked, follow the ledger until every task is final."""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protocol.event import Event, EventType
+from protocol.task import FINAL_STATUSES, Task, TaskStatus
+from swarmd.errors import SwarmError
+from swarmd.ledger import Ledger
+from swarmd.plan import Plan
+
+OPERATOR = "operator"
+
+
+@dataclass
+class LoadResult:
+    added: list[str]
+    existing: list[str]
+    completed: list[str]
+
+    @property
+    def ids(self) -> list[str]:
+        return self.added + self.existing
+
+
+def load_onto_board(ledger: Ledger, plan: Plan, agent: str = OPERATOR) -> LoadResult:
+    """Add the plan's tasks that are not on the board yet (running a plan twice resumes it)."""
+    board = ledger.board()
+    existing = [t.id for t in plan.tasks if t.id in board]
+    new = [t for t in plan.tasks if t.id not in board]
+    if new:
+        ledger.add_tasks(new, agent)
+    completed = []
+    for task_id in plan.completed:
+        if ledger.task(task_id).status != TaskStatus.DONE:
+            ledger.transition(task_id, TaskStatus.DONE, agent, EventType.TASK_COMPLETED,
+                              summary=f"{task_id} recorded done by the plan")
+            completed.append(task_id)
+    return LoadResult(added=[t.id for t in new], existing=existing, completed=completed)
+
+
+def plan_finished(board: dict[str, Task], ids: list[str]) -> bool:
+    return all(board[i].status in FINAL_STATUSES for i in ids if i in board)
+
+
+def when_done(wait: Callable[[], object]) -> threading.Event:
+    """An event set once `wait()` returns (a thread's join, a process's exit): for `wait_for_plan`."""
+    gone = threading.Event()
+    threading.Thread(target=lambda: (wait(), gone.set()), daemon=True).start()
+    return gone
+
+
+def wait_for_plan(ledger: Ledger, ids: list[str], *, timeout: float | None, supervisor_gone: threading.Event,
+                  on_event: Callable[[Event, dict[str, Task]], None]) -> dict[str, Task]:
+    """Follow the ledger until every task in `ids` is done, blocked or cancelled; return the final board.
+
+    Raises SwarmError when the timeout passes or the supervisor stops before the plan is finished.
+    """
+    stop = threading.Event()
+    threading.Thread(target=lambda: (supervisor_gone.wait(timeout), stop.set()), daemon=True).start()
+    board = ledger.board()
+    for event in ledger.follow(since_seq=ledger.last_seq(), stop=stop):
+        board = ledger.board()
+        on_event(event, board)
+        if plan_finished(board, ids):
+            return board
+    board = ledger.board()
+    if plan_finished(board, ids):
+        return board
+    if supervisor_gone.is_set():
+        raise SwarmError("the supervisor stopped before the plan finished: start it again with `swarm up`; "
+                         "`swarm run PLAN --wait` resumes waiting")
+    raise SwarmError(f"timed out after {timeout:g} s with tasks still running: see `swarm board`")

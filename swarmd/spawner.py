@@ -1,0 +1,71 @@
+"""Starting a worker: its name, prompt file, environment and tmux session."""
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from protocol.task import Task
+from swarmd.config import Config, Profile
+from swarmd.errors import ConfigError
+from swarmd.home import SwarmHome
+from swarmd.prompt import render_prompt, write_prompt
+from swarmd.tmux import PaneInfo, TmuxServer
+
+_PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python)\}")
+
+
+def render_command(template: str, values: dict[str, str]) -> str:
+    """Fill the known placeholders, each shell-quoted; everything else in the template is left as written."""
+    return _PLACEHOLDER.sub(lambda m: shlex.quote(values.get(m.group(1), "")), template)
+
+
+class Spawner:
+    def __init__(self, home: SwarmHome, config: Config, tmux: TmuxServer) -> None:
+        self.home, self.config, self.tmux = home, config, tmux
+
+    def session_name(self, worker: str) -> str:
+        return f"{self.config.name}-{worker}"
+
+    def log_path(self, worker: str) -> Path:
+        return self.home.logs_dir / f"{worker}.log"
+
+    def profile(self, name: str | None) -> Profile:
+        chosen = name or self.config.default_profile
+        if chosen not in self.config.profiles:
+            raise ConfigError(f"unknown worker profile {chosen!r}: swarm.toml defines {', '.join(sorted(self.config.profiles))}")
+        return self.config.profiles[chosen]
+
+    def spawn(self, task: Task, *, worker: str, attempt: int, role: str = "worker", prompt: str | None = None) -> PaneInfo:
+        """Write the prompt and start the worker's session; the task text stays in the prompt file."""
+        profile = self.profile(task.profile if role == "worker" else self.config.helper_profile)
+        prompt_file = self.home.prompts_dir / f"{worker}.md"
+        write_prompt(prompt_file, prompt or render_prompt(task, agent=worker, attempt=attempt, home=self.home.root))
+        log = self.log_path(worker)
+        env = {
+            "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
+            "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
+            **profile.env,
+        }
+        command = render_command(profile.command, {
+            "prompt_file": str(prompt_file), "task_id": task.id, "agent": worker,
+            "home": str(self.home.root), "python": sys.executable,
+        })
+        # `agentmail` and `swarm` in a worker are the ones this supervisor runs from, venv or not. (tmux gives a
+        # new pane the PATH of its client, whatever -e says, so it is set in the shell.)
+        command = f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH; {command}'
+        return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
+                               cwd=self.workdir(task, profile), log_path=log)
+
+    def workdir_for(self, task: Task) -> Path:
+        """Where the task's worker runs and its checks are made."""
+        return self.workdir(task, self.profile(task.profile))
+
+    def workdir(self, task: Task, profile: Profile) -> Path:
+        """The task's workdir, else the profile's, else the directory that holds the swarm home."""
+        base = self.home.root.parent
+        chosen = task.workdir or profile.workdir
+        path = (base / chosen) if chosen else base
+        if not path.is_dir():
+            raise ConfigError(f"working directory {path} of task {task.id} does not exist")
+        return path

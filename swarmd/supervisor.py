@@ -1,0 +1,479 @@
+"""The supervisor: assigns ready tasks to tmux workers in waves and reacts to their mail and their panes.
+
+One thread does all the work (`step`); mail arrival, ledger changes and finished validations only wake it.
+All state worth keeping is in the ledger, so a restarted supervisor rebuilds itself from there.
+"""
+
+import logging
+import os
+import queue
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from agentmail import Delivered, PostOffice
+from protocol.agent import AgentStatus, RegistryEntry
+from protocol.errors import ProtocolError
+from protocol.event import EventType
+from protocol.ids import utcnow
+from protocol.messages import Message, MessageType, make_message
+from protocol.task import LIVE_STATUSES, AttemptOutcome, Task, TaskStatus
+from swarmd.config import Config, load_config
+from swarmd.errors import SwarmError
+from swarmd.hooks import run_task_done_hook
+from swarmd.home import SwarmHome
+from swarmd.ledger import Ledger
+from swarmd.settings import read_settings
+from swarmd.spawner import Spawner
+from swarmd.tmux import PaneInfo, TmuxServer
+from swarmd.validation import ValidationReport, run_checks
+from swarmd.watch import watch_file
+from swarmd.worker import read_tail
+
+SUPERVISOR = "supervisor"
+log = logging.getLogger("swarmd.supervisor")
+
+
+@dataclass
+class WorkerState:
+    """A worker the supervisor is responsible for: one attempt at one task."""
+
+    name: str
+    task: str
+    attempt: int
+    session: str
+    started: datetime
+    reported: bool = False  # DONE, FAILED or CHECKPOINT received: its pane may now end
+
+
+@dataclass
+class ValidationResult:
+    task: str
+    worker: str
+    report: ValidationReport
+
+
+@dataclass
+class Stats:
+    spawned: int = 0
+    handled: int = 0
+    recovered: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Supervisor:
+    def __init__(self, home: SwarmHome, *, config: Config | None = None, max_workers: int | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.home = home
+        home.ensure_dirs()
+        self.config = config or load_config(home.config_file)
+        self.max_workers_override = max_workers
+        self.clock = clock
+        self.ledger = Ledger(home, durable=self.config.durable, stale_after=self.config.stale_after, clock=clock)
+        self.post = PostOffice(home.root, durable=self.config.durable)
+        self.tmux = TmuxServer(home.tmux_socket)
+        self.spawner = Spawner(home, self.config, self.tmux)
+        self.mailbox = self.post.register(SUPERVISOR, role="supervisor")
+        self.workers: dict[str, WorkerState] = {}
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
+        self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
+        self.stats = Stats()
+        self._next_worker = 1
+
+    # ----- life cycle -------------------------------------------------------------------------------------
+    @property
+    def max_workers(self) -> int:
+        return self.max_workers_override or read_settings(self.home).get("max_workers") or self.config.max_workers
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> None:
+        """Recover, then loop until stopped: every wake-up (or tick) runs one `step`."""
+        self.recover()
+        arrivals = self.mailbox.on_arrival(self.wake.set)
+        ledger_watch = watch_file(self.ledger.path, self.wake.set)
+        try:
+            while not self.stopping.is_set():
+                self.step()
+                self.wake.wait(self.config.tick)
+                self.wake.clear()
+        finally:
+            arrivals.stop()
+            ledger_watch.stop()
+            self.checks.shutdown(wait=True, cancel_futures=True)
+            self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
+                               workers=sorted(self.workers))
+
+    def step(self) -> None:
+        self.handle_mail()
+        self.handle_validations()
+        self.check_workers()
+        if not self.stopping.is_set():
+            self.dispatch()
+
+    # ----- recovery ---------------------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Rebuild the workers from the ledger, adopt live sessions, reopen tasks whose worker is gone."""
+        board, registry = self.ledger.board(), self.ledger.registry()
+        self._next_worker = 1 + max((_worker_number(n) for n in registry), default=0)
+        if SUPERVISOR not in registry:
+            self.ledger.register_agent(RegistryEntry(name=SUPERVISOR, role="supervisor", status=AgentStatus.BUSY,
+                                                     pid=os.getpid(), host=socket.gethostname()), SUPERVISOR)
+        else:
+            self.ledger.update_agent(SUPERVISOR, SUPERVISOR, status=AgentStatus.BUSY, pid=os.getpid())
+        panes = self.tmux.panes()
+        adopted, reopened = [], []
+        for task in board.values():
+            if task.status not in LIVE_STATUSES:
+                continue
+            session = self.spawner.session_name(task.assignee or "")
+            if task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):
+                self._adopt(task, session)
+                adopted.append(task.id)
+            else:
+                self._abandon(task, "its worker is gone (the supervisor was down)")
+                reopened.append(task.id)
+        killed = self._kill_orphans(panes)
+        self.stats.recovered = {"adopted": adopted, "reopened": reopened, "killed": killed}
+        if adopted or reopened or killed:
+            self.ledger.append(EventType.SUPERVISOR_RECOVERED, SUPERVISOR, pid=os.getpid(), **self.stats.recovered,
+                               summary=f"supervisor recovered: adopted {len(adopted)}, reopened {len(reopened)}, "
+                                       f"killed {len(killed)} orphan sessions")
+        else:
+            self.ledger.append(EventType.SUPERVISOR_STARTED, SUPERVISOR, pid=os.getpid(),
+                               summary=f"supervisor started (pid {os.getpid()}, max {self.max_workers} workers)")
+
+    def _adopt(self, task: Task, session: str) -> None:
+        attempt = task.attempts[-1]
+        state = WorkerState(name=task.assignee or "", task=task.id, attempt=attempt.number, session=session,
+                            started=attempt.started, reported=task.status == TaskStatus.VALIDATING)
+        self.workers[state.name] = state
+        if task.status == TaskStatus.VALIDATING:
+            self._validate(task, state)  # the DONE was taken before the crash; its check result was not
+
+    def _kill_orphans(self, panes: dict[str, PaneInfo]) -> list[str]:
+        """Live sessions of ours that no task is assigned to must not go on working."""
+        ours = {w.session for w in self.workers.values()}
+        prefix = f"{self.config.name}-"
+        orphans = [s for s, p in panes.items() if s.startswith(prefix) and s not in ours and not p.dead]
+        for session in orphans:
+            self.tmux.kill_session(session)
+        return orphans
+
+    # ----- mail -------------------------------------------------------------------------------------------
+    def handle_mail(self) -> None:
+        """Handle each message, then claim it: a crash in between replays it, and handlers are idempotent."""
+        for delivered in self.mailbox.list():
+            try:
+                self.handle(delivered.message)
+            except (SwarmError, ProtocolError) as exc:
+                self.ledger.append(EventType.CUSTOM, SUPERVISOR, delivered.message.task,
+                                   summary=f"could not handle {delivered.message.type} from "
+                                           f"{delivered.message.sender}: {exc}")
+            self._ack(delivered)
+            self.mailbox.claim(delivered.message.id)
+            self.stats.handled += 1
+
+    def _ack(self, delivered: Delivered) -> None:
+        msg = delivered.message
+        if msg.ack_required and msg.sender != SUPERVISOR and msg.sender in self.post.agents():
+            self.post.ack(SUPERVISOR, delivered)
+
+    def handle(self, msg: Message) -> None:
+        handler = {
+            MessageType.ACCEPTED: self.on_accepted, MessageType.PROGRESS: self.on_progress,
+            MessageType.DONE: self.on_done, MessageType.OFFERING_READY: self.on_done,
+            MessageType.FAILED: self.on_failed, MessageType.CHECKPOINT: self.on_checkpoint,
+            MessageType.HELP_REQUEST: self.on_help_request, MessageType.HELP_RESPONSE: self.on_help_response,
+            MessageType.SPAWN_REQUEST: self.on_spawn_request, MessageType.SHUTDOWN: self.on_shutdown,
+            MessageType.STEER: self.on_steer,
+        }.get(msg.type)
+        if handler is not None:
+            handler(msg)
+
+    def _current(self, msg: Message) -> tuple[Task, WorkerState] | None:
+        """The task and worker this message speaks for, if the sender is still that task's worker."""
+        worker = self.workers.get(msg.sender)
+        if worker is None or msg.task not in (None, worker.task):
+            return None
+        task = self.ledger.board().get(worker.task)
+        if task is None or task.assignee != worker.name or task.status not in LIVE_STATUSES:
+            return None
+        return task, worker
+
+    def on_accepted(self, msg: Message) -> None:
+        current = self._current(msg)
+        if current and current[0].status == TaskStatus.ASSIGNED:
+            task, worker = current
+            self.ledger.transition(task.id, TaskStatus.IN_PROGRESS, SUPERVISOR, EventType.TASK_STARTED,
+                                   summary=f"{worker.name} started {task.id}: {task.title}", worker=worker.name,
+                                   attempt=worker.attempt, msg=msg.id)
+            self.ledger.update_agent(worker.name, SUPERVISOR, status=AgentStatus.BUSY)
+
+    def on_progress(self, msg: Message) -> None:
+        body = msg.body
+        self.ledger.append(EventType.PROGRESS, msg.sender, msg.task, summary=body.step or body.status or "progress",
+                           step=body.step, status_text=body.status, context_pct=body.context_pct, files=body.files,
+                           msg=msg.id)
+        self.on_accepted(msg)  # progress before ACCEPTED still means the worker has started
+
+    def on_done(self, msg: Message) -> None:
+        current = self._current(msg)
+        if current is None or current[0].status == TaskStatus.VALIDATING:
+            return
+        task, worker = current
+        worker.reported = True
+        body = msg.body
+        self.ledger.transition(task.id, TaskStatus.VALIDATING, SUPERVISOR, EventType.TASK_VALIDATING,
+                               summary=f"{worker.name} reports {task.id} done; validating", worker=worker.name,
+                               claim=body.summary, files=body.files, commit=body.commit, msg=msg.id)
+        self._validate(task, worker)
+
+    def on_failed(self, msg: Message) -> None:
+        current = self._current(msg)
+        if current is None or current[0].status == TaskStatus.VALIDATING:
+            return
+        task, worker = current
+        worker.reported = True
+        body = msg.body
+        reason = f"{body.failure}: {body.reason}".strip()
+        if body.recommendation:
+            reason += f"\nRecommendation: {body.recommendation}"
+        self._fail(task, worker, reason)
+
+    def on_checkpoint(self, msg: Message) -> None:
+        current = self._current(msg)
+        if current is None or current[0].status == TaskStatus.VALIDATING:
+            return
+        task, worker = current
+        worker.reported = True
+        body = msg.body
+        text = "\n".join(f"{k}: {v}" for k, v in (("Reason", body.reason), ("Commit", body.commit), ("Done", body.done),
+                                                  ("Remaining", body.remaining), ("Next steps", body.next_steps)) if v)
+        self.ledger.transition(task.id, TaskStatus.OPEN, SUPERVISOR, EventType.TASK_CHECKPOINT,
+                               summary=f"{worker.name} checkpointed {task.id}; a successor continues",
+                               worker=worker.name, reason=text, msg=msg.id)
+        self._end_worker(worker, AgentStatus.STOPPED)
+
+    def on_help_request(self, msg: Message) -> None:
+        body = msg.body
+        summary = (body.question or body.problem or "help requested").strip().splitlines()[0][:200]
+        self.ledger.append(EventType.QUESTION, msg.sender, msg.task, summary=summary, kind=body.kind,
+                           problem=body.problem, tried=body.tried, question=body.question, msg=msg.id)
+        if self.config.helper_profile and msg.task in self.ledger.board():
+            self._spawn_helper(msg)
+
+    def on_help_response(self, msg: Message) -> None:
+        """A helper's answer sent to the supervisor goes on to the task's current worker."""
+        task = self.ledger.board().get(msg.body.task)
+        if task and task.assignee and task.assignee != msg.sender:
+            self.post.send(make_message(MessageType.HELP_RESPONSE, SUPERVISOR, task.assignee,
+                                        msg.body.model_dump(), thread=task.id, reply_to=msg.id))
+
+    def on_spawn_request(self, msg: Message) -> None:
+        reason = "workers are started from the board: add a task (`swarm task add`) and the supervisor assigns it"
+        self.post.send(make_message(MessageType.SPAWN_ACK, SUPERVISOR, msg.sender,
+                                    {"request_id": msg.id, "accepted": False, "reason": reason}, reply_to=msg.id))
+
+    def on_shutdown(self, msg: Message) -> None:
+        self.ledger.append(EventType.CUSTOM, msg.sender, summary=f"shutdown requested: {msg.body.reason}".strip())
+        self.stop()
+
+    def on_steer(self, msg: Message) -> None:
+        self.ledger.append(EventType.CUSTOM, msg.sender, msg.body.task, summary=f"steer: {msg.body.text}"[:500])
+
+    # ----- validation -------------------------------------------------------------------------------------
+    def _validate(self, task: Task, worker: WorkerState) -> None:
+        """Run the task's checks off this thread; the result comes back through `results`."""
+        workdir = self.spawner.workdir_for(task)
+
+        def job() -> None:
+            report = run_checks(task.validation, workdir=workdir)
+            self.results.put(ValidationResult(task.id, worker.name, report))
+            self.wake.set()
+
+        self.checks.submit(job)
+
+    def handle_validations(self) -> None:
+        while not self.results.empty():
+            result = self.results.get_nowait()
+            worker = self.workers.get(result.worker)
+            task = self.ledger.board().get(result.task)
+            if worker is None or task is None or task.status != TaskStatus.VALIDATING or task.assignee != worker.name:
+                continue
+            if result.report.passed:
+                self._complete(task, worker, result.report)
+            else:
+                failed = sum(not o.passed for o in result.report.outcomes)
+                self._fail(task, worker, f"validation failed ({failed} of {len(result.report.outcomes)} checks)\n"
+                           + result.report.summary())
+
+    def _complete(self, task: Task, worker: WorkerState, report: ValidationReport) -> None:
+        self.ledger.transition(task.id, TaskStatus.DONE, SUPERVISOR, EventType.TASK_COMPLETED,
+                               summary=f"{task.id} done and validated ({worker.name}, attempt {worker.attempt})",
+                               worker=worker.name, attempt=worker.attempt, validation=report.summary())
+        self._end_worker(worker, AgentStatus.STOPPED)
+        if self.config.on_task_done:
+            self.checks.submit(run_task_done_hook, self.config.on_task_done, task, self.home, self.ledger)
+
+    # ----- failure ----------------------------------------------------------------------------------------
+    def _fail(self, task: Task, worker: WorkerState, reason: str) -> None:
+        """A failed attempt: back to open with the reason for the next attempt, or blocked when spent."""
+        failed = 1 + sum(a.outcome == AttemptOutcome.FAILED for a in task.attempts)
+        status = TaskStatus.BLOCKED if failed >= task.max_attempts else TaskStatus.OPEN
+        first_line = reason.strip().splitlines()[0][:160] if reason.strip() else "failed"
+        self.ledger.transition(task.id, status, SUPERVISOR, EventType.TASK_FAILED,
+                               summary=f"{task.id} attempt {worker.attempt} failed: {first_line}",
+                               worker=worker.name, attempt=worker.attempt, reason=reason, failed_attempts=failed)
+        if status == TaskStatus.BLOCKED:
+            self.ledger.append(EventType.BLOCKER_FOUND, SUPERVISOR, task.id,
+                               summary=f"{task.id} blocked after {failed} failed attempts: {first_line}",
+                               reason=reason)
+        self._end_worker(worker, AgentStatus.DEAD)
+
+    def _abandon(self, task: Task, reason: str) -> None:
+        """The attempt ended through no fault of its worker: back to open without spending an attempt."""
+        self.ledger.transition(task.id, TaskStatus.OPEN, SUPERVISOR, EventType.TASK_FAILED,
+                               summary=f"{task.id} back to open: {reason}", worker=task.assignee, reason=reason,
+                               outcome=AttemptOutcome.ABANDONED.value)
+        if task.assignee:
+            self._mark_agent(task.assignee, AgentStatus.DEAD)
+
+    def _end_worker(self, worker: WorkerState, status: AgentStatus) -> None:
+        """Stop a worker whose attempt is over. A failed worker's dead pane is kept for a post-mortem."""
+        self.workers.pop(worker.name, None)
+        pane = self.tmux.pane(worker.session)
+        if pane is not None and (not pane.dead or status != AgentStatus.DEAD):
+            self.tmux.kill_session(worker.session)
+        self._mark_agent(worker.name, status)
+
+    def _mark_agent(self, name: str, status: AgentStatus) -> None:
+        if name in self.ledger.registry():
+            self.ledger.update_agent(name, SUPERVISOR, status=status)
+
+    # ----- timers -----------------------------------------------------------------------------------------
+    def check_workers(self) -> None:
+        """Dead panes, lost tmux server, stale heartbeats and timeouts, each a failed attempt with its reason."""
+        if not self.workers:
+            return
+        panes = self.tmux.panes()
+        if not panes and not self.tmux.is_running():
+            self._tmux_lost()
+            return
+        registry, board = self.ledger.registry(), self.ledger.board()
+        now = self.clock()
+        for worker in list(self.workers.values()):
+            task = board.get(worker.task)
+            if task is None or task.assignee != worker.name or task.status not in LIVE_STATUSES:
+                self.workers.pop(worker.name, None)  # taken away from it (swarm kill): not a failure
+                continue
+            if worker.reported or worker.name not in self.workers:
+                continue
+            pane = panes.get(worker.session)
+            if pane is None or pane.dead:
+                self._pane_ended(task, worker, pane)
+            elif (now - worker.started).total_seconds() > (task.timeout or self.config.task_timeout):
+                self._fail(task, worker, f"TIMEOUT: no result within {task.timeout or self.config.task_timeout:g} s")
+            elif self._stale(worker, registry.get(worker.name), now):
+                self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")
+
+    def _pane_ended(self, task: Task, worker: WorkerState, pane: PaneInfo | None) -> None:
+        self.handle_mail()  # its last words may have arrived just before it ended
+        task = self.ledger.board().get(task.id, task)
+        if worker.reported or worker.name not in self.workers or task.assignee != worker.name:
+            return
+        status = ("was killed" if pane is None else f"was killed by signal {pane.signal}" if pane.signal is not None
+                  else f"exited with status {pane.exit_status}")
+        tail = read_tail(self.spawner.log_path(worker.name), 0)
+        reason = f"worker {worker.name} {status} without reporting DONE or FAILED"
+        self._fail(task, worker, reason + (f"\nLast output:\n{tail[-800:]}" if tail else ""))
+
+    def _stale(self, worker: WorkerState, entry: RegistryEntry | None, now: datetime) -> bool:
+        last = max(filter(None, [worker.started, entry.last_heartbeat if entry else None]))
+        return (now - last).total_seconds() > self.config.stale_after
+
+    def _tmux_lost(self) -> None:
+        """The whole tmux server went away: every attempt is abandoned, not failed, and starts again."""
+        lost = list(self.workers.values())
+        self.workers.clear()
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"tmux server lost: {len(lost)} workers gone; "
+                                                                  "their tasks go back to open")
+        board = self.ledger.board()
+        for worker in lost:
+            task = board.get(worker.task)
+            if task is not None and task.status in LIVE_STATUSES and task.assignee == worker.name:
+                self._abandon(task, "the tmux server was lost")
+
+    # ----- dispatch ---------------------------------------------------------------------------------------
+    def dispatch(self) -> None:
+        """Assign ready tasks, best priority first, while fewer than max_workers tasks are live."""
+        board = self.ledger.board()
+        live = sum(t.status in LIVE_STATUSES for t in board.values())
+        free = self.max_workers - live
+        if free <= 0:
+            return
+        done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
+        ready = sorted((t for t in board.values() if t.is_ready(done)), key=lambda t: (t.priority, t.created, t.id))
+        for task in ready[:free]:
+            self.start_attempt(task)
+
+    def start_attempt(self, task: Task) -> None:
+        """Assign first (the ledger says who owns the task), then start the worker's session."""
+        worker = f"w{self._next_worker}"
+        self._next_worker += 1
+        attempt = len(task.attempts) + 1
+        session = self.spawner.session_name(worker)
+        self.ledger.transition(task.id, TaskStatus.ASSIGNED, SUPERVISOR, EventType.TASK_ASSIGNED,
+                               summary=f"{task.id} assigned to {worker} (attempt {attempt})", worker=worker,
+                               attempt=attempt)
+        self.ledger.register_agent(RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
+                                                 session=session, task=task.id, host=socket.gethostname()), SUPERVISOR)
+        self.post.register(worker, role="worker")
+        state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started=self.clock())
+        self.workers[worker] = state
+        self.post.send(make_message(MessageType.TASK_ASSIGN, SUPERVISOR, worker, {
+            "task": task.id, "title": task.title, "description": task.description, "attempt": attempt,
+            "max_attempts": task.max_attempts, "prompt_file": str(self.home.prompts_dir / f"{worker}.md"),
+        }, thread=task.id))
+        try:
+            pane = self.spawner.spawn(task, worker=worker, attempt=attempt)
+        except SwarmError as exc:
+            self._fail(self.ledger.task(task.id), state, f"could not start the worker: {exc}")
+            return
+        self.stats.spawned += 1
+        self.ledger.update_agent(worker, SUPERVISOR, pid=pane.pid)
+        self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, summary=f"{worker} started in tmux "
+                           f"session {session}", worker=worker, session=session, pid=pane.pid, attempt=attempt)
+
+    def _spawn_helper(self, msg: Message) -> None:
+        task = self.ledger.task(msg.task or "")
+        helper = f"h{self._next_worker}"
+        self._next_worker += 1
+        self.ledger.register_agent(RegistryEntry(name=helper, role="helper", status=AgentStatus.STARTING,
+                                                 task=task.id, session=self.spawner.session_name(helper)), SUPERVISOR)
+        self.post.register(helper, role="helper")
+        body = msg.body
+        prompt = (f"# Help {msg.sender} with task {task.id}: {task.title}\n\n{task.description}\n\n"
+                  f"## Their problem ({body.kind})\n{body.problem}\n\n## What they tried\n{body.tried}\n\n"
+                  f"## Their question\n{body.question}\n\nAnswer with:\n    agentmail send --from {helper} --to "
+                  f"{msg.sender} --type HELP_RESPONSE --task {task.id} --field answer=\"...\"\n")
+        try:
+            self.spawner.spawn(task, worker=helper, attempt=1, role="helper", prompt=prompt)
+        except SwarmError as exc:
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary=f"could not start helper: {exc}")
+
+
+def _worker_number(name: str) -> int:
+    digits = name[1:]
+    return int(digits) if name[:1] in ("w", "h") and digits.isdigit() else 0
+
+
+def default_log_path(home: SwarmHome) -> Path:
+    return home.logs_dir / "supervisor.log"

@@ -1,0 +1,291 @@
+"""A typed layer over the swarm's private tmux server: spawn, inspect, steer and kill worker sessions.
+
+Every call names the private socket (`tmux -S`), never the user's default server. Each operation is
+one tmux invocation; an operation that needs several tmux commands chains them with `;` in that one
+invocation, so spawning a worker costs one process start.
+
+Session names: tmux rewrites `.` and `:` in session names to `_` and reads them as separators in
+targets. A swarm session name may contain `.` (agent names do), so it is stored in tmux with `.`
+written as `,` (a character no swarm name has) and read back the same way; targets use the exact
+form `=name`, never a prefix match.
+"""
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmd.errors import SwarmError
+
+# An agent name ([a-z0-9][a-z0-9._-]{0,63}) with room for a swarm prefix in front of it.
+SESSION_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Fields of a pane line; the unit separator cannot occur in a session name (tmux escapes control
+# characters in names) and the free-form command comes last.
+_SEP = "\x1f"
+_PANE_FORMAT = _SEP.join(("#{session_name}", "#{pane_id}", "#{pane_pid}", "#{pane_dead}",
+                          "#{pane_dead_status}", "#{pane_dead_signal}", "#{session_created}",
+                          "#{pane_current_command}"))
+_TIMEOUT = 10.0
+# What tmux says when no server answers (or it exits while answering, as after kill-server).
+_NOT_RUNNING = ("no server running", "error connecting to", "server exited unexpectedly")
+_NO_SESSION = "can't find session"
+
+
+class TmuxError(SwarmError):
+    """A tmux operation failed or was refused; the message carries tmux's own error in one line."""
+
+
+@dataclass(frozen=True)
+class PaneInfo:
+    """One worker pane as tmux sees it; a dead pane stays (remain-on-exit) with its exit status."""
+
+    session: str
+    pane_id: str
+    pid: int
+    dead: bool
+    exit_status: int | None
+    started: float | None
+    command: str
+    signal: int | None = None
+
+
+def check_session_name(name: str) -> str:
+    """Return `name` if it can name a swarm session, else raise TmuxError."""
+    if not SESSION_NAME.fullmatch(name):
+        raise TmuxError(f"bad tmux session name {name!r}: use 1-128 characters of a-z, 0-9, '.', '_' "
+                        "and '-', starting with a letter or digit")
+    return name
+
+
+def _tmux_name(name: str) -> str:
+    return check_session_name(name).replace(".", ",")
+
+
+def _swarm_name(tmux_name: str) -> str:
+    return tmux_name.replace(",", ".")
+
+
+def _target(name: str) -> str:
+    """An exact-match target for the session's current pane (`=name:`), safe for any command."""
+    return f"={_tmux_name(name)}:"
+
+
+def _escape_arg(arg: str) -> str:
+    """tmux splits commands at an argument that ends in ';'; `\\;` keeps the ';' literal."""
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
+
+
+def _chain(*commands: list[str]) -> list[str]:
+    """Join tmux commands into one argument list, separated by ';'."""
+    args: list[str] = []
+    for command in commands:
+        if args:
+            args.append(";")
+        args.extend(_escape_arg(arg) for arg in command)
+    return args
+
+
+def _no_formats(text: str) -> str:
+    """Escape `#` for arguments that tmux expands as formats (run-shell, pipe-pane)."""
+    return text.replace("#", "##")
+
+
+def _tmux_quote(text: str) -> str:
+    """Quote `text` as one argument of a command that tmux itself parses (a hook's command)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "no message"
+
+
+def _optional_int(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _parse_pane(line: str) -> PaneInfo | None:
+    fields = line.split(_SEP, 7)
+    if len(fields) != 8 or not fields[2].isdigit():
+        return None
+    session, pane_id, pid, dead, status, signal, created, command = fields
+    return PaneInfo(session=_swarm_name(session), pane_id=pane_id, pid=int(pid), dead=dead == "1",
+                    exit_status=_optional_int(status), started=float(created) if created.isdigit() else None,
+                    command=command, signal=_optional_int(signal))
+
+
+def _create_log(path: Path) -> Path:
+    """Create (or keep) the log file private to the user, refusing a symlink; return its absolute path."""
+    path = path.absolute()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise TmuxError(f"cannot create log file {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _env_args(env: dict[str, str]) -> list[str]:
+    args: list[str] = []
+    for key, value in env.items():
+        if not _ENV_KEY.fullmatch(key) or "\0" in value:
+            raise TmuxError(f"bad environment variable {key!r}: names are letters, digits and '_', "
+                            "values have no NUL")
+        args += ["-e", f"{key}={value}"]
+    return args
+
+
+class TmuxServer:
+    """The swarm's private tmux server at `socket_path`; started by the first `spawn`."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = Path(socket_path)
+
+    def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        argv = ["tmux", "-S", str(self.socket_path), *args]
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                                  timeout=_TIMEOUT, check=False)
+        except FileNotFoundError:
+            raise TmuxError("tmux is not installed: install tmux 3.x and try again") from None
+        except subprocess.TimeoutExpired:
+            raise TmuxError(f"tmux on {self.socket_path} did not answer within {_TIMEOUT:.0f}s") from None
+
+    def _check(self, result: subprocess.CompletedProcess[str], doing: str) -> str:
+        if result.returncode != 0:
+            raise TmuxError(f"tmux could not {doing}: {_one_line(result.stderr)}")
+        return result.stdout
+
+    @staticmethod
+    def _not_running(result: subprocess.CompletedProcess[str]) -> bool:
+        refused = result.returncode != 0 and result.stderr.startswith(_NOT_RUNNING)
+        return refused and "Permission denied" not in result.stderr
+
+    def is_running(self) -> bool:
+        result = self._run(["list-sessions", "-F", "#{session_id}"])
+        if self._not_running(result):
+            return False
+        self._check(result, "list sessions")
+        return True
+
+    def spawn(self, session: str, command: list[str], *, env: dict[str, str], cwd: Path,
+              log_path: Path | None = None, width: int = 200, height: int = 50) -> PaneInfo:
+        """Start `command` in a new detached session, in one tmux invocation.
+
+        The command runs under /bin/sh (not the user's default-shell) as `exec <shlex-quoted argv>`,
+        so the pane's pid is the command's and its exit status is the pane's. remain-on-exit is set
+        before the session exists, so even an instant exit leaves a dead pane to read.
+        """
+        if not command:
+            raise TmuxError(f"no command given for tmux session {session!r}")
+        if not Path(cwd).is_dir():
+            raise TmuxError(f"working directory {cwd} of tmux session {session!r} is not a directory")
+        name = _tmux_name(session)
+        new_session = ["new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+                       "-c", str(Path(cwd).absolute()), *_env_args(env), "-P", "-F", _PANE_FORMAT,
+                       "/bin/sh", "-c", "exec " + shlex.join(command)]
+        commands = [["set-option", "-g", "remain-on-exit", "on"], new_session]
+        if log_path is not None:
+            log = _create_log(log_path)
+            commands.append(["pipe-pane", "-o", "-t", _target(session),
+                             _no_formats("cat >> " + shlex.quote(str(log)))])
+        result = self._run(_chain(*commands))
+        if result.returncode != 0 and "duplicate session" in result.stderr:
+            raise TmuxError(f"tmux session {session!r} already exists: pick another name or kill it first")
+        pane = _parse_pane(self._check(result, f"start session {session!r}").rstrip("\n"))
+        if pane is None:
+            raise TmuxError(f"tmux started session {session!r} but did not describe its pane: {result.stdout!r}")
+        self._make_socket_private()
+        return pane
+
+    def _make_socket_private(self) -> None:
+        """The swarm's socket is the user's alone; some tmux releases leave it group-accessible."""
+        mode = self.socket_path.stat().st_mode
+        if mode & 0o077:
+            os.chmod(self.socket_path, stat.S_IMODE(mode) & 0o700)
+
+    def panes(self) -> dict[str, PaneInfo]:
+        """Every session's first pane, by session name, from one tmux call; {} when no server runs."""
+        result = self._run(["list-panes", "-a", "-F", _PANE_FORMAT])
+        if self._not_running(result):
+            return {}
+        found: dict[str, PaneInfo] = {}
+        for line in self._check(result, "list panes").splitlines():
+            pane = _parse_pane(line)
+            if pane is not None:
+                found.setdefault(pane.session, pane)
+        return found
+
+    def pane(self, session: str) -> PaneInfo | None:
+        check_session_name(session)
+        return self.panes().get(session)
+
+    def sessions(self, prefix: str = "") -> list[str]:
+        """Names of the sessions that start with `prefix`, sorted; [] when no server runs."""
+        result = self._run(["list-sessions", "-F", "#{session_name}"])
+        if self._not_running(result):
+            return []
+        names = (_swarm_name(line) for line in self._check(result, "list sessions").splitlines())
+        return sorted(name for name in names if name.startswith(prefix))
+
+    def kill_session(self, session: str) -> bool:
+        """Kill `session` and its processes; False if it did not exist."""
+        result = self._run(["kill-session", "-t", f"={_tmux_name(session)}"])
+        if self._not_running(result) or (result.returncode != 0 and _NO_SESSION in result.stderr):
+            return False
+        self._check(result, f"kill session {session!r}")
+        return True
+
+    def kill_server(self, timeout: float = 5.0) -> None:
+        """Kill the server and every session on it; return once it no longer answers."""
+        result = self._run(["kill-server"])
+        if not self._not_running(result):
+            self._check(result, "kill the server")
+        deadline = time.monotonic() + timeout
+        while self.is_running():
+            if time.monotonic() > deadline:
+                raise TmuxError(f"tmux server on {self.socket_path} still runs {timeout:.0f}s after kill-server")
+            time.sleep(0.01)
+
+    def send_keys(self, session: str, text: str, *, enter: bool = True) -> None:
+        """Type `text` into the session's pane literally (a key name such as 'C-c' stays text), then Enter."""
+        target = _target(session)
+        commands = [["send-keys", "-t", target, "-l", "--", text]] if text else []
+        if enter:
+            commands.append(["send-keys", "-t", target, "Enter"])
+        if commands:
+            self._check(self._run(_chain(*commands)), f"send keys to session {session!r}")
+
+    def capture(self, session: str, lines: int = 200) -> str:
+        """The pane's last `lines` lines of text (history included, blank screen below dropped)."""
+        args = ["capture-pane", "-p", "-J", "-t", _target(session), "-S", str(-max(lines, 1))]
+        text = self._check(self._run(args), f"capture session {session!r}")
+        kept = text.rstrip().splitlines()[-lines:] if lines > 0 else []
+        return "".join(line + "\n" for line in kept)
+
+    def attach_argv(self, session: str) -> list[str]:
+        """The argv that attaches a terminal to `session` (for os.execvp)."""
+        return ["tmux", "-S", str(self.socket_path), "attach-session", "-t", f"={_tmux_name(session)}"]
+
+    def set_exit_hook(self, command: list[str]) -> None:
+        """Run `command` (in the background, via run-shell) whenever a pane dies.
+
+        The command sees SWARM_PANE_SESSION (the swarm session name), SWARM_PANE_ID, and
+        SWARM_PANE_STATUS or SWARM_PANE_SIGNAL (the one that applies is non-empty) in its
+        environment. Needs a running server: call it after the first spawn.
+        """
+        if not command:
+            raise TmuxError("no command given for the pane-died hook")
+        shell = ("SWARM_PANE_SESSION=#{s/,/./;q:session_name} SWARM_PANE_ID=#{pane_id} "
+                 "SWARM_PANE_STATUS=#{pane_dead_status} SWARM_PANE_SIGNAL=#{pane_dead_signal} "
+                 + _no_formats(shlex.join(command)))
+        hook = ["set-hook", "-g", "pane-died", "run-shell -b " + _tmux_quote(shell)]
+        self._check(self._run(_chain(hook)), "set the pane-died hook")

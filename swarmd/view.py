@@ -1,0 +1,102 @@
+"""How a swarm looks to a person: tables of the board and a live view of a running plan.
+
+Text that came from outside (titles, summaries) may hold markup or terminal escapes: it always goes
+through `safe()` before it reaches the terminal.
+"""
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from protocol.event import Event
+from protocol.task import Task, TaskStatus
+
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+STATUS_STYLE = {
+    TaskStatus.OPEN: "white", TaskStatus.ASSIGNED: "cyan", TaskStatus.IN_PROGRESS: "yellow",
+    TaskStatus.VALIDATING: "magenta", TaskStatus.DONE: "green", TaskStatus.BLOCKED: "red",
+    TaskStatus.CANCELLED: "dim",
+}
+STATUS_ORDER = list(TaskStatus)
+
+
+def safe(text: object, limit: int = 200) -> Text:
+    """Plain text with escape sequences and control characters removed; never read as rich markup."""
+    cleaned = _CONTROL.sub("", str(text)).replace("\n", " ")
+    return Text(cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…")
+
+
+def task_table(tasks: Iterable[Task], title: str | None = None) -> Table:
+    table = Table(title=title, expand=False)
+    for column in ("task", "status", "worker", "tries", "title"):
+        table.add_column(column)
+    for task in sorted(tasks, key=lambda t: (STATUS_ORDER.index(t.status), t.priority, t.id)):
+        style = STATUS_STYLE.get(task.status, "")
+        table.add_row(safe(task.id), Text(task.status, style=style), safe(task.assignee or ""),
+                      str(len(task.attempts)), safe(task.title, 60))
+    return table
+
+
+def summary_table(tasks: Iterable[Task]) -> Table:
+    """After a run: what was done, what failed, and why."""
+    table = Table(title="summary")
+    for column in ("task", "status", "attempts", "last failure"):
+        table.add_column(column)
+    for task in sorted(tasks, key=lambda t: (STATUS_ORDER.index(t.status), t.id)):
+        failures = [a.reason for a in task.attempts if a.outcome == "failed" and a.reason]
+        table.add_row(safe(task.id), Text(task.status, style=STATUS_STYLE.get(task.status, "")),
+                      str(len(task.attempts)), safe(failures[-1] if failures else "", 90))
+    return table
+
+
+def counts_line(tasks: Iterable[Task]) -> Text:
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
+    line = Text()
+    for status in STATUS_ORDER:
+        if counts.get(status):
+            line.append(f"{status} {counts[status]}  ", style=STATUS_STYLE[status])
+    return line
+
+
+def event_line(event: Event) -> Text:
+    line = Text(f"{event.ts:%H:%M:%S} ", style="dim")
+    line.append(f"{event.type:<17}", style="bold")
+    line.append(f"{event.agent:<11} ")
+    line.append_text(safe(event.summary, 120))
+    return line
+
+
+class PlanView:
+    """A live board for a terminal; a plain line per event elsewhere (logs, CI)."""
+
+    def __init__(self, console: Console, ids: list[str], title: str = "swarm") -> None:
+        self.console, self.ids, self.title = console, set(ids), title
+        self.recent: list[Event] = []
+        self.live = Live(console=console, refresh_per_second=8, transient=False) if console.is_terminal else None
+        self.started = datetime.now()
+
+    def __enter__(self) -> "PlanView":
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.__exit__(None, None, None)
+
+    def update(self, event: Event, board: dict[str, Task]) -> None:
+        if self.live is None:
+            self.console.print(event_line(event), soft_wrap=True)
+            return
+        self.recent = (self.recent + [event])[-8:]
+        tasks = [t for t in board.values() if t.id in self.ids]
+        elapsed = (datetime.now() - self.started).total_seconds()
+        header = Text(f"{self.title}  {elapsed:5.1f}s  ", style="bold").append_text(counts_line(tasks))
+        self.live.update(Group(header, task_table(tasks), *[event_line(e) for e in self.recent]))

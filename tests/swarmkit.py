@@ -1,0 +1,73 @@
+"""Helpers for end-to-end swarm tests: plans written to disk, the CLI as a real process, ledger checks."""
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from protocol.event import Event, EventType
+from protocol.task import LIVE_STATUSES, TaskStatus
+from swarmd.home import SwarmHome
+from swarmd.ledger import Ledger
+from tests.conftest import run_cli
+
+FAST_CONFIG = """\
+name = "t"
+max_workers = {max_workers}
+durable = false
+tick = 0.1
+heartbeat_interval = {heartbeat}
+stale_after = {stale}
+"""
+
+
+def init_home(home: SwarmHome, max_workers: int = 2, heartbeat: float = 1.0, stale: float = 30.0) -> None:
+    assert run_cli("swarm", "init", "--home", str(home.root)).returncode == 0
+    home.config_file.write_text(FAST_CONFIG.format(max_workers=max_workers, heartbeat=heartbeat, stale=stale))
+
+
+def write_plan(path: Path, tasks: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"tasks": tasks}))
+    return path
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `predicate` until it is truthy; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def events(home: SwarmHome) -> list[Event]:
+    return list(Ledger(home).events())
+
+
+def max_live(home: SwarmHome) -> int:
+    """The largest number of tasks that were live (assigned, in progress, validating) at any moment."""
+    status: dict[str, str] = {}
+    worst = 0
+    for event in events(home):
+        if event.task and "status" in event.detail:
+            status[event.task] = event.detail["status"]
+        elif event.type == EventType.TASK_CREATED and event.task:
+            status[event.task] = event.detail["task"]["status"]
+        worst = max(worst, sum(s in LIVE_STATUSES for s in status.values()))
+    return worst
+
+
+def first_seq(home: SwarmHome, type: EventType, task: str) -> int:
+    return next(e.seq for e in events(home) if e.type == type and e.task == task)
+
+
+def last_seq(home: SwarmHome, type: EventType, task: str) -> int:
+    return [e.seq for e in events(home) if e.type == type and e.task == task][-1]
+
+
+def statuses(home: SwarmHome) -> dict[str, TaskStatus]:
+    return {t.id: t.status for t in Ledger(home).board().values()}

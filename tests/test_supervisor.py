@@ -1,0 +1,142 @@
+"""End to end: a real supervisor daemon, real tmux workers on the test's own socket, real mail and ledger."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from protocol.event import EventType
+from protocol.task import AttemptOutcome, TaskStatus
+from swarmd.daemon import running_pid, wait_exit
+from swarmd.home import SwarmHome
+from swarmd.ledger import Ledger
+from swarmd.tmux import TmuxServer
+from tests.conftest import run_cli
+from tests.swarmkit import first_seq, init_home, last_seq, max_live, statuses, wait_until, write_plan
+
+
+def touch(name: str) -> str:
+    return f"mkdir -p out && echo ok > out/{name}"
+
+
+def files_exist(*names: str) -> dict:
+    return {"checks": [{"kind": "files_exist", "paths": [f"out/{n}" for n in names]}]}
+
+
+def test_diamond_runs_in_waves_within_max_workers(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home, max_workers=2)
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "a", "title": "root", "description": touch("a"), "validation": files_exist("a")},
+        {"id": "b", "title": "left", "description": f"sleep 0.3; {touch('b')}", "blocked_by": ["a"]},
+        {"id": "c", "title": "right", "description": f"sleep 0.3; {touch('c')}", "blocked_by": ["a"]},
+        {"id": "e", "title": "side", "description": f"sleep 0.3; {touch('e')}", "blocked_by": ["a"]},
+        {"id": "d", "title": "join", "description": touch("d"), "blocked_by": ["b", "c", "e"],
+         "validation": files_exist("b", "c", "e", "d")},
+    ])
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "90s",
+                     timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(statuses(swarm_home).values()) == {TaskStatus.DONE}
+    for task in "bce":
+        assert first_seq(swarm_home, EventType.TASK_ASSIGNED, task) > first_seq(swarm_home, EventType.TASK_COMPLETED, "a")
+        assert first_seq(swarm_home, EventType.TASK_ASSIGNED, "d") > first_seq(swarm_home, EventType.TASK_COMPLETED, task)
+    assert max_live(swarm_home) == 2
+    assert running_pid(swarm_home) is None, "swarm run --wait stops the supervisor it started"
+
+
+def test_done_that_fails_validation_is_retried_with_the_failure_then_blocked(swarm_home: SwarmHome,
+                                                                            tmp_path: Path) -> None:
+    init_home(swarm_home)
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "liar", "title": "claims done", "description": "echo nothing done", "max_attempts": 2,
+         "validation": {"checks": [{"kind": "content_check", "path": "out/x.txt", "pattern": "^finished$"}]}},
+        {"id": "after", "title": "never starts", "description": "true", "blocked_by": ["liar"]},
+        {"id": "free", "title": "independent", "description": touch("free")},
+    ])
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
+                     timeout=90)
+    assert result.returncode == 1, result.stdout + result.stderr
+    board = Ledger(swarm_home).board()
+    liar = board["liar"]
+    assert liar.status == TaskStatus.BLOCKED
+    assert [a.outcome for a in liar.attempts] == [AttemptOutcome.FAILED, AttemptOutcome.FAILED]
+    assert "validation failed" in liar.attempts[0].reason and "out/x.txt" in liar.attempts[0].reason
+    second_prompt = (swarm_home.prompts_dir / f"{liar.attempts[1].worker}.md").read_text()
+    assert "Attempt 1 failed" in second_prompt and "out/x.txt" in second_prompt
+    assert board["free"].status == TaskStatus.DONE, "the rest of the plan goes on"
+    assert board["after"].status == TaskStatus.OPEN
+    assert any(e.type == EventType.BLOCKER_FOUND and e.task == "liar" for e in Ledger(swarm_home).events())
+    assert "liar" in result.stdout and "blocked" in result.stdout
+
+
+def test_a_pane_that_dies_without_reporting_is_a_failed_attempt(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home)
+    # The task's script kills its own worker wrapper: no DONE, no FAILED, just a dead pane.
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "crash", "title": "dies", "description": "echo about to die; kill -KILL $PPID", "max_attempts": 1},
+    ])
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
+                     timeout=90)
+    assert result.returncode == 1
+    attempt = Ledger(swarm_home).task("crash").attempts[0]
+    assert attempt.outcome == AttemptOutcome.FAILED
+    assert "without reporting DONE or FAILED" in attempt.reason and "signal 9" in attempt.reason
+
+
+def test_a_stale_heartbeat_is_a_failed_attempt(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    # The wrapper beats once at start, then every 600 s: with stale_after 1 s it goes stale while the task runs.
+    init_home(swarm_home, heartbeat=600, stale=1.0)
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "hang", "title": "hangs", "description": "sleep 60", "max_attempts": 1},
+    ])
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
+                     timeout=90)
+    assert result.returncode == 1
+    attempt = Ledger(swarm_home).task("hang").attempts[0]
+    assert "no heartbeat" in attempt.reason
+    assert TmuxServer(swarm_home.tmux_socket).pane(f"t-{attempt.worker}") is None, "a hung worker is stopped"
+
+
+def test_supervisor_killed_mid_run_resumes_without_running_a_task_twice(swarm_home: SwarmHome,
+                                                                       tmp_path: Path) -> None:
+    init_home(swarm_home, max_workers=3)
+    runs = tmp_path / "runs.log"
+    # Each run appends start/end lines; a task run twice at once would show two starts before an end.
+    script = 'echo "start $SWARM_TASK" >> {runs}; sleep {t}; echo "end $SWARM_TASK" >> {runs}'
+    tasks = [{"id": f"t{i}", "title": f"task {i}", "description": script.format(runs=runs, t=0.5 + (i % 3) * 0.3),
+              "blocked_by": [f"t{i - 3}"] if i >= 3 else []} for i in range(9)]
+    plan = write_plan(tmp_path / "plan.json", tasks)
+    home = str(swarm_home.root)
+    assert run_cli("swarm", "run", str(plan), "--home", home).returncode == 0
+    pid = wait_until(lambda: running_pid(swarm_home), 15, "the supervisor")
+    wait_until(lambda: runs.exists() and runs.read_text().count("start") >= 4, 60, "work under way")
+    os.kill(pid, signal.SIGKILL)
+    assert wait_exit(pid, 10)
+    assert run_cli("swarm", "up", "--home", home).returncode == 0
+    result = run_cli("swarm", "run", str(plan), "--home", home, "--wait", "--timeout", "90s", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(statuses(swarm_home).values()) == {TaskStatus.DONE}
+    assert any(e.type == EventType.SUPERVISOR_RECOVERED for e in Ledger(swarm_home).events())
+    running: set[str] = set()
+    for line in runs.read_text().splitlines():
+        kind, task = line.split()
+        if kind == "start":
+            assert task not in running, f"{task} ran twice at once"
+            running.add(task)
+        else:
+            running.discard(task)
+    run_cli("swarm", "down", "--home", home)
+
+
+def test_teardown_leaves_no_worker_session(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home, max_workers=3)
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": f"s{i}", "title": "sleeps", "description": "sleep 120"} for i in range(3)])
+    home = str(swarm_home.root)
+    assert run_cli("swarm", "run", str(plan), "--home", home).returncode == 0
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    wait_until(lambda: len(tmux.sessions("t-")) == 3, 30, "three worker sessions")
+    assert run_cli("swarm", "down", "--home", home, "--teardown").returncode == 0
+    assert tmux.sessions("t-") == []
+    assert {t.status for t in Ledger(swarm_home).board().values()} == {TaskStatus.OPEN}

@@ -1,0 +1,204 @@
+"""The tmux layer against a real tmux server, one private server per test (killed by `swarm_home`)."""
+
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from swarmd.home import SwarmHome
+from swarmd.tmux import PaneInfo, TmuxError, TmuxServer
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+T = TypeVar("T")
+LONG = ["sleep", "60"]
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0) -> T:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(0.02)
+
+
+def read_text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.fixture
+def server(swarm_home: SwarmHome) -> TmuxServer:
+    swarm_home.ensure_dirs()
+    socket = swarm_home.tmux_socket
+    private_tmp = Path(tempfile.gettempdir()) / f"swarmd-{os.getuid()}"
+    assert socket.is_relative_to(swarm_home.root) or socket.parent == private_tmp
+    assert "TMUX" not in os.environ
+    return TmuxServer(socket)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def test_queries_without_a_server_are_empty(server: TmuxServer) -> None:
+    assert not server.is_running()
+    assert server.panes() == {}
+    assert server.sessions() == []
+    assert server.pane("w1") is None
+    assert server.kill_session("w1") is False
+    server.kill_server()
+
+
+def test_spawn_runs_the_command_with_env_and_cwd(server: TmuxServer, swarm_home: SwarmHome, work: Path) -> None:
+    script = 'printf "%s|%s|%s" "$SWARM_AGENT" "$SWARM_ROLE" "$(pwd)" > out; exec sleep 60'
+    pane = server.spawn("swarm-w1", ["sh", "-c", script], env={"SWARM_AGENT": "w1", "SWARM_ROLE": "worker"},
+                        cwd=work)
+    assert wait_until(lambda: read_text(work / "out")) == f"w1|worker|{work}"
+    assert pane.session == "swarm-w1" and pane.pane_id.startswith("%") and pane.pid > 0
+    assert not pane.dead and pane.exit_status is None and pane.started is not None
+    assert server.is_running()
+    running = PaneInfo("swarm-w1", pane.pane_id, pane.pid, False, None, pane.started, "sleep")
+    wait_until(lambda: server.pane("swarm-w1") == running)
+    assert stat.S_IMODE(swarm_home.tmux_socket.stat().st_mode) & 0o077 == 0
+
+
+def test_spawn_keeps_the_socket_private(server: TmuxServer, swarm_home: SwarmHome, work: Path) -> None:
+    server.spawn("w1", LONG, env={}, cwd=work)
+    swarm_home.tmux_socket.chmod(0o660)  # as some tmux releases leave it
+    server.spawn("w2", LONG, env={}, cwd=work)
+    assert stat.S_IMODE(swarm_home.tmux_socket.stat().st_mode) == 0o600
+
+
+def test_pane_output_is_appended_to_a_private_log(server: TmuxServer, swarm_home: SwarmHome, work: Path) -> None:
+    log = swarm_home.logs_dir / "w1.log"
+    log.write_text("earlier run\n")
+    log.chmod(0o644)
+    server.spawn("w1", ["sh", "-c", 'echo "hello from $SWARM_AGENT"; exec sleep 60'], env={"SWARM_AGENT": "w1"},
+                 cwd=work, log_path=log)
+    wait_until(lambda: "hello from w1" in read_text(log))
+    assert read_text(log).startswith("earlier run\n")
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_log_path_with_shell_and_format_characters(server: TmuxServer, work: Path) -> None:
+    log = work / "it's #{pane_id} $HOME; x.log"
+    server.spawn("w1", ["echo", "logged"], env={}, cwd=work, log_path=log)
+    wait_until(lambda: "logged" in read_text(log))
+    assert sorted(p.name for p in work.iterdir()) == [log.name]
+
+
+def test_a_dead_pane_keeps_its_exit_status(server: TmuxServer, work: Path) -> None:
+    server.spawn("w1", ["sh", "-c", "exit 3"], env={}, cwd=work)
+    pane = wait_until(lambda: (p := server.pane("w1")) is not None and p.dead and p)
+    assert pane.exit_status == 3 and pane.signal is None
+    assert server.sessions() == ["w1"]
+
+
+def test_a_pane_killed_by_a_signal_reports_it(server: TmuxServer, work: Path) -> None:
+    server.spawn("w1", ["sh", "-c", "kill -9 $$"], env={}, cwd=work)
+    pane = wait_until(lambda: (p := server.pane("w1")) is not None and p.dead and p)
+    assert pane.signal == 9 and pane.exit_status is None
+
+
+def test_kill_session(server: TmuxServer, work: Path) -> None:
+    server.spawn("w1", LONG, env={}, cwd=work)
+    server.spawn("w2", LONG, env={}, cwd=work)
+    assert server.kill_session("w1") is True
+    assert server.kill_session("w1") is False
+    assert server.sessions() == ["w2"]
+    assert list(server.panes()) == ["w2"]
+
+
+def test_send_keys_is_typed_literally_and_never_executed(server: TmuxServer, work: Path) -> None:
+    server.spawn("w1", ["sh", "-c", 'IFS= read -r x; printf "%s" "$x" > got'], env={}, cwd=work)
+    text = "$(touch pwned) `touch pwned2` | C-c Enter \x1b[31m 'q' \"q\" \\n #{pane_id} ;"
+    server.send_keys("w1", "C-c", enter=False)  # a key name on its own would interrupt the read
+    server.send_keys("w1", text)
+    assert wait_until(lambda: read_text(work / "got")) == "C-c" + text
+    assert not (work / "pwned").exists() and not (work / "pwned2").exists()
+
+
+def test_send_keys_without_enter_waits_for_more(server: TmuxServer, work: Path) -> None:
+    server.spawn("w1", ["sh", "-c", 'IFS= read -r x; printf "%s" "$x" > got'], env={}, cwd=work)
+    server.send_keys("w1", "first ", enter=False)
+    server.send_keys("w1", "second")
+    assert wait_until(lambda: read_text(work / "got")) == "first second"
+
+
+def test_capture_returns_the_recent_lines(server: TmuxServer, work: Path) -> None:
+    server.spawn("w1", ["sh", "-c", "seq 1 300; exec sleep 60"], env={}, cwd=work)
+    wait_until(lambda: "300" in server.capture("w1"))
+    assert server.capture("w1", lines=3) == "298\n299\n300\n"
+
+
+def test_duplicate_session_is_refused_and_left_alone(server: TmuxServer, work: Path) -> None:
+    first = server.spawn("w1", LONG, env={}, cwd=work)
+    with pytest.raises(TmuxError, match="already exists"):
+        server.spawn("w1", ["sh", "-c", "exit 1"], env={}, cwd=work, log_path=work / "second.log")
+    again = server.pane("w1")
+    assert again is not None and (again.pane_id, again.pid, again.dead) == (first.pane_id, first.pid, False)
+
+
+@pytest.mark.parametrize("name", ["../x", "a:b", "", "A", "-x", "a b", "x/y", "=w1", "w" * 129])
+def test_bad_session_names_are_refused(server: TmuxServer, work: Path, name: str) -> None:
+    with pytest.raises(TmuxError, match="bad tmux session name"):
+        server.spawn(name, LONG, env={}, cwd=work)
+    with pytest.raises(TmuxError, match="bad tmux session name"):
+        server.send_keys(name, "x")
+    with pytest.raises(TmuxError, match="bad tmux session name"):
+        server.kill_session(name)
+    assert not server.is_running()
+
+
+def test_dotted_names_are_kept_apart_from_underscored(server: TmuxServer, work: Path) -> None:
+    server.spawn("w.1", ["sh", "-c", "echo dotted; exec sleep 60"], env={}, cwd=work)
+    server.spawn("w_1", ["sh", "-c", "echo underscored; exec sleep 60"], env={}, cwd=work)
+    assert server.sessions() == ["w.1", "w_1"]
+    assert server.sessions(prefix="w.") == ["w.1"]
+    wait_until(lambda: "dotted" in server.capture("w.1"))
+    assert "underscored" not in server.capture("w.1")
+    assert server.kill_session("w.1") and server.sessions() == ["w_1"]
+
+
+def test_bad_spawn_arguments_are_refused(server: TmuxServer, work: Path) -> None:
+    with pytest.raises(TmuxError, match="environment variable"):
+        server.spawn("w1", LONG, env={"BAD-KEY": "x"}, cwd=work)
+    with pytest.raises(TmuxError, match="not a directory"):
+        server.spawn("w1", LONG, env={}, cwd=work / "missing")
+    with pytest.raises(TmuxError, match="no command"):
+        server.spawn("w1", [], env={}, cwd=work)
+    assert not server.is_running()
+
+
+def test_attach_argv_names_the_private_socket_and_exact_session(server: TmuxServer) -> None:
+    assert server.attach_argv("w.1") == ["tmux", "-S", str(server.socket_path), "attach-session", "-t", "=w,1"]
+
+
+def test_kill_server_leaves_no_server(server: TmuxServer, work: Path) -> None:
+    server.spawn("w1", LONG, env={}, cwd=work)
+    server.kill_server()
+    assert not server.is_running()
+    assert server.panes() == {} and server.sessions() == []
+
+
+def test_exit_hook_fires_when_a_pane_dies(server: TmuxServer, work: Path) -> None:
+    out = work / "hook #{x} $HOME 'q' \"q\";.out"
+    server.spawn("keeper", LONG, env={}, cwd=work)
+    server.set_exit_hook(["sh", "-c", 'env | grep ^SWARM_PANE_ | sort > "$1.tmp"; mv "$1.tmp" "$1"', "sh", str(out)])
+    pane = server.spawn("w.9", ["sh", "-c", "exit 7"], env={}, cwd=work)
+    seen = wait_until(lambda: read_text(out)).splitlines()
+    assert seen == [f"SWARM_PANE_ID={pane.pane_id}", "SWARM_PANE_SESSION=w.9", "SWARM_PANE_SIGNAL=",
+                    "SWARM_PANE_STATUS=7"]
