@@ -86,6 +86,9 @@ class Mailbox:
         self.max_size = max_size
         self._new, self._cur, self._tmp, self._bad = (path / s for s in ("new", "cur", "tmp", "bad"))
         self._reconciled = False
+        # The send path builds plain strings: pathlib costs more than the syscalls it names.
+        self._tmp_prefix, self._new_prefix = f"{self._tmp}/", f"{self._new}/"
+        self._lock_file, self._seq_file = str(path / ".lock"), str(path / ".seq")
         for directory in (path, *(path / sub for sub in SUBDIRS)):
             check_real_dir(directory)
 
@@ -96,20 +99,20 @@ class Mailbox:
 
     def deliver(self, payload: bytes, message_id: str) -> str:
         """Deliver serialized, validated bytes; return the file name in `new/`."""
-        tmp = self._tmp / f"{message_id}.{os.getpid()}.{next(_tmp_counter)}"
+        tmp = f"{self._tmp_prefix}{message_id}.{os.getpid()}.{next(_tmp_counter)}"
         self._write_tmp(tmp, payload)
         try:
             with self._locked():
                 name = f"{self._next_seq():0{SEQ_WIDTH}d}-{message_id}.json"
-                os.rename(tmp, self._new / name)
+                os.rename(tmp, self._new_prefix + name)
         except BaseException:
             _unlink_quietly(tmp)
             raise
         if self.durable:
-            _fsync_dir(self._new)
+            _fsync_dir(self._new_prefix)
         return name
 
-    def _write_tmp(self, tmp: Path, payload: bytes) -> None:
+    def _write_tmp(self, tmp: str, payload: bytes) -> None:
         fd = os.open(tmp, _WRITE_FLAGS, 0o600)
         try:
             view = memoryview(payload)
@@ -130,7 +133,7 @@ class Mailbox:
         The lock file is opened per acquisition, so threads of one process exclude each other too. It is the
         same whole-file flock that `filelock.FileLock` takes, so both contend correctly on `.lock`.
         """
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -143,7 +146,7 @@ class Mailbox:
         Storing first means a crash between the two leaves a gap, never a duplicate. After a power loss the
         stored value may be older than the names on disk, so the first use in a process also looks at them.
         """
-        fd = os.open(self.path / ".seq", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(self._seq_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             raw = os.pread(fd, 32, 0).strip()
             last = int(raw) if raw.isdigit() else None
@@ -313,7 +316,7 @@ class Mailbox:
         return None
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -321,7 +324,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

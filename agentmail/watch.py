@@ -24,36 +24,37 @@ POLL_INTERVAL = 0.1  # seconds between directory snapshots of the polling observ
 STOP_CHECK = 0.1  # how often a watch looks at a caller's `stop` Event (it cannot wake us itself)
 
 
-def _native_observer() -> BaseObserver:
-    """The platform's event observer; on Linux, inotify asked only for arrivals.
-
-    watchdog holds every IN_MOVED_FROM event for half a second to pair it with its IN_MOVED_TO, and events
-    queued behind it wait too. A claim is a move out of `new/`, so with the default mask each claim would
-    delay the next arrival by 0.5 s. Departures are of no interest to a reader: leave them out of the mask.
-    """
-    if not platform.is_linux():
-        return Observer()
+if platform.is_linux():
     from watchdog.observers.inotify import InotifyEmitter
     from watchdog.observers.inotify_c import InotifyConstants
 
-    class ArrivalEmitter(InotifyEmitter):
+    class _ArrivalEmitter(InotifyEmitter):
+        """inotify asked only for arrivals (files created in or moved into the directory).
+
+        watchdog holds every IN_MOVED_FROM event for half a second to pair it with its IN_MOVED_TO, and
+        events queued behind it wait too. A claim is a move out of `new/`, so with the default mask each
+        claim would delay the next arrival by 0.5 s. Departures are of no interest to a reader.
+        """
+
         def get_event_mask_from_filter(self) -> int:  # type: ignore[override]
             return InotifyConstants.IN_CREATE | InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_DELETE_SELF
 
-    return BaseObserver(ArrivalEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT)
+
+def _native_observer() -> BaseObserver:
+    """The platform's event observer; on Linux, inotify restricted to arrivals."""
+    if not platform.is_linux():
+        return Observer()
+    return BaseObserver(_ArrivalEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT)
 
 
 class _Signal(FileSystemEventHandler):
-    """Calls back on files created in or moved into the watched directory, ignoring opens and closes."""
+    """Calls back on files created in or moved into the watched directory; other events are ignored."""
 
-    def __init__(self, directory: Path, callback: Callable[[], None]) -> None:
-        self._directory = str(directory)
+    def __init__(self, callback: Callable[[], None]) -> None:
         self._callback = callback
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, FileCreatedEvent) or (
-            isinstance(event, FileMovedEvent) and str(Path(str(event.dest_path)).parent) == self._directory
-        ):
+        if isinstance(event, (FileCreatedEvent, FileMovedEvent)):
             self._callback()
 
 
@@ -62,7 +63,7 @@ class ArrivalWatch:
 
     def __init__(self, directory: Path, callback: Callable[[], None], *, polling: bool = False) -> None:
         self.directory = directory
-        handler = _Signal(directory, callback)
+        handler = _Signal(callback)
         self._observer: BaseObserver | None = None if polling else _start(_native_observer(), directory, handler)
         self.polling = self._observer is None
         if self._observer is None:

@@ -16,6 +16,7 @@ from protocol.messages import (
     make_message,
     parse_message,
 )
+from protocol.markdown import ParsedMail, parse_markdown, to_markdown
 from protocol.names import validate_agent_name, validate_recipient, validate_task_id
 from protocol.task import (
     Attempt,
@@ -32,7 +33,7 @@ from protocol.task import (
 __all__ = [
     "AgentStatus", "Attempt", "AttemptOutcome", "BODY_MODELS", "Check", "CheckResult", "CheckpointReason",
     "Event", "EventType", "FailureType", "HelpKind", "InvalidMessage", "InvalidName", "InvalidTransition",
-    "Message", "MessageType", "Note", "NoteKind", "PROTOCOL_VERSION", "ProtocolError", "RegistryEntry", "Task",
+    "Message", "MessageType", "Note", "NoteKind", "ParsedMail", "parse_markdown", "to_markdown", "PROTOCOL_VERSION", "ProtocolError", "RegistryEntry", "Task",
     "TaskStatus", "ValidationSpec", "check_transition", "make_message", "new_id", "parse_message", "utcnow",
     "validate_agent_name", "validate_recipient", "validate_task_id",
 ]

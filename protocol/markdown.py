@@ -236,9 +236,9 @@ def _subject_like(text: str) -> bool:
 
 def _split_subject(text: str) -> tuple[str | None, MessageType | None] | None:
     """(task, type) of a subject; None when the text is no subject. An unknown type in brackets is kept."""
-    text = text.strip().strip("*").strip()
-    if match := re.match(r"(?i)(subject|type)\s*:\s*", text):
-        text = text[match.end():]
+    text = text.strip(" \t*")
+    if match := re.match(r"(?i)(subject|type)\s*:", text):
+        text = text[match.end():].strip(" \t*")
     if bracket := _BRACKET_SUBJECT.fullmatch(text):
         return bracket["task"].strip() or None, _type_word(bracket["rest"], prefix=True)
     if (colon := _TASK_SUBJECT.fullmatch(text)) and norm_key(colon["task"]) not in KNOWN_KEYS:
@@ -456,8 +456,8 @@ def _show(text: str) -> str:
 
 
 def norm_key(label: str) -> str:
-    """`Next Steps`, `next-steps`, `NEXT_STEPS` -> next_steps."""
-    return re.sub(r"[\s_-]+", "_", label.strip().lower()).strip("_")
+    """`Next Steps`, `next-steps`, `**NEXT_STEPS:**` -> next_steps."""
+    return re.sub(r"[\s_-]+", "_", re.sub(r"[*:`]", "", label).lower()).strip("_")
 
 
 def norm_word(text: str) -> str:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from protocol.errors import InvalidMessage
 from protocol.ids import new_id, utcnow
-from protocol.names import AgentName, Recipient
+from protocol.names import AgentName, Recipient, TaskId
 
 PROTOCOL_VERSION = 1
 
@@ -67,7 +67,7 @@ class Body(BaseModel):
 
 
 class TaskBody(Body):
-    task: str = Field(min_length=1, max_length=128)
+    task: TaskId
 
 
 class TaskAssign(TaskBody):
@@ -136,7 +136,7 @@ class Checkpoint(TaskBody):
 
 
 class SpawnRequest(Body):
-    task: str | None = None
+    task: TaskId | None = None
     profile: str | None = None
     count: int = Field(default=1, ge=1, le=64)
     reason: str = ""
@@ -155,7 +155,7 @@ class Ack(Body):
 
 class Steer(Body):
     text: str = Field(min_length=1)
-    task: str | None = None
+    task: TaskId | None = None
 
 
 class Shutdown(Body):
@@ -182,6 +182,7 @@ BODY_MODELS: dict[MessageType, type[Body]] = {
 # Types whose sender waits for an ACK whether or not it says so.
 ACK_ALWAYS = frozenset({MessageType.HELP_REQUEST, MessageType.OFFERING_READY})
 
+
 class Origin(BaseModel):
     """Who really wrote the file, stamped by the transport from the OS, not from what the sender says."""
 
@@ -198,7 +199,7 @@ class Message(BaseModel):
     ts: datetime = Field(default_factory=utcnow)
     sender: AgentName = Field(alias="from")
     to: list[Recipient] = Field(min_length=1)
-    thread: str | None = None
+    thread: TaskId | None = None
     type: MessageType
     ack_required: bool = False
     reply_to: str | None = None
@@ -256,7 +257,8 @@ def parse_message(data: dict[str, Any] | str | bytes) -> Message:
 
 def _body_errors(exc: ValidationError) -> str:
     return "; ".join(
-        "body." + ".".join(str(p) for p in err["loc"]) + f": {err['msg']}" for err in exc.errors()[:3]
+        "body." + ".".join(str(p) for p in err["loc"]) + f": {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()[:3]
     )
 
 

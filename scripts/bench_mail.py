@@ -1,7 +1,8 @@
 """Benchmark Agent Mail delivery; print one JSON object.
 
-Measures `PostOffice.send` throughput (durable and not), send-to-watch latency (a watcher in another
-process; from the start of the send call to receipt), and the floor: a bare loop of write + fsync + rename
+Measures `PostOffice.send` throughput (durable and not); send-to-watch latency from the start of the send
+call to receipt by a claiming watcher in another process (`latency_*`: non-durable sends, the transport
+alone; `durable_latency_*`: with a durable send's fsyncs included); and the floor: a bare loop of write + fsync + rename
 of the same bytes, with no validation and no lock. Run: python scripts/bench_mail.py [--messages N]
 """
 
@@ -58,7 +59,7 @@ def floor_throughput(root: Path, count: int, *, dir_fsync: bool) -> float:
 
 def _watcher(home: str, ready, receipts) -> None:  # type: ignore[no-untyped-def]
     """Child process: report (message id, receipt time) for each message as the watch yields it."""
-    mailbox = PostOffice(home).mailbox("bench-inbox")
+    mailbox = PostOffice(home, durable=False).mailbox("bench-inbox")
     ready.set()
     for delivered in mailbox.watch(claim=True):
         receipts.send((delivered.message.id, time.monotonic_ns()))
@@ -66,10 +67,10 @@ def _watcher(home: str, ready, receipts) -> None:  # type: ignore[no-untyped-def
             return
 
 
-def watch_latency(root: Path, count: int) -> list[float]:
-    """Milliseconds from the start of each send call to its receipt by a watcher in another process."""
-    home = root / "latency"
-    po = PostOffice(home)
+def watch_latency(root: Path, count: int, *, durable: bool) -> list[float]:
+    """Milliseconds from the start of each send call to its receipt by a watcher (claiming) in another process."""
+    home = root / f"latency-{durable}"
+    po = PostOffice(home, durable=durable)
     po.register("bench-inbox")
     ctx = mp.get_context("spawn")
     ready, (receive, report) = ctx.Event(), ctx.Pipe(duplex=False)
@@ -106,7 +107,8 @@ def main() -> None:
         floor_dir = floor_throughput(root, args.messages, dir_fsync=True)
         durable = send_throughput(root, args.messages, durable=True)
         fast = send_throughput(root, args.messages, durable=False)
-        latencies = watch_latency(root, args.latency_messages)
+        latencies = watch_latency(root, args.latency_messages, durable=False)
+        durable_latencies = watch_latency(root, args.latency_messages, durable=True)
     print(json.dumps({
         "messages": args.messages,
         "payload_bytes": len(_message(0).to_json()),
@@ -119,6 +121,8 @@ def main() -> None:
         "latency_messages": len(latencies),
         "latency_p50_ms": round(statistics.median(latencies), 3),
         "latency_p99_ms": round(_percentile(latencies, 0.99), 3),
+        "durable_latency_p50_ms": round(statistics.median(durable_latencies), 3),
+        "durable_latency_p99_ms": round(_percentile(durable_latencies, 0.99), 3),
         "targets_met": {"durable_ge_half_floor": durable >= 0.5 * floor,
                         "p50_lt_2ms": statistics.median(latencies) < 2.0},
     }))

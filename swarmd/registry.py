@@ -89,12 +89,17 @@ def read_heartbeat(heartbeats_dir: Path, name: str) -> datetime | None:
 
 
 def with_liveness(agents: Registry, heartbeats_dir: Path, now: datetime, stale_after: float) -> Registry:
-    """Fill in each agent's last heartbeat and mark a live agent STALE when it has been silent too long."""
-    for entry in agents.values():
+    """A copy of `agents` with each last heartbeat filled in, and a live agent silent too long shown STALE.
+
+    Entries that change are copied, never changed in place: `agents` may be a cached projection.
+    """
+    shown: Registry = {}
+    for name, entry in agents.items():
         beat = read_heartbeat(heartbeats_dir, entry.name)
-        if beat is not None and (entry.last_heartbeat is None or beat > entry.last_heartbeat):
-            entry.last_heartbeat = beat
-        seen = entry.last_heartbeat or entry.started
-        if entry.status in LIVE_STATUSES and (now - seen).total_seconds() > stale_after:
-            entry.status = AgentStatus.STALE
-    return agents
+        last = beat if beat is not None and (entry.last_heartbeat is None or beat > entry.last_heartbeat) \
+            else entry.last_heartbeat
+        stale = entry.status in LIVE_STATUSES and (now - (last or entry.started)).total_seconds() > stale_after
+        if last != entry.last_heartbeat or stale:
+            entry = entry.model_copy(update={"last_heartbeat": last, **({"status": AgentStatus.STALE} if stale else {})})
+        shown[name] = entry
+    return shown

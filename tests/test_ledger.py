@@ -140,13 +140,25 @@ def test_snapshot_is_used_and_bad_snapshots_are_ignored(led: Ledger, swarm_home:
     assert led.board()["a"].status == TaskStatus.DONE  # snapshot + tail
     board_file = swarm_home.ledger_dir / "board.json"
     board_file.write_text(json.dumps({**snap, "tasks": {}}))  # a snapshot that lies about what it covers...
-    assert led.board() == {}  # ...is trusted when it fits the log (proof that the snapshot is read at all)
+    assert Ledger(swarm_home).board() == {}  # ...is trusted by a new reader when it fits the log (so it is read)
     for bad in ('{"seq": 1, "offset"', json.dumps({**snap, "seq": 99, "offset": 10**9, "tasks": {}}),
                 json.dumps({**snap, "seq": 2, "tasks": {}}), json.dumps({**snap, "offset": 5, "tasks": {}})):
         board_file.write_text(bad)
-        assert led.board() == full_board(led) and led.board()["a"].status == TaskStatus.DONE
+        fresh = Ledger(swarm_home).board()
+        assert fresh == full_board(led) and fresh["a"].status == TaskStatus.DONE
     board_file.unlink()
-    assert led.board() == full_board(led)
+    assert Ledger(swarm_home).board() == full_board(led)
+
+
+def test_board_is_cached_and_handed_out_tasks_never_change(led: Ledger) -> None:
+    led.add_task(Task(id="a", title="A"), "operator")
+    before = led.board()
+    led.transition("a", TaskStatus.IN_PROGRESS, "operator")
+    led.add_note("a", NoteKind.FINDING, "found it", "operator")
+    after = led.board()
+    assert before["a"].status == TaskStatus.OPEN and before["a"].notes == []
+    assert after["a"].status == TaskStatus.IN_PROGRESS and [n.text for n in after["a"].notes] == ["found it"]
+    assert after == full_board(led)
 
 
 def test_long_tail_makes_a_reader_write_a_snapshot(swarm_home: SwarmHome) -> None:

@@ -40,6 +40,7 @@ def parse(text: str, **kwargs: Any) -> ParsedMail:
     "[task-42] PROGRESS", "Subject: [task-42] PROGRESS", "subject:[task-42] progress", "# [task-42] PROGRESS",
     "## [task-42] Progress", "**[task-42] PROGRESS**", "task-42: PROGRESS", "Subject: task-42: PROGRESS",
     "# task-42: progress", "[task-42] PROGRESS - halfway there", "  [ task-42 ]   PROGRESS",
+    "**Subject:** [task-42] PROGRESS", "# **[task-42] PROGRESS**",
 ])
 def test_subject_forms(subject: str) -> None:
     mail = parse(f"{subject}\nStep: tests\n")
@@ -158,6 +159,11 @@ docs
     mail = parse(text, strict=True)
     assert mail.fields == {"reason": CheckpointReason.MANUAL, "done": "parser and\n  its tests",
                            "remaining": "docs", "next_steps": "- one\n- two"}
+
+
+def test_bold_headings() -> None:
+    mail = parse("[t1] DONE\n## **Summary:**\nshipped\n## `Files`\n- a.py", strict=True)
+    assert mail.fields == {"summary": "shipped", "files": ["a.py"]}
 
 
 def test_section_lines_are_not_fields() -> None:

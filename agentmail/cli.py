@@ -1,0 +1,260 @@
+"""The `agentmail` command: a thin layer over PostOffice and Mailbox that parses, calls and prints."""
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from protocol import Message, MessageType, ProtocolError, make_message
+from protocol.schema import json_schema
+
+from agentmail.errors import MailError
+from agentmail.mailbox import Delivered
+from agentmail.postoffice import PostOffice
+
+F = TypeVar("F", bound=Callable[..., Any])
+TYPES = click.Choice([t.value for t in MessageType], case_sensitive=False)
+
+
+class _Group(click.Group):
+    """Turns every refusal into one line on stderr and exit status 2: no traceback for a user's mistake."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (MailError, ProtocolError, OSError) as exc:
+            click.echo(f"agentmail: error: {exc}", err=True)
+            sys.exit(2)
+
+
+def _default_home() -> str:
+    return os.environ.get("SWARM_HOME") or ".swarm"
+
+
+def common(func: F) -> F:
+    """The options every command takes: --home and --json."""
+    func = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+    return click.option("--home", type=click.Path(path_type=Path), default=_default_home, show_default="$SWARM_HOME or ./.swarm",
+                        help="The swarm (or mail) home.")(func)
+
+
+@click.group(cls=_Group)
+def cli() -> None:
+    """Agent Mail: typed messages between agents, delivered as files into per-agent mailboxes."""
+
+
+def _show(message: Message, as_json: bool) -> None:
+    if as_json:
+        click.echo(message.to_json())
+    else:
+        click.echo(_describe(message))
+        click.echo(json.dumps(message.body.model_dump(mode="json", exclude_none=True), indent=2))
+
+
+def _describe(message: Message) -> str:
+    task = f"[{message.task}] " if message.task else ""
+    return f"{task}{message.type.value} {message.id} from {message.sender} to {', '.join(message.to)}"
+
+
+def _summary(message: Message) -> str:
+    body = message.body.model_dump(exclude_none=True, exclude={"task"})
+    text = next((str(v) for v in body.values() if isinstance(v, str) and v), "")
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
+def _parse_field(field: str) -> tuple[str, Any]:
+    key, sep, raw = field.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{field!r} is not key=value", param_hint="--field")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+    return key, value if isinstance(value, (str, int, float, bool, list)) or value is None else raw
+
+
+def _body(fields: tuple[str, ...], body_file: Path | None, body_json: str | None) -> dict[str, Any]:
+    text = body_file.read_text() if body_file else (sys.stdin.read() if body_json == "-" else body_json)
+    body: dict[str, Any] = {}
+    if text:
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"body is not JSON: {exc}", param_hint="--body-file/--body-json") from None
+        if not isinstance(body, dict):
+            raise click.BadParameter("body must be a JSON object", param_hint="--body-file/--body-json")
+    body.update(_parse_field(f) for f in fields)
+    return body
+
+
+@cli.command()
+@click.option("--from", "sender", required=True, help="The sending agent.")
+@click.option("--to", "to", multiple=True, help="A recipient agent (repeatable).")
+@click.option("--role", "roles", multiple=True, help="Broadcast to every agent of this role (repeatable).")
+@click.option("--type", "kind", required=True, type=TYPES, help="The message type.")
+@click.option("--task", help="The task this is about: sets the thread and body.task.")
+@click.option("--field", "fields", multiple=True, help="A body field key=value (JSON values are parsed).")
+@click.option("--body-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Body as a JSON file.")
+@click.option("--body-json", help="Body as JSON text, or - to read it from stdin.")
+@click.option("--ack-required", is_flag=True, help="Ask the recipient to acknowledge.")
+@click.option("--reply-to", help="The id of the message this answers.")
+@common
+def send(sender: str, to: tuple[str, ...], roles: tuple[str, ...], kind: str, task: str | None,
+         fields: tuple[str, ...], body_file: Path | None, body_json: str | None, ack_required: bool,
+         reply_to: str | None, home: Path, as_json: bool) -> None:
+    """Send a message; prints its id."""
+    recipients = [*to, *(f"role:{r}" for r in roles)]
+    if not recipients:
+        raise click.UsageError("give at least one --to or --role")
+    body = _body(fields, body_file, body_json)
+    envelope: dict[str, Any] = {"ack_required": ack_required, "reply_to": reply_to}
+    if task:
+        body["task"] = task
+        envelope["thread"] = task
+    message = PostOffice(home).send(make_message(kind.upper(), sender, recipients, body, **envelope))
+    click.echo(message.to_json() if as_json else message.id)
+
+
+@cli.command()
+@click.argument("agent")
+@common
+def inbox(agent: str, home: Path, as_json: bool) -> None:
+    """List AGENT's unread messages."""
+    unread = PostOffice(home).mailbox(agent).list()
+    if as_json:
+        click.echo(json.dumps([_delivered_json(d) for d in unread]))
+        return
+    for d in unread:
+        m = d.message
+        click.echo(f"{d.seq:>6}  {m.id}  {m.sender:<16} {m.type.value:<14} {m.task or '-':<16} {_summary(m)}")
+    if not unread:
+        click.echo(f"no unread mail for {agent}")
+
+
+def _delivered_json(delivered: Delivered) -> dict[str, Any]:
+    return {"seq": delivered.seq, "file": delivered.name,
+            "message": delivered.message.model_dump(mode="json", by_alias=True, exclude_none=True)}
+
+
+@cli.command()
+@click.argument("agent")
+@click.argument("message_id", required=False)
+@common
+def read(agent: str, message_id: str | None, home: Path, as_json: bool) -> None:
+    """Claim and print one of AGENT's messages (the oldest unread if no MESSAGE_ID)."""
+    delivered = PostOffice(home).mailbox(agent).claim(message_id)
+    if delivered is None:
+        which = f"message {message_id}" if message_id else "messages"
+        click.echo(f"no unread {which} for {agent}", err=True)
+        sys.exit(1)
+    _show(delivered.message, as_json)
+
+
+@cli.command()
+@click.argument("agent")
+@click.argument("message_id")
+@common
+def ack(agent: str, message_id: str, home: Path, as_json: bool) -> None:
+    """Acknowledge MESSAGE_ID, a message AGENT has read; the ACK goes to its sender."""
+    po = PostOffice(home)
+    delivered = po.mailbox(agent).read_claimed(message_id)
+    if delivered is None:
+        raise MailError(f"{agent} has no read message {message_id}: read it first (agentmail read {agent} {message_id})")
+    sent = po.ack(agent, delivered)
+    click.echo(sent.to_json() if as_json else sent.id)
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("--type", "kinds", multiple=True, type=TYPES, help="Only messages of this type (repeatable).")
+@click.option("--task", help="Only messages about this task.")
+@click.option("--timeout", type=float, help="Give up after this many seconds (exit 1).")
+@common
+def wait(agent: str, kinds: tuple[str, ...], task: str | None, timeout: float | None, home: Path,
+         as_json: bool) -> None:
+    """Block until a matching message arrives for AGENT; claim and print it."""
+    types = {MessageType(k.upper()) for k in kinds} or None
+    delivered = PostOffice(home).mailbox(agent).wait(types=types, task=task, timeout=timeout)
+    if delivered is None:
+        click.echo(f"no matching message for {agent} within {timeout} s", err=True)
+        sys.exit(1)
+    _show(delivered.message, as_json)
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("--claim", is_flag=True, help="Claim each message as it is printed.")
+@click.option("--polling", is_flag=True, help="Poll the directory instead of using file system events.")
+@common
+def watch(agent: str, claim: bool, polling: bool, home: Path, as_json: bool) -> None:
+    """Print one JSON line per message for AGENT as they arrive, until interrupted."""
+    mailbox = PostOffice(home).mailbox(agent)
+    try:
+        for delivered in mailbox.watch(claim=claim, polling=polling):
+            click.echo(delivered.message.to_json())
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.argument("agent")
+@common
+def bad(agent: str, home: Path, as_json: bool) -> None:
+    """List AGENT's quarantined files and why each was set aside (unread mail is checked first)."""
+    mailbox = PostOffice(home).mailbox(agent)
+    mailbox.list()  # sweeps malformed files that no reader has come across yet into bad/
+    quarantined = mailbox.bad()
+    if as_json:
+        click.echo(json.dumps([{"file": name, "reason": reason} for name, reason in quarantined]))
+        return
+    for name, reason in quarantined:
+        click.echo(f"{name}: {reason}")
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("--role", default="worker", show_default=True, help="The agent's role.")
+@common
+def register(agent: str, role: str, home: Path, as_json: bool) -> None:
+    """Create AGENT's mailbox and record its role."""
+    mailbox = PostOffice(home).register(agent, role)
+    click.echo(json.dumps({"agent": agent, "role": role, "path": str(mailbox.path)}) if as_json else str(mailbox.path))
+
+
+@cli.command()
+@click.option("--role", help="Only agents of this role.")
+@common
+def agents(role: str | None, home: Path, as_json: bool) -> None:
+    """List the agents that have a mailbox."""
+    po = PostOffice(home)
+    names = po.agents(role)
+    if as_json:
+        click.echo(json.dumps([{"agent": n, "role": po.role_of(n)} for n in names]))
+        return
+    for name in names:
+        click.echo(f"{name}\t{po.role_of(name) or '-'}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@common
+def schema(name: str | None, home: Path, as_json: bool) -> None:
+    """Print the JSON Schema of a message type or model (all of them if no NAME)."""
+    click.echo(json.dumps(json_schema(name), indent=2))
+
+
+@cli.command()
+@common
+def demo(home: Path, as_json: bool) -> None:
+    """Run a short mail round trip between a supervisor and a worker process in a throw-away home."""
+    from agentmail.demo import run_demo
+
+    run_demo(click.echo)
+
+
+def main() -> None:
+    cli(prog_name="agentmail")

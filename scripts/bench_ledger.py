@@ -1,0 +1,137 @@
+"""Benchmark the ledger: append rates, and reading the board of a million-event log.
+
+Prints one JSON object. The big log is written directly, line by line in the ledger's own Event format
+(over ~1,000 tasks with a realistic mix of events); the ledger then snapshots it as a normal read would,
+a few thousand more events are appended through the API (the tail), and the board is read: in process
+with `Ledger.board()`, and as a user runs it, `swarm board --json`. Both are compared with a full replay.
+
+    python scripts/bench_ledger.py [--events 1000000] [--tasks 1000] [--home DIR]
+"""
+
+import argparse
+import gc
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from protocol.event import Event, EventType
+from protocol.task import Task
+from swarmd import board as board_fold
+from swarmd import feed
+from swarmd.config import write_default_config
+from swarmd.home import SwarmHome
+from swarmd.ledger import Ledger
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+# Per task lifecycle: create, several attempts of assign/start/progress.../finish; the rest is feed chatter.
+CHATTER = [(EventType.PROGRESS, 60), (EventType.FILE_CHANGED, 20), (EventType.COST_UPDATE, 12),
+           (EventType.FINDING, 3), (EventType.QUESTION, 1), (EventType.NOTE_ADDED, 2), (EventType.CUSTOM, 2)]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def append_rate(home: SwarmHome, durable: bool, count: int) -> float:
+    led = Ledger(home, durable=durable)
+    seconds, _ = timed(lambda: [led.append(EventType.PROGRESS, "bench", summary=f"step {i}") for i in range(count)])
+    return round(count / seconds)
+
+
+class LogWriter:
+    """Writes Event lines straight to the log (the same JSON as Ledger.append), numbering them."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.seq = f, 0
+
+    def write(self, type: EventType, agent: str, task_id: str | None, summary: str, **detail: Any) -> None:
+        self.seq += 1
+        ts = T0 + timedelta(milliseconds=self.seq)
+        event = Event(seq=self.seq, ts=ts, agent=agent, type=type, task=task_id, summary=summary, detail=detail)
+        self.f.write(event.model_dump_json() + "\n")
+
+
+def write_log(path: Path, events: int, tasks: int, rng: random.Random) -> int:
+    per_task = events // tasks
+    kinds, weights = zip(*CHATTER)
+    with open(path, "w", buffering=1 << 20) as f:
+        out = LogWriter(f)
+        for n in range(tasks):
+            tid, worker = f"t-{n + 1}", f"w{n % 16}"
+            task = Task(id=tid, title=f"task {n + 1}: do the thing", tags=["bench"], created=T0, updated=T0)
+            out.write(EventType.TASK_CREATED, "operator", tid, task.title, task=task.model_dump(mode="json"))
+            attempts = 1 + n % 3
+            for attempt in range(1, attempts + 1):
+                out.write(EventType.TASK_ASSIGNED, "supervisor", tid, "assigned", worker=worker, attempt=attempt,
+                          status="assigned")
+                out.write(EventType.TASK_STARTED, worker, tid, "started", status="in_progress")
+                for kind in rng.choices(kinds, weights, k=per_task // attempts - 4):
+                    extra = {"kind": "update", "text": "a note"} if kind == EventType.NOTE_ADDED else {}
+                    out.write(kind, worker, tid, f"{kind.value} on {tid}", **extra)
+                last = attempt == attempts
+                out.write(EventType.TASK_COMPLETED if last else EventType.TASK_FAILED, "supervisor", tid,
+                          "done" if last else "failed", status="done" if last else "open", reason="tests failed")
+        while out.seq < events:
+            out.write(EventType.COST_UPDATE, "supervisor", None, "cost", usd=0.01)
+        return out.seq
+
+
+def full_replay(led: Ledger) -> dict[str, Task]:
+    """The board folded from the first event, under the same conditions as a read (cyclic GC paused)."""
+    gc.disable()
+    try:
+        return board_fold.fold(e for _, e in feed.read_events(led.path) if e is not None)
+    finally:
+        gc.enable()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--tasks", type=int, default=1_000)
+    parser.add_argument("--tail", type=int, default=2_000, help="events appended after the snapshot")
+    parser.add_argument("--home", type=Path, default=None, help="where to build the homes (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.home) as tmp:
+        result: dict[str, Any] = {}
+        result["append_per_s_durable"] = append_rate(SwarmHome(Path(tmp) / "durable"), True, 300)
+        result["append_per_s_nondurable"] = append_rate(SwarmHome(Path(tmp) / "fast"), False, 10_000)
+        home = SwarmHome(Path(tmp) / "big")
+        home.ensure_dirs()
+        write_default_config(home.config_file)
+        led = Ledger(home, durable=False)
+        result["generate_s"], written = timed(lambda: write_log(led.path, args.events, args.tasks, random.Random(7)))
+        result["full_replay_s"], replayed = timed(lambda: full_replay(led))
+        result["first_read_with_snapshot_s"], _ = timed(led.board)  # a long tail: the read writes the snapshot
+        for i in range(args.tail):
+            led.append(EventType.PROGRESS, "w1", f"t-{i % args.tasks + 1}", f"late step {i}")
+        result["board_read_s"], board = timed(led.board)
+        cli = [str(Path(sys.executable).parent / "swarm"), "board", "--json", "--home", str(home.root)]
+        result["cli_board_json_s"], proc = timed(lambda: subprocess.run(cli, capture_output=True, check=True))
+        cli_noop = [str(Path(sys.executable).parent / "swarm"), "--version"]
+        result["cli_startup_s"], _ = timed(lambda: subprocess.run(cli_noop, capture_output=True, check=True))
+        assert board == full_replay(led) and len(json.loads(proc.stdout)) == len(board) == len(replayed)
+        result.update({
+            "events": written + args.tail, "tasks": len(board),
+            "log_mb": round(led.path.stat().st_size / 1e6, 1),
+            "snapshot_mb": round((home.ledger_dir / "board.json").stat().st_size / 1e6, 1),
+            "speedup_board_read_vs_full_replay": round(result["full_replay_s"] / result["board_read_s"], 1),
+            "speedup_cli_vs_full_replay": round(result["full_replay_s"] / result["cli_board_json_s"], 1),
+        })
+        for key, value in result.items():
+            if key.endswith("_s"):
+                result[key] = round(value, 3)
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
