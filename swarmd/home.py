@@ -81,6 +81,6 @@ class SwarmHome:
         make_private_dir(self.root)
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise HomeError(f"swarm home {self.root} is not writable: choose another --home or fix its permissions")
-        for path in (self.mail_dir, self.ledger_dir, self.logs_dir, self.run_dir, self.prompts_dir,
-                     self.tmux_socket.parent):
+        for path in (self.mail_dir, self.ledger_dir, self.logs_dir, self.run_dir, self.run_dir / "exits",
+                     self.prompts_dir, self.tmux_socket.parent):
             make_private_dir(path)

@@ -40,8 +40,25 @@ def load_onto_board(ledger: Ledger, plan: Plan, agent: str = OPERATOR) -> LoadRe
     return LoadResult(added=[t.id for t in new], existing=existing, completed=completed)
 
 
+def stranded(board: dict[str, Task]) -> set[str]:
+    """Open tasks that can never start: something they wait on, directly or not, is blocked or cancelled."""
+    dead = {t.id for t in board.values() if t.status in (TaskStatus.BLOCKED, TaskStatus.CANCELLED)}
+    stuck: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for task in board.values():
+            if task.status == TaskStatus.OPEN and task.id not in stuck and any(
+                    dep in dead or dep in stuck for dep in task.blocked_by):
+                stuck.add(task.id)
+                changed = True
+    return stuck
+
+
 def plan_finished(board: dict[str, Task], ids: list[str]) -> bool:
-    return all(board[i].status in FINAL_STATUSES for i in ids if i in board)
+    """Every task of the plan is done, blocked or cancelled, or waits on one that is blocked or cancelled."""
+    settled = stranded(board)
+    return all(board[i].status in FINAL_STATUSES or i in settled for i in ids if i in board)
 
 
 def when_done(wait: Callable[[], object]) -> threading.Event:

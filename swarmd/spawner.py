@@ -53,9 +53,22 @@ class Spawner:
         })
         # `agentmail` and `swarm` in a worker are the ones this supervisor runs from, venv or not. (tmux gives a
         # new pane the PATH of its client, whatever -e says, so it is set in the shell.)
-        command = f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH; {command}'
+        # The shell also records the exit status: tmux 3.3 now and then shows a pane dead but never reports it.
+        exit_file = shlex.quote(str(self.exit_file(worker)))
+        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{command}\n'
+                   f'status=$?; echo "$status" > {exit_file}; exit "$status"')
         return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
                                cwd=self.workdir(task, profile), log_path=log)
+
+    def exit_file(self, worker: str) -> Path:
+        return self.home.run_dir / "exits" / worker
+
+    def exit_status(self, worker: str) -> int | None:
+        """The exit status the worker's shell recorded, if it got that far."""
+        try:
+            return int(self.exit_file(worker).read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def workdir_for(self, task: Task) -> Path:
         """Where the task's worker runs and its checks are made."""

@@ -35,6 +35,7 @@ from swarmd.watch import watch_file
 from swarmd.worker import read_tail
 
 SUPERVISOR = "supervisor"
+EXIT_STATUS_GRACE = 2.0  # seconds to wait for tmux to report a dead pane's exit status
 log = logging.getLogger("swarmd.supervisor")
 
 
@@ -48,6 +49,7 @@ class WorkerState:
     session: str
     started: datetime
     reported: bool = False  # DONE, FAILED or CHECKPOINT received: its pane may now end
+    dead_since: datetime | None = None  # first seen dead, before tmux had its exit status
 
 
 @dataclass
@@ -377,6 +379,8 @@ class Supervisor:
             if worker.reported or worker.name not in self.workers:
                 continue
             pane = panes.get(worker.session)
+            if pane is not None and pane.dead and self._status_pending(worker, pane, now):
+                continue
             if pane is None or pane.dead:
                 self._pane_ended(task, worker, pane)
             elif (now - worker.started).total_seconds() > (task.timeout or self.config.task_timeout):
@@ -384,13 +388,22 @@ class Supervisor:
             elif self._stale(worker, registry.get(worker.name), now):
                 self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")
 
+    def _status_pending(self, worker: WorkerState, pane: PaneInfo, now: datetime) -> bool:
+        """tmux may show a pane dead (its pty closed) a moment before it has reaped the exit status."""
+        if pane.exit_status is not None or pane.signal is not None or self.spawner.exit_status(worker.name) is not None:
+            return False
+        worker.dead_since = worker.dead_since or now
+        return (now - worker.dead_since).total_seconds() < EXIT_STATUS_GRACE
+
     def _pane_ended(self, task: Task, worker: WorkerState, pane: PaneInfo | None) -> None:
         self.handle_mail()  # its last words may have arrived just before it ended
         task = self.ledger.board().get(task.id, task)
         if worker.reported or worker.name not in self.workers or task.assignee != worker.name:
             return
-        status = ("was killed" if pane is None else f"was killed by signal {pane.signal}" if pane.signal is not None
-                  else f"exited with status {pane.exit_status}")
+        code = pane.exit_status if pane is not None and pane.exit_status is not None else \
+            self.spawner.exit_status(worker.name)
+        status = (f"was killed by signal {pane.signal}" if pane is not None and pane.signal is not None
+                  else f"exited with status {code}" if code is not None else "ended")
         tail = read_tail(self.spawner.log_path(worker.name), 0)
         reason = f"worker {worker.name} {status} without reporting DONE or FAILED"
         self._fail(task, worker, reason + (f"\nLast output:\n{tail[-800:]}" if tail else ""))

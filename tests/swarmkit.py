@@ -10,7 +10,7 @@ from protocol.event import Event, EventType
 from protocol.task import LIVE_STATUSES, TaskStatus
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
-from tests.conftest import run_cli
+from conftest import run_cli
 
 FAST_CONFIG = """\
 name = "t"
