@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from agentmail.postoffice import PostOffice
 
 F = TypeVar("F", bound=Callable[..., Any])
 TYPES = click.Choice([t.value for t in MessageType], case_sensitive=False)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_BODY_INPUT = 4 << 20  # bytes read from --body-file or stdin; the post office's size limit applies after
 
 
 class _Group(click.Group):
@@ -27,7 +30,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (MailError, ProtocolError, OSError) as exc:
-            click.echo(f"agentmail: error: {exc}", err=True)
+            click.echo(f"agentmail: error: {_safe(str(exc))}", err=True)
             sys.exit(2)
 
 
@@ -60,9 +63,14 @@ def _describe(message: Message) -> str:
     return f"{task}{message.type.value} {message.id} from {message.sender} to {', '.join(message.to)}"
 
 
+def _safe(text: str) -> str:
+    """`text` with every control character shown as an escape: mail is data, never terminal control."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _summary(message: Message) -> str:
     body = message.body.model_dump(exclude_none=True, exclude={"task"})
-    text = next((str(v) for v in body.values() if isinstance(v, str) and v), "")
+    text = _safe(next((str(v) for v in body.values() if isinstance(v, str) and v), ""))
     return text if len(text) <= 50 else text[:47] + "..."
 
 
@@ -77,14 +85,34 @@ def _parse_field(field: str) -> tuple[str, Any]:
     return key, value if isinstance(value, (str, int, float, bool, list)) or value is None else raw
 
 
+def _body_text(body_file: Path | None, body_json: str | None) -> str | None:
+    """The body's JSON text from a file, stdin or the option itself: bounded, and refused unless UTF-8."""
+    if body_file is None and body_json != "-":
+        return body_json
+    if body_file is not None:
+        with body_file.open("rb") as handle:
+            raw = handle.read(MAX_BODY_INPUT + 1)
+    else:
+        raw = sys.stdin.buffer.read(MAX_BODY_INPUT + 1)
+    if len(raw) > MAX_BODY_INPUT:
+        raise click.BadParameter(f"body is over {MAX_BODY_INPUT} bytes: put large content in a file and send its path",
+                                 param_hint="--body-file/--body-json")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter("body is not UTF-8 text", param_hint="--body-file/--body-json") from None
+
+
 def _body(fields: tuple[str, ...], body_file: Path | None, body_json: str | None) -> dict[str, Any]:
-    text = body_file.read_text() if body_file else (sys.stdin.read() if body_json == "-" else body_json)
+    text = _body_text(body_file, body_json)
     body: dict[str, Any] = {}
     if text:
         try:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"body is not JSON: {exc}", param_hint="--body-file/--body-json") from None
+        except RecursionError:
+            raise click.BadParameter("body is nested too deeply", param_hint="--body-file/--body-json") from None
         if not isinstance(body, dict):
             raise click.BadParameter("body must be a JSON object", param_hint="--body-file/--body-json")
     body.update(_parse_field(f) for f in fields)
@@ -212,7 +240,7 @@ def bad(agent: str, home: Path, as_json: bool) -> None:
         click.echo(json.dumps([{"file": name, "reason": reason} for name, reason in quarantined]))
         return
     for name, reason in quarantined:
-        click.echo(f"{name}: {reason}")
+        click.echo(_safe(f"{name}: {reason}"))
 
 
 @cli.command()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from protocol import InvalidMessage, InvalidName, Message, MessageType, parse_message
+from protocol import InvalidMessage, InvalidName, Message, MessageType, faults, parse_message
 
 from agentmail.errors import MailboxError, UnsafePath
 
@@ -104,10 +104,12 @@ class Mailbox:
         try:
             with self._locked():
                 name = f"{self._next_seq():0{SEQ_WIDTH}d}-{message_id}.json"
+                faults.crash_point("mail.seq_taken")
                 os.rename(tmp, self._new_prefix + name)
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        faults.crash_point("mail.renamed")
         if self.durable:
             _fsync_dir(self._new_prefix)
         return name
@@ -118,8 +120,10 @@ class Mailbox:
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view):]
+            faults.crash_point("mail.tmp_written")
             if self.durable:
                 os.fsync(fd)
+            faults.crash_point("mail.tmp_synced")
         except BaseException:
             os.close(fd)
             _unlink_quietly(tmp)

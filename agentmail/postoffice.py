@@ -9,7 +9,7 @@ from protocol import Message, MessageType, make_message, validate_agent_name
 from protocol.messages import Origin
 from protocol.names import ROLE_PREFIX
 
-from agentmail.errors import MailboxError, MessageTooLarge, UnknownRecipient
+from agentmail.errors import MailboxError, MessageTooLarge, UnknownRecipient, UnsafePath
 from agentmail.mailbox import Delivered, Mailbox, check_real_dir, make_mailbox_dirs
 
 ROLE_FILE = "role"
@@ -61,25 +61,32 @@ class PostOffice:
 
     def agents(self, role: str | None = None) -> list[str]:
         """Names of the agents that have a mailbox, optionally only those registered with `role`."""
-        try:
-            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
-        except FileNotFoundError:
+        if not os.path.lexists(self.root):
             return []
+        check_real_dir(self.root)
+        entries = sorted(os.scandir(self.root), key=lambda e: e.name)
         names = [e.name for e in entries if e.is_dir(follow_symlinks=False) and _is_agent_name(e.name)]
         return names if role is None else [n for n in names if self.role_of(n) == role]
 
     def role_of(self, agent: str) -> str | None:
         """The role `agent` was registered with, None if it never was."""
         validate_agent_name(agent)
+        path = self.root / agent / ROLE_FILE
         try:
-            return (self.root / agent / ROLE_FILE).read_text().strip() or None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise UnsafePath(f"cannot read {path}: {exc.strerror}: replace it with a plain file (register again)") from None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(256).decode(errors="replace").strip() or None
 
     def _open(self, agent: str, *, create: bool) -> Mailbox:
         if (cached := self._mailboxes.get(agent)) is not None:
             return cached
         path = self.root / agent
+        if os.path.lexists(self.root):
+            check_real_dir(self.root)  # a symlinked mail/ would carry every mailbox out of the home
         if not os.path.lexists(path):
             if not create:
                 raise UnknownRecipient(self._unknown(agent))

@@ -4,8 +4,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from protocol.base import Model
 from protocol.ids import utcnow
 from protocol.names import AgentName
 
@@ -19,7 +20,7 @@ class AgentStatus(StrEnum):
     DEAD = "dead"
 
 
-class RegistryEntry(BaseModel):
+class RegistryEntry(Model):
     name: AgentName
     role: str = "worker"
     status: AgentStatus = AgentStatus.STARTING

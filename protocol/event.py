@@ -4,8 +4,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from protocol.base import Model
 from protocol.ids import new_id, utcnow
 
 
@@ -43,7 +44,7 @@ class EventType(StrEnum):
     WORKER_EXITED = "worker_exited"
 
 
-class Event(BaseModel):
+class Event(Model):
     seq: int = 0  # assigned by the ledger under its lock
     id: str = Field(default_factory=new_id)
     ts: datetime = Field(default_factory=utcnow)

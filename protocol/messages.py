@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from protocol.base import Model
 from protocol.errors import InvalidMessage
 from protocol.ids import new_id, utcnow
 from protocol.names import AgentName, Recipient, TaskId
@@ -62,7 +63,7 @@ class CheckResult(StrEnum):
     SKIP = "SKIP"
 
 
-class Body(BaseModel):
+class Body(Model):
     model_config = ConfigDict(extra="allow")
 
 
@@ -183,7 +184,7 @@ BODY_MODELS: dict[MessageType, type[Body]] = {
 ACK_ALWAYS = frozenset({MessageType.HELP_REQUEST, MessageType.OFFERING_READY})
 
 
-class Origin(BaseModel):
+class Origin(Model):
     """Who really wrote the file, stamped by the transport from the OS, not from what the sender says."""
 
     pid: int
@@ -191,7 +192,7 @@ class Origin(BaseModel):
     host: str = ""
 
 
-class Message(BaseModel):
+class Message(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
     v: int = PROTOCOL_VERSION

@@ -4,8 +4,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from protocol.base import Model
 from protocol.errors import InvalidTransition
 from protocol.ids import utcnow
 from protocol.names import TaskId
@@ -52,14 +53,14 @@ class NoteKind(StrEnum):
     UPDATE = "update"
 
 
-class Note(BaseModel):
+class Note(Model):
     kind: NoteKind
     text: str
     author: str
     ts: datetime = Field(default_factory=utcnow)
 
 
-class Check(BaseModel):
+class Check(Model):
     """One validation check run before a DONE claim counts.
 
     files_exist: every path in `paths` exists. content_check: `path` exists and matches regex `pattern`.
@@ -76,7 +77,7 @@ class Check(BaseModel):
     timeout: float = Field(default=120.0, gt=0, le=86_400)
 
 
-class ValidationSpec(BaseModel):
+class ValidationSpec(Model):
     model_config = ConfigDict(extra="forbid")
 
     checks: list[Check] = []
@@ -91,7 +92,7 @@ class AttemptOutcome(StrEnum):
     ABANDONED = "abandoned"
 
 
-class Attempt(BaseModel):
+class Attempt(Model):
     number: int
     worker: str | None = None
     started: datetime = Field(default_factory=utcnow)
@@ -100,7 +101,7 @@ class Attempt(BaseModel):
     reason: str = ""
 
 
-class Task(BaseModel):
+class Task(Model):
     id: TaskId
     title: str = Field(min_length=1, max_length=500)
     description: str = ""
@@ -113,7 +114,7 @@ class Task(BaseModel):
     validation: ValidationSpec | None = None
     profile: str | None = None
     timeout: float | None = Field(default=None, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)  # None: the swarm's setting
     workdir: str | None = None
     attempts: list[Attempt] = []
     created_by: str = "operator"

@@ -47,6 +47,9 @@ class Config(BaseModel):
 
 DEFAULT_PROFILES = {
     "script": Profile(command="{python} -m swarmd worker run --script"),
+    "claude": Profile(command='{python} -m swarmd worker run -- claude -p "$(cat {prompt_file})" '
+                              '--permission-mode acceptEdits'),
+    "codex": Profile(command='{python} -m swarmd worker run -- codex exec --full-auto "$(cat {prompt_file})"'),
 }
 
 DEFAULT_TOML = """\
@@ -69,14 +72,15 @@ default_profile = "script"  # the profile used by tasks that name none
 [profiles.script]
 command = "{python} -m swarmd worker run --script"   # runs the task's description as a shell script
 
-# [profiles.claude]
-# `swarm worker run --` wraps any agent: ACCEPTED at start, heartbeats, DONE/FAILED by its exit code.
-# command = "{python} -m swarmd worker run -- claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
-# env = { }
+# `swarm worker run --` wraps any agent: ACCEPTED at start, heartbeats, DONE/FAILED by its exit code (and a DONE
+# is only believed once the task's validation passes). An agent may also send its own mail (see the prompt).
+[profiles.claude]
+command = "{python} -m swarmd worker run -- claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
+# env = { ANTHROPIC_MODEL = "..." }
 # workdir = "."
 
-# [profiles.codex]
-# command = "{python} -m swarmd worker run -- codex exec \\"$(cat {prompt_file})\\""
+[profiles.codex]
+command = "{python} -m swarmd worker run -- codex exec --full-auto \\"$(cat {prompt_file})\\""
 """
 
 

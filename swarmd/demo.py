@@ -33,7 +33,7 @@ def _write(name: str, content: str, step: str = "writing") -> str:
 
 def _task(id: str, title: str, script: str, *, after: list[str] = (), checks: list[Check] = ()) -> Task:  # type: ignore[assignment]
     return Task(id=id, title=title, description=script, blocked_by=list(after),
-                validation=ValidationSpec(checks=list(checks)) if checks else None, max_attempts=3)
+                validation=ValidationSpec(checks=list(checks)) if checks else None)
 
 
 def demo_plan() -> Plan:

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
 
+from protocol import faults
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import Event, EventType
 from protocol.ids import new_id, utcnow
@@ -265,8 +266,11 @@ class Ledger:
             for number, event in enumerate(events, start=seq + 1):
                 event.seq = number
             data = b"".join(_line(event) for event in events)
+            faults.crash_point("ledger.before_write")
+            faults.torn_write("ledger.torn_write", fd, data)
             if os.write(fd, data) != len(data):
                 raise LedgerError(f"{self.path}: short write (disk full?); the partial line will be discarded")
+            faults.crash_point("ledger.written")
             if self.durable:
                 os.fsync(fd)
                 if end == 0:

@@ -174,6 +174,8 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise PlanError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def _parse_json(path: Path, text: str) -> dict[str, Any]:
@@ -181,6 +183,8 @@ def _parse_json(path: Path, text: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PlanError(f"{path}: not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise PlanError(f"{path}: not valid JSON: expected an object at the top, not {type(data).__name__}")
     return data

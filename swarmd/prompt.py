@@ -50,11 +50,11 @@ def previous_attempts(task: Task) -> str:
     return "\n\n".join(parts)
 
 
-def render_prompt(task: Task, *, agent: str, attempt: int, home: Path) -> str:
+def render_prompt(task: Task, *, agent: str, attempt: int, max_attempts: int, home: Path) -> str:
     history = previous_attempts(task)
     sections = [
         f"# Task {task.id}: {task.title}",
-        f"Attempt {attempt} of {task.max_attempts}.",
+        f"Attempt {attempt} of {max_attempts}.",
         task.description.strip() or "(no description)",
     ]
     if history:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from protocol.event import Event, EventType
 from protocol.task import FINAL_STATUSES, Task, TaskStatus
-from swarmd.errors import SwarmError
+from swarmd.config import Config
+from swarmd.errors import ConfigError, SwarmError
 from swarmd.ledger import Ledger
 from swarmd.plan import Plan
 
@@ -22,6 +23,14 @@ class LoadResult:
     @property
     def ids(self) -> list[str]:
         return self.added + self.existing
+
+
+def check_profiles(plan: Plan, config: Config) -> None:
+    """Refuse a plan whose tasks name worker profiles that swarm.toml does not define."""
+    unknown = sorted({t.profile for t in plan.tasks if t.profile and t.profile not in config.profiles})
+    if unknown:
+        raise ConfigError(f"the plan uses worker profiles {', '.join(map(repr, unknown))} that swarm.toml does not "
+                          f"define (it has {', '.join(sorted(config.profiles))}): add them under [profiles.NAME]")
 
 
 def load_onto_board(ledger: Ledger, plan: Plan, agent: str = OPERATOR) -> LoadResult:

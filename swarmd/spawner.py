@@ -36,11 +36,13 @@ class Spawner:
             raise ConfigError(f"unknown worker profile {chosen!r}: swarm.toml defines {', '.join(sorted(self.config.profiles))}")
         return self.config.profiles[chosen]
 
-    def spawn(self, task: Task, *, worker: str, attempt: int, role: str = "worker", prompt: str | None = None) -> PaneInfo:
+    def spawn(self, task: Task, *, worker: str, attempt: int, max_attempts: int = 1, role: str = "worker",
+              prompt: str | None = None) -> PaneInfo:
         """Write the prompt and start the worker's session; the task text stays in the prompt file."""
         profile = self.profile(task.profile if role == "worker" else self.config.helper_profile)
         prompt_file = self.home.prompts_dir / f"{worker}.md"
-        write_prompt(prompt_file, prompt or render_prompt(task, agent=worker, attempt=attempt, home=self.home.root))
+        write_prompt(prompt_file, prompt or render_prompt(task, agent=worker, attempt=attempt, max_attempts=max_attempts,
+                                                         home=self.home.root))
         log = self.log_path(worker)
         env = {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,

@@ -92,6 +92,9 @@ class Supervisor:
     def max_workers(self) -> int:
         return self.max_workers_override or read_settings(self.home).get("max_workers") or self.config.max_workers
 
+    def max_attempts(self, task: Task) -> int:
+        return task.max_attempts or self.config.max_attempts
+
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
@@ -329,7 +332,7 @@ class Supervisor:
     def _fail(self, task: Task, worker: WorkerState, reason: str) -> None:
         """A failed attempt: back to open with the reason for the next attempt, or blocked when spent."""
         failed = 1 + sum(a.outcome == AttemptOutcome.FAILED for a in task.attempts)
-        status = TaskStatus.BLOCKED if failed >= task.max_attempts else TaskStatus.OPEN
+        status = TaskStatus.BLOCKED if failed >= self.max_attempts(task) else TaskStatus.OPEN
         first_line = reason.strip().splitlines()[0][:160] if reason.strip() else "failed"
         self.ledger.transition(task.id, status, SUPERVISOR, EventType.TASK_FAILED,
                                summary=f"{task.id} attempt {worker.attempt} failed: {first_line}",
@@ -453,10 +456,10 @@ class Supervisor:
         self.workers[worker] = state
         self.post.send(make_message(MessageType.TASK_ASSIGN, SUPERVISOR, worker, {
             "task": task.id, "title": task.title, "description": task.description, "attempt": attempt,
-            "max_attempts": task.max_attempts, "prompt_file": str(self.home.prompts_dir / f"{worker}.md"),
+            "max_attempts": self.max_attempts(task), "prompt_file": str(self.home.prompts_dir / f"{worker}.md"),
         }, thread=task.id))
         try:
-            pane = self.spawner.spawn(task, worker=worker, attempt=attempt)
+            pane = self.spawner.spawn(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task))
         except SwarmError as exc:
             self._fail(self.ledger.task(task.id), state, f"could not start the worker: {exc}")
             return

@@ -49,7 +49,7 @@ def test_example_plan_fields() -> None:
     assert api.max_attempts == 2 and schema.max_attempts == 3
     assert [c.kind for c in api.validation.checks] == ["files_exist", "content_check", "tests"]
     assert api.validation.checks[2].timeout == 120
-    assert all(t.status == TaskStatus.OPEN and t.profile == "script" for t in (schema, api, docs))
+    assert all(t.status == TaskStatus.OPEN and t.profile == "claude" for t in (schema, api, docs))
     assert schema.workdir == str(EXAMPLES)
 
 

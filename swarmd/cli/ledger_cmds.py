@@ -3,6 +3,7 @@
 import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,8 @@ from swarmd.registry import LIVE_STATUSES
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NEW_ID_TRIES = 20
+# The ledger's files: the log, the lock and the projection snapshots (ledger/<name>.json).
+LEDGER_FILES = ("events.jsonl", ".lock", "board.json", "registry.json", "stats.json")
 EVENT_TYPES = click.Choice([t.value for t in EventType])
 TASK_STATUSES = click.Choice([s.value for s in TaskStatus])
 AGENT_STATUSES = click.Choice([s.value for s in AgentStatus])
@@ -35,8 +38,17 @@ def open_ledger(home: str | None) -> Ledger:
     swarm_home = get_home(home)
     if not swarm_home.exists():
         raise HomeError(f"no swarm home at {swarm_home.root}: run `swarm init` first")
+    _refuse_symlinked_ledger(swarm_home.ledger_dir)
     config = load_config(swarm_home.config_file)
     return Ledger(swarm_home, durable=config.durable, stale_after=config.stale_after)
+
+
+def _refuse_symlinked_ledger(ledger_dir: Path) -> None:
+    """A ledger file that is a symlink would be read (and snapshots replaced) through it: refuse the home."""
+    for name in LEDGER_FILES:
+        if (ledger_dir / name).is_symlink():
+            raise HomeError(f"{ledger_dir / name} is a symbolic link: refusing to use it; "
+                            "replace it with the real file (or remove it) and try again")
 
 
 def _me() -> str:

@@ -74,10 +74,11 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
     """Load a plan (TOML or JSON) onto the board and start the supervisor if it is not running."""
     from pathlib import Path
 
+    from swarmd.config import load_config
     from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
     from swarmd.ledger import Ledger
     from swarmd.plan import load_plan, load_wave, parse_duration
-    from swarmd.runner import load_onto_board, wait_for_plan, when_done
+    from swarmd.runner import check_profiles, load_onto_board, wait_for_plan, when_done
     from swarmd.settings import write_settings
     from swarmd.view import PlanView, summary_table
 
@@ -91,6 +92,7 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
         h.ensure_dirs()
         write_default_config(h.config_file)
     plan = load_wave(Path(wave_file)) if wave_file else load_plan(Path(plan_file))  # type: ignore[arg-type]
+    check_profiles(plan, load_config(h.config_file))
     ledger = Ledger(h)
     loaded = load_onto_board(ledger, plan)
     if max_workers:

@@ -1,0 +1,486 @@
+"""Benchmark the swarm end to end with real tmux and real script workers.
+
+Prints one JSON object. Every part runs in its own throw-away home under /tmp with its own private tmux
+server (killed, and the home deleted, at the end). The swarms run with durable = false in swarm.toml
+(the supervisor's ledger and mail do not fsync; note the worker process opens its ledger and mail with
+the defaults, i.e. durable, whatever swarm.toml says).
+
+1. spawn: 50 independent `sleep 30` tasks, max_workers 50, an in-process Supervisor. `dispatch()` is timed
+   until 50 tmux sessions exist and 50 workers are in the registry; then the supervisor's loop runs and the
+   time until every worker's ACCEPTED is sent (message ts) and recorded (task_started event) is reported.
+2. dispatch latency: parallel chains of no-op tasks (`true`), one live task per chain (max_workers = chains,
+   so no task waits for a worker slot). Ready (task_created, or the task_completed of its blocker) ->
+   task_started (the supervisor handled the worker's ACCEPTED), and the supervisor's share of it:
+   ready -> task_assigned and ready -> worker_spawned (session started).
+3. throughput: a 200-task no-op plan at max_workers 16, against a bare ThreadPoolExecutor(16) running the
+   same 200 `sh -c true` with subprocess.run.
+Plus the worker's start-up cost (interpreter + imports), measured outside the swarm.
+
+    python scripts/bench_swarm.py [--spawn 50] [--chains 2] [--chain-length 50] [--tasks 200] [--parallel 16]
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from protocol.event import Event, EventType
+from protocol.task import LIVE_STATUSES, Task, TaskStatus
+from swarmd.config import DEFAULT_TOML
+from swarmd.home import SwarmHome
+from swarmd.plan import Plan
+from swarmd.runner import load_onto_board
+from swarmd.supervisor import SUPERVISOR, Supervisor
+from swarmd.watch import watch_file
+
+NAME = "bench"
+TARGET_SPAWN_S = 3.0
+TARGET_DISPATCH_P50_MS = 100.0
+
+
+# ----- helpers ---------------------------------------------------------------------------------------------
+
+def pct(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def dist_ms(values: list[float]) -> dict[str, Any]:
+    """p50/p90/p99/max in milliseconds of a list of seconds."""
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50_ms": round(pct(values, 50) * 1000, 1), "p90_ms": round(pct(values, 90) * 1000, 1),
+            "p99_ms": round(pct(values, 99) * 1000, 1), "max_ms": round(max(values) * 1000, 1),
+            "mean_ms": round(statistics.fmean(values) * 1000, 1)}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+
+
+def make_home(base: Path, label: str) -> SwarmHome:
+    home = SwarmHome(base / label / ".swarm")
+    home.ensure_dirs()
+    toml = DEFAULT_TOML.replace('name = "swarm"', f'name = "{NAME}"').replace("durable = true", "durable = false")
+    assert f'name = "{NAME}"' in toml and "durable = false" in toml
+    home.config_file.write_text(toml)
+    return home
+
+
+def no_op(id: str, command: str = "true", after: Iterable[str] = ()) -> Task:
+    return Task(id=id, title=f"bench {id}", description=command, blocked_by=list(after))
+
+
+def by_type(events: list[Event], kind: EventType) -> dict[str, Event]:
+    """The first event of `kind` per task."""
+    found: dict[str, Event] = {}
+    for event in events:
+        if event.type == kind and event.task and event.task not in found:
+            found[event.task] = event
+    return found
+
+
+def mail_ts(home: SwarmHome, kind: str) -> dict[str, float]:
+    """Message id -> creation time (epoch s) of the supervisor's handled mail of `kind`."""
+    from datetime import datetime
+
+    found = {}
+    for path in (home.mail_dir / SUPERVISOR / "cur").glob("*.json"):
+        data = json.loads(path.read_text())
+        if data.get("type") == kind:
+            found[data["id"]] = datetime.fromisoformat(data["ts"]).timestamp()
+    return found
+
+
+class Swarm:
+    """An in-process Supervisor on a throw-away home: `start()` runs its loop in a thread, `close()` ends it all."""
+
+    def __init__(self, home: SwarmHome, max_workers: int) -> None:
+        self.home = home
+        self.supervisor = Supervisor(home, max_workers=max_workers)
+        self.ledger = self.supervisor.ledger
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.counts = {"steps": 0, "tmux_calls": 0}
+        self._count(self.supervisor, "step", "steps")
+        self._count(self.supervisor.tmux, "_run", "tmux_calls")
+
+    def _count(self, obj: Any, method: str, key: str) -> None:
+        """Count calls of one method of this instance (an instance attribute; the class is untouched)."""
+        original = getattr(obj, method)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.counts[key] += 1
+            return original(*args, **kwargs)
+        setattr(obj, method, counted)
+
+    def _target(self, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as exc:  # reported in the JSON, not lost in a thread
+                self.error = exc
+        return run
+
+    def start(self) -> None:
+        """`Supervisor.run()` in a thread; returns once it has recovered (supervisor_started is in the ledger)."""
+        self.thread = threading.Thread(target=self._target(self.supervisor.run), name="supervisor", daemon=True)
+        self.thread.start()
+        if not wait_until(lambda: any(e.type == EventType.SUPERVISOR_STARTED for e in self.ledger.events()), 30):
+            raise RuntimeError("the supervisor did not start within 30 s")
+
+    def start_loop_only(self) -> None:
+        """The loop of `Supervisor.run()` without its `recover()` (the caller ran it already)."""
+        sup = self.supervisor
+
+        def loop() -> None:
+            arrivals = sup.mailbox.on_arrival(sup.wake.set)
+            ledger_watch = watch_file(sup.ledger.path, sup.wake.set)
+            try:
+                while not sup.stopping.is_set():
+                    sup.step()
+                    sup.wake.wait(sup.config.tick)
+                    sup.wake.clear()
+            finally:
+                arrivals.stop()
+                ledger_watch.stop()
+                sup.checks.shutdown(wait=True, cancel_futures=True)
+
+        self.thread = threading.Thread(target=self._target(loop), name="supervisor", daemon=True)
+        self.thread.start()
+
+    def stop_supervisor(self) -> None:
+        self.supervisor.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+    def close(self) -> None:
+        self.stop_supervisor()
+        try:
+            self.supervisor.tmux.kill_server()
+        finally:
+            shutil.rmtree(self.home.root.parent, ignore_errors=True)
+
+    def events(self) -> list[Event]:
+        return self.ledger.events()
+
+    def worker_sessions(self) -> list[str]:
+        return self.supervisor.tmux.sessions(prefix=f"{NAME}-")
+
+    def worker_entries(self) -> int:
+        return sum(e.role == "worker" for e in self.ledger.registry().values())
+
+
+def max_live(events: list[Event]) -> int:
+    """The most tasks live (assigned, in progress or validating) at once, from the status in each event."""
+    status: dict[str, str] = {}
+    live_values = {s.value for s in LIVE_STATUSES}
+    most = live = 0
+    for event in events:
+        new = event.detail.get("status") if event.task else None
+        if new is None:
+            continue
+        was = status.get(event.task) in live_values
+        now = new in live_values
+        status[event.task] = new
+        live += now - was
+        most = max(most, live)
+    return most
+
+
+def outcome(events: list[Event]) -> dict[str, int]:
+    return {"tasks_completed": sum(e.type == EventType.TASK_COMPLETED for e in events),
+            "attempts_failed": sum(e.type == EventType.TASK_FAILED for e in events),
+            "workers_spawned": sum(e.type == EventType.WORKER_SPAWNED for e in events)}
+
+
+# ----- 1. spawning 50 workers ------------------------------------------------------------------------------
+
+def bench_spawn(base: Path, count: int) -> dict[str, Any]:
+    swarm = Swarm(make_home(base, "spawn"), max_workers=count)
+    try:
+        load_onto_board(swarm.ledger, Plan(tasks=[no_op(f"s{i}", "sleep 30") for i in range(count)]))
+        swarm.supervisor.recover()  # what run() does first; not part of the timing
+        t0 = time.time()
+        swarm.supervisor.dispatch()
+        dispatch_s = time.time() - t0
+        up = wait_until(lambda: len(swarm.worker_sessions()) >= count and swarm.worker_entries() >= count, 30, 0.005)
+        up_s = time.time() - t0
+        sessions, registered = len(swarm.worker_sessions()), swarm.worker_entries()
+        swarm.start_loop_only()
+        all_started = wait_until(
+            lambda: sum(e.type == EventType.TASK_STARTED for e in swarm.events()) >= count, 90, 0.05)
+        events = swarm.events()
+        assigned = by_type(events, EventType.TASK_ASSIGNED)
+        spawned = by_type(events, EventType.WORKER_SPAWNED)
+        started = by_type(events, EventType.TASK_STARTED)
+        accepted_sent = mail_ts(swarm.home, "ACCEPTED")
+        sent = [accepted_sent[e.detail["msg"]] for e in started.values() if e.detail.get("msg") in accepted_sent]
+        per_spawn = [spawned[t].ts.timestamp() - assigned[t].ts.timestamp() for t in spawned if t in assigned]
+        live_panes = sum(not p.dead for p in swarm.supervisor.tmux.panes().values())
+        return {
+            "workers": count,
+            "dispatch_call_s": round(dispatch_s, 3),
+            "sessions_up_and_registered_s": round(up_s, 3) if up else None,
+            "sessions": sessions, "registered_workers": registered,
+            "per_spawn_ms": dist_ms(per_spawn),  # task_assigned -> worker_spawned: prompt, tmux new-session
+            "first_spawn_ms": round(min(per_spawn, default=0) * 1000, 1) if per_spawn else None,
+            "all_accepted_sent_s": round(max(sent) - t0, 3) if len(sent) >= count else None,
+            "all_accepted_recorded_s": round(max(e.ts.timestamp() for e in started.values()) - t0, 3)
+            if all_started else None,
+            "accepted_recorded": len(started),
+            "panes_alive_at_end": live_panes,
+            "target_under_s": TARGET_SPAWN_S,
+            "target_met": bool(up and up_s < TARGET_SPAWN_S),
+            **({"supervisor_error": repr(swarm.error)} if swarm.error else {}),
+        }
+    finally:
+        swarm.close()
+
+
+# ----- 2. dispatch latency ---------------------------------------------------------------------------------
+
+def bench_latency(base: Path, chains: int, length: int) -> dict[str, Any]:
+    swarm = Swarm(make_home(base, "latency"), max_workers=chains)
+    try:
+        swarm.start()
+        tasks = [no_op(f"c{c}-{i}", after=[f"c{c}-{i - 1}"] if i else []) for c in range(chains) for i in range(length)]
+        t0 = time.time()
+        load_onto_board(swarm.ledger, Plan(tasks=tasks))
+        finished = wait_until(lambda: all(t.status == TaskStatus.DONE for t in swarm.ledger.board().values())
+                              or swarm.error is not None, 240, 0.1)
+        wall = time.time() - t0
+        events = swarm.events()
+        created = by_type(events, EventType.TASK_CREATED)
+        completed = by_type(events, EventType.TASK_COMPLETED)
+        assigned = by_type(events, EventType.TASK_ASSIGNED)
+        spawned = by_type(events, EventType.WORKER_SPAWNED)
+        started = by_type(events, EventType.TASK_STARTED)
+        validating = by_type(events, EventType.TASK_VALIDATING)
+        accepted = mail_ts(swarm.home, "ACCEPTED")
+        done_sent = mail_ts(swarm.home, "DONE")
+        board = swarm.ledger.board()
+        parts: dict[str, list[float]] = {k: [] for k in (
+            "ready_to_started", "ready_to_assigned", "ready_to_spawned", "assigned_to_spawned",
+            "spawned_to_accepted_sent", "accepted_sent_to_started", "done_sent_to_validating",
+            "validating_to_completed")}
+        for task in tasks:
+            tid = task.id
+            if tid not in started or tid not in spawned or tid not in assigned:
+                continue
+            blocker = board[tid].blocked_by
+            ready = (completed[blocker[0]] if blocker else created[tid]).ts.timestamp()
+            parts["ready_to_started"].append(started[tid].ts.timestamp() - ready)
+            parts["ready_to_assigned"].append(assigned[tid].ts.timestamp() - ready)
+            parts["ready_to_spawned"].append(spawned[tid].ts.timestamp() - ready)
+            parts["assigned_to_spawned"].append(spawned[tid].ts.timestamp() - assigned[tid].ts.timestamp())
+            if (msg := started[tid].detail.get("msg")) in accepted:
+                parts["spawned_to_accepted_sent"].append(accepted[msg] - spawned[tid].ts.timestamp())
+                parts["accepted_sent_to_started"].append(started[tid].ts.timestamp() - accepted[msg])
+            if tid in validating and (msg := validating[tid].detail.get("msg")) in done_sent:
+                parts["done_sent_to_validating"].append(validating[tid].ts.timestamp() - done_sent[msg])
+            if tid in validating and tid in completed:
+                parts["validating_to_completed"].append(completed[tid].ts.timestamp() - validating[tid].ts.timestamp())
+        p50 = pct(parts["ready_to_started"], 50)
+        return {
+            "chains": chains, "chain_length": length, "max_workers": chains, "finished": finished,
+            "wall_s": round(wall, 2), **outcome(events), "max_live_tasks": max_live(events),
+            "events": len(events), "supervisor_steps": swarm.counts["steps"], "tmux_calls": swarm.counts["tmux_calls"],
+            "ready_to_accepted": dist_ms(parts.pop("ready_to_started")),
+            "supervisor_share_ready_to_spawned": dist_ms(parts.pop("ready_to_spawned")),
+            "breakdown": {k: dist_ms(v) for k, v in parts.items()},
+            "target_p50_under_ms": TARGET_DISPATCH_P50_MS,
+            "target_met": p50 is not None and p50 * 1000 < TARGET_DISPATCH_P50_MS,
+            **({"supervisor_error": repr(swarm.error)} if swarm.error else {}),
+        }
+    finally:
+        swarm.close()
+
+
+# ----- 3. throughput -----------------------------------------------------------------------------------------
+
+def bare_baseline(count: int, parallel: int) -> float:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda _: subprocess.run(["sh", "-c", "true"], check=True), range(count)))
+    return time.perf_counter() - t0
+
+
+def bench_throughput(base: Path, count: int, parallel: int) -> dict[str, Any]:
+    bare = bare_baseline(count, parallel)
+    swarm = Swarm(make_home(base, "throughput"), max_workers=parallel)
+    try:
+        swarm.start()
+        t0 = time.time()
+        load_onto_board(swarm.ledger, Plan(tasks=[no_op(f"n{i}") for i in range(count)]))
+        finished = wait_until(lambda: all(t.status == TaskStatus.DONE for t in swarm.ledger.board().values())
+                              or swarm.error is not None, 300, 0.1)
+        events = swarm.events()
+        done = [e.ts.timestamp() for e in events if e.type == EventType.TASK_COMPLETED]
+        ours = (max(done) - t0) if finished else time.time() - t0
+        sessions_left = len(swarm.worker_sessions())
+        counts = dict(swarm.counts)
+        swarm.stop_supervisor()
+        # Worker start-up (worker_spawned -> its ACCEPTED sent) for the first and the last tasks spawned.
+        accepted = mail_ts(swarm.home, "ACCEPTED")
+        started = by_type(events, EventType.TASK_STARTED)
+        spawned = sorted(by_type(events, EventType.WORKER_SPAWNED).values(), key=lambda e: e.seq)
+        startup = [accepted[started[e.task].detail["msg"]] - e.ts.timestamp() for e in spawned
+                   if e.task in started and started[e.task].detail.get("msg") in accepted]
+        tenth = max(1, len(startup) // 10)
+        probe_big = probe_worker(swarm.home, "probe")
+        return {
+            "tasks": count, "max_workers": parallel, "finished": finished,
+            "swarm_wall_s": round(ours, 2), "bare_wall_s": round(bare, 3),
+            "ratio": round(ours / bare, 1),
+            "overhead_per_task_ms": round((ours - bare) / count * 1000, 1),
+            "overhead_per_task_worker_slot_ms": round((ours - bare) / count * parallel * 1000, 1),
+            "tasks_per_s": round(count / ours, 2),
+            **outcome(events), "max_live_tasks": max_live(events), "max_workers_respected": max_live(events) <= parallel,
+            "worker_sessions_left": sessions_left,
+            "events": len(events), "supervisor_steps": counts["steps"], "tmux_calls": counts["tmux_calls"],
+            "tmux_calls_per_task": round(counts["tmux_calls"] / count, 1),
+            "worker_startup_first_10pct": dist_ms(startup[:tenth]),
+            "worker_startup_last_10pct": dist_ms(startup[-tenth:]),
+            "probe_worker_run_true_s": probe_big,
+            **({"supervisor_error": repr(swarm.error)} if swarm.error else {}),
+        }
+    finally:
+        swarm.close()
+
+
+def probe_worker(home: SwarmHome, label: str, runs: int = 3) -> dict[str, Any]:
+    """`python -m swarmd worker run --script` of a `true` task, run by hand in `home` (its supervisor stopped):
+    the wall time of one whole no-op worker, against this home's ledger as it is."""
+    from swarmd.ledger import Ledger
+
+    ledger = Ledger(home, durable=False)
+    events_before = ledger.last_seq()
+    times = []
+    for n in range(runs):
+        agent = f"{label}{n}"
+        ledger.add_task(no_op(agent), "operator")
+        env = {**os.environ, "SWARM_HOME": str(home.root), "SWARM_AGENT": agent, "SWARM_TASK": agent}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "swarmd", "worker", "run", "--script"], env=env, check=True,
+                       capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return {"ledger_events": events_before, "median_s": round(statistics.median(times), 3),
+            "min_s": round(min(times), 3)}
+
+
+# ----- worker start-up ---------------------------------------------------------------------------------------
+
+def _median_run(argv: list[str], runs: int, env: dict[str, str] | None = None) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=True, env=env)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_worker_startup(base: Path, runs: int = 7) -> dict[str, Any]:
+    py = sys.executable
+    home = make_home(base, "probe")
+    from agentmail import PostOffice
+
+    PostOffice(home.root, durable=False).register(SUPERVISOR, role="supervisor")
+    probe_fresh = probe_worker(home, "probe")
+    shutil.rmtree(home.root.parent, ignore_errors=True)
+    result: dict[str, Any] = {
+        "python_bare_s": _median_run([py, "-c", "pass"], runs),
+        "import_swarmd_worker_s": _median_run([py, "-c", "import swarmd.worker"], runs),
+        "cli_worker_run_help_s": _median_run([py, "-m", "swarmd", "worker", "run", "--help"], runs),
+        "agentmail_cli_help_s": _median_run([str(Path(py).parent / "agentmail"), "--help"], runs)
+        if (Path(py).parent / "agentmail").exists() else None,
+    }
+    result = {k: round(v, 3) for k, v in result.items() if v is not None}
+    result["probe_worker_run_true_fresh_home_s"] = probe_fresh
+    # Where the import time goes: top-level imports of `python -m swarmd worker run --help` by cumulative time.
+    proc = subprocess.run([py, "-X", "importtime", "-m", "swarmd", "worker", "run", "--help"],
+                          capture_output=True, text=True, check=True)
+    cumulative: dict[str, float] = {}
+    self_us: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+        if m:
+            self_us[m[4]] = int(m[1])
+            if m[3] in (" ", "  ", "   "):  # depth 1-2: what the entry point pulls in
+                cumulative[m[4]] = max(cumulative.get(m[4], 0), int(m[2]) / 1000)
+    totals = {name: ms for name, ms in cumulative.items()}
+    result["importtime_total_ms"] = round(sum(self_us.values()) / 1000, 1)
+    result["importtime_top_ms"] = {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:12]}
+    heavy = ("pydantic", "click", "rich", "watchdog", "filelock", "libtmux")
+    result["heavy_packages_ms"] = {p: round(sum(v for k, v in self_us.items() if k == p or k.startswith(p + "."))
+                                            / 1000, 1) for p in heavy}
+    return result
+
+
+# ----- main --------------------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--spawn", type=int, default=50)
+    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--chain-length", type=int, default=50)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--parallel", type=int, default=16)
+    parser.add_argument("--only", choices=("spawn", "latency", "throughput", "startup"), action="append")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        sys.exit("bench_swarm: tmux is not installed")
+    only = set(args.only or ("spawn", "latency", "throughput", "startup"))
+    base = Path(tempfile.mkdtemp(prefix="swarm-bench-", dir="/tmp"))
+    result: dict[str, Any] = {"durable": False, "cpus": os.cpu_count(),
+                              "tmux": subprocess.run(["tmux", "-V"], capture_output=True, text=True).stdout.strip(),
+                              "python": sys.version.split()[0], "loadavg_before": os.getloadavg()}
+    t0 = time.perf_counter()
+    try:
+        if "startup" in only:
+            result["worker_startup"] = bench_worker_startup(base)
+            result["worker_startup_s"] = result["worker_startup"]["cli_worker_run_help_s"]
+        if "spawn" in only:
+            result["spawn"] = bench_spawn(base, args.spawn)
+        if "latency" in only:
+            result["dispatch_latency"] = bench_latency(base, args.chains, args.chain_length)
+        if "throughput" in only:
+            result["throughput"] = bench_throughput(base, args.tasks, args.parallel)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    if "latency" in only:
+        lat = result["dispatch_latency"]
+        result["worker_startup_in_swarm_p50_s"] = round(
+            lat["breakdown"]["spawned_to_accepted_sent"].get("p50_ms", 0) / 1000, 3)
+    result["targets"] = {
+        "spawn_50_under_3s": result.get("spawn", {}).get("target_met"),
+        "dispatch_p50_under_100ms": result.get("dispatch_latency", {}).get("target_met"),
+    }
+    result["loadavg_after"] = os.getloadavg()
+    result["bench_total_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
