@@ -98,7 +98,18 @@ class Mailbox:
     # -- delivery -------------------------------------------------------------------------------------
 
     def deliver(self, payload: bytes, message_id: str) -> str:
-        """Deliver serialized, validated bytes; return the file name in `new/`."""
+        """Deliver serialized, validated bytes; return the file name in `new/`.
+
+        A file system refusal (disk full, read-only, no permission) is a MailboxError naming the mailbox:
+        nothing was delivered and tmp/ is left clean.
+        """
+        try:
+            return self._deliver(payload, message_id)
+        except OSError as exc:
+            raise MailboxError(f"cannot deliver {message_id} to {self.path}: {exc.strerror or exc}: "
+                               "free some space or fix the home's permissions, then send again") from None
+
+    def _deliver(self, payload: bytes, message_id: str) -> str:
         tmp = f"{self._tmp_prefix}{message_id}.{os.getpid()}.{next(_tmp_counter)}"
         self._write_tmp(tmp, payload)
         try:

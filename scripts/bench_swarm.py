@@ -84,12 +84,13 @@ def make_home(base: Path, label: str) -> SwarmHome:
     home.ensure_dirs()
     toml = DEFAULT_TOML.replace('name = "swarm"', f'name = "{NAME}"').replace("durable = true", "durable = false")
     assert f'name = "{NAME}"' in toml and "durable = false" in toml
-    home.config_file.write_text(toml)
+    # `bare`: the pane runs `sleep 30` itself, no worker wrapper: what the supervisor and tmux cost alone.
+    home.config_file.write_text(toml + '\n[profiles.bare]\ncommand = "sleep 30"\n')
     return home
 
 
-def no_op(id: str, command: str = "true", after: Iterable[str] = ()) -> Task:
-    return Task(id=id, title=f"bench {id}", description=command, blocked_by=list(after))
+def no_op(id: str, command: str = "true", after: Iterable[str] = (), profile: str | None = None) -> Task:
+    return Task(id=id, title=f"bench {id}", description=command, blocked_by=list(after), profile=profile)
 
 
 def by_type(events: list[Event], kind: EventType) -> dict[str, Event]:
@@ -216,6 +217,23 @@ def outcome(events: list[Event]) -> dict[str, int]:
 
 
 # ----- 1. spawning 50 workers ------------------------------------------------------------------------------
+
+def bench_spawn_bare(base: Path, count: int) -> dict[str, Any]:
+    """`dispatch()` of `count` tasks whose panes run `sleep 30` directly: no Python worker competes for the CPU."""
+    swarm = Swarm(make_home(base, "spawn-bare"), max_workers=count)
+    try:
+        load_onto_board(swarm.ledger, Plan(tasks=[no_op(f"b{i}", profile="bare") for i in range(count)]))
+        swarm.supervisor.recover()
+        t0 = time.time()
+        swarm.supervisor.dispatch()
+        dispatch_s = time.time() - t0
+        up = wait_until(lambda: len(swarm.worker_sessions()) >= count and swarm.worker_entries() >= count, 30, 0.005)
+        return {"workers": count, "dispatch_call_s": round(dispatch_s, 3),
+                "sessions_up_and_registered_s": round(time.time() - t0, 3) if up else None,
+                "per_spawn_ms": round(dispatch_s / count * 1000, 1), "tmux_calls": swarm.counts["tmux_calls"]}
+    finally:
+        swarm.close()
+
 
 def bench_spawn(base: Path, count: int) -> dict[str, Any]:
     swarm = Swarm(make_home(base, "spawn"), max_workers=count)
@@ -462,6 +480,7 @@ def main() -> None:
             result["worker_startup"] = bench_worker_startup(base)
             result["worker_startup_s"] = result["worker_startup"]["cli_worker_run_help_s"]
         if "spawn" in only:
+            result["spawn_supervisor_only"] = bench_spawn_bare(base, args.spawn)
             result["spawn"] = bench_spawn(base, args.spawn)
         if "latency" in only:
             result["dispatch_latency"] = bench_latency(base, args.chains, args.chain_length)

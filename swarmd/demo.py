@@ -13,8 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from protocol.task import Check, Task, TaskStatus, ValidationSpec
-from swarmd.config import write_default_config
-from swarmd.home import SwarmHome
+from swarmd.home import SwarmHome, init_home
 from swarmd.plan import Plan
 from swarmd.runner import load_onto_board, wait_for_plan, when_done
 from swarmd.supervisor import Supervisor
@@ -67,8 +66,7 @@ def run_demo(console: Console, max_workers: int = 3, keep: bool = False) -> int:
     """Run the demo plan to the end; 0 if every task is done."""
     root = Path(tempfile.mkdtemp(prefix="swarm-demo-"))
     home = SwarmHome(root / ".swarm")
-    home.ensure_dirs()
-    write_default_config(home.config_file)
+    init_home(home)
     supervisor = Supervisor(home, max_workers=max_workers)
     plan = demo_plan()
     loaded = load_onto_board(supervisor.ledger, plan)

@@ -84,3 +84,18 @@ class SwarmHome:
         for path in (self.mail_dir, self.ledger_dir, self.logs_dir, self.run_dir, self.run_dir / "exits",
                      self.prompts_dir, self.tmux_socket.parent):
             make_private_dir(path)
+
+
+def init_home(home: SwarmHome) -> bool:
+    """Create the home, its commented swarm.toml and the mailboxes of the supervisor and the operator
+    (so workers can report before the supervisor first starts). Safe to run again; True if swarm.toml was new."""
+    from agentmail import PostOffice  # here, not at the top: agentmail is a layer above the home's paths
+    from swarmd.config import write_default_config
+
+    home.ensure_dirs()
+    created = write_default_config(home.config_file)
+    post = PostOffice(home.root)
+    post.register("supervisor", role="supervisor")
+    post.register("operator", role="operator")
+    return created
+

@@ -268,8 +268,7 @@ class Ledger:
             data = b"".join(_line(event) for event in events)
             faults.crash_point("ledger.before_write")
             faults.torn_write("ledger.torn_write", fd, data)
-            if os.write(fd, data) != len(data):
-                raise LedgerError(f"{self.path}: short write (disk full?); the partial line will be discarded")
+            self._write_all_or_nothing(fd, data, end)
             faults.crash_point("ledger.written")
             if self.durable:
                 os.fsync(fd)
@@ -279,6 +278,24 @@ class Ledger:
             os.close(fd)
         self._tail = (end + len(data), events[-1].seq)
         return events
+
+    def _write_all_or_nothing(self, fd: int, data: bytes, end: int) -> None:
+        """Write the lines in one call; on a failed or short write (a full disk) cut the log back to `end`,
+        so that no reader sees part of a batch, and refuse with a LedgerError."""
+        try:
+            written = os.write(fd, data)
+        except OSError as exc:
+            written, reason = 0, exc.strerror or str(exc)
+        else:
+            reason = "short write (disk full?)"
+        if written != len(data):
+            self._tail = None
+            try:
+                os.ftruncate(fd, end)
+            except OSError:
+                pass  # the next appender truncates the torn line; readers skip it meanwhile
+            raise LedgerError(f"cannot append to {self.path}: {reason}: nothing was appended; "
+                              "free some space and try again")
 
     def _end_of_log(self, fd: int) -> tuple[int, int]:
         """(offset, seq) of the log's last complete line; a torn last line is truncated away."""

@@ -213,6 +213,14 @@ class Supervisor:
             return None
         return task, worker
 
+    def _final_report(self, msg: Message) -> tuple[Task, WorkerState] | None:
+        """For DONE, FAILED and CHECKPOINT: the worker's first verdict on its attempt counts, later ones don't."""
+        current = self._current(msg)
+        if current is None or current[0].status == TaskStatus.VALIDATING:
+            return None
+        current[1].reported = True
+        return current
+
     def on_accepted(self, msg: Message) -> None:
         current = self._current(msg)
         if current and current[0].status == TaskStatus.ASSIGNED:
@@ -230,11 +238,10 @@ class Supervisor:
         self.on_accepted(msg)  # progress before ACCEPTED still means the worker has started
 
     def on_done(self, msg: Message) -> None:
-        current = self._current(msg)
-        if current is None or current[0].status == TaskStatus.VALIDATING:
+        current = self._final_report(msg)
+        if current is None:
             return
         task, worker = current
-        worker.reported = True
         body = msg.body
         self.ledger.transition(task.id, TaskStatus.VALIDATING, SUPERVISOR, EventType.TASK_VALIDATING,
                                summary=f"{worker.name} reports {task.id} done; validating", worker=worker.name,
@@ -242,11 +249,10 @@ class Supervisor:
         self._validate(task, worker)
 
     def on_failed(self, msg: Message) -> None:
-        current = self._current(msg)
-        if current is None or current[0].status == TaskStatus.VALIDATING:
+        current = self._final_report(msg)
+        if current is None:
             return
         task, worker = current
-        worker.reported = True
         body = msg.body
         reason = f"{body.failure}: {body.reason}".strip()
         if body.recommendation:
@@ -254,11 +260,10 @@ class Supervisor:
         self._fail(task, worker, reason)
 
     def on_checkpoint(self, msg: Message) -> None:
-        current = self._current(msg)
-        if current is None or current[0].status == TaskStatus.VALIDATING:
+        current = self._final_report(msg)
+        if current is None:
             return
         task, worker = current
-        worker.reported = True
         body = msg.body
         text = "\n".join(f"{k}: {v}" for k, v in (("Reason", body.reason), ("Commit", body.commit), ("Done", body.done),
                                                   ("Remaining", body.remaining), ("Next steps", body.next_steps)) if v)

@@ -8,7 +8,6 @@ point (`protocol.faults`, armed in the child) or after a random delay, and then 
 from __future__ import annotations
 
 import fcntl
-import itertools
 import os
 import random
 import shutil
@@ -114,10 +113,9 @@ def appender(home: Path, limit: int, largest: int, seed: int) -> Body:
     def body(report: int) -> None:
         rng = random.Random(seed)
         ledger = Ledger(SwarmHome(home), durable=True)
-        for i in itertools.count():
-            if i == limit:
-                return
-            summary = f"{seed}-{i}"
+        tag = os.urandom(6).hex()  # unique per child, whatever the seed
+        for i in range(limit):
+            summary = f"{tag}-{i}"
             event = ledger.append(EventType.PROGRESS, "victim", summary=summary, filler=filler(rng, largest))
             os.write(report, f"{event.seq} {summary}\n".encode())
     return body

@@ -24,7 +24,7 @@ from crashproc import INBOX
 
 MAIL_POINTS = ("mail.tmp_written", "mail.tmp_synced", "mail.seq_taken", "mail.renamed")
 KILLS_PER_POINT = 100
-RANDOM_KILLS = 600
+RANDOM_KILLS = 500
 LARGEST_BODY = 12_000  # bodies up to three pages: a kill can land inside a multi-page write
 
 

@@ -3,13 +3,16 @@ oversize and deeply nested JSON. Every refusal is one clear line; nothing is cre
 
 import json
 import os
+import traceback
+from dataclasses import dataclass
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+import click
+from click.testing import CliRunner
 
 from agentmail import PostOffice
 from agentmail.cli import cli as mail_cli
@@ -27,16 +30,33 @@ BAD_TASK_IDS = ["..", "../escape", "a/../../escape", "/abs-escape", ".hidden", "
 INJECTED = f"evil {ESC}[31mRED{ESC}]0;pwned\x07 [red]markup[/red] [link=file:///etc]x[/link]"
 
 
-def mail(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return run_cli("agentmail", *args, env={"SWARM_HOME": str(home)}, stdin=stdin)
+@dataclass
+class Ran:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def swarm(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return run_cli("swarm", *args, env={"SWARM_HOME": str(home)}, stdin=stdin)
+def _invoke(command: click.Command, home: Path, args: tuple[str, ...], stdin: str | None,
+            env: dict[str, str] | None = None) -> Ran:
+    """Run a CLI in-process (process start-up is the slow part on a busy machine); a crash fails the test."""
+    result = CliRunner().invoke(command, list(args), input=stdin, env={"SWARM_HOME": str(home), **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"{args} crashed: {''.join(traceback.format_exception(*result.exc_info))}")
+    return Ran(args, result.exit_code, result.stdout, result.stderr)
 
 
-def assert_refused(result: subprocess.CompletedProcess[str] | Result, *needles: str) -> None:
-    code = result.returncode if isinstance(result, subprocess.CompletedProcess) else result.exit_code
+def mail(home: Path, *args: str, stdin: str | None = None) -> Ran:
+    return _invoke(mail_cli, home, args, stdin)
+
+
+def swarm(home: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Ran:
+    return _invoke(swarm_cli, home, args, stdin, env)
+
+
+def assert_refused(result: subprocess.CompletedProcess[str] | Ran, *needles: str) -> None:
+    code = result.returncode
     err = result.stderr
     assert code == 2, (code, err)
     assert "Traceback" not in err and err.strip(), err
@@ -79,14 +99,14 @@ def _name_commands(name: str) -> list[tuple[object, list[str]]]:
 
 @pytest.mark.parametrize("name", BAD_AGENT_NAMES)
 def test_bad_agent_names_are_refused_before_any_path_is_built(swarm_dir: Path, tmp_path: Path, name: str) -> None:
-    before = tree(tmp_path, swarm_dir)
+    before, boxes = tree(tmp_path, swarm_dir), sorted(os.listdir(swarm_dir / "mail"))
     runner = CliRunner()
     for command, args in _name_commands(name):
         result = runner.invoke(command, args, env={"SWARM_HOME": str(swarm_dir)})  # type: ignore[arg-type]
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (args, result.output)
         assert "invalid agent name" in result.stderr, (args, result.stderr)
     assert tree(tmp_path, swarm_dir) == before
-    assert sorted(os.listdir(swarm_dir / "mail")) == ["sup", "w1"]
+    assert sorted(os.listdir(swarm_dir / "mail")) == boxes
     assert not Path("/abs-escape").exists()
 
 
@@ -249,12 +269,12 @@ def test_shell_metacharacters_in_titles_and_bodies_are_never_run(swarm_dir: Path
     assert all(r.returncode == 0 for r in shown)
     for task in Ledger(SwarmHome(swarm_dir)).board().values():
         prompt = tmp_path / f"{task.id}.md"
-        write_prompt(prompt, render_prompt(task, agent="w1", attempt=1, home=swarm_dir))
+        write_prompt(prompt, render_prompt(task, agent="w1", attempt=1, max_attempts=3, home=swarm_dir))
         assert f"touch {markers}" in prompt.read_text()
     assert list(markers.iterdir()) == []
 
 
-def _outputs(home: Path) -> list[subprocess.CompletedProcess[str]]:
+def _outputs(home: Path) -> list[Ran]:
     return [swarm(home, "board"), swarm(home, "feed"), swarm(home, "task", "show", "evil"),
             swarm(home, "registry", "list"), swarm(home, "stats"), mail(home, "inbox", "w1"), mail(home, "bad", "w1")]
 
@@ -277,7 +297,7 @@ def test_terminal_escapes_and_markup_never_reach_the_terminal_raw(swarm_dir: Pat
 def test_escapes_from_data_are_absent_even_when_colour_is_forced(swarm_dir: Path) -> None:
     assert swarm(swarm_dir, "task", "add", INJECTED, "--id", "evil").returncode == 0
     colour = {"SWARM_HOME": str(swarm_dir), "FORCE_COLOR": "1", "TERM": "xterm-256color", "COLUMNS": "300"}
-    out = run_cli("swarm", "board", env=colour).stdout
+    out = run_cli("swarm", "board", env=colour).stdout  # a real process: what a terminal would get
     assert f"{ESC}[31mRED" not in out and f"{ESC}]0;pwned" not in out
     assert "[red]markup[/red]" in out
 
@@ -298,8 +318,8 @@ def test_two_megabyte_body_is_refused_clearly(swarm_dir: Path) -> None:
 
 
 def test_deeply_nested_body_is_refused_without_a_traceback(swarm_dir: Path, tmp_path: Path) -> None:
-    result = mail(swarm_dir, "send", "--from", "sup", "--to", "w1", "--type", "STEER", "--body-json", "-",
-                  stdin=_deep(100_000))
+    result = run_cli("agentmail", "send", "--from", "sup", "--to", "w1", "--type", "STEER", "--body-json", "-",
+                     "--home", str(swarm_dir), stdin=_deep(100_000))  # a real process, stdin and all
     assert result.returncode == 2 and "nested too deeply" in result.stderr and "Traceback" not in result.stderr
     body_file = tmp_path / "body.json"
     body_file.write_text(_deep(100_000))

@@ -127,7 +127,7 @@ def kill_campaign(home: SwarmHome, tmp_path: Path, *, kills: int, waves: int, wi
     root = str(home.root)
     began = time.monotonic()
     assert run_cli("swarm", "run", str(plan), "--home", root).returncode == 0
-    done = 0
+    killed = 0
     for _ in range(kills):
         done = _completed(home)
         if done == total:
@@ -139,7 +139,7 @@ def kill_campaign(home: SwarmHome, tmp_path: Path, *, kills: int, waves: int, wi
         wait_until(lambda: _completed(home) >= target, 60, f"{target} tasks done (seed {seed})")
         time.sleep(rng.uniform(0, 0.3))  # the random moment of the kill is the point of the test
         _kill_supervisor(home)
-        done += 1
+        killed += 1
         up = run_cli("swarm", "up", "--home", root)
         assert up.returncode == 0, up.stdout + up.stderr
     result = run_cli("swarm", "run", str(plan), "--home", root, "--wait", "--timeout", "120s", timeout=150)
@@ -164,10 +164,14 @@ def kill_campaign(home: SwarmHome, tmp_path: Path, *, kills: int, waves: int, wi
         assert spent == [], f"seed {seed}: {task.id} spent attempts on supervisor kills: {spent}"
     assigned = [e.detail["worker"] for e in all_events if e.type == EventType.TASK_ASSIGNED]
     assert len(assigned) == len(set(assigned)), f"seed {seed}: a worker name was given to two attempts"
-    recoveries = sum(e.type == EventType.SUPERVISOR_RECOVERED for e in all_events)
-    numbers = {"seed": seed, "kills": done, "tasks": total, "seconds": round(elapsed, 1),
-               "attempts": len(assigned), "runs": sum(started.values()), "recoveries": recoveries,
-               "overlaps": len(overlaps)}
+    recovered = Counter()
+    for event in all_events:
+        if event.type == EventType.SUPERVISOR_RECOVERED:
+            recovered.update(adopted=len(event.detail["adopted"]), reopened=len(event.detail["reopened"]),
+                             orphans_killed=len(event.detail["killed"]))
+    numbers = {"seed": seed, "kills": killed, "tasks": total, "seconds": round(elapsed, 1),
+               "attempts": len(assigned), "runs": sum(started.values()), **recovered,
+               "overlaps": len(overlaps) + len(ledger_overlaps(all_events))}
     print(f"\nkill campaign: {numbers}")
     return numbers
 
@@ -333,8 +337,14 @@ def test_run_wait_on_a_plan_that_is_already_finished_returns_at_once(swarm_home:
     init_home(swarm_home)
     plan = write_plan(tmp_path / "plan.json", [{"id": "quick", "title": "quick", "description": "true"}])
     _run_to_end(swarm_home, plan)
+    root = str(swarm_home.root)
+    assert run_cli("swarm", "up", "--home", root).returncode == 0  # a supervisor that has nothing left to do
+    wait_until(lambda: sum(e.type == EventType.SUPERVISOR_STARTED for e in events(swarm_home)) == 2, 30,
+               "the second supervisor to start")
     began = time.monotonic()
-    again = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "30s",
+    again = run_cli("swarm", "run", str(plan), "--home", root, "--wait", "--timeout", "30s",
                     timeout=60)
     assert again.returncode == 0, again.stdout + again.stderr
     assert time.monotonic() - began < 15, "it waited for the timeout instead of seeing the plan finished"
+    assert "quick" in again.stdout and "done" in again.stdout
+    assert run_cli("swarm", "down", "--home", root).returncode == 0

@@ -1,13 +1,16 @@
 """What every `swarm` command shares: --home, --json, and one-line errors with exit code 2."""
 
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 from pydantic import BaseModel
 
+from agentmail.errors import MailError
 from protocol.errors import ProtocolError
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
@@ -15,25 +18,22 @@ from swarmd.home import SwarmHome
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Errors that are the user's input or environment, not our bugs: one line, exit 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (SwarmError, ProtocolError)
-
-
-def register_user_errors(*errors: type[BaseException]) -> None:
-    """Let another package (agentmail) add its error base without swarmd importing it at module load."""
-    global USER_ERRORS
-    USER_ERRORS = USER_ERRORS + errors
+USER_ERRORS: tuple[type[BaseException], ...] = (SwarmError, ProtocolError, MailError)
 
 
 class SwarmGroup(click.Group):
-    """A group that turns user errors into `swarm: error: ...` and exit 2, never a traceback."""
+    """A group that turns user errors into `swarm: error: ...` and exit 2, never a traceback
+    (SWARM_DEBUG=1 prints the traceback too, for bug reports)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
+        except (*USER_ERRORS, OSError) as exc:
+            if os.environ.get("SWARM_DEBUG"):
+                traceback.print_exc()
+            if isinstance(exc, OSError) and not isinstance(exc, USER_ERRORS):
+                fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
             fail(str(exc))
-        except OSError as exc:
-            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
 def fail(message: str, code: int = 2) -> None:

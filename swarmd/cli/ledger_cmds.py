@@ -14,8 +14,9 @@ from protocol.event import Event, EventType
 from protocol.task import NoteKind, Task, TaskStatus
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
-from swarmd.config import load_config, write_default_config
+from swarmd.config import load_config
 from swarmd.errors import HomeError
+from swarmd.home import init_home
 from swarmd.ledger import DuplicateTask, Ledger, validated
 from swarmd.registry import LIVE_STATUSES
 
@@ -79,8 +80,7 @@ def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[obj
 def init(home: str | None, as_json: bool) -> None:
     """Create a swarm home (safe to run again) and print its path."""
     swarm_home = get_home(home)
-    swarm_home.ensure_dirs()
-    created = write_default_config(swarm_home.config_file)
+    created = init_home(swarm_home)
     if as_json:
         dump_json({"home": str(swarm_home.root), "created": created})
     else:

@@ -76,6 +76,7 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
 
     from swarmd.config import load_config
     from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
+    from swarmd.home import init_home
     from swarmd.ledger import Ledger
     from swarmd.plan import load_plan, load_wave, parse_duration
     from swarmd.runner import check_profiles, load_onto_board, wait_for_plan, when_done
@@ -87,10 +88,7 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
     seconds = parse_duration(timeout) if timeout else None
     h = get_home(home)
     if not h.exists():
-        from swarmd.config import write_default_config
-
-        h.ensure_dirs()
-        write_default_config(h.config_file)
+        init_home(h)
     plan = load_wave(Path(wave_file)) if wave_file else load_plan(Path(plan_file))  # type: ignore[arg-type]
     check_profiles(plan, load_config(h.config_file))
     ledger = Ledger(h)
