@@ -213,7 +213,8 @@ def max_live(events: list[Event]) -> int:
 def outcome(events: list[Event]) -> dict[str, int]:
     return {"tasks_completed": sum(e.type == EventType.TASK_COMPLETED for e in events),
             "attempts_failed": sum(e.type == EventType.TASK_FAILED for e in events),
-            "workers_spawned": sum(e.type == EventType.WORKER_SPAWNED for e in events)}
+            "workers_spawned": sum(e.type == EventType.WORKER_SPAWNED for e in events),
+            "failures": [f"{e.task}: {e.summary}"[:300] for e in events if e.type == EventType.TASK_FAILED][:5]}
 
 
 # ----- 1. spawning 50 workers ------------------------------------------------------------------------------

@@ -107,12 +107,14 @@ class Supervisor:
         try:
             while not self.stopping.is_set():
                 self.step()
+                self.ledger.heartbeat(SUPERVISOR)
                 self.wake.wait(self.config.tick)
                 self.wake.clear()
         finally:
             arrivals.stop()
             ledger_watch.stop()
             self.checks.shutdown(wait=True, cancel_futures=True)
+            self.ledger.update_agent(SUPERVISOR, SUPERVISOR, status=AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
 

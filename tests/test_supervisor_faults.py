@@ -12,6 +12,7 @@ import random
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -348,3 +349,26 @@ def test_run_wait_on_a_plan_that_is_already_finished_returns_at_once(swarm_home:
     assert time.monotonic() - began < 15, "it waited for the timeout instead of seeing the plan finished"
     assert "quick" in again.stdout and "done" in again.stdout
     assert run_cli("swarm", "down", "--home", root).returncode == 0
+
+
+def test_supervisor_starts_while_its_lock_is_probed(swarm_home: SwarmHome) -> None:
+    """`swarm status` (and `swarm up` itself) probe the supervisor lock by taking it for an instant; a supervisor
+    starting at that instant must wait for it, not refuse to start."""
+    init_home(swarm_home)
+    root = str(swarm_home.root)
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            running_pid(swarm_home)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        for _ in range(2):
+            up = run_cli("swarm", "up", "--home", root)
+            assert up.returncode == 0, up.stdout + up.stderr
+            _kill_supervisor(swarm_home)
+    finally:
+        stop.set()
+        prober.join()
