@@ -46,10 +46,10 @@ class Config(BaseModel):
 
 
 DEFAULT_PROFILES = {
-    "script": Profile(command="{python} -m swarmd worker run --script"),
-    "claude": Profile(command='{python} -m swarmd worker run -- claude -p "$(cat {prompt_file})" '
+    "script": Profile(command="{python} -m swarmd.worker --script"),
+    "claude": Profile(command='{python} -m swarmd.worker -- claude -p "$(cat {prompt_file})" '
                               '--permission-mode acceptEdits'),
-    "codex": Profile(command='{python} -m swarmd worker run -- codex exec --full-auto "$(cat {prompt_file})"'),
+    "codex": Profile(command='{python} -m swarmd.worker -- codex exec --full-auto "$(cat {prompt_file})"'),
 }
 
 DEFAULT_TOML = """\
@@ -70,17 +70,17 @@ default_profile = "script"  # the profile used by tasks that name none
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
 # The task's text is in the prompt file, never on the command line.
 [profiles.script]
-command = "{python} -m swarmd worker run --script"   # runs the task's description as a shell script
+command = "{python} -m swarmd.worker --script"   # runs the task's description as a shell script
 
 # `swarm worker run --` wraps any agent: ACCEPTED at start, heartbeats, DONE/FAILED by its exit code (and a DONE
 # is only believed once the task's validation passes). An agent may also send its own mail (see the prompt).
 [profiles.claude]
-command = "{python} -m swarmd worker run -- claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
+command = "{python} -m swarmd.worker -- claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
 # env = { ANTHROPIC_MODEL = "..." }
 # workdir = "."
 
 [profiles.codex]
-command = "{python} -m swarmd worker run -- codex exec --full-auto \\"$(cat {prompt_file})\\""
+command = "{python} -m swarmd.worker -- codex exec --full-auto \\"$(cat {prompt_file})\\""
 """
 
 

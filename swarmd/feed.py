@@ -11,10 +11,9 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from protocol.event import Event
+from swarmd.watch import watch_file
 
 LOG_NAME = "events.jsonl"
 _READ_CHUNK = 4 << 20
@@ -144,24 +143,13 @@ def _find_newline(fd: int, pos: int, limit: int) -> int | None:
     return None
 
 
-class _Wake(FileSystemEventHandler):
-    """Only signals: the follower's loop does the reading (observer and handler apart)."""
-
-    def __init__(self, wake: threading.Event) -> None:
-        self.wake = wake
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if LOG_NAME in (Path(str(event.src_path)).name, Path(str(getattr(event, "dest_path", "") or "")).name):
-            self.wake.set()
-
-
 def follow(path: Path, offset: int, types: Collection[str] | None = None, agent: str | None = None,
            task: str | None = None, stop: threading.Event | None = None) -> Iterator[Event]:
     """Yield matching events from byte `offset` on, waiting for appends until `stop` is set."""
     wake = threading.Event()
-    observer = Observer()
-    observer.schedule(_Wake(wake), str(path.parent), recursive=False)
-    observer.start()
+    observer = watch_file(path, wake.set)
+    if stop is not None:  # setting `stop` must end the wait below at once, not at the next append
+        threading.Thread(target=lambda: (stop.wait(), wake.set()), daemon=True).start()
     try:
         while stop is None or not stop.is_set():
             wake.clear()
@@ -171,4 +159,3 @@ def follow(path: Path, offset: int, types: Collection[str] | None = None, agent:
             wake.wait(_FOLLOW_SAFETY_WAIT)
     finally:
         observer.stop()
-        observer.join()

@@ -3,9 +3,21 @@
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+
+
+# Writes only. Reading the file (open, close without writing) must not wake anyone: the supervisor reads the
+# ledger on every step, and would otherwise wake itself forever.
+_WRITES: list[type[FileSystemEvent]] = [FileModifiedEvent, FileClosedEvent, FileCreatedEvent, FileMovedEvent]
 
 
 class _Poke(FileSystemEventHandler):
@@ -20,7 +32,7 @@ class _Poke(FileSystemEventHandler):
 def watch_file(path: Path, callback: Callable[[], None]) -> BaseObserver:
     """Call `callback` on the observer's thread whenever `path` is written; `.stop()` the result when done."""
     observer = Observer()
-    observer.schedule(_Poke(path, callback), str(path.parent), recursive=False)
+    observer.schedule(_Poke(path, callback), str(path.parent), recursive=False, event_filter=_WRITES)
     observer.daemon = True
     observer.start()
     return observer

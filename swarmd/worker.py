@@ -1,25 +1,33 @@
-"""`swarm worker run -- CMD`: make any command a well-behaved worker.
+"""Make any command a well-behaved worker: `python -m swarmd.worker [--script | -- CMD ...]`.
 
 It sends ACCEPTED, heartbeats while the command runs, and DONE (exit 0) or FAILED (exit code and the tail of
-the output) when it ends. The command keeps the terminal, so interactive agents work; the tail is read
-from the pane log the supervisor keeps (`$SWARM_LOG`).
+the output) when it ends. The command keeps the terminal, so interactive agents work; the tail is read from
+the pane log the supervisor keeps (`$SWARM_LOG`).
+
+This module is what every worker pane starts, so it imports as little as it can: no CLI framework, and the
+ledger only for a worker started by hand. Its task comes from the TASK_ASSIGN mail the supervisor sent.
 """
 
+import argparse
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from agentmail import PostOffice
-from protocol.agent import AgentStatus, RegistryEntry
-from protocol.messages import FailureType, MessageType, make_message
+from agentmail.errors import MailError
+from protocol.errors import ProtocolError
+from protocol.ids import utcnow
+from protocol.messages import FailureType, MessageType, TaskAssign, make_message
 from protocol.names import validate_agent_name, validate_task_id
+from swarmd.config import load_config
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.registry import touch_heartbeat
 
 SUPERVISOR = "supervisor"
 TAIL_BYTES = 2000
@@ -34,18 +42,22 @@ class WorkerContext:
     attempt: int
     log: Path | None
     heartbeat_interval: float
+    durable: bool
 
     @classmethod
-    def from_env(cls, home: str | None, agent: str | None, task: str | None, heartbeat_interval: float) -> "WorkerContext":
+    def from_env(cls, home: str | None, agent: str | None, task: str | None,
+                 heartbeat_interval: float | None = None) -> "WorkerContext":
         agent = agent or os.environ.get("SWARM_AGENT")
         task = task or os.environ.get("SWARM_TASK")
         if not agent or not task:
             raise SwarmError("a worker needs an agent name and a task: pass --agent and --task "
                              "(the supervisor sets SWARM_AGENT and SWARM_TASK)")
+        swarm_home = SwarmHome.at(home)
+        config = load_config(swarm_home.config_file)
         log = os.environ.get("SWARM_LOG")
-        return cls(home=SwarmHome.at(home), agent=validate_agent_name(agent), task=validate_task_id(task),
+        return cls(home=swarm_home, agent=validate_agent_name(agent), task=validate_task_id(task),
                    attempt=int(os.environ.get("SWARM_ATTEMPT", "1")), log=Path(log) if log else None,
-                   heartbeat_interval=heartbeat_interval)
+                   heartbeat_interval=heartbeat_interval or config.heartbeat_interval, durable=config.durable)
 
 
 def clean_tail(text: str, limit: int = TAIL_BYTES) -> str:
@@ -63,51 +75,59 @@ def read_tail(path: Path | None, since: int) -> str:
 
 
 class Heartbeat(threading.Thread):
-    """Touches the agent's heartbeat every `interval` seconds until stopped."""
+    """Touches the agent's heartbeat (a file's mtime, never an event) every `interval` seconds until stopped."""
 
-    def __init__(self, ledger: Ledger, agent: str, interval: float) -> None:
+    def __init__(self, home: SwarmHome, agent: str, interval: float) -> None:
         super().__init__(name=f"heartbeat-{agent}", daemon=True)
-        self.ledger, self.agent, self.interval = ledger, agent, interval
+        self.directory, self.agent, self.interval = home.run_dir / "heartbeats", agent, interval
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while True:
-            self.ledger.heartbeat(self.agent)
+            touch_heartbeat(self.directory, self.agent, utcnow())
             if self.stopped.wait(self.interval):
                 return
 
 
-def _send(post: PostOffice, ctx: WorkerContext, kind: MessageType, **body: object) -> None:
-    post.send(make_message(kind, ctx.agent, SUPERVISOR, {"task": ctx.task, **body}, thread=ctx.task))
+def assignment(post: PostOffice, ctx: WorkerContext) -> TaskAssign:
+    """The TASK_ASSIGN the supervisor sent before starting us; for a worker started by hand, the ledger's task."""
+    delivered = post.register(ctx.agent, role="worker").wait(types={MessageType.TASK_ASSIGN}, task=ctx.task,
+                                                             timeout=0)
+    if delivered is not None:
+        return delivered.message.body
+    from swarmd.ledger import Ledger  # a hand-started worker: read the board and register ourselves
 
-
-def _ensure_registered(ledger: Ledger, post: PostOffice, ctx: WorkerContext) -> None:
-    """A worker the supervisor spawned is registered already; one started by hand registers itself."""
+    ledger = Ledger(ctx.home, durable=ctx.durable)
+    task = ledger.task(ctx.task)
     if ctx.agent not in ledger.registry():
-        entry = RegistryEntry(name=ctx.agent, role="worker", status=AgentStatus.BUSY, pid=os.getpid(), task=ctx.task)
-        ledger.register_agent(entry, ctx.agent)
-    post.register(ctx.agent, role="worker")
+        from protocol.agent import AgentStatus, RegistryEntry
+
+        ledger.register_agent(RegistryEntry(name=ctx.agent, role="worker", status=AgentStatus.BUSY,
+                                            pid=os.getpid(), task=ctx.task), ctx.agent)
+    return TaskAssign(task=task.id, title=task.title, description=task.description, attempt=ctx.attempt)
 
 
-def run_worker(ctx: WorkerContext, argv: list[str]) -> int:
-    """Run `argv` as the worker of `ctx.task`; return its exit code."""
-    ledger = Ledger(ctx.home)
-    post = PostOffice(ctx.home.root)
-    _ensure_registered(ledger, post, ctx)
+def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
+    """Run `argv` (or, with None, the task's description as a shell script) as the worker of `ctx.task`."""
+    post = PostOffice(ctx.home.root, durable=ctx.durable)
+    assigned = assignment(post, ctx)
+    send = lambda kind, **body: post.send(  # noqa: E731
+        make_message(kind, ctx.agent, SUPERVISOR, {"task": ctx.task, **body}, thread=ctx.task))
     log_start = ctx.log.stat().st_size if ctx.log and ctx.log.exists() else 0
-    _send(post, ctx, MessageType.ACCEPTED, title=ledger.task(ctx.task).title)
-    heartbeat = Heartbeat(ledger, ctx.agent, ctx.heartbeat_interval)
+    send(MessageType.ACCEPTED, title=assigned.title, started_at=utcnow())
+    heartbeat = Heartbeat(ctx.home, ctx.agent, ctx.heartbeat_interval)
     heartbeat.start()
+    command = argv if argv is not None else ["sh", "-c", assigned.description]
     try:
-        code = _run_child(argv)
+        code = _run_child(command)
     finally:
         heartbeat.stopped.set()
     if code == 0:
-        _send(post, ctx, MessageType.DONE, summary=f"`{' '.join(argv)[:200]}` exited 0")
+        send(MessageType.DONE, summary=f"`{' '.join(command)[:200]}` exited 0")
     else:
         tail = read_tail(ctx.log, log_start)
-        _send(post, ctx, MessageType.FAILED, failure=FailureType.ERROR, reason=f"exit code {code}\n{tail}".strip(),
-              attempts=ctx.attempt)
+        send(MessageType.FAILED, failure=FailureType.ERROR, reason=f"exit code {code}\n{tail}".strip(),
+             attempts=ctx.attempt)
     return code
 
 
@@ -128,6 +148,26 @@ def _run_child(argv: list[str]) -> int:
     return code if code >= 0 else 128 - code
 
 
-def script_argv(ctx: WorkerContext) -> list[str]:
-    """For script workers: the task's description is the shell script to run (an argument, never typed)."""
-    return ["sh", "-c", Ledger(ctx.home).task(ctx.task).description]
+def main(args: list[str] | None = None) -> int:
+    """The same as `swarm worker run`, without loading the CLI (a worker should start fast)."""
+    parser = argparse.ArgumentParser(prog="python -m swarmd.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home")
+    parser.add_argument("--agent")
+    parser.add_argument("--task")
+    parser.add_argument("--script", action="store_true", help="run the task's description as a shell script")
+    parser.add_argument("--heartbeat", type=float)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    opts = parser.parse_args(args)
+    command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
+    try:
+        if opts.script == bool(command):
+            raise SwarmError("give a command after `--`, or --script to run the task's description")
+        ctx = WorkerContext.from_env(opts.home, opts.agent, opts.task, opts.heartbeat)
+        return run_worker(ctx, None if opts.script else command)
+    except (SwarmError, ProtocolError, MailError, OSError) as exc:
+        print(f"swarm worker: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

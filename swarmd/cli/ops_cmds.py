@@ -260,12 +260,9 @@ def worker_run(home: str | None, agent: str | None, task_id: str | None, script:
 
     Example: swarm worker run --task t1 -- pytest -q
     """
-    from swarmd.config import load_config
-    from swarmd.worker import WorkerContext, run_worker, script_argv
+    from swarmd.worker import WorkerContext, run_worker
 
     if script == bool(command):
         raise SwarmError("give a command after `--`, or --script to run the task's description")
-    h = get_home(home)
-    interval = heartbeat or load_config(h.config_file).heartbeat_interval
-    ctx = WorkerContext.from_env(str(h.root), agent, task_id, interval)
-    sys.exit(run_worker(ctx, script_argv(ctx) if script else list(command)))
+    ctx = WorkerContext.from_env(home, agent, task_id, heartbeat)
+    sys.exit(run_worker(ctx, None if script else list(command)))
