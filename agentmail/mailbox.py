@@ -237,9 +237,13 @@ class Mailbox:
             if name.endswith(REASON_SUFFIX):
                 continue
             try:
-                reason = (self._bad / (name + REASON_SUFFIX)).read_text(errors="replace").strip()
+                fd = os.open(self._bad / (name + REASON_SUFFIX), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as handle:
+                    reason = handle.read(4096).decode(errors="replace").strip()
             except FileNotFoundError:
                 reason = "(no reason recorded)"
+            except OSError as exc:
+                reason = f"(reason file unreadable: {exc.strerror})"
             result.append((name, reason))
         return result
 

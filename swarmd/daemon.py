@@ -21,7 +21,7 @@ STOP_TIMEOUT = 20.0
 
 
 def _lock(home: SwarmHome) -> FileLock:
-    return FileLock(str(home.run_dir / "supervisor.lock"), timeout=0)
+    return FileLock(str(home.run_dir / "supervisor.lock"), timeout=0, mode=0o600)
 
 
 def running_pid(home: SwarmHome) -> int | None:
@@ -48,7 +48,9 @@ def supervisor_lock(home: SwarmHome) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise SwarmError(f"a supervisor is already running for {home.root} (pid {running_pid(home)})") from None
-    home.pid_file.write_text(f"{os.getpid()}\n")
+    fd = os.open(home.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
     try:
         yield
     finally:

@@ -4,6 +4,7 @@ A line is complete when it ends in "\\n". A final line without one is either bei
 a crash: readers never see it, and the next appender truncates a torn one away (under the ledger lock).
 """
 
+import errno
 import json
 import os
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from protocol.event import Event
+from swarmd.errors import LedgerError
 from swarmd.watch import watch_file
 
 LOG_NAME = "events.jsonl"
@@ -34,9 +36,13 @@ def parse_event(line: bytes) -> Event | None:
 def read_events(path: Path, start: int = 0) -> Iterator[tuple[int, Event | None]]:
     """(offset just past the line, its event or None) for each complete line from byte `start`."""
     try:
-        f = open(path, "rb")
+        f = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
     except FileNotFoundError:
         return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LedgerError(f"{path} is a symbolic link: refusing to read through it") from None
+        raise
     with f:
         f.seek(start)
         pos, rest = start, b""
@@ -94,7 +100,7 @@ def last_seq(fd: int, end: int) -> int:
 def offset_after(path: Path, seq: int) -> int:
     """The offset of the first line with a seq above `seq`: a bisection (seqs grow with offsets), then a scan."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return 0
     try:

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,13 @@ def make_private_dir(path: Path) -> None:
     if path.is_symlink():
         raise HomeError(f"{path} is a symbolic link: refusing to use it; remove the link and try again")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.is_dir():
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
         raise HomeError(f"{path} exists and is not a directory")
+    if st.st_uid != os.getuid():
+        raise HomeError(f"{path} belongs to another user (uid {st.st_uid}): refusing to use it")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
 
 
 @dataclass(frozen=True)

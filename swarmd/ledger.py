@@ -226,7 +226,7 @@ class Ledger:
 
     def last_seq(self) -> int:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             return 0
         try:
@@ -366,9 +366,9 @@ class Ledger:
     def _read_snapshot(self, projection: _Projection) -> _View | None:
         """The snapshot, or None when it is missing, corrupt, or does not end on the line it claims."""
         try:
-            snap = projection.model.model_validate_json((self.home.ledger_dir / f"{projection.name}.json").read_bytes())
-        except (FileNotFoundError, ValidationError):
-            return None
+            snap = projection.model.model_validate_json(_read_no_follow(self.home.ledger_dir / f"{projection.name}.json"))
+        except (OSError, ValidationError):
+            return None  # missing, unreadable or a planted link: replay the log instead
         seq, offset = getattr(snap, "seq"), getattr(snap, "offset")
         if not self._is_line_end(offset, seq):
             return None
@@ -379,7 +379,7 @@ class Ledger:
         if offset <= 0:
             return offset == 0 and seq == 0
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
         try:
@@ -404,6 +404,11 @@ class Ledger:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _read_no_follow(path: Path) -> bytes:
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
+        return f.read()
 
 
 def _copy_on_write(state: dict[Any, Any], key: Any, copied: set[Any]) -> None:

@@ -142,8 +142,7 @@ def test_swarm_run_keeps_home_and_tmux_socket_private(open_base: Path) -> None:
         result = run_cli("swarm", "run", str(plan), "--home", str(home.root), "--wait", "--timeout", "60s", timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         assert list(markers.iterdir()) == [], "a title is never run as shell"
-        lock = str(home.run_dir / "supervisor.lock")  # checked on its own below (xfail until daemon.py is fixed)
-        assert [p for p in private_problems(home.root) if not p.startswith(lock + ":")] == []
+        assert private_problems(home.root) == []
         socket_dir = home.tmux_socket.parent
         assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
         _start_tmux(home)
@@ -162,8 +161,6 @@ def _start_tmux(home: SwarmHome) -> None:
     assert home.tmux_socket.is_socket()
 
 
-@pytest.mark.xfail(strict=True, reason="swarmd/daemon.py makes run/supervisor.lock with filelock's default mode "
-                   "(0644 under umask 022): pass mode=0o600 to FileLock (patch in the reliability report)")
 def test_supervisor_lock_file_is_private(home_dir: Path) -> None:
     from swarmd.daemon import running_pid
 

@@ -115,9 +115,10 @@ def _kill_supervisor(home: SwarmHome) -> int:
     return pid
 
 
-def kill_campaign(home: SwarmHome, tmp_path: Path, *, kills: int, waves: int, width: int,
-                  max_workers: int) -> dict:
-    """Run a plan while SIGKILLing the supervisor `kills` times at random moments; check it and return numbers."""
+def kill_campaign(home: SwarmHome, tmp_path: Path, *, kills: int, waves: int, width: int, max_workers: int,
+                  step: int) -> dict:
+    """Run a plan while SIGKILLing the supervisor up to `kills` times at random moments, each after up to `step`
+    more tasks are done (or, now and then, while it recovers); check the outcome and return the numbers."""
     seed = int(os.environ.get("SWARM_FAULT_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
     init_home(home, max_workers=max_workers)
@@ -136,7 +137,7 @@ def kill_campaign(home: SwarmHome, tmp_path: Path, *, kills: int, waves: int, wi
         if rng.random() < 0.25:  # now and then, kill it again while it recovers
             target = done
         else:
-            target = min(total, done + rng.randint(1, max(2, total // (kills + 3))))
+            target = min(total, done + rng.randint(1, step))
         wait_until(lambda: _completed(home) >= target, 60, f"{target} tasks done (seed {seed})")
         time.sleep(rng.uniform(0, 0.3))  # the random moment of the kill is the point of the test
         _kill_supervisor(home)
@@ -178,14 +179,16 @@ def kill_campaign(home: SwarmHome, tmp_path: Path, *, kills: int, waves: int, wi
 
 
 def test_supervisor_sigkilled_repeatedly_through_a_50_task_plan(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    numbers = kill_campaign(swarm_home, tmp_path, kills=7, waves=5, width=10, max_workers=7)
+    numbers = kill_campaign(swarm_home, tmp_path, kills=7, waves=5, width=10, max_workers=7, step=5)
     assert numbers["kills"] >= 5, numbers
 
 
 @pytest.mark.soak
-def test_soak_supervisor_sigkilled_many_times(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    numbers = kill_campaign(swarm_home, tmp_path, kills=40, waves=8, width=10, max_workers=8)
-    assert numbers["kills"] >= 30, numbers
+@pytest.mark.parametrize("round", range(6))
+def test_soak_supervisor_sigkilled_many_times(swarm_home: SwarmHome, tmp_path: Path, round: int) -> None:
+    """Six rounds of 80 tasks, each with a new seed and up to 15 kills (the plan may finish first)."""
+    numbers = kill_campaign(swarm_home, tmp_path, kills=15, waves=8, width=10, max_workers=8, step=2)
+    assert numbers["kills"] >= 8, numbers
 
 
 # ----- the tmux server killed under the supervisor ---------------------------------------------------------------
