@@ -1,15 +1,15 @@
 """The supervisor as a daemon: one per home, found through its lock and pid file, stopped by SHUTDOWN mail."""
 
+import fcntl
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from collections.abc import Iterator
-
-from filelock import FileLock, Timeout
 
 from agentmail import PostOffice
 from protocol.messages import MessageType, make_message
@@ -20,42 +20,46 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 20.0
 
 
-def _lock(home: SwarmHome) -> FileLock:
-    return FileLock(str(home.run_dir / "supervisor.lock"), timeout=0, mode=0o600)
+# The supervisor holds a POSIX record lock on run/supervisor.lock for its whole life. Unlike flock, such a lock
+# can be tested without taking it (F_GETLK), and the kernel names the holder's pid: a probe never gets in the
+# way of a supervisor that is starting, and a pid is never stale.
+_FLOCK = "hhqqi"  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+
+
+def _open_lock(home: SwarmHome) -> int:
+    return os.open(home.run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
 def running_pid(home: SwarmHome) -> int | None:
-    """The pid of this home's supervisor, or None. The lock, not the pid file, says whether it runs."""
-    if not home.run_dir.exists():
+    """The pid of this home's supervisor, or None."""
+    if not (home.run_dir / "supervisor.lock").exists():
         return None
-    lock = _lock(home)
+    fd = _open_lock(home)
     try:
-        lock.acquire()
-    except Timeout:
-        try:
-            return int(home.pid_file.read_text().strip() or 0) or None
-        except (OSError, ValueError):
-            return -1  # running, pid file not written yet
-    lock.release()
-    return None
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else pid
 
 
 @contextmanager
 def supervisor_lock(home: SwarmHome) -> Iterator[None]:
     """Held for the supervisor's whole life; a second supervisor on the same home is refused."""
-    lock = _lock(home)
+    fd = _open_lock(home)
     try:
-        lock.acquire()
-    except Timeout:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
         raise SwarmError(f"a supervisor is already running for {home.root} (pid {running_pid(home)})") from None
-    fd = os.open(home.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
+    pid_fd = os.open(home.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(pid_fd, "w") as f:  # for people; the lock is what counts
         f.write(f"{os.getpid()}\n")
     try:
         yield
     finally:
         home.pid_file.unlink(missing_ok=True)
-        lock.release()
+        os.close(fd)  # releases the lock
 
 
 def start_daemon(home: SwarmHome, max_workers: int | None = None) -> int:
@@ -72,7 +76,7 @@ def start_daemon(home: SwarmHome, max_workers: int | None = None) -> int:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=home.root.parent)
     deadline = time.monotonic() + START_TIMEOUT
-    while (pid := running_pid(home)) in (None, -1):
+    while (pid := running_pid(home)) is None:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise SwarmError(f"the supervisor exited at start (code {proc.returncode}): {tail[0]}")
@@ -85,7 +89,7 @@ def start_daemon(home: SwarmHome, max_workers: int | None = None) -> int:
 def stop_daemon(home: SwarmHome, timeout: float = STOP_TIMEOUT) -> int:
     """Ask the supervisor to stop (SHUTDOWN mail), then SIGTERM if it has not within `timeout`."""
     pid = running_pid(home)
-    if pid is None or pid < 0:
+    if pid is None:
         raise NotRunning(f"no supervisor is running for {home.root}")
     PostOffice(home.root).send(make_message(MessageType.SHUTDOWN, "operator", "supervisor", {"reason": "swarm down"}))
     if not wait_exit(pid, timeout):

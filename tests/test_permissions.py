@@ -162,9 +162,11 @@ def _start_tmux(home: SwarmHome) -> None:
 
 
 def test_supervisor_lock_file_is_private(home_dir: Path) -> None:
-    from swarmd.daemon import running_pid
+    from swarmd.daemon import running_pid, supervisor_lock
 
     home = SwarmHome(home_dir)
     home.ensure_dirs()
     assert running_pid(home) is None
-    assert stat.S_IMODE((home.run_dir / "supervisor.lock").stat().st_mode) == 0o600
+    with supervisor_lock(home):
+        for path in (home.run_dir / "supervisor.lock", home.pid_file):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -384,3 +384,16 @@ def test_supervisor_starts_while_its_lock_is_probed(swarm_home: SwarmHome) -> No
     finally:
         stop.set()
         prober.join()
+
+
+def test_back_to_back_workers_survive_the_tmux_server_exiting_between_them(swarm_home: SwarmHome,
+                                                                          tmp_path: Path) -> None:
+    """One worker at a time: each ended session is the server's last, so tmux exits just as the next worker is
+    started. That start must land on a new server, not fail the task."""
+    init_home(swarm_home, max_workers=1)
+    tasks = [{"id": f"c{i}", "title": f"link {i}", "description": "true", "max_attempts": 1,
+              "blocked_by": [f"c{i - 1}"] if i else []} for i in range(20)]
+    plan = write_plan(tmp_path / "plan.json", tasks)
+    _run_to_end(swarm_home, plan)
+    failed = [e.summary for e in events(swarm_home) if e.type == EventType.TASK_FAILED]
+    assert failed == [] and set(statuses(swarm_home).values()) == {TaskStatus.DONE}
