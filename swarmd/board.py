@@ -88,7 +88,10 @@ def _apply_type(task: Task, event: Event) -> None:
         task.assignee = worker if isinstance(worker, str) else None
         task.attempts.append(Attempt(number=number, worker=task.assignee, started=event.ts))
     elif event.type in _ENDING_OUTCOMES:
-        _end_attempt(task, _ENDING_OUTCOMES[event.type], event, str(detail.get("reason", "")))
+        outcome = _ENDING_OUTCOMES[event.type]
+        if event.type == EventType.TASK_FAILED and detail.get("outcome") == AttemptOutcome.ABANDONED.value:
+            outcome = AttemptOutcome.ABANDONED  # ended through no fault of its worker: no attempt spent
+        _end_attempt(task, outcome, event, str(detail.get("reason", "")))
         if event.type != EventType.TASK_COMPLETED:
             task.assignee = None
     elif event.type == EventType.NOTE_ADDED:

@@ -85,8 +85,11 @@ def wait_for_plan(ledger: Ledger, ids: list[str], *, timeout: float | None, supe
     """
     stop = threading.Event()
     threading.Thread(target=lambda: (supervisor_gone.wait(timeout), stop.set()), daemon=True).start()
+    since = ledger.last_seq()
     board = ledger.board()
-    for event in ledger.follow(since_seq=ledger.last_seq(), stop=stop):
+    if plan_finished(board, ids):  # it may have finished while nobody waited (say, before a restart)
+        return board
+    for event in ledger.follow(since_seq=since, stop=stop):
         board = ledger.board()
         on_event(event, board)
         if plan_finished(board, ids):

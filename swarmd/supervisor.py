@@ -86,6 +86,7 @@ class Supervisor:
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
         self.stats = Stats()
         self._next_worker = 1
+        self._last_error: str | None = None
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -106,7 +107,7 @@ class Supervisor:
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
         try:
             while not self.stopping.is_set():
-                self.step()
+                self.guarded_step()
                 self.ledger.heartbeat(SUPERVISOR)
                 self.wake.wait(self.config.tick)
                 self.wake.clear()
@@ -117,6 +118,20 @@ class Supervisor:
             self.ledger.update_agent(SUPERVISOR, SUPERVISOR, status=AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
+
+    def guarded_step(self) -> None:
+        """One step; an error in it is logged and put in the feed (once per kind), and the loop goes on:
+        the ledger holds the state, so the next step starts from the truth again."""
+        try:
+            self.step()
+        except Exception as exc:  # noqa: BLE001 - a daemon outlives one bad step
+            log.exception("supervisor step failed")
+            text = f"{type(exc).__name__}: {exc}"
+            if text != self._last_error:
+                self._last_error = text
+                self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"supervisor error (going on): {text}"[:500])
+        else:
+            self._last_error = None
 
     def step(self) -> None:
         self.handle_mail()
@@ -129,7 +144,9 @@ class Supervisor:
     def recover(self) -> None:
         """Rebuild the workers from the ledger, adopt live sessions, reopen tasks whose worker is gone."""
         board, registry = self.ledger.board(), self.ledger.registry()
-        self._next_worker = 1 + max((_worker_number(n) for n in registry), default=0)
+        # A name may be on an attempt and not in the registry (killed between the two writes): never reuse it.
+        used = set(registry) | {a.worker for t in board.values() for a in t.attempts if a.worker}
+        self._next_worker = 1 + max((_worker_number(n) for n in used), default=0)
         if SUPERVISOR not in registry:
             self.ledger.register_agent(RegistryEntry(name=SUPERVISOR, role="supervisor", status=AgentStatus.BUSY,
                                                      pid=os.getpid(), host=socket.gethostname()), SUPERVISOR)

@@ -34,6 +34,8 @@ _TIMEOUT = 10.0
 # What tmux says when no server answers (or it exits while answering, as after kill-server).
 _NOT_RUNNING = ("no server running", "error connecting to", "server exited unexpectedly")
 _NO_SESSION = "can't find session"
+# What list-panes says on a server whose last session has just ended (it exits a moment later).
+_NO_PANES = "no current target"
 
 
 class TmuxError(SwarmError):
@@ -197,7 +199,10 @@ class TmuxServer:
             log = _create_log(log_path)
             commands.append(["pipe-pane", "-o", "-t", _target(session),
                              _no_formats("cat >> " + shlex.quote(str(log)))])
-        result = self._run(_chain(*commands))
+        for _ in range(3):  # a server whose last session has just ended is exiting: the next try starts a new one
+            result = self._run(_chain(*commands))
+            if not self._not_running(result):
+                break
         if result.returncode != 0 and "duplicate session" in result.stderr:
             raise TmuxError(f"tmux session {session!r} already exists: pick another name or kill it first")
         pane = _parse_pane(self._check(result, f"start session {session!r}").rstrip("\n"))
@@ -215,7 +220,7 @@ class TmuxServer:
     def panes(self) -> dict[str, PaneInfo]:
         """Every session's first pane, by session name, from one tmux call; {} when no server runs."""
         result = self._run(["list-panes", "-a", "-F", _PANE_FORMAT])
-        if self._not_running(result):
+        if self._not_running(result) or (result.returncode != 0 and _NO_PANES in result.stderr):
             return {}
         found: dict[str, PaneInfo] = {}
         for line in self._check(result, "list panes").splitlines():

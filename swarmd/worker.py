@@ -119,9 +119,11 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
     heartbeat.start()
     command = argv if argv is not None else ["sh", "-c", assigned.description]
     try:
-        code = _run_child(command)
+        code, hung_up = _run_child(command)
     finally:
         heartbeat.stopped.set()
+    if hung_up:
+        return code  # its terminal went away (session or tmux server killed): not the task's failure to report
     if code == 0:
         send(MessageType.DONE, summary=f"`{' '.join(command)[:200]}` exited 0")
     else:
@@ -131,21 +133,27 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
     return code
 
 
-def _run_child(argv: list[str]) -> int:
-    """Run the command in the foreground; pass SIGTERM/SIGINT/SIGHUP on to it."""
+def _run_child(argv: list[str]) -> tuple[int, bool]:
+    """Run the command in the foreground; pass SIGTERM/SIGINT/SIGHUP on to it. Returns its exit code and
+    whether the terminal hung up (SIGHUP) while it ran."""
     try:
         child = subprocess.Popen(argv)
     except OSError as exc:
         print(f"swarm worker: cannot start {argv[0]!r}: {exc.strerror}", flush=True)
-        return 127
-    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+        return 127, False
+    received: set[int] = set()
+
+    def forward(signum: int, _frame: object) -> None:
+        received.add(signum)
+        child.send_signal(signum)
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         code = child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return code if code >= 0 else 128 - code
+    return (code if code >= 0 else 128 - code), signal.SIGHUP in received
 
 
 def main(args: list[str] | None = None) -> int:

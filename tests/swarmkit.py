@@ -4,13 +4,15 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from protocol.event import Event, EventType
 from protocol.task import LIVE_STATUSES, TaskStatus
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
 from conftest import run_cli
+
+T = TypeVar("T")
 
 FAST_CONFIG = """\
 name = "t"
@@ -32,8 +34,8 @@ def write_plan(path: Path, tasks: list[dict[str, Any]]) -> Path:
     return path
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `predicate` until it is truthy; fail the test with `what` after `timeout` seconds."""
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "the condition") -> T:
+    """Poll `predicate` until it is truthy and return its value; fail the test with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -41,7 +43,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def events(home: SwarmHome) -> list[Event]:

@@ -4,32 +4,17 @@ import os
 import shutil
 import stat
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from swarmd.home import SwarmHome
 from swarmd.tmux import PaneInfo, TmuxError, TmuxServer
+from swarmkit import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
-T = TypeVar("T")
 LONG = ["sleep", "60"]
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0) -> T:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.02)
 
 
 def read_text(path: Path) -> str:
