@@ -43,7 +43,6 @@ from swarmd.home import SwarmHome
 from swarmd.plan import Plan
 from swarmd.runner import load_onto_board
 from swarmd.supervisor import SUPERVISOR, Supervisor
-from swarmd.watch import watch_file
 
 NAME = "bench"
 TARGET_SPAWN_S = 3.0
@@ -152,23 +151,8 @@ class Swarm:
             raise RuntimeError("the supervisor did not start within 30 s")
 
     def start_loop_only(self) -> None:
-        """The loop of `Supervisor.run()` without its `recover()` (the caller ran it already)."""
-        sup = self.supervisor
-
-        def loop() -> None:
-            arrivals = sup.mailbox.on_arrival(sup.wake.set)
-            ledger_watch = watch_file(sup.ledger.path, sup.wake.set)
-            try:
-                while not sup.stopping.is_set():
-                    sup.step()
-                    sup.wake.wait(sup.config.tick)
-                    sup.wake.clear()
-            finally:
-                arrivals.stop()
-                ledger_watch.stop()
-                sup.checks.shutdown(wait=True, cancel_futures=True)
-
-        self.thread = threading.Thread(target=self._target(loop), name="supervisor", daemon=True)
+        """`Supervisor.serve()`: the loop of `run()` without its `recover()` (the caller ran it already)."""
+        self.thread = threading.Thread(target=self._target(self.supervisor.serve), name="supervisor", daemon=True)
         self.thread.start()
 
     def stop_supervisor(self) -> None:

@@ -4,7 +4,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protocol.messages import describe_validation_error
 from swarmd.errors import ConfigError
@@ -37,6 +37,12 @@ class Config(BaseModel):
     on_task_done: str | None = None
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
 
+    @field_validator("profiles", mode="after")
+    @classmethod
+    def _over_defaults(cls, profiles: dict[str, Profile]) -> dict[str, Profile]:
+        """Profiles in swarm.toml add to the built-in ones (or replace one of the same name)."""
+        return {**DEFAULT_PROFILES, **profiles}
+
     @model_validator(mode="after")
     def _profiles_known(self) -> "Config":
         for label, name in (("default_profile", self.default_profile), ("helper_profile", self.helper_profile)):
@@ -65,7 +71,8 @@ max_attempts = 3            # attempts before a task is blocked (a task's own `m
 tick = 0.5                  # seconds between the supervisor's timer checks
 default_profile = "script"  # the profile used by tasks that name none
 # helper_profile = "claude" # a profile to start a helper for each HELP_REQUEST; unset: questions go to the feed
-# on_task_done = "gh issue close {task_id}"   # placeholders {task_id} {title} {agent} {home}; runs after a task is validated; its failure is logged, not fatal
+# on_task_done = "gh issue close {task_id}"   # runs after a task is validated; its failure is logged, not fatal.
+#   {task_id} {title} {agent} {home} become "${SWARM_TASK_ID}" etc.: values are never read as shell code
 
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
 # The task's text is in the prompt file, never on the command line.

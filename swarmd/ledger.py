@@ -26,7 +26,7 @@ from protocol.event import Event, EventType
 from protocol.ids import new_id, utcnow
 from protocol.messages import describe_validation_error
 from protocol.names import validate_agent_name, validate_task_id
-from protocol.task import NoteKind, Task, TaskStatus, check_transition
+from protocol.task import LIVE_STATUSES, NoteKind, Task, TaskStatus, check_transition
 from swarmd import board as board_fold
 from swarmd import feed
 from swarmd import registry as registry_fold
@@ -43,6 +43,10 @@ class UnknownTask(LedgerError):
 
 class DuplicateTask(LedgerError):
     """A task id that is already taken."""
+
+
+class StaleTransition(LedgerError):
+    """A change made for a worker that no longer holds the task (someone else already moved it on)."""
 
 
 def _count(stats: dict[str, dict[str, int]], event: Event) -> dict[str, dict[str, int]]:
@@ -123,14 +127,24 @@ class Ledger:
                                             {"task": t.model_dump(mode="json")}) for t in tasks])
 
     def transition(self, task_id: str, status: TaskStatus, agent: str,
-                   event_type: EventType = EventType.TASK_UPDATED, summary: str = "", **detail: Any) -> Event:
-        """The one way a task's status changes: checked against the transition table under the lock."""
+                   event_type: EventType = EventType.TASK_UPDATED, summary: str = "", *,
+                   expect_assignee: str | None = None, **detail: Any) -> Event:
+        """The one way a task's status changes: checked against the transition table under the lock.
+
+        With `expect_assignee`, the change is made for that worker's attempt and is refused (StaleTransition)
+        unless the task is still live and still that worker's: a decision taken on an older reading of the
+        board never lands on someone else's attempt.
+        """
         status = _enum(TaskStatus, status, "task status")
         with self._locked():
-            old = self._task(task_id).status
-            check_transition(task_id, old, status)
+            current = self._task(task_id)
+            if expect_assignee is not None and (current.assignee != expect_assignee
+                                                or current.status not in LIVE_STATUSES):
+                raise StaleTransition(f"task {task_id} is no longer {expect_assignee}'s (it is {current.status}"
+                                      f"{', with ' + current.assignee if current.assignee else ''})")
+            check_transition(task_id, current.status, status)
             detail = {**detail, "status": status.value}
-            text = summary or f"{task_id}: {old} -> {status}"
+            text = summary or f"{task_id}: {current.status} -> {status}"
             return self._write([self._draft(_event_type(event_type), agent, task_id, text, detail)])[0]
 
     def update_task(self, task_id: str, agent: str, **fields: Any) -> Event:

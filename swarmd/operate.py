@@ -113,6 +113,7 @@ class Operator:
         task = self.ledger.board().get(entry.task or "")
         if task is not None and task.status in LIVE_STATUSES and task.assignee == entry.name:
             self.ledger.transition(task.id, TaskStatus.OPEN, OPERATOR, EventType.TASK_FAILED,
+                                   expect_assignee=entry.name,
                                    summary=f"{task.id} back to open: {entry.name} killed by the operator",
                                    worker=entry.name, reason="killed by the operator",
                                    outcome=AttemptOutcome.ABANDONED.value)

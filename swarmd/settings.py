@@ -1,4 +1,7 @@
-"""Run-time overrides of swarm.toml that a running supervisor picks up (today: max_workers from `swarm run`)."""
+"""Run-time overrides of swarm.toml that a running supervisor picks up (today: max_workers from `swarm run`).
+
+They last as long as that supervisor: a new one starts from swarm.toml (and its own --max-workers) again.
+"""
 
 import json
 import os
@@ -28,3 +31,10 @@ def write_settings(home: SwarmHome, **values: Any) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     os.replace(tmp, _path(home))
+
+
+def clear_settings(home: SwarmHome) -> None:
+    try:
+        os.unlink(_path(home))
+    except FileNotFoundError:
+        pass

@@ -10,27 +10,26 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from agentmail import Delivered, PostOffice
 from protocol.agent import AgentStatus, RegistryEntry
-from protocol.errors import ProtocolError
 from protocol.event import EventType
 from protocol.ids import utcnow
 from protocol.messages import Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, AttemptOutcome, Task, TaskStatus
 from swarmd.config import Config, load_config
-from swarmd.errors import SwarmError
+from swarmd.errors import LedgerError, SwarmError
 from swarmd.hooks import run_task_done_hook
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.settings import read_settings
+from swarmd.ledger import Ledger, StaleTransition
+from swarmd.settings import clear_settings, read_settings
 from swarmd.spawner import Spawner
 from swarmd.tmux import PaneInfo, TmuxServer
-from swarmd.validation import ValidationReport, run_checks
+from swarmd.validation import ValidationReport, kill_running_checks, run_checks
 from swarmd.watch import watch_file
 from swarmd.worker import read_tail
 
@@ -56,7 +55,8 @@ class WorkerState:
 class ValidationResult:
     task: str
     worker: str
-    report: ValidationReport
+    report: ValidationReport | None
+    error: str = ""  # the checks could not run at all
 
 
 @dataclass
@@ -80,6 +80,7 @@ class Supervisor:
         self.spawner = Spawner(home, self.config, self.tmux)
         self.mailbox = self.post.register(SUPERVISOR, role="supervisor")
         self.workers: dict[str, WorkerState] = {}
+        self.helpers: dict[str, str] = {}  # helper name -> the task it helps with
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
@@ -101,8 +102,12 @@ class Supervisor:
         self.wake.set()
 
     def run(self) -> None:
-        """Recover, then loop until stopped: every wake-up (or tick) runs one `step`."""
+        """Recover, then serve until stopped."""
         self.recover()
+        self.serve()
+
+    def serve(self) -> None:
+        """Loop until stopped: every wake-up (mail, a ledger write, a check's result) or tick runs one step."""
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
         try:
@@ -114,7 +119,8 @@ class Supervisor:
         finally:
             arrivals.stop()
             ledger_watch.stop()
-            self.checks.shutdown(wait=True, cancel_futures=True)
+            self.checks.shutdown(wait=False, cancel_futures=True)
+            kill_running_checks()  # a restart checks again; a check must not outlive its supervisor
             self.ledger.update_agent(SUPERVISOR, SUPERVISOR, status=AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
@@ -143,6 +149,7 @@ class Supervisor:
     # ----- recovery ---------------------------------------------------------------------------------------
     def recover(self) -> None:
         """Rebuild the workers from the ledger, adopt live sessions, reopen tasks whose worker is gone."""
+        clear_settings(self.home)  # a `swarm run --max-workers` override lasts as long as the supervisor it was for
         board, registry = self.ledger.board(), self.ledger.registry()
         # A name may be on an attempt and not in the registry (killed between the two writes): never reuse it.
         used = set(registry) | {a.worker for t in board.values() for a in t.attempts if a.worker}
@@ -164,6 +171,8 @@ class Supervisor:
             else:
                 self._abandon(task, "its worker is gone (the supervisor was down)")
                 reopened.append(task.id)
+        self.helpers = {e.name: e.task or "" for e in registry.values() if e.role == "helper" and e.session in panes
+                        and not panes[e.session].dead}
         killed = self._kill_orphans(panes)
         self.stats.recovered = {"adopted": adopted, "reopened": reopened, "killed": killed}
         if adopted or reopened or killed:
@@ -184,7 +193,7 @@ class Supervisor:
 
     def _kill_orphans(self, panes: dict[str, PaneInfo]) -> list[str]:
         """Live sessions of ours that no task is assigned to must not go on working."""
-        ours = {w.session for w in self.workers.values()}
+        ours = {w.session for w in self.workers.values()} | {self.spawner.session_name(h) for h in self.helpers}
         prefix = f"{self.config.name}-"
         orphans = [s for s, p in panes.items() if s.startswith(prefix) and s not in ours and not p.dead]
         for session in orphans:
@@ -197,11 +206,16 @@ class Supervisor:
         for delivered in self.mailbox.list():
             try:
                 self.handle(delivered.message)
-            except (SwarmError, ProtocolError) as exc:
+                self._ack(delivered)
+            except StaleTransition:
+                pass  # the attempt it speaks for was already settled: nothing to do
+            except LedgerError:
+                raise  # the ledger cannot be written (disk full): leave the message for the next step
+            except Exception as exc:  # noqa: BLE001 - one bad message must never wedge the mailbox behind it
+                log.exception("could not handle message %s", delivered.message.id)
                 self.ledger.append(EventType.CUSTOM, SUPERVISOR, delivered.message.task,
                                    summary=f"could not handle {delivered.message.type} from "
-                                           f"{delivered.message.sender}: {exc}")
-            self._ack(delivered)
+                                           f"{delivered.message.sender}: {type(exc).__name__}: {exc}"[:500])
             self.mailbox.claim(delivered.message.id)
             self.stats.handled += 1
 
@@ -237,7 +251,6 @@ class Supervisor:
         current = self._current(msg)
         if current is None or current[0].status == TaskStatus.VALIDATING:
             return None
-        current[1].reported = True
         return current
 
     def on_accepted(self, msg: Message) -> None:
@@ -245,7 +258,7 @@ class Supervisor:
         if current and current[0].status == TaskStatus.ASSIGNED:
             task, worker = current
             self.ledger.transition(task.id, TaskStatus.IN_PROGRESS, SUPERVISOR, EventType.TASK_STARTED,
-                                   summary=f"{worker.name} started {task.id}: {task.title}", worker=worker.name,
+                                   expect_assignee=worker.name, summary=f"{worker.name} started {task.id}: {task.title}", worker=worker.name,
                                    attempt=worker.attempt, msg=msg.id)
             self.ledger.update_agent(worker.name, SUPERVISOR, status=AgentStatus.BUSY)
 
@@ -263,8 +276,9 @@ class Supervisor:
         task, worker = current
         body = msg.body
         self.ledger.transition(task.id, TaskStatus.VALIDATING, SUPERVISOR, EventType.TASK_VALIDATING,
-                               summary=f"{worker.name} reports {task.id} done; validating", worker=worker.name,
+                               expect_assignee=worker.name, summary=f"{worker.name} reports {task.id} done; validating", worker=worker.name,
                                claim=body.summary, files=body.files, commit=body.commit, msg=msg.id)
+        worker.reported = True
         self._validate(task, worker)
 
     def on_failed(self, msg: Message) -> None:
@@ -287,13 +301,14 @@ class Supervisor:
         text = "\n".join(f"{k}: {v}" for k, v in (("Reason", body.reason), ("Commit", body.commit), ("Done", body.done),
                                                   ("Remaining", body.remaining), ("Next steps", body.next_steps)) if v)
         self.ledger.transition(task.id, TaskStatus.OPEN, SUPERVISOR, EventType.TASK_CHECKPOINT,
-                               summary=f"{worker.name} checkpointed {task.id}; a successor continues",
+                               expect_assignee=worker.name, summary=f"{worker.name} checkpointed {task.id}; a successor continues",
                                worker=worker.name, reason=text, msg=msg.id)
+        worker.reported = True
         self._end_worker(worker, AgentStatus.STOPPED)
 
     def on_help_request(self, msg: Message) -> None:
         body = msg.body
-        summary = (body.question or body.problem or "help requested").strip().splitlines()[0][:200]
+        summary = ((body.question or body.problem).strip().splitlines() or ["help requested"])[0][:200]
         self.ledger.append(EventType.QUESTION, msg.sender, msg.task, summary=summary, kind=body.kind,
                            problem=body.problem, tried=body.tried, question=body.question, msg=msg.id)
         if self.config.helper_profile and msg.task in self.ledger.board():
@@ -307,6 +322,8 @@ class Supervisor:
                                         msg.body.model_dump(), thread=task.id, reply_to=msg.id))
 
     def on_spawn_request(self, msg: Message) -> None:
+        if msg.sender not in self.post.agents():
+            return  # nobody to answer
         reason = "workers are started from the board: add a task (`swarm task add`) and the supervisor assigns it"
         self.post.send(make_message(MessageType.SPAWN_ACK, SUPERVISOR, msg.sender,
                                     {"request_id": msg.id, "accepted": False, "reason": reason}, reply_to=msg.id))
@@ -321,11 +338,13 @@ class Supervisor:
     # ----- validation -------------------------------------------------------------------------------------
     def _validate(self, task: Task, worker: WorkerState) -> None:
         """Run the task's checks off this thread; the result comes back through `results`."""
-        workdir = self.spawner.workdir_for(task)
-
         def job() -> None:
-            report = run_checks(task.validation, workdir=workdir)
-            self.results.put(ValidationResult(task.id, worker.name, report))
+            try:
+                report = run_checks(task.validation, workdir=self.spawner.workdir_for(task))
+                result = ValidationResult(task.id, worker.name, report)
+            except Exception as exc:  # noqa: BLE001 - a result must come back, or the task waits forever
+                result = ValidationResult(task.id, worker.name, None, f"{type(exc).__name__}: {exc}")
+            self.results.put(result)
             self.wake.set()
 
         self.checks.submit(job)
@@ -337,16 +356,27 @@ class Supervisor:
             task = self.ledger.board().get(result.task)
             if worker is None or task is None or task.status != TaskStatus.VALIDATING or task.assignee != worker.name:
                 continue
-            if result.report.passed:
-                self._complete(task, worker, result.report)
-            else:
-                failed = sum(not o.passed for o in result.report.outcomes)
-                self._fail(task, worker, f"validation failed ({failed} of {len(result.report.outcomes)} checks)\n"
-                           + result.report.summary())
+            try:
+                self._judge(task, worker, result)
+            except StaleTransition:
+                pass  # reopened or killed while its checks ran
+            except Exception:
+                self.results.put(result)  # not lost: the next step tries again
+                raise
+
+    def _judge(self, task: Task, worker: WorkerState, result: ValidationResult) -> None:
+        if result.report is None:
+            self._fail(task, worker, f"validation could not run: {result.error}")
+        elif result.report.passed:
+            self._complete(task, worker, result.report)
+        else:
+            failed = sum(not o.passed for o in result.report.outcomes)
+            self._fail(task, worker, f"validation failed ({failed} of {len(result.report.outcomes)} checks)\n"
+                       + result.report.summary())
 
     def _complete(self, task: Task, worker: WorkerState, report: ValidationReport) -> None:
         self.ledger.transition(task.id, TaskStatus.DONE, SUPERVISOR, EventType.TASK_COMPLETED,
-                               summary=f"{task.id} done and validated ({worker.name}, attempt {worker.attempt})",
+                               expect_assignee=worker.name, summary=f"{task.id} done and validated ({worker.name}, attempt {worker.attempt})",
                                worker=worker.name, attempt=worker.attempt, validation=report.summary())
         self._end_worker(worker, AgentStatus.STOPPED)
         if self.config.on_task_done:
@@ -358,7 +388,7 @@ class Supervisor:
         failed = 1 + sum(a.outcome == AttemptOutcome.FAILED for a in task.attempts)
         status = TaskStatus.BLOCKED if failed >= self.max_attempts(task) else TaskStatus.OPEN
         first_line = reason.strip().splitlines()[0][:160] if reason.strip() else "failed"
-        self.ledger.transition(task.id, status, SUPERVISOR, EventType.TASK_FAILED,
+        self.ledger.transition(task.id, status, SUPERVISOR, EventType.TASK_FAILED, expect_assignee=worker.name,
                                summary=f"{task.id} attempt {worker.attempt} failed: {first_line}",
                                worker=worker.name, attempt=worker.attempt, reason=reason, failed_attempts=failed)
         if status == TaskStatus.BLOCKED:
@@ -370,7 +400,8 @@ class Supervisor:
     def _abandon(self, task: Task, reason: str) -> None:
         """The attempt ended through no fault of its worker: back to open without spending an attempt."""
         self.ledger.transition(task.id, TaskStatus.OPEN, SUPERVISOR, EventType.TASK_FAILED,
-                               summary=f"{task.id} back to open: {reason}", worker=task.assignee, reason=reason,
+                               expect_assignee=task.assignee, summary=f"{task.id} back to open: {reason}",
+                               worker=task.assignee, reason=reason,
                                outcome=AttemptOutcome.ABANDONED.value)
         if task.assignee:
             self._mark_agent(task.assignee, AgentStatus.DEAD)
@@ -390,9 +421,10 @@ class Supervisor:
     # ----- timers -----------------------------------------------------------------------------------------
     def check_workers(self) -> None:
         """Dead panes, lost tmux server, stale heartbeats and timeouts, each a failed attempt with its reason."""
-        if not self.workers:
+        if not self.workers and not self.helpers:
             return
         panes = self.tmux.panes()
+        self.reap_helpers(panes)
         if not panes and not self.tmux.is_running():
             self._tmux_lost()
             return
@@ -401,19 +433,24 @@ class Supervisor:
         for worker in list(self.workers.values()):
             task = board.get(worker.task)
             if task is None or task.assignee != worker.name or task.status not in LIVE_STATUSES:
-                self.workers.pop(worker.name, None)  # taken away from it (swarm kill): not a failure
+                self._end_worker(worker, AgentStatus.STOPPED)  # taken away (reopened, cancelled): stop it, no failure
                 continue
             if worker.reported or worker.name not in self.workers:
                 continue
             pane = panes.get(worker.session)
             if pane is not None and pane.dead and self._status_pending(worker, pane, now):
                 continue
-            if pane is None or pane.dead:
-                self._pane_ended(task, worker, pane)
-            elif (now - worker.started).total_seconds() > (task.timeout or self.config.task_timeout):
-                self._fail(task, worker, f"TIMEOUT: no result within {task.timeout or self.config.task_timeout:g} s")
-            elif self._stale(worker, registry.get(worker.name), now):
-                self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")
+            with suppress(StaleTransition):  # settled meanwhile by mail or an operator: the next step sees it
+                self._check_worker(task, worker, pane, registry.get(worker.name), now)
+
+    def _check_worker(self, task: Task, worker: WorkerState, pane: PaneInfo | None, entry: RegistryEntry | None,
+                      now: datetime) -> None:
+        if pane is None or pane.dead:
+            self._pane_ended(task, worker, pane)
+        elif (now - worker.started).total_seconds() > (limit := task.timeout or self.config.task_timeout):
+            self._fail(task, worker, f"TIMEOUT: no result within {limit:g} s")
+        elif self._stale(worker, entry, now):
+            self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")
 
     def _status_pending(self, worker: WorkerState, pane: PaneInfo, now: datetime) -> bool:
         """tmux may show a pane dead (its pty closed) a moment before it has reaped the exit status."""
@@ -441,8 +478,9 @@ class Supervisor:
 
     def _tmux_lost(self) -> None:
         """The whole tmux server went away: every attempt is abandoned, not failed, and starts again."""
-        lost = list(self.workers.values())
-        self.workers.clear()
+        lost = [w for w in self.workers.values() if not w.reported]  # a reported DONE is still being checked
+        for worker in lost:
+            self.workers.pop(worker.name)
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"tmux server lost: {len(lost)} workers gone; "
                                                                   "their tasks go back to open")
         board = self.ledger.board()
@@ -456,7 +494,7 @@ class Supervisor:
         """Assign ready tasks, best priority first, while fewer than max_workers tasks are live."""
         board = self.ledger.board()
         live = sum(t.status in LIVE_STATUSES for t in board.values())
-        free = self.max_workers - live
+        free = self.max_workers - live - len(self.helpers)
         if free <= 0:
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
@@ -466,6 +504,8 @@ class Supervisor:
 
     def start_attempt(self, task: Task) -> None:
         """Assign first (the ledger says who owns the task), then start the worker's session."""
+        for old in [w for w in self.workers.values() if w.task == task.id]:
+            self._end_worker(old, AgentStatus.STOPPED)  # never two workers on one task
         worker = f"w{self._next_worker}"
         self._next_worker += 1
         attempt = len(task.attempts) + 1
@@ -493,12 +533,22 @@ class Supervisor:
                            f"session {session}", worker=worker, session=session, pid=pane.pid, attempt=attempt)
 
     def _spawn_helper(self, msg: Message) -> None:
+        """One helper at a time per task, counted against max_workers; a replayed request starts none."""
         task = self.ledger.task(msg.task or "")
+        registry = self.ledger.registry()
+        if msg.id in {e.metadata.get("request") for e in registry.values()} or task.id in self.helpers.values():
+            return
+        if len(self.helpers) + sum(t.status in LIVE_STATUSES for t in self.ledger.board().values()) >= self.max_workers:
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary="no free worker slot for a helper: "
+                               f"answer with `swarm reply {msg.sender} TEXT`")
+            return
         helper = f"h{self._next_worker}"
         self._next_worker += 1
         self.ledger.register_agent(RegistryEntry(name=helper, role="helper", status=AgentStatus.STARTING,
-                                                 task=task.id, session=self.spawner.session_name(helper)), SUPERVISOR)
+                                                 task=task.id, session=self.spawner.session_name(helper),
+                                                 metadata={"request": msg.id}), SUPERVISOR)
         self.post.register(helper, role="helper")
+        self.helpers[helper] = task.id
         body = msg.body
         prompt = (f"# Help {msg.sender} with task {task.id}: {task.title}\n\n{task.description}\n\n"
                   f"## Their problem ({body.kind})\n{body.problem}\n\n## What they tried\n{body.tried}\n\n"
@@ -509,11 +559,16 @@ class Supervisor:
         except SwarmError as exc:
             self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary=f"could not start helper: {exc}")
 
+    def reap_helpers(self, panes: dict[str, PaneInfo]) -> None:
+        """A helper whose pane has ended is done: its session goes, its slot frees up."""
+        for helper in list(self.helpers):
+            pane = panes.get(self.spawner.session_name(helper))
+            if pane is None or pane.dead:
+                del self.helpers[helper]
+                self.tmux.kill_session(self.spawner.session_name(helper))
+                self._mark_agent(helper, AgentStatus.STOPPED)
+
 
 def _worker_number(name: str) -> int:
     digits = name[1:]
     return int(digits) if name[:1] in ("w", "h") and digits.isdigit() else 0
-
-
-def default_log_path(home: SwarmHome) -> Path:
-    return home.logs_dir / "supervisor.log"

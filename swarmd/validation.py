@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -106,6 +107,11 @@ def _content_check(check: Check, workdir: Path) -> CheckOutcome:
     return CheckOutcome(check, False, f"{check.path} does not match {check.pattern!r}")
 
 
+# Process groups of the check commands running now, so that a stopping supervisor leaves none behind.
+_running: set[int] = set()
+_running_lock = threading.Lock()
+
+
 def _command(check: Check, workdir: Path, env: dict[str, str]) -> CheckOutcome:
     """Run `check.run` with the shell in its own process group; the group is killed when the check ends.
 
@@ -130,14 +136,27 @@ def _command(check: Check, workdir: Path, env: dict[str, str]) -> CheckOutcome:
 
 def _wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     """Wait for the shell; on timeout kill its whole group. Stragglers are killed either way. True if timed out."""
+    with _running_lock:
+        _running.add(proc.pid)
     try:
         proc.wait(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
         timed_out = True
+    finally:
+        with _running_lock:
+            _running.discard(proc.pid)
     _kill_group(proc.pid)
     proc.wait()
     return timed_out
+
+
+def kill_running_checks() -> None:
+    """Kill every check command still running (the supervisor is stopping; its restart checks again)."""
+    with _running_lock:
+        groups = list(_running)
+    for pgid in groups:
+        _kill_group(pgid)
 
 
 def _kill_group(pgid: int) -> None:

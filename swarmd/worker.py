@@ -91,8 +91,8 @@ class Heartbeat(threading.Thread):
 
 def assignment(post: PostOffice, ctx: WorkerContext) -> TaskAssign:
     """The TASK_ASSIGN the supervisor sent before starting us; for a worker started by hand, the ledger's task."""
-    delivered = post.register(ctx.agent, role="worker").wait(types={MessageType.TASK_ASSIGN}, task=ctx.task,
-                                                             timeout=0)
+    mailbox = post.mailbox(ctx.agent) if ctx.agent in post.agents() else post.register(ctx.agent, role="worker")
+    delivered = mailbox.wait(types={MessageType.TASK_ASSIGN}, task=ctx.task, timeout=0)
     if delivered is not None:
         return delivered.message.body
     from swarmd.ledger import Ledger  # a hand-started worker: read the board and register ourselves

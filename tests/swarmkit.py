@@ -67,9 +67,5 @@ def first_seq(home: SwarmHome, type: EventType, task: str) -> int:
     return next(e.seq for e in events(home) if e.type == type and e.task == task)
 
 
-def last_seq(home: SwarmHome, type: EventType, task: str) -> int:
-    return [e.seq for e in events(home) if e.type == type and e.task == task][-1]
-
-
 def statuses(home: SwarmHome) -> dict[str, TaskStatus]:
     return {t.id: t.status for t in Ledger(home).board().values()}

@@ -5,7 +5,6 @@ seq strictly, and every event an appender was told was appended is there exactly
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from collections.abc import Iterator

@@ -80,16 +80,17 @@ def test_on_task_done_runs_after_validation_and_its_failure_is_only_logged(swarm
     init_home(swarm_home, max_workers=2)
     record = tmp_path / "done.txt"
     with swarm_home.config_file.open("a") as f:
-        f.write(f'on_task_done = "echo {{task_id}} {{title}} >> {record}; test {{task_id}} != bad"\n')
+        f.write(f"on_task_done = 'echo \"{{task_id}} {{title}}\" >> {record}; test {{task_id}} != bad'\n")
     plan = write_plan(tmp_path / "plan.json", [
-        {"id": "good", "title": "fine; rm -rf /", "description": "true"},
+        {"id": "good", "title": "fine; $(touch pwned) `touch pwned`", "description": "true"},
         {"id": "bad", "title": "hook fails", "description": "true"},
     ])
     result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
                      timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     wait_until(lambda: record.exists() and len(record.read_text().splitlines()) == 2, 30, "both hooks")
-    assert "good fine; rm -rf /" in record.read_text().splitlines()
+    assert "good fine; $(touch pwned) `touch pwned`" in record.read_text().splitlines()
+    assert not list(swarm_home.root.parent.rglob("pwned")), "a title inside double quotes is still never run"
     failures = [e for e in Ledger(swarm_home).events() if e.type == EventType.CUSTOM and "on_task_done" in e.summary]
     assert [e.task for e in failures] == ["bad"]
 

@@ -4,7 +4,6 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
 
 from protocol.event import EventType
 from protocol.task import AttemptOutcome, TaskStatus
@@ -13,7 +12,7 @@ from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
 from swarmd.tmux import TmuxServer
 from conftest import run_cli
-from swarmkit import first_seq, init_home, last_seq, max_live, statuses, wait_until, write_plan
+from swarmkit import first_seq, init_home, max_live, statuses, wait_until, write_plan
 
 
 def touch(name: str) -> str:
@@ -141,3 +140,24 @@ def test_teardown_leaves_no_worker_session(swarm_home: SwarmHome, tmp_path: Path
     assert run_cli("swarm", "down", "--home", home, "--teardown").returncode == 0
     assert tmux.sessions("t-") == []
     assert {t.status for t in Ledger(swarm_home).board().values()} == {TaskStatus.OPEN}
+
+
+def test_help_requests_start_one_helper_per_task_and_it_is_reaped(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home, max_workers=3)
+    answered = tmp_path / "answered"
+    with swarm_home.config_file.open("a") as f:  # a helper that "answers" by leaving a file, then ends
+        f.write(f'helper_profile = "helper"\n[profiles.helper]\ncommand = "touch {answered}; sleep 1"\n')
+    ask = 'agentmail send --from "$SWARM_AGENT" --to supervisor --type HELP_REQUEST --task "$SWARM_TASK" ' \
+          '--field question="which API?"'
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "asks", "title": "asks twice", "description": f"{ask}; {ask}; sleep 4"}])
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
+                     timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert answered.exists(), "the helper ran"
+    helpers = [e for e in Ledger(swarm_home).registry().values() if e.role == "helper"]
+    assert len(helpers) == 1, "two requests about one task, close together, start one helper at a time"
+    assert helpers[0].status == "stopped" and helpers[0].task == "asks"
+    assert TmuxServer(swarm_home.tmux_socket).pane(f"t-{helpers[0].name}") is None, "its session is reaped"
+    questions = [e for e in Ledger(swarm_home).events() if e.type == EventType.QUESTION]
+    assert len(questions) == 2 and questions[0].summary == "which API?"

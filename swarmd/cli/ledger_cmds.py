@@ -105,7 +105,7 @@ def next_task_id(board: dict[str, Task]) -> str:
 @click.option("--description", default="", help="What to do, in full.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
 @click.option("--blocked-by", "blocked_by", multiple=True, help="A task that must be done first (repeatable).")
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Lower numbers run first.")
 @click.option("--id", "task_id", default=None, help="The task id (default: t-<n>).")
 @_agent_option
 @home_option
@@ -226,7 +226,7 @@ def board(statuses: tuple[str, ...], tag: str | None, home: str | None, as_json:
         click.echo("no tasks")
         return
     for status in TaskStatus:
-        group = sorted((t for t in tasks if t.status == status), key=lambda t: (-t.priority, t.id))
+        group = sorted((t for t in tasks if t.status == status), key=lambda t: (t.priority, t.id))
         if group:
             _print_table(f"{status.value} ({len(group)})", ("id", "title", "assignee", "priority", "tags", "blocked by"),
                          ((t.id, t.title, t.assignee or "", t.priority, ", ".join(t.tags), ", ".join(t.blocked_by))

@@ -93,9 +93,9 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
     check_profiles(plan, load_config(h.config_file))
     ledger = Ledger(h)
     loaded = load_onto_board(ledger, plan)
-    if max_workers:
-        write_settings(h, max_workers=max_workers)
     started = running_pid(h) is None
+    if max_workers and not started:
+        write_settings(h, max_workers=max_workers)  # the running supervisor takes it from its next step
     pid = start_daemon(h, max_workers) if started else running_pid(h)
     if not wait:
         result = {"added": loaded.added, "existing": loaded.existing, "completed": loaded.completed, "pid": pid}
