@@ -132,7 +132,7 @@ def test_read_only_home_is_refused_at_start(small_fs: Path) -> None:
     assert run_cli("agentmail", "register", "inbox", "--home", home).returncode == 0
     remount_read_only(small_fs)
     assert_one_line_error(run_cli("swarm", "init", "--home", home), "not writable")
-    assert_one_line_error(run_cli("swarm", "up", "--home", home), "Read-only file system")
+    assert_one_line_error(run_cli("swarm", "up", "--home", home), "not writable")
     assert_one_line_error(run_cli("agentmail", "send", "--home", home, "--from", "boss", "--to", "inbox",
                                   "--type", "steer", "--field", "text=hi"), "Read-only file system")
     assert_one_line_error(run_cli("swarm", "init", "--home", str(small_fs / "new")), "Read-only file system")
