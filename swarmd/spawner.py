@@ -60,7 +60,13 @@ class Spawner:
         command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{command}\n'
                    f'status=$?; echo "$status" > {exit_file}; exit "$status"')
         return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
-                               cwd=self.workdir(task, profile), log_path=log)
+                               cwd=self.workdir(task, profile), log_path=log,
+                               on_exit=["touch", str(self.pane_died_file)])
+
+    @property
+    def pane_died_file(self) -> Path:
+        """Touched by tmux's pane-died hook: a pane's death wakes the supervisor at once, not at its next tick."""
+        return self.home.run_dir / "pane-died"
 
     def exit_file(self, worker: str) -> Path:
         return self.home.run_dir / "exits" / worker

@@ -110,6 +110,7 @@ class Supervisor:
         """Loop until stopped: every wake-up (mail, a ledger write, a check's result) or tick runs one step."""
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
+        pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -119,6 +120,7 @@ class Supervisor:
         finally:
             arrivals.stop()
             ledger_watch.stop()
+            pane_watch.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             kill_running_checks()  # a restart checks again; a check must not outlive its supervisor
             self.ledger.update_agent(SUPERVISOR, SUPERVISOR, status=AgentStatus.STOPPED)

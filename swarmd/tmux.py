@@ -179,8 +179,12 @@ class TmuxServer:
         return True
 
     def spawn(self, session: str, command: list[str], *, env: dict[str, str], cwd: Path,
-              log_path: Path | None = None, width: int = 200, height: int = 50) -> PaneInfo:
+              log_path: Path | None = None, on_exit: list[str] | None = None, width: int = 200,
+              height: int = 50) -> PaneInfo:
         """Start `command` in a new detached session, in one tmux invocation.
+
+        `on_exit` is set as the server's pane-died hook in the same invocation (see `set_exit_hook`): a server
+        exits with its last session, so each spawn that may start a new server sets it again.
 
         The command runs under /bin/sh (not the user's default-shell) as `exec <shlex-quoted argv>`,
         so the pane's pid is the command's and its exit status is the pane's. remain-on-exit is set
@@ -195,6 +199,8 @@ class TmuxServer:
                        "-c", str(Path(cwd).absolute()), *_env_args(env), "-P", "-F", _PANE_FORMAT,
                        "/bin/sh", "-c", "exec " + shlex.join(command)]
         commands = [["set-option", "-g", "remain-on-exit", "on"], new_session]
+        if on_exit:
+            commands.append(self._exit_hook(on_exit))
         if log_path is not None:
             log = _create_log(log_path)
             commands.append(["pipe-pane", "-o", "-t", _target(session),
@@ -287,10 +293,13 @@ class TmuxServer:
         SWARM_PANE_STATUS or SWARM_PANE_SIGNAL (the one that applies is non-empty) in its
         environment. Needs a running server: call it after the first spawn.
         """
+        self._check(self._run(_chain(self._exit_hook(command))), "set the pane-died hook")
+
+    @staticmethod
+    def _exit_hook(command: list[str]) -> list[str]:
         if not command:
             raise TmuxError("no command given for the pane-died hook")
         shell = ("SWARM_PANE_SESSION=#{s/,/./;q:session_name} SWARM_PANE_ID=#{pane_id} "
                  "SWARM_PANE_STATUS=#{pane_dead_status} SWARM_PANE_SIGNAL=#{pane_dead_signal} "
                  + _no_formats(shlex.join(command)))
-        hook = ["set-hook", "-g", "pane-died", "run-shell -b " + _tmux_quote(shell)]
-        self._check(self._run(_chain(hook)), "set the pane-died hook")
+        return ["set-hook", "-g", "pane-died", "run-shell -b " + _tmux_quote(shell)]

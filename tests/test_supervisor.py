@@ -161,3 +161,17 @@ def test_help_requests_start_one_helper_per_task_and_it_is_reaped(swarm_home: Sw
     assert TmuxServer(swarm_home.tmux_socket).pane(f"t-{helpers[0].name}") is None, "its session is reaped"
     questions = [e for e in Ledger(swarm_home).events() if e.type == EventType.QUESTION]
     assert len(questions) == 2 and questions[0].summary == "which API?"
+
+
+def test_a_pane_death_wakes_the_supervisor_before_its_tick(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home)
+    config = swarm_home.config_file  # a slow tick: only tmux's pane-died hook can be this quick
+    config.write_text(config.read_text().replace("tick = 0.1", "tick = 10.0"))
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "crash", "title": "dies", "description": "sleep 0.5; kill -KILL $PPID", "max_attempts": 1}])
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
+                     timeout=90)
+    assert result.returncode == 1
+    found = {e.type: e.ts for e in Ledger(swarm_home).events() if e.task == "crash"}
+    noticed = (found[EventType.TASK_FAILED] - found[EventType.WORKER_SPAWNED]).total_seconds()
+    assert noticed < 5.0, f"the death was noticed after {noticed:.1f} s, as if by the 10 s tick"
