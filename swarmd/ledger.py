@@ -63,18 +63,19 @@ class _Projection:
     model: type[BaseModel]  # {"seq", "offset", key: state}: parsed in one pass by pydantic-core
     apply: Callable[[Any, Event], Any]
     subject: Callable[[Event], Any]  # the entry of the state an event may change in place
+    clone: Callable[[Any], Any]  # a copy of an entry that `apply` may change without touching the original
 
 
 def _projection(name: str, key: str, state_type: Any, apply: Callable[[Any, Event], Any],
-                subject: Callable[[Event], Any]) -> _Projection:
+                subject: Callable[[Event], Any], clone: Callable[[Any], Any]) -> _Projection:
     model = create_model(f"{name.title()}Snapshot", seq=(int, ...), offset=(int, ...), **{key: (state_type, ...)})
-    return _Projection(name, key, model, apply, subject)
+    return _Projection(name, key, model, apply, subject, clone)
 
 
-BOARD = _projection("board", "tasks", dict[str, Task], board_fold.apply, lambda e: e.task)
+BOARD = _projection("board", "tasks", dict[str, Task], board_fold.apply, lambda e: e.task, board_fold.clone)
 REGISTRY = _projection("registry", "agents", dict[str, RegistryEntry], registry_fold.apply,
-                       lambda e: e.detail.get("name", e.agent))
-STATS = _projection("stats", "events", dict[str, dict[str, int]], _count, lambda e: None)
+                       lambda e: e.detail.get("name", e.agent), lambda entry: entry.model_copy())
+STATS = _projection("stats", "events", dict[str, dict[str, int]], _count, lambda e: None, lambda counts: counts)
 PROJECTIONS = (BOARD, REGISTRY, STATS)
 
 
@@ -341,7 +342,8 @@ class Ledger:
         if view is None or view.offset > _size(self.path):
             view = self._views[projection.name] = self._load(projection)
         else:
-            self._replay(projection, view)
+            with _gc_paused():  # replaying allocates a lot; a full collection over a big board costs more
+                self._replay(projection, view)
             self._snapshot_if_behind(projection, view)
         return view
 
@@ -371,7 +373,7 @@ class Ledger:
         for offset, event in feed.read_events(self.path, view.offset):
             if event is not None:
                 if view.shared:
-                    _copy_on_write(view.state, projection.subject(event), copied)
+                    _copy_on_write(projection, view.state, event, copied)
                 projection.apply(view.state, event)
                 view.seq, replayed = event.seq, replayed + 1
             view.offset = offset
@@ -425,10 +427,12 @@ def _read_no_follow(path: Path) -> bytes:
         return f.read()
 
 
-def _copy_on_write(state: dict[Any, Any], key: Any, copied: set[Any]) -> None:
-    """Replace `state[key]` by a deep copy before it is changed, once per replay."""
+def _copy_on_write(projection: _Projection, state: dict[Any, Any], event: Event, copied: set[Any]) -> None:
+    """Replace the entry `event` may change by a copy before it is changed, once per replay: entries handed
+    out by an earlier read never change."""
+    key = projection.subject(event)
     if key in state and key not in copied:
-        state[key] = state[key].model_copy(deep=True)
+        state[key] = projection.clone(state[key])
         copied.add(key)
 
 
