@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
+from swarmkit import events, init_home, statuses, wait_until, write_plan
 
 from protocol.agent import AgentStatus
 from protocol.event import Event, EventType
@@ -27,8 +29,6 @@ from swarmd.daemon import running_pid, wait_exit
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
 from swarmd.tmux import TmuxServer
-from conftest import run_cli
-from swarmkit import events, init_home, statuses, wait_until, write_plan
 
 # A run of a task, as the task itself records it. The trap records the end of a run that is hung up (its
 # session killed), so a run that was stopped is not taken for one still running.
@@ -217,9 +217,11 @@ def test_tmux_server_killed_under_a_running_supervisor(swarm_home: SwarmHome, tm
     lost_workers = {t.assignee for t in Ledger(swarm_home).board().values() if t.assignee}
     wait_until(lambda: not list((swarm_home.root / "mail" / "supervisor" / "new").iterdir()), 30,
                "the supervisor to have read its mail")
-    # Not a synchronization: the kill should land between two ticks, as it would in life, not right after the
-    # supervisor's last look at tmux. (Too short a pause only makes the test easier to pass.)
-    time.sleep(0.5)
+    # The kill should land between two steps, as it would in life: wait for the supervisor to finish one more
+    # step (it touches its heartbeat after each), then kill while it waits for its next tick (2 s away).
+    beat = swarm_home.run_dir / "heartbeats" / "supervisor"
+    seen = beat.stat().st_mtime_ns
+    wait_until(lambda: beat.stat().st_mtime_ns > seen, 10, "the supervisor to finish a step")
     subprocess.run(["tmux", "-S", str(swarm_home.tmux_socket), "kill-server"], check=True)
     assert wait_exit(old_server, 10), "the tmux server is gone"
 

@@ -1,11 +1,11 @@
 """Validation checks against real files and real processes."""
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from swarmkit import wait_until
 
 from protocol.task import Check, ValidationSpec
 from swarmd.validation import MAX_CONTENT_BYTES, OUTPUT_TAIL_BYTES, run_checks
@@ -29,15 +29,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_no_spec_or_no_checks_passes(tmp_path: Path) -> None:
