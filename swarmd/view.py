@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from protocol.event import Event
+from protocol.event import Event, EventType
 from protocol.task import Task, TaskStatus
 
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -23,6 +23,8 @@ STATUS_STYLE = {
     TaskStatus.CANCELLED: "dim",
 }
 STATUS_ORDER = list(TaskStatus)
+# Bookkeeping that would crowd the tasks' own events out of a progress view (`swarm feed` still has them).
+QUIET = frozenset({EventType.AGENT_REGISTERED, EventType.AGENT_UPDATED})
 
 
 def safe(text: object, limit: int = 200) -> Text:
@@ -79,7 +81,8 @@ class PlanView:
     def __init__(self, console: Console, ids: list[str], title: str = "swarm") -> None:
         self.console, self.ids, self.title = console, set(ids), title
         self.recent: list[Event] = []
-        self.live = Live(console=console, refresh_per_second=8, transient=False) if console.is_terminal else None
+        # transient: the final board and summary are printed after the run; the live frame makes way for them
+        self.live = Live(console=console, refresh_per_second=8, transient=True) if console.is_terminal else None
         self.started = datetime.now()
 
     def __enter__(self) -> "PlanView":
@@ -92,6 +95,8 @@ class PlanView:
             self.live.__exit__(None, None, None)
 
     def update(self, event: Event, board: dict[str, Task]) -> None:
+        if event.type in QUIET:
+            return
         if self.live is None:
             self.console.print(event_line(event), soft_wrap=True)
             return
