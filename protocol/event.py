@@ -22,10 +22,8 @@ class EventType(StrEnum):
     TASK_ASSIGNED = "task_assigned"
     TASK_STARTED = "task_started"
     TASK_VALIDATING = "task_validating"
-    TASK_VALIDATED = "task_validated"
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
-    TASK_BLOCKED = "task_blocked"
     TASK_CHECKPOINT = "task_checkpoint"
     NOTE_ADDED = "note_added"
     # the feed vocabulary users already know
@@ -41,7 +39,6 @@ class EventType(StrEnum):
     SUPERVISOR_STOPPED = "supervisor_stopped"
     SUPERVISOR_RECOVERED = "supervisor_recovered"
     WORKER_SPAWNED = "worker_spawned"
-    WORKER_EXITED = "worker_exited"
 
 
 class Event(Model):

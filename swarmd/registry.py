@@ -40,6 +40,8 @@ def apply(agents: Registry, event: Event) -> Registry:
         return agents
     if event.type == EventType.AGENT_UPDATED and isinstance(event.detail.get("fields"), dict):
         agents[entry.name] = with_fields(entry, event.detail["fields"]) or entry
+    elif event.type == EventType.AGENT_STARTED:
+        entry.status = AgentStatus.BUSY
     elif event.type == EventType.AGENT_STOPPED:
         status = event.detail.get("status", AgentStatus.STOPPED)
         if status in STOPPED_STATUSES:

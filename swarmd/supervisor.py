@@ -123,7 +123,7 @@ class Supervisor:
             pane_watch.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             kill_running_checks()  # a restart checks again; a check must not outlive its supervisor
-            self.ledger.update_agent(SUPERVISOR, SUPERVISOR, status=AgentStatus.STOPPED)
+            self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
 
@@ -262,7 +262,8 @@ class Supervisor:
             self.ledger.transition(task.id, TaskStatus.IN_PROGRESS, SUPERVISOR, EventType.TASK_STARTED,
                                    expect_assignee=worker.name, summary=f"{worker.name} started {task.id}: {task.title}", worker=worker.name,
                                    attempt=worker.attempt, msg=msg.id)
-            self.ledger.update_agent(worker.name, SUPERVISOR, status=AgentStatus.BUSY)
+            self.ledger.append(EventType.AGENT_STARTED, SUPERVISOR, task.id, name=worker.name,
+                               summary=f"{worker.name} is working on {task.id}")
 
     def on_progress(self, msg: Message) -> None:
         body = msg.body
@@ -417,8 +418,10 @@ class Supervisor:
         self._mark_agent(worker.name, status)
 
     def _mark_agent(self, name: str, status: AgentStatus) -> None:
+        """Record that an agent has stopped (its work is over) or died (it failed or was lost)."""
         if name in self.ledger.registry():
-            self.ledger.update_agent(name, SUPERVISOR, status=status)
+            self.ledger.append(EventType.AGENT_STOPPED, SUPERVISOR, name=name, status=status.value,
+                               summary=f"{name} {'stopped' if status == AgentStatus.STOPPED else 'is dead'}")
 
     # ----- timers -----------------------------------------------------------------------------------------
     def check_workers(self) -> None:

@@ -39,6 +39,12 @@ def test_status_steer_nudge_reply_and_logs(swarm_home: SwarmHome, tmp_path: Path
     assert entry["task"] == "job" and entry["pane"] == "alive" and entry["heartbeat_age"] is not None
     assert worker in run_cli("swarm", "status", *home).stdout
 
+    # the worker waits on its terminal until the nudge below, so it still holds its task
+    assert run_cli("swarm", "reply", worker, "try again", *home).returncode == 0
+    answers = [m.message for m in PostOffice(swarm_home.root).mailbox(worker).list()
+               if m.message.type == MessageType.HELP_RESPONSE]
+    assert answers and answers[0].body.answer == "try again" and answers[0].body.task == "job"
+
     steer = run_cli("swarm", "steer", worker, "use the v2 API; $(touch pwned)", "--nudge", *home)
     assert steer.returncode == 0, steer.stderr
     wait_until(lambda: out.exists() and out.read_text().strip(), 30, "the nudge to reach the pane")
@@ -46,12 +52,10 @@ def test_status_steer_nudge_reply_and_logs(swarm_home: SwarmHome, tmp_path: Path
     mail = PostOffice(swarm_home.root).mailbox(worker).list()
     assert [m.message.type for m in mail if m.message.type == MessageType.STEER]
 
-    assert run_cli("swarm", "reply", worker, "try again", *home).returncode == 0
-    answers = [m.message for m in PostOffice(swarm_home.root).mailbox(worker).list()
-               if m.message.type == MessageType.HELP_RESPONSE]
-    assert answers and answers[0].body.answer == "try again" and answers[0].body.task == "job"
-
     wait_until(lambda: Ledger(swarm_home).task("job").status == TaskStatus.DONE, 30, "the task to finish")
+    wait_until(lambda: Ledger(swarm_home).registry()[worker].status == "stopped", 30, "the worker to stop")
+    late = run_cli("swarm", "reply", worker, "too late", *home)
+    assert late.returncode == 2 and "no task" in late.stderr, "a worker that has finished takes no answers"
     logs = run_cli("swarm", "logs", worker, *home)
     assert logs.returncode == 0 and "ready" in logs.stdout
     assert not (tmp_path / "pwned").exists() and not (swarm_home.root.parent / "pwned").exists()
