@@ -303,8 +303,13 @@ class Supervisor:
         body = msg.body
         text = "\n".join(f"{k}: {v}" for k, v in (("Reason", body.reason), ("Commit", body.commit), ("Done", body.done),
                                                   ("Remaining", body.remaining), ("Next steps", body.next_steps)) if v)
+        if sum(a.outcome == AttemptOutcome.CHECKPOINT for a in task.attempts) >= self.config.max_checkpoints:
+            self._fail(task, worker, f"checkpointed more than {self.config.max_checkpoints} times without finishing:"
+                                     f"\n{text}")
+            return
         self.ledger.transition(task.id, TaskStatus.OPEN, SUPERVISOR, EventType.TASK_CHECKPOINT,
-                               expect_assignee=worker.name, summary=f"{worker.name} checkpointed {task.id}; a successor continues",
+                               expect_assignee=worker.name,
+                               summary=f"{worker.name} checkpointed {task.id}; a successor continues",
                                worker=worker.name, reason=text, msg=msg.id)
         worker.reported = True
         self._end_worker(worker, AgentStatus.STOPPED)

@@ -175,3 +175,19 @@ def test_a_pane_death_wakes_the_supervisor_before_its_tick(swarm_home: SwarmHome
     found = {e.type: e.ts for e in Ledger(swarm_home).events() if e.task == "crash"}
     noticed = (found[EventType.TASK_FAILED] - found[EventType.WORKER_SPAWNED]).total_seconds()
     assert noticed < 5.0, f"the death was noticed after {noticed:.1f} s, as if by the 10 s tick"
+
+
+def test_checkpoints_past_the_limit_count_as_failures(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home)
+    with swarm_home.config_file.open("a") as f:
+        f.write("max_checkpoints = 2\n")
+    checkpoint = 'agentmail send --from "$SWARM_AGENT" --to supervisor --type CHECKPOINT --task "$SWARM_TASK" ' \
+                 '--field done=some --field remaining=more'
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "forever", "title": "never finishes", "description": f"{checkpoint}; sleep 5", "max_attempts": 1}])
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
+                     timeout=90)
+    assert result.returncode == 1, result.stdout + result.stderr
+    attempts = Ledger(swarm_home).task("forever").attempts
+    assert [a.outcome for a in attempts] == [AttemptOutcome.CHECKPOINT] * 2 + [AttemptOutcome.FAILED]
+    assert "checkpointed more than 2 times" in attempts[-1].reason
