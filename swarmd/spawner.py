@@ -55,17 +55,19 @@ class Spawner:
         })
         # `agentmail` and `swarm` in a worker are the ones this supervisor runs from, venv or not. (tmux gives a
         # new pane the PATH of its client, whatever -e says, so it is set in the shell.)
-        # The shell also records the exit status: tmux 3.3 now and then shows a pane dead but never reports it.
-        exit_file = shlex.quote(str(self.exit_file(worker)))
+        # As its last act the shell records the exit status and wakes the supervisor: tmux 3.3 now and then
+        # shows a pane dead without its status, and then fires no pane-died hook either.
+        exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
         command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{command}\n'
-                   f'status=$?; echo "$status" > {exit_file}; exit "$status"')
+                   f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
         return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
                                cwd=self.workdir(task, profile), log_path=log,
                                on_exit=["touch", str(self.pane_died_file)])
 
     @property
     def pane_died_file(self) -> Path:
-        """Touched by tmux's pane-died hook: a pane's death wakes the supervisor at once, not at its next tick."""
+        """Written when a pane ends (by its shell, or by tmux's pane-died hook when the shell was killed): a
+        worker's end wakes the supervisor at once, not at its next tick."""
         return self.home.run_dir / "pane-died"
 
     def exit_file(self, worker: str) -> Path:
