@@ -3,6 +3,7 @@
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from agentmail import PostOffice
 from protocol.agent import AgentStatus, RegistryEntry
@@ -147,7 +148,7 @@ class Operator:
             raise SwarmError(f"worker {worker} has no tmux session (it has ended): see `swarm logs {worker}`")
         return self.tmux.attach_argv(session)
 
-    def log_path(self, worker: str):
+    def log_path(self, worker: str) -> Path:
         path = self.home.logs_dir / f"{validate_agent_name(worker)}.log"
         if not path.exists():
             raise SwarmError(f"no log for {worker!r} in {self.home.logs_dir}")
