@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,16 +9,15 @@ from typing import Any, TypeVar
 
 import click
 
-from protocol import Message, MessageType, ProtocolError, make_message
-from protocol.schema import json_schema
-
 from agentmail.errors import MailError
 from agentmail.mailbox import Delivered
 from agentmail.postoffice import PostOffice
+from protocol import Message, MessageType, ProtocolError, make_message
+from protocol.schema import json_schema
+from protocol.text import inert
 
 F = TypeVar("F", bound=Callable[..., Any])
 TYPES = click.Choice([t.value for t in MessageType], case_sensitive=False)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_BODY_INPUT = 4 << 20  # bytes read from --body-file or stdin; the post office's size limit applies after
 
 
@@ -30,7 +28,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (MailError, ProtocolError, OSError) as exc:
-            click.echo(f"agentmail: error: {_safe(str(exc))}", err=True)
+            click.echo(f"agentmail: error: {inert(str(exc))}", err=True)
             sys.exit(2)
 
 
@@ -63,14 +61,9 @@ def _describe(message: Message) -> str:
     return f"{task}{message.type.value} {message.id} from {message.sender} to {', '.join(message.to)}"
 
 
-def _safe(text: str) -> str:
-    """`text` with every control character shown as an escape: mail is data, never terminal control."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
 def _summary(message: Message) -> str:
     body = message.body.model_dump(exclude_none=True, exclude={"task"})
-    text = _safe(next((str(v) for v in body.values() if isinstance(v, str) and v), ""))
+    text = inert(next((str(v) for v in body.values() if isinstance(v, str) and v), ""))
     return text if len(text) <= 50 else text[:47] + "..."
 
 
@@ -240,7 +233,7 @@ def bad(agent: str, home: Path, as_json: bool) -> None:
         click.echo(json.dumps([{"file": name, "reason": reason} for name, reason in quarantined]))
         return
     for name, reason in quarantined:
-        click.echo(_safe(f"{name}: {reason}"))
+        click.echo(inert(f"{name}: {reason}"))
 
 
 @cli.command()

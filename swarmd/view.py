@@ -4,7 +4,6 @@ Text that came from outside (titles, summaries) may hold markup or terminal esca
 through `safe()` before it reaches the terminal.
 """
 
-import re
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -15,8 +14,8 @@ from rich.text import Text
 
 from protocol.event import Event, EventType
 from protocol.task import Task, TaskStatus
+from protocol.text import inert
 
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 STATUS_STYLE = {
     TaskStatus.OPEN: "white", TaskStatus.ASSIGNED: "cyan", TaskStatus.IN_PROGRESS: "yellow",
     TaskStatus.VALIDATING: "magenta", TaskStatus.DONE: "green", TaskStatus.BLOCKED: "red",
@@ -28,8 +27,8 @@ QUIET = frozenset({EventType.AGENT_REGISTERED, EventType.AGENT_UPDATED})
 
 
 def safe(text: object, limit: int = 200) -> Text:
-    """Plain text with escape sequences and control characters removed; never read as rich markup."""
-    cleaned = _CONTROL.sub("", str(text)).replace("\n", " ")
+    """Plain text, one line, control characters shown as escapes (as everywhere in the CLIs); never markup."""
+    cleaned = inert(str(text).replace("\n", " "))
     return Text(cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…")
 
 

@@ -347,3 +347,10 @@ def test_pending_acks() -> None:
             make_message(T.ACK, "w1", "sup", {"message_id": shutdown.id}, ack_required=True)]
     assert pending_acks(iter(msgs + acks)) == [offering]
     assert pending_acks(acks) == []
+
+
+def test_inert_text_shows_control_characters_and_keeps_the_rest() -> None:
+    from protocol.text import inert
+
+    assert inert("\x1b[31mred\x1b]0;title\x07 ok\r\n\x9b") == "\\x1b[31mred\\x1b]0;title\\x07 ok\\r\\n\\x9b"
+    assert inert("naïve [bold]markup[/] — ✓") == "naïve [bold]markup[/] — ✓"

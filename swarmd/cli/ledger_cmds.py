@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import Event, EventType
 from protocol.task import NoteKind, Task, TaskStatus
+from protocol.text import inert
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.config import load_config
@@ -20,7 +21,6 @@ from swarmd.home import init_home
 from swarmd.ledger import DuplicateTask, Ledger, validated
 from swarmd.registry import LIVE_STATUSES
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NEW_ID_TRIES = 20
 # The ledger's files: the log, the lock and the projection snapshots (ledger/<name>.json).
 LEDGER_FILES = ("events.jsonl", ".lock", "board.json", "registry.json", "stats.json")
@@ -28,11 +28,6 @@ EVENT_TYPES = click.Choice([t.value for t in EventType])
 TASK_STATUSES = click.Choice([s.value for s in TaskStatus])
 AGENT_STATUSES = click.Choice([s.value for s in AgentStatus])
 _TASK_LIST = TypeAdapter(list[Task])
-
-
-def safe(text: object) -> str:
-    """`text` with every control character shown as an escape, so nothing raw reaches the terminal."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def open_ledger(home: str | None) -> Ledger:
@@ -66,11 +61,11 @@ def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[obj
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(safe(title)), title_justify="left")
+    table = Table(title=Text(inert(title)), title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(Text(safe("" if cell is None else cell)) for cell in row))
+        table.add_row(*(Text(inert("" if cell is None else cell)) for cell in row))
     Console(highlight=False).print(table)
 
 
@@ -166,7 +161,7 @@ def task_update(task_id: str, status: str | None, assignee: str | None, title: s
     if as_json:
         dump_json(led.task(task_id))
     else:
-        click.echo(safe(events[-1].summary))
+        click.echo(inert(events[-1].summary))
 
 
 @task.command("note")
@@ -200,14 +195,14 @@ def task_show(task_id: str, home: str | None, as_json: bool) -> None:
                          ("assignee", found.assignee or "-"), ("priority", found.priority),
                          ("tags", ", ".join(found.tags) or "-"), ("blocked by", ", ".join(found.blocked_by) or "-"),
                          ("updated", f"{found.updated:%Y-%m-%d %H:%M:%S}")):
-        click.echo(f"{label:<11} {safe(value)}")
+        click.echo(f"{label:<11} {inert(value)}")
     if found.description:
-        click.echo(f"\n{safe(found.description)}")
+        click.echo(f"\n{inert(found.description)}")
     for attempt in found.attempts:
         reason = f": {attempt.reason}" if attempt.reason else ""
-        click.echo(safe(f"attempt {attempt.number} by {attempt.worker or '-'}: {attempt.outcome.value}{reason}"))
+        click.echo(inert(f"attempt {attempt.number} by {attempt.worker or '-'}: {attempt.outcome.value}{reason}"))
     for note in found.notes:
-        click.echo(safe(f"[{note.kind.value}] {note.author} {note.ts:%H:%M:%S}: {note.text}"))
+        click.echo(inert(f"[{note.kind.value}] {note.author} {note.ts:%H:%M:%S}: {note.text}"))
 
 
 @main.command()
@@ -240,7 +235,8 @@ def _print_event(event: Event, as_json: bool) -> None:
         click.echo(event.model_dump_json())
     else:
         task_part = f" [{event.task}]" if event.task else ""
-        click.echo(safe(f"{event.seq:>6} {event.ts:%H:%M:%S} {event.agent} {event.type.value}{task_part} {event.summary}"))
+        line = f"{event.seq:>6} {event.ts:%H:%M:%S} {event.agent} {event.type.value}{task_part} {event.summary}"
+        click.echo(inert(line))
 
 
 @main.group(invoke_without_command=True)
