@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from contextlib import suppress
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from agentmail import Delivered, PostOffice
@@ -59,13 +59,6 @@ class ValidationResult:
     error: str = ""  # the checks could not run at all
 
 
-@dataclass
-class Stats:
-    spawned: int = 0
-    handled: int = 0
-    recovered: dict[str, list[str]] = field(default_factory=dict)
-
-
 class Supervisor:
     def __init__(self, home: SwarmHome, *, config: Config | None = None, max_workers: int | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
@@ -85,7 +78,6 @@ class Supervisor:
         self.stopping = threading.Event()
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
-        self.stats = Stats()
         self._next_worker = 1
         self._last_error: str | None = None
 
@@ -176,9 +168,9 @@ class Supervisor:
         self.helpers = {e.name: e.task or "" for e in registry.values() if e.role == "helper" and e.session in panes
                         and not panes[e.session].dead}
         killed = self._kill_orphans(panes)
-        self.stats.recovered = {"adopted": adopted, "reopened": reopened, "killed": killed}
         if adopted or reopened or killed:
-            self.ledger.append(EventType.SUPERVISOR_RECOVERED, SUPERVISOR, pid=os.getpid(), **self.stats.recovered,
+            self.ledger.append(EventType.SUPERVISOR_RECOVERED, SUPERVISOR, pid=os.getpid(), adopted=adopted,
+                               reopened=reopened, killed=killed,
                                summary=f"supervisor recovered: adopted {len(adopted)}, reopened {len(reopened)}, "
                                        f"killed {len(killed)} orphan sessions")
         else:
@@ -208,7 +200,6 @@ class Supervisor:
         for delivered in self.mailbox.list():
             try:
                 self.handle(delivered.message)
-                self._ack(delivered)
             except StaleTransition:
                 pass  # the attempt it speaks for was already settled: nothing to do
             except LedgerError:
@@ -218,8 +209,8 @@ class Supervisor:
                 self.ledger.append(EventType.CUSTOM, SUPERVISOR, delivered.message.task,
                                    summary=f"could not handle {delivered.message.type} from "
                                            f"{delivered.message.sender}: {type(exc).__name__}: {exc}"[:500])
+            self._ack(delivered)  # received and dealt with, whatever came of it
             self.mailbox.claim(delivered.message.id)
-            self.stats.handled += 1
 
     def _ack(self, delivered: Delivered) -> None:
         msg = delivered.message
@@ -537,7 +528,6 @@ class Supervisor:
         except SwarmError as exc:
             self._fail(self.ledger.task(task.id), state, f"could not start the worker: {exc}")
             return
-        self.stats.spawned += 1
         self.ledger.update_agent(worker, SUPERVISOR, pid=pane.pid)
         self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, summary=f"{worker} started in tmux "
                            f"session {session}", worker=worker, session=session, pid=pane.pid, attempt=attempt)
