@@ -6,6 +6,7 @@ The task's text goes into this file and never onto a command line.
 import os
 from pathlib import Path
 
+from protocol.messages import HelpRequest
 from protocol.task import AttemptOutcome, Task
 
 REPORTING = """\
@@ -61,6 +62,14 @@ def render_prompt(task: Task, *, agent: str, attempt: int, max_attempts: int, ho
         sections.append("## Earlier attempts (fix what went wrong; continue from a checkpoint)\n" + history)
     sections.append(REPORTING.format(agent=agent, home=home, task=task.id, checks=describe_checks(task)))
     return "\n\n".join(sections)
+
+
+def render_help_prompt(task: Task, request: HelpRequest, *, helper: str, asker: str) -> str:
+    """The prompt of a helper started for a worker's HELP_REQUEST."""
+    return (f"# Help {asker} with task {task.id}: {task.title}\n\n{task.description}\n\n"
+            f"## Their problem ({request.kind})\n{request.problem}\n\n## What they tried\n{request.tried}\n\n"
+            f"## Their question\n{request.question}\n\nAnswer with:\n    agentmail send --from {helper} --to "
+            f"{asker} --type HELP_RESPONSE --task {task.id} --field answer=\"...\"\n")
 
 
 def write_prompt(path: Path, text: str) -> None:

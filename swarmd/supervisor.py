@@ -10,8 +10,8 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
-from contextlib import suppress
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,9 +23,10 @@ from protocol.messages import Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, AttemptOutcome, Task, TaskStatus
 from swarmd.config import Config, load_config
 from swarmd.errors import LedgerError, SwarmError
-from swarmd.hooks import run_task_done_hook
 from swarmd.home import SwarmHome
+from swarmd.hooks import run_task_done_hook
 from swarmd.ledger import Ledger, StaleTransition
+from swarmd.prompt import render_help_prompt
 from swarmd.settings import clear_settings, read_settings
 from swarmd.spawner import Spawner
 from swarmd.tmux import PaneInfo, TmuxServer
@@ -549,11 +550,7 @@ class Supervisor:
                                                  metadata={"request": msg.id}), SUPERVISOR)
         self.post.register(helper, role="helper")
         self.helpers[helper] = task.id
-        body = msg.body
-        prompt = (f"# Help {msg.sender} with task {task.id}: {task.title}\n\n{task.description}\n\n"
-                  f"## Their problem ({body.kind})\n{body.problem}\n\n## What they tried\n{body.tried}\n\n"
-                  f"## Their question\n{body.question}\n\nAnswer with:\n    agentmail send --from {helper} --to "
-                  f"{msg.sender} --type HELP_RESPONSE --task {task.id} --field answer=\"...\"\n")
+        prompt = render_help_prompt(task, msg.body, helper=helper, asker=msg.sender)
         try:
             self.spawner.spawn(task, worker=helper, attempt=1, role="helper", prompt=prompt)
         except SwarmError as exc:
