@@ -90,8 +90,9 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
     if not h.exists():
         init_home(h)
     plan = load_wave(Path(wave_file)) if wave_file else load_plan(Path(plan_file))  # type: ignore[arg-type]
-    check_profiles(plan, load_config(h.config_file))
-    ledger = Ledger(h)
+    config = load_config(h.config_file)
+    check_profiles(plan, config)
+    ledger = Ledger(h, durable=config.durable, stale_after=config.stale_after)  # as every other opener does
     loaded = load_onto_board(ledger, plan)
     started = running_pid(h) is None
     if max_workers and not started:
