@@ -183,9 +183,17 @@ class Mailbox:
 
     # -- reading --------------------------------------------------------------------------------------
 
-    def list(self) -> list[Delivered]:
-        """Unread messages (in `new/`) in sequence order; malformed files are quarantined on the way."""
-        return self.scan(set())
+    def list(self, limit: int | None = None) -> list[Delivered]:
+        """Unread messages (in `new/`) in sequence order, at most `limit` of them (all with None); malformed
+        files are quarantined on the way. Only the messages returned are read: a long backlog costs one
+        directory listing, not a parse of every message in it."""
+        found: list[Delivered] = []
+        for name in sorted(os.listdir(self._new)):
+            if limit is not None and len(found) >= limit:
+                break
+            if (delivered := self._load(self._new, name, quarantine=True)) is not None:
+                found.append(delivered)
+        return found
 
     def scan(self, seen: set[str]) -> list[Delivered]:
         """Unread messages whose names are not in `seen`, in order; `seen` is updated to match `new/`."""
@@ -223,6 +231,14 @@ class Mailbox:
         except FileNotFoundError:
             return None
         return Delivered(delivered.seq, delivered.name, target, delivered.message)
+
+    def set_aside(self, delivered: Delivered, reason: str) -> None:
+        """Move an unread message to `bad/` with `reason` beside it (a message its reader cannot handle).
+
+        It is kept, never dropped: `agentmail bad AGENT` lists it with the reason. Nothing happens if another
+        consumer claimed it meanwhile.
+        """
+        self._quarantine(delivered.name, reason)
 
     def read_claimed(self, message_id: str) -> Delivered | None:
         """A message already claimed (in `cur/`), or None if there is none with that id."""

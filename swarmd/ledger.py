@@ -35,6 +35,15 @@ from swarmd.home import SwarmHome
 
 SNAPSHOT_EVERY = 5_000  # a read that replays more tail events than this writes a fresh snapshot
 MAX_EVENT_BYTES = 1 << 20
+# A text copied from a message into an event is cut at this many characters (and a list at this many in all).
+# Even escaped at 6 bytes a character, the few fields an event takes from one message stay far below
+# MAX_EVENT_BYTES, so any message the mail accepts (up to 1 MiB) can be recorded.
+MAX_FIELD_CHARS = 16_384
+MAX_SUMMARY_CHARS = 1_000
+
+
+class LedgerUnwritable(LedgerError):
+    """The log cannot be written at all (a full disk, an I/O error): no event can be recorded until it can."""
 
 
 class UnknownTask(LedgerError):
@@ -271,6 +280,8 @@ class Ledger:
         validate_agent_name(agent)
         if task is not None:
             validate_task_id(task)
+        if len(summary) > MAX_SUMMARY_CHARS:
+            summary = summary[: MAX_SUMMARY_CHARS - 1] + "\u2026"
         return Event(ts=self._clock(), agent=agent, type=type, task=task, summary=summary, detail=detail)
 
     def _write(self, events: list[Event]) -> list[Event]:
@@ -309,7 +320,7 @@ class Ledger:
                 os.ftruncate(fd, end)
             except OSError:
                 pass  # the next appender truncates the torn line; readers skip it meanwhile
-            raise LedgerError(f"cannot append to {self.path}: {reason}: nothing was appended; "
+            raise LedgerUnwritable(f"cannot append to {self.path}: {reason}: nothing was appended; "
                               "free some space and try again")
 
     def _end_of_log(self, fd: int) -> tuple[int, int]:
@@ -447,6 +458,35 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def clip_text(text: str, message_id: str) -> str:
+    """`text` from message `message_id`, cut at MAX_FIELD_CHARS with a note naming the message if longer."""
+    if len(text) <= MAX_FIELD_CHARS:
+        return text
+    return f"{text[:MAX_FIELD_CHARS]}\u2026 [cut: {len(text)} characters in all; the whole is in message {message_id}]"
+
+
+def clip_fields(fields: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """`fields` taken from message `message_id`, with each text longer than MAX_FIELD_CHARS (and each list of
+    texts longer than that in all) cut, and a note at the cut naming the message that holds the whole.
+
+    Returns a new dict with `msg` set to the message id; other values are kept as they are.
+    """
+    clipped: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, str):
+            value = clip_text(value, message_id)
+        elif isinstance(value, list) and sum(len(str(v)) for v in value) > MAX_FIELD_CHARS:
+            kept, total = [], 0
+            for item in value:
+                total += len(str(item))
+                if total > MAX_FIELD_CHARS:
+                    break
+                kept.append(item)
+            value = [*kept, f"\u2026 {len(value) - len(kept)} more; the whole list is in message {message_id}"]
+        clipped[key] = value
+    return {**clipped, "msg": message_id}
 
 
 def _line(event: Event) -> bytes:

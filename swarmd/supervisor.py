@@ -25,7 +25,8 @@ from swarmd.config import Config, load_config
 from swarmd.errors import LedgerError, SwarmError
 from swarmd.home import SwarmHome
 from swarmd.hooks import run_task_done_hook
-from swarmd.ledger import Ledger, StaleTransition
+from swarmd.ledger import Ledger, LedgerUnwritable, StaleTransition, clip_fields, clip_text
+from swarmd.repeats import RepeatedErrors
 from swarmd.prompt import render_help_prompt
 from swarmd.settings import clear_settings, read_settings
 from swarmd.spawner import Spawner
@@ -36,6 +37,8 @@ from swarmd.worker import read_tail
 
 SUPERVISOR = "supervisor"
 EXIT_STATUS_GRACE = 2.0  # seconds to wait for tmux to report a dead pane's exit status
+MAIL_BATCH = 256  # messages handled in one step; the rest of a backlog waits for the step's other duties
+MAX_HANDLE_TRIES = 3  # steps that may fail to handle one message before it is set aside in bad/
 log = logging.getLogger("swarmd.supervisor")
 
 
@@ -80,7 +83,8 @@ class Supervisor:
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
         self._next_worker = 1
-        self._last_error: str | None = None
+        self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
+        self.errors = RepeatedErrors(log)
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -121,18 +125,17 @@ class Supervisor:
                                workers=sorted(self.workers))
 
     def guarded_step(self) -> None:
-        """One step; an error in it is logged and put in the feed (once per kind), and the loop goes on:
-        the ledger holds the state, so the next step starts from the truth again."""
+        """One step; an error in it is logged and put in the feed (once while it repeats, then with a count),
+        and the loop goes on: the ledger holds the state, so the next step starts from the truth again."""
         try:
             self.step()
         except Exception as exc:  # noqa: BLE001 - a daemon outlives one bad step
-            log.exception("supervisor step failed")
             text = f"{type(exc).__name__}: {exc}"
-            if text != self._last_error:
-                self._last_error = text
-                self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"supervisor error (going on): {text}"[:500])
+            if self.errors.report(f"step:{text}", f"supervisor step failed: {text}", exc_info=True):
+                with suppress(LedgerError):
+                    self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"supervisor error (going on): {text}")
         else:
-            self._last_error = None
+            self.errors.clear()
 
     def step(self) -> None:
         self.handle_mail()
@@ -196,22 +199,56 @@ class Supervisor:
         return orphans
 
     # ----- mail -------------------------------------------------------------------------------------------
-    def handle_mail(self) -> None:
-        """Handle each message, then claim it: a crash in between replays it, and handlers are idempotent."""
-        for delivered in self.mailbox.list():
-            try:
-                self.handle(delivered.message)
-            except StaleTransition:
-                pass  # the attempt it speaks for was already settled: nothing to do
-            except LedgerError:
-                raise  # the ledger cannot be written (disk full): leave the message for the next step
-            except Exception as exc:  # noqa: BLE001 - one bad message must never wedge the mailbox behind it
-                log.exception("could not handle message %s", delivered.message.id)
-                self.ledger.append(EventType.CUSTOM, SUPERVISOR, delivered.message.task,
-                                   summary=f"could not handle {delivered.message.type} from "
-                                           f"{delivered.message.sender}: {type(exc).__name__}: {exc}"[:500])
-            self._ack(delivered)  # received and dealt with, whatever came of it
-            self.mailbox.claim(delivered.message.id)
+    def handle_mail(self) -> bool:
+        """Handle up to MAIL_BATCH messages, oldest first; True if more are waiting (the next step comes at once,
+        after this one's other duties: a long backlog never holds up timeouts, pane checks or dispatch).
+
+        Each message is handled, then claimed: a crash in between replays it, and handlers are idempotent.
+        A message whose handling fails is tried again at the next steps, then set aside in `bad/` with the
+        reason; the messages behind it go on meanwhile. Only a ledger that cannot be written at all (a full
+        disk) stops the batch: nothing could be recorded, so the rest waits until it can.
+        """
+        batch = self.mailbox.list(limit=MAIL_BATCH)
+        for delivered in batch:
+            if not self._handle_one(delivered):
+                return True
+        more = len(batch) == MAIL_BATCH
+        if more:
+            self.wake.set()
+        return more
+
+    def _handle_one(self, delivered: Delivered) -> bool:
+        """Handle and claim one message; False if the ledger cannot be written (the message stays unread)."""
+        msg = delivered.message
+        try:
+            self.handle(msg)
+        except StaleTransition:
+            pass  # the attempt it speaks for was already settled: nothing to do
+        except LedgerUnwritable as exc:
+            self.errors.report("ledger-unwritable", f"cannot record mail, the ledger cannot be written: {exc}")
+            return False
+        except Exception as exc:  # noqa: BLE001 - one bad message must never wedge the mailbox behind it
+            self._handling_failed(delivered, f"{type(exc).__name__}: {exc}")
+            return True
+        self._mail_tries.pop(msg.id, None)
+        self._ack(delivered)  # received and dealt with, whatever came of it
+        self.mailbox.claim_loaded(delivered)
+        return True
+
+    def _handling_failed(self, delivered: Delivered, error: str) -> None:
+        """Count a failed try at a message; at MAX_HANDLE_TRIES set it aside in `bad/` with the reason."""
+        msg = delivered.message
+        tries = self._mail_tries[msg.id] = self._mail_tries.get(msg.id, 0) + 1
+        self.errors.report(f"mail:{msg.type}:{error}", f"could not handle {msg.type} {msg.id} from {msg.sender} "
+                                                       f"(try {tries} of {MAX_HANDLE_TRIES}): {error}", exc_info=True)
+        if tries < MAX_HANDLE_TRIES:
+            return
+        del self._mail_tries[msg.id]
+        reason = f"the supervisor could not handle it {tries} times: {error}"
+        self.mailbox.set_aside(delivered, reason)
+        with suppress(LedgerError):
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, msg.task, summary=f"set aside {msg.type} {msg.id} from "
+                               f"{msg.sender} (see `agentmail bad {SUPERVISOR}`): {error}", msg=msg.id)
 
     def _ack(self, delivered: Delivered) -> None:
         msg = delivered.message
@@ -260,8 +297,8 @@ class Supervisor:
     def on_progress(self, msg: Message) -> None:
         body = msg.body
         self.ledger.append(EventType.PROGRESS, msg.sender, msg.task, summary=body.step or body.status or "progress",
-                           step=body.step, status_text=body.status, context_pct=body.context_pct, files=body.files,
-                           msg=msg.id)
+                           **clip_fields({"step": body.step, "status_text": body.status,
+                                          "context_pct": body.context_pct, "files": body.files}, msg.id))
         self.on_accepted(msg)  # progress before ACCEPTED still means the worker has started
 
     def on_done(self, msg: Message) -> None:
@@ -272,7 +309,8 @@ class Supervisor:
         body = msg.body
         self.ledger.transition(task.id, TaskStatus.VALIDATING, SUPERVISOR, EventType.TASK_VALIDATING,
                                expect_assignee=worker.name, summary=f"{worker.name} reports {task.id} done; validating", worker=worker.name,
-                               claim=body.summary, files=body.files, commit=body.commit, msg=msg.id)
+                               **clip_fields({"claim": body.summary, "files": body.files, "commit": body.commit},
+                                             msg.id))
         worker.reported = True
         self._validate(task, worker)
 
@@ -285,7 +323,7 @@ class Supervisor:
         reason = f"{body.failure}: {body.reason}".strip()
         if body.recommendation:
             reason += f"\nRecommendation: {body.recommendation}"
-        self._fail(task, worker, reason)
+        self._fail(task, worker, clip_text(reason, msg.id))
 
     def on_checkpoint(self, msg: Message) -> None:
         current = self._final_report(msg)
@@ -293,8 +331,9 @@ class Supervisor:
             return
         task, worker = current
         body = msg.body
-        text = "\n".join(f"{k}: {v}" for k, v in (("Reason", body.reason), ("Commit", body.commit), ("Done", body.done),
-                                                  ("Remaining", body.remaining), ("Next steps", body.next_steps)) if v)
+        text = clip_text("\n".join(f"{k}: {v}" for k, v in (
+            ("Reason", body.reason), ("Commit", body.commit), ("Done", body.done), ("Remaining", body.remaining),
+            ("Next steps", body.next_steps)) if v), msg.id)
         if sum(a.outcome == AttemptOutcome.CHECKPOINT for a in task.attempts) >= self.config.max_checkpoints:
             self._fail(task, worker, f"checkpointed more than {self.config.max_checkpoints} times without finishing:"
                                      f"\n{text}")
@@ -310,7 +349,8 @@ class Supervisor:
         body = msg.body
         summary = ((body.question or body.problem).strip().splitlines() or ["help requested"])[0][:200]
         self.ledger.append(EventType.QUESTION, msg.sender, msg.task, summary=summary, kind=body.kind,
-                           problem=body.problem, tried=body.tried, question=body.question, msg=msg.id)
+                           **clip_fields({"problem": body.problem, "tried": body.tried, "question": body.question},
+                                         msg.id))
         if self.config.helper_profile and msg.task in self.ledger.board():
             self._spawn_helper(msg)
 
@@ -333,7 +373,7 @@ class Supervisor:
         self.stop()
 
     def on_steer(self, msg: Message) -> None:
-        self.ledger.append(EventType.CUSTOM, msg.sender, msg.body.task, summary=f"steer: {msg.body.text}"[:500])
+        self.ledger.append(EventType.CUSTOM, msg.sender, msg.body.task, summary=f"steer: {msg.body.text}", msg=msg.id)
 
     # ----- validation -------------------------------------------------------------------------------------
     def _validate(self, task: Task, worker: WorkerState) -> None:
@@ -462,7 +502,8 @@ class Supervisor:
         return (now - worker.dead_since).total_seconds() < EXIT_STATUS_GRACE
 
     def _pane_ended(self, task: Task, worker: WorkerState, pane: PaneInfo | None) -> None:
-        self.handle_mail()  # its last words may have arrived just before it ended
+        if self.handle_mail():
+            return  # its last words may be in the backlog still: judge the pane once that is read
         task = self.ledger.board().get(task.id, task)
         if worker.reported or worker.name not in self.workers or task.assignee != worker.name:
             return
