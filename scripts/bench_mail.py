@@ -3,7 +3,9 @@
 Measures `PostOffice.send` throughput (durable and not); send-to-watch latency from the start of the send
 call to receipt by a claiming watcher in another process (`latency_*`: non-durable sends, the transport
 alone; `durable_latency_*`: with a durable send's fsyncs included); and the floor: a bare loop of write + fsync + rename
-of the same bytes, with no validation and no lock. Run: python scripts/bench_mail.py [--messages N]
+of the same bytes, with no validation and no lock; and the supervisor's drain of a backlog of PROGRESS
+messages (1k, 4k, 16k: ms a message should stay flat) against a bare loop that lists, reads, parses and
+moves the same files. Run: python scripts/bench_mail.py [--messages N] [--drain-sizes 1000,4000,16000]
 """
 
 import argparse
@@ -91,6 +93,46 @@ def watch_latency(root: Path, count: int, *, durable: bool) -> list[float]:
     return latencies
 
 
+def drain(root: Path, count: int) -> tuple[float, float]:
+    """(supervisor, floor): ms a message to drain a backlog of `count` PROGRESS messages.
+
+    The supervisor handles each (a ledger event) and claims it, in bounded batches, as its loop does; the
+    floor lists `new/` once, reads and parses each file and renames it into `cur/`.
+    """
+    from swarmd.home import SwarmHome, init_home
+    from swarmd.supervisor import SUPERVISOR, Supervisor
+
+    home = SwarmHome(root / f"drain-{count}")
+    init_home(home)
+    home.config_file.write_text("durable = false\n")
+    supervisor = Supervisor(home)
+    post = PostOffice(home.root, durable=False)
+    post.register("bench-sender", role="worker")
+    for i in range(count):
+        post.send(make_message(MessageType.PROGRESS, "bench-sender", SUPERVISOR, {"task": "t", "step": f"s{i}"}))
+    start = time.perf_counter()
+    while supervisor.handle_mail():
+        pass
+    drained = time.perf_counter() - start
+    supervisor.checks.shutdown()
+    assert not supervisor.mailbox.list(), "the backlog was not drained"
+    return drained * 1000 / count, _floor_drain(root / f"floor-drain-{count}", count) * 1000 / count
+
+
+def _floor_drain(mailbox: Path, count: int) -> float:
+    """Seconds for a bare drain of `count` message files: one listing, then read, parse and rename each."""
+    new, cur = mailbox / "new", mailbox / "cur"
+    new.mkdir(parents=True)
+    cur.mkdir()
+    for i in range(count):
+        (new / f"{i:012d}-m{i}.json").write_text(_message(i).to_json())
+    start = time.perf_counter()
+    for name in sorted(os.listdir(new)):
+        json.loads((new / name).read_bytes())
+        os.rename(new / name, cur / name)
+    return time.perf_counter() - start
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -100,7 +142,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000, help="messages per throughput run")
     parser.add_argument("--latency-messages", type=int, default=1000, help="messages for the latency run")
+    parser.add_argument("--drain-sizes", default="1000,4000,16000", help="backlog sizes for the drain run")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.drain_sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-mail-", dir="/tmp") as tmp:
         root = Path(tmp)
         floor = floor_throughput(root, args.messages, dir_fsync=False)
@@ -109,6 +153,7 @@ def main() -> None:
         fast = send_throughput(root, args.messages, durable=False)
         latencies = watch_latency(root, args.latency_messages, durable=False)
         durable_latencies = watch_latency(root, args.latency_messages, durable=True)
+        drains = {size: drain(root, size) for size in sizes}
     print(json.dumps({
         "messages": args.messages,
         "payload_bytes": len(_message(0).to_json()),
@@ -123,7 +168,12 @@ def main() -> None:
         "latency_p99_ms": round(_percentile(latencies, 0.99), 3),
         "durable_latency_p50_ms": round(statistics.median(durable_latencies), 3),
         "durable_latency_p99_ms": round(_percentile(durable_latencies, 0.99), 3),
-        "targets_met": {"durable_ge_half_floor": durable >= 0.5 * floor,
+        "drain_ms_per_message": {str(n): round(d[0], 4) for n, d in drains.items()},
+        "drain_floor_ms_per_message": {str(n): round(d[1], 4) for n, d in drains.items()},
+        "drain_over_floor": {str(n): round(d[0] / d[1], 2) for n, d in drains.items()},
+        "drain_largest_over_smallest_per_message": round(drains[max(sizes)][0] / drains[min(sizes)][0], 2),
+        "targets_met": {"drain_linear_within_1_5x": drains[max(sizes)][0] <= 1.5 * drains[min(sizes)][0],
+                        "durable_ge_half_floor": durable >= 0.5 * floor,
                         "p50_lt_2ms": statistics.median(latencies) < 2.0},
     }))
 
