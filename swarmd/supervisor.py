@@ -9,6 +9,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -44,15 +45,21 @@ log = logging.getLogger("swarmd.supervisor")
 
 @dataclass
 class WorkerState:
-    """A worker the supervisor is responsible for: one attempt at one task."""
+    """A worker the supervisor is responsible for: one attempt at one task.
+
+    Durations are measured on the monotonic clock (seconds): a wall clock stepped forward or back must neither
+    time a worker out early nor keep it from timing out. The wall clock is for display and the ledger only.
+    """
 
     name: str
     task: str
     attempt: int
     session: str
-    started: datetime
+    started_at: float  # monotonic seconds when the attempt started
     reported: bool = False  # DONE, FAILED or CHECKPOINT received: its pane may now end
-    dead_since: datetime | None = None  # first seen dead, before tmux had its exit status
+    dead_since: float | None = None  # monotonic seconds when first seen dead, before tmux had its exit status
+    last_beat: datetime | None = None  # the heartbeat last seen (a file's mtime, written by the worker's clock)
+    beat_seen_at: float | None = None  # monotonic seconds when that heartbeat was first seen
 
 
 @dataclass
@@ -65,12 +72,13 @@ class ValidationResult:
 
 class Supervisor:
     def __init__(self, home: SwarmHome, *, config: Config | None = None, max_workers: int | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.home = home
         home.ensure_dirs()
         self.config = config or load_config(home.config_file)
         self.max_workers_override = max_workers
-        self.clock = clock
+        self.clock = clock  # wall time: for the ledger and display only
+        self.monotonic = monotonic  # for every duration and deadline
         self.ledger = Ledger(home, durable=self.config.durable, stale_after=self.config.stale_after, clock=clock)
         self.post = PostOffice(home.root, durable=self.config.durable)
         self.tmux = TmuxServer(home.tmux_socket)
@@ -183,8 +191,9 @@ class Supervisor:
 
     def _adopt(self, task: Task, session: str) -> None:
         attempt = task.attempts[-1]
+        ran_for = max(0.0, (self.clock() - attempt.started).total_seconds())  # as well as the wall clock can say
         state = WorkerState(name=task.assignee or "", task=task.id, attempt=attempt.number, session=session,
-                            started=attempt.started, reported=task.status == TaskStatus.VALIDATING)
+                            started_at=self.monotonic() - ran_for, reported=task.status == TaskStatus.VALIDATING)
         self.workers[state.name] = state
         if task.status == TaskStatus.VALIDATING:
             self._validate(task, state)  # the DONE was taken before the crash; its check result was not
@@ -471,7 +480,7 @@ class Supervisor:
             self._tmux_lost()
             return
         registry, board = self.ledger.registry(), self.ledger.board()
-        now = self.clock()
+        now = self.monotonic()
         for worker in list(self.workers.values()):
             task = board.get(worker.task)
             if task is None or task.assignee != worker.name or task.status not in LIVE_STATUSES:
@@ -486,20 +495,20 @@ class Supervisor:
                 self._check_worker(task, worker, pane, registry.get(worker.name), now)
 
     def _check_worker(self, task: Task, worker: WorkerState, pane: PaneInfo | None, entry: RegistryEntry | None,
-                      now: datetime) -> None:
+                      now: float) -> None:
         if pane is None or pane.dead:
             self._pane_ended(task, worker, pane)
-        elif (now - worker.started).total_seconds() > (limit := task.timeout or self.config.task_timeout):
+        elif now - worker.started_at > (limit := task.timeout or self.config.task_timeout):
             self._fail(task, worker, f"TIMEOUT: no result within {limit:g} s")
         elif self._stale(worker, entry, now):
             self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")
 
-    def _status_pending(self, worker: WorkerState, pane: PaneInfo, now: datetime) -> bool:
+    def _status_pending(self, worker: WorkerState, pane: PaneInfo, now: float) -> bool:
         """tmux may show a pane dead (its pty closed) a moment before it has reaped the exit status."""
         if pane.exit_status is not None or pane.signal is not None or self.spawner.exit_status(worker.name) is not None:
             return False
         worker.dead_since = worker.dead_since or now
-        return (now - worker.dead_since).total_seconds() < EXIT_STATUS_GRACE
+        return now - worker.dead_since < EXIT_STATUS_GRACE
 
     def _pane_ended(self, task: Task, worker: WorkerState, pane: PaneInfo | None) -> None:
         if self.handle_mail():
@@ -515,9 +524,13 @@ class Supervisor:
         reason = f"worker {worker.name} {status} without reporting DONE or FAILED"
         self._fail(task, worker, reason + (f"\nLast output:\n{tail[-800:]}" if tail else ""))
 
-    def _stale(self, worker: WorkerState, entry: RegistryEntry | None, now: datetime) -> bool:
-        last = max(filter(None, [worker.started, entry.last_heartbeat if entry else None]))
-        return (now - last).total_seconds() > self.config.stale_after
+    def _stale(self, worker: WorkerState, entry: RegistryEntry | None, now: float) -> bool:
+        """No new heartbeat for stale_after seconds, timed from when this supervisor saw the last one change:
+        heartbeats are wall-clock mtimes, and a step of that clock must not make them look old or new."""
+        beat = entry.last_heartbeat if entry else None
+        if worker.beat_seen_at is None or beat != worker.last_beat:
+            worker.last_beat, worker.beat_seen_at = beat, now if beat is not None else worker.started_at
+        return now - worker.beat_seen_at > self.config.stale_after
 
     def _tmux_lost(self) -> None:
         """The whole tmux server went away: every attempt is abandoned, not failed, and starts again."""
@@ -559,7 +572,7 @@ class Supervisor:
         self.ledger.register_agent(RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
                                                  session=session, task=task.id, host=socket.gethostname()), SUPERVISOR)
         self.post.register(worker, role="worker")
-        state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started=self.clock())
+        state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started_at=self.monotonic())
         self.workers[worker] = state
         self.post.send(make_message(MessageType.TASK_ASSIGN, SUPERVISOR, worker, {
             "task": task.id, "title": task.title, "description": task.description, "attempt": attempt,
