@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from swarmd.registry import touch_heartbeat
 
 SUPERVISOR = "supervisor"
 TAIL_BYTES = 2000
+LOG_SETTLE_TIMEOUT = 5.0  # seconds to wait for tmux to copy the pane's last output into the log
+LOG_SETTLE_POLL = 0.02  # seconds between looks at the log while waiting for it
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -65,13 +68,45 @@ def clean_tail(text: str, limit: int = TAIL_BYTES) -> str:
     return _ANSI.sub("", text.replace("\r\n", "\n"))[-limit:].strip()
 
 
-def read_tail(path: Path | None, since: int) -> str:
+def read_tail(path: Path | None, since: int, until: bytes | None = None) -> str:
+    """The cleaned tail of the log at `path` from byte `since` on (at most 4 * TAIL_BYTES read), cut before the
+    first occurrence of `until` if given; "" when there is no log."""
     if path is None or not path.exists():
         return ""
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(since, size - 4 * TAIL_BYTES))
-        return clean_tail(f.read().decode("utf-8", "replace"))
+        data = f.read()
+    if until is not None and until in data:
+        data = data[: data.index(until)]
+    return clean_tail(data.decode("utf-8", "replace"))
+
+
+def settled_tail(path: Path | None, since: int, marker: str, timeout: float = LOG_SETTLE_TIMEOUT) -> str:
+    """The child's last output, once tmux has copied it into the log.
+
+    tmux copies a pane's output into its log asynchronously, so right after the child exits its last lines
+    (often the error that explains the failure) may not be there yet. The caller prints `marker` to the pane
+    after the child has ended; once the marker is in the log, so is everything printed before it. Waits at
+    most `timeout` seconds, then reads what is there.
+    """
+    if path is None:
+        return ""
+    needle = marker.encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _contains(path, since, needle):
+        time.sleep(LOG_SETTLE_POLL)
+    return read_tail(path, since, until=needle)
+
+
+def _contains(path: Path, since: int, needle: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(since, size - 4 * TAIL_BYTES - len(needle)))
+            return needle in f.read()
+    except FileNotFoundError:
+        return False
 
 
 class Heartbeat(threading.Thread):
@@ -119,7 +154,7 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
     heartbeat.start()
     command = argv if argv is not None else ["sh", "-c", assigned.description]
     try:
-        code, hung_up = _run_child(command)
+        code, hung_up, launch_error = _run_child(command)
     finally:
         heartbeat.stopped.set()
     if hung_up:
@@ -127,20 +162,23 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
     if code == 0:
         send(MessageType.DONE, summary=f"`{' '.join(command)[:200]}` exited 0")
     else:
-        tail = read_tail(ctx.log, log_start)
-        send(MessageType.FAILED, failure=FailureType.ERROR, reason=f"exit code {code}\n{tail}".strip(),
-             attempts=ctx.attempt)
+        marker = f"swarm worker: {ctx.agent} attempt {ctx.attempt} ended with exit code {code}"
+        print(marker, flush=True)
+        tail = settled_tail(ctx.log, log_start, marker)
+        reason = "\n".join(filter(None, [f"exit code {code}", launch_error, tail]))
+        send(MessageType.FAILED, failure=FailureType.ERROR, reason=reason, attempts=ctx.attempt)
     return code
 
 
-def _run_child(argv: list[str]) -> tuple[int, bool]:
-    """Run the command in the foreground; pass SIGTERM/SIGINT/SIGHUP on to it. Returns its exit code and
-    whether the terminal hung up (SIGHUP) while it ran."""
+def _run_child(argv: list[str]) -> tuple[int, bool, str | None]:
+    """Run the command in the foreground; pass SIGTERM/SIGINT/SIGHUP on to it. Returns its exit code, whether
+    the terminal hung up (SIGHUP) while it ran, and why it could not be started at all (None if it was)."""
     try:
         child = subprocess.Popen(argv)
     except OSError as exc:
-        print(f"swarm worker: cannot start {argv[0]!r}: {exc.strerror}", flush=True)
-        return 127, False
+        error = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        print(f"swarm worker: {error}", flush=True)
+        return 127, False, error
     received: set[int] = set()
 
     def forward(signum: int, _frame: object) -> None:
@@ -153,7 +191,7 @@ def _run_child(argv: list[str]) -> tuple[int, bool]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return (code if code >= 0 else 128 - code), signal.SIGHUP in received
+    return (code if code >= 0 else 128 - code), signal.SIGHUP in received, None
 
 
 def main(args: list[str] | None = None) -> int:

@@ -36,6 +36,18 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 
 @pytest.fixture
+def busy_cores() -> Iterator[None]:
+    """Both cores (every core) kept busy by spinning processes for the test's length: load, made, not assumed."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
 def home_dir(tmp_path: Path) -> Path:
     """A path for a swarm (or bare agentmail) home that does not exist yet."""
     return tmp_path / "home"
