@@ -32,6 +32,7 @@ class Config(BaseModel):
     task_timeout: float = Field(default=1800.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     max_checkpoints: int = Field(default=10, ge=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
     tick: float = Field(default=0.5, gt=0, le=10)
     default_profile: str = "script"
     helper_profile: str | None = None
@@ -70,6 +71,7 @@ stale_after = 300.0         # seconds without a heartbeat before an agent counts
 task_timeout = 1800.0       # seconds one attempt at a task may run (a task's own `timeout` wins)
 max_attempts = 3            # attempts before a task is blocked (a task's own `max_attempts` wins)
 max_checkpoints = 10        # hand-overs by CHECKPOINT a task may use; past them a checkpoint counts as a failure
+shutdown_grace = 30.0       # seconds a worker whose task is done (or checkpointed) has to exit after SHUTDOWN
 tick = 0.5                  # seconds between the supervisor's timer checks
 default_profile = "script"  # the profile used by tasks that name none
 # helper_profile = "claude" # a profile to start a helper for each HELP_REQUEST; unset: questions go to the feed

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agentmail import Delivered, PostOffice
+from agentmail.errors import MailError
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.ids import utcnow
@@ -86,6 +87,7 @@ class Supervisor:
         self.mailbox = self.post.register(SUPERVISOR, role="supervisor")
         self.workers: dict[str, WorkerState] = {}
         self.helpers: dict[str, str] = {}  # helper name -> the task it helps with
+        self.finishing: dict[str, tuple[str, float]] = {}  # released worker -> (session, monotonic deadline)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
@@ -352,7 +354,7 @@ class Supervisor:
                                summary=f"{worker.name} checkpointed {task.id}; a successor continues",
                                worker=worker.name, reason=text, msg=msg.id)
         worker.reported = True
-        self._end_worker(worker, AgentStatus.STOPPED)
+        self._release(worker, "checkpoint taken: a successor continues")
 
     def on_help_request(self, msg: Message) -> None:
         body = msg.body
@@ -427,7 +429,7 @@ class Supervisor:
         self.ledger.transition(task.id, TaskStatus.DONE, SUPERVISOR, EventType.TASK_COMPLETED,
                                expect_assignee=worker.name, summary=f"{task.id} done and validated ({worker.name}, attempt {worker.attempt})",
                                worker=worker.name, attempt=worker.attempt, validation=report.summary())
-        self._end_worker(worker, AgentStatus.STOPPED)
+        self._release(worker, "task done and validated")
         if self.config.on_task_done:
             self.checks.submit(run_task_done_hook, self.config.on_task_done, task, self.home, self.ledger)
 
@@ -463,6 +465,26 @@ class Supervisor:
             self.tmux.kill_session(worker.session)
         self._mark_agent(worker.name, status)
 
+    def _release(self, worker: WorkerState, reason: str) -> None:
+        """The attempt is over and went well: tell the worker (SHUTDOWN) and give it `shutdown_grace` seconds
+        to exit on its own (an agent may still print its summary or commit), then end its session."""
+        self.workers.pop(worker.name, None)
+        with suppress(MailError):
+            self.post.send(make_message(MessageType.SHUTDOWN, SUPERVISOR, worker.name, {"reason": reason},
+                                        thread=worker.task))
+        self.finishing[worker.name] = (worker.session, self.monotonic() + self.config.shutdown_grace)
+        self._mark_agent(worker.name, AgentStatus.STOPPED)
+
+    def reap_finishing(self, panes: dict[str, PaneInfo]) -> None:
+        """End the sessions of released workers that have exited, or whose grace period is over."""
+        now = self.monotonic()
+        for name, (session, deadline) in list(self.finishing.items()):
+            pane = panes.get(session)
+            if pane is None or pane.dead or now >= deadline:
+                del self.finishing[name]
+                if pane is not None:
+                    self.tmux.kill_session(session)
+
     def _mark_agent(self, name: str, status: AgentStatus) -> None:
         """Record that an agent has stopped (its work is over) or died (it failed or was lost)."""
         if name in self.ledger.registry():
@@ -472,10 +494,11 @@ class Supervisor:
     # ----- timers -----------------------------------------------------------------------------------------
     def check_workers(self) -> None:
         """Dead panes, lost tmux server, stale heartbeats and timeouts, each a failed attempt with its reason."""
-        if not self.workers and not self.helpers:
+        if not self.workers and not self.helpers and not self.finishing:
             return
         panes = self.tmux.panes()
         self.reap_helpers(panes)
+        self.reap_finishing(panes)
         if not panes and not self.tmux.is_running():
             self._tmux_lost()
             return
