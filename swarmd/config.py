@@ -37,6 +37,7 @@ class Config(BaseModel):
     default_profile: str = "script"
     helper_profile: str | None = None
     on_task_done: str | None = None
+    hook_timeout: float = Field(default=120.0, gt=0)
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
 
     @field_validator("profiles", mode="after")
@@ -77,6 +78,7 @@ default_profile = "script"  # the profile used by tasks that name none
 # helper_profile = "claude" # a profile to start a helper for each HELP_REQUEST; unset: questions go to the feed
 # on_task_done = "gh issue close {task_id}"   # runs after a task is validated; its failure is logged, not fatal.
 #   {task_id} {title} {agent} {home} become "${SWARM_TASK_ID}" etc.: values are never read as shell code
+hook_timeout = 120.0        # seconds on_task_done may run before its whole process group is killed
 
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
 # The task's text is in the prompt file, never on the command line.

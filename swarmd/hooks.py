@@ -7,14 +7,13 @@ to one ("${SWARM_TASK_TITLE}"): a shell never reads the value of a variable as c
 
 import os
 import re
-import subprocess
 
 from protocol.event import EventType
 from protocol.task import Task
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
+from swarmd.shell import run_shell
 
-HOOK_TIMEOUT = 120.0
 _VARIABLES = {"task_id": "SWARM_TASK_ID", "title": "SWARM_TASK_TITLE", "agent": "SWARM_AGENT", "home": "SWARM_HOME"}
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(_VARIABLES) + r")\}")
 
@@ -23,16 +22,21 @@ def render_hook(template: str) -> str:
     return _PLACEHOLDER.sub(lambda m: '"${%s}"' % _VARIABLES[m.group(1)], template)
 
 
-def run_task_done_hook(template: str, task: Task, home: SwarmHome, ledger: Ledger) -> None:
+def run_task_done_hook(template: str, task: Task, home: SwarmHome, ledger: Ledger,
+                       timeout: float) -> None:
+    """Run the hook for `task` (in its own process group, output to a file: see swarmd.shell) and record a
+    failure or a timeout in the feed. A background command it starts (`sleep 200 &`) neither holds it up nor
+    outlives it; a timeout kills its whole group."""
     values = {"task_id": task.id, "title": task.title, "agent": task.assignee or "", "home": str(home.root)}
     env = {**os.environ, **{_VARIABLES[k]: v for k, v in values.items()}}
     try:
-        done = subprocess.run(render_hook(template), shell=True, cwd=home.root.parent, env=env, capture_output=True,
-                              text=True, timeout=HOOK_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        ledger.append(EventType.CUSTOM, "supervisor", task.id, summary=f"on_task_done timed out after {HOOK_TIMEOUT:g} s")
+        result = run_shell(render_hook(template), cwd=home.root.parent, env=env, timeout=timeout, tail_bytes=500)
+    except OSError as exc:
+        ledger.append(EventType.CUSTOM, "supervisor", task.id, summary=f"on_task_done cannot start: {exc.strerror}")
         return
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr).strip()[-500:]
+    if result.timed_out:
+        ledger.append(EventType.CUSTOM, "supervisor", task.id, summary=f"on_task_done timed out after {timeout:g} s "
+                      "(killed)", output=result.tail.strip())
+    elif result.returncode != 0:
         ledger.append(EventType.CUSTOM, "supervisor", task.id,
-                      summary=f"on_task_done failed (exit {done.returncode})", output=tail)
+                      summary=f"on_task_done failed (exit {result.returncode})", output=result.tail.strip())

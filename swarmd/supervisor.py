@@ -33,7 +33,8 @@ from swarmd.prompt import render_help_prompt
 from swarmd.settings import clear_settings, read_settings
 from swarmd.spawner import Spawner
 from swarmd.tmux import PaneInfo, TmuxServer
-from swarmd.validation import ValidationReport, kill_running_checks, run_checks
+from swarmd.shell import kill_all as kill_running_commands
+from swarmd.validation import ValidationReport, run_checks
 from swarmd.watch import watch_file
 from swarmd.worker import read_tail
 
@@ -92,6 +93,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
+        self.hooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hook")  # never delays a validation
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)
@@ -129,7 +131,8 @@ class Supervisor:
             ledger_watch.stop()
             pane_watch.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
-            kill_running_checks()  # a restart checks again; a check must not outlive its supervisor
+            self.hooks.shutdown(wait=False, cancel_futures=True)
+            kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
@@ -431,7 +434,8 @@ class Supervisor:
                                worker=worker.name, attempt=worker.attempt, validation=report.summary())
         self._release(worker, "task done and validated")
         if self.config.on_task_done:
-            self.checks.submit(run_task_done_hook, self.config.on_task_done, task, self.home, self.ledger)
+            self.hooks.submit(run_task_done_hook, self.config.on_task_done, task, self.home, self.ledger,
+                              self.config.hook_timeout)
 
     # ----- failure ----------------------------------------------------------------------------------------
     def _fail(self, task: Task, worker: WorkerState, reason: str) -> None:

@@ -6,17 +6,12 @@ raises for a failing check. A failure is an outcome with a reason the next attem
 
 import os
 import re
-import signal
-import subprocess
-import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from protocol.task import Check, ValidationSpec
+from swarmd.shell import run_shell
 
-OUTPUT_TAIL_BYTES = 2048
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
 COMMAND_KINDS = frozenset({"command", "tests", "lint"})
 _SUMMARY_WIDTH = 240
@@ -107,69 +102,17 @@ def _content_check(check: Check, workdir: Path) -> CheckOutcome:
     return CheckOutcome(check, False, f"{check.path} does not match {check.pattern!r}")
 
 
-# Process groups of the check commands running now, so that a stopping supervisor leaves none behind.
-_running: set[int] = set()
-_running_lock = threading.Lock()
-
-
 def _command(check: Check, workdir: Path, env: dict[str, str]) -> CheckOutcome:
-    """Run `check.run` with the shell in its own process group; the group is killed when the check ends.
-
-    Output goes to a temporary file, not a pipe, so a background grandchild holding the output open cannot
-    keep us waiting after the shell has exited.
-    """
+    """Run `check.run` in its own process group (see swarmd.shell); the group is killed when the check ends."""
     if not workdir.is_dir():
         return CheckOutcome(check, False, f"skipped: workdir {workdir} does not exist")
-    with tempfile.TemporaryFile() as output:
-        try:
-            proc = subprocess.Popen(check.run or "", shell=True, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as exc:
-            return CheckOutcome(check, False, f"cannot start: {exc.strerror or exc}")
-        timed_out = _wait_or_kill(proc, check.timeout)
-        tail = _tail(output)
-    if timed_out:
-        return CheckOutcome(check, False, _with_tail(f"timed out after {check.timeout:g}s (killed)", tail))
-    status = f"exit code {proc.returncode}"
-    return CheckOutcome(check, proc.returncode == 0, _with_tail(status, tail))
-
-
-def _wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait for the shell; on timeout kill its whole group. Stragglers are killed either way. True if timed out."""
-    with _running_lock:
-        _running.add(proc.pid)
     try:
-        proc.wait(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
-        with _running_lock:
-            _running.discard(proc.pid)
-    _kill_group(proc.pid)
-    proc.wait()
-    return timed_out
-
-
-def kill_running_checks() -> None:
-    """Kill every check command still running (the supervisor is stopping; its restart checks again)."""
-    with _running_lock:
-        groups = list(_running)
-    for pgid in groups:
-        _kill_group(pgid)
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # the group is already empty
-
-
-def _tail(output: IO[bytes]) -> str:
-    size = output.seek(0, os.SEEK_END)
-    output.seek(max(0, size - OUTPUT_TAIL_BYTES))
-    return output.read().decode("utf-8", errors="replace")
+        result = run_shell(check.run or "", cwd=workdir, env=env, timeout=check.timeout)
+    except OSError as exc:
+        return CheckOutcome(check, False, f"cannot start: {exc.strerror or exc}")
+    if result.timed_out:
+        return CheckOutcome(check, False, _with_tail(f"timed out after {check.timeout:g}s (killed)", result.tail))
+    return CheckOutcome(check, result.returncode == 0, _with_tail(f"exit code {result.returncode}", result.tail))
 
 
 def _with_tail(status: str, tail: str) -> str:
