@@ -6,6 +6,7 @@ private tmux server killed.
 """
 
 import shutil
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -62,6 +63,11 @@ def demo_plan() -> Plan:
     ], completed=[])
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM and SIGHUP end the demo as Ctrl-C does: through its clean-up, never around it."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_demo(console: Console, max_workers: int = 3, keep: bool = False) -> int:
     """Run the demo plan to the end; 0 if every task is done."""
     root = Path(tempfile.mkdtemp(prefix="swarm-demo-"))
@@ -74,6 +80,7 @@ def run_demo(console: Console, max_workers: int = 3, keep: bool = False) -> int:
     console.print(f"watch a worker live with: tmux -S {home.tmux_socket} attach -t {supervisor.config.name}-w1")
     thread = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
     thread.start()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         with PlanView(console, loaded.ids, title="swarm demo") as view:
             board = wait_for_plan(supervisor.ledger, loaded.ids, timeout=120, supervisor_gone=when_done(thread.join),
@@ -84,6 +91,8 @@ def run_demo(console: Console, max_workers: int = 3, keep: bool = False) -> int:
         supervisor.tmux.kill_server()
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     console.print(task_table(board.values(), title="board"))
     console.print(summary_table(board.values()))
     ok = all(t.status == TaskStatus.DONE for t in board.values())

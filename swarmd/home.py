@@ -3,15 +3,19 @@
 import hashlib
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from swarmd.errors import HomeError
 
 DEFAULT_HOME = ".swarm"
-# A unix socket path must fit in sun_path (108 bytes on Linux, with the NUL).
-_MAX_SOCKET_PATH = 100
+# A unix socket path must fit in sun_path: 108 bytes on Linux, with the NUL. Bytes, not characters: a
+# home under a path of non-ASCII letters is twice (or more) as long in bytes as it looks.
+MAX_SOCKET_PATH_BYTES = 100
+# Where the socket goes when the home's own path is too long: a fixed, short directory (like tmux's own
+# default, /tmp/tmux-<uid>), never one read from the environment, so that every process (the supervisor,
+# a CLI started from another shell with another TMPDIR) finds the same socket, and it always fits.
+SOCKET_FALLBACK_DIR = "/tmp"
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -72,12 +76,13 @@ class SwarmHome:
 
     @property
     def tmux_socket(self) -> Path:
-        """The swarm's private tmux socket: under run/, or under a private /tmp dir when that is too long."""
+        """The swarm's private tmux socket: `run/tmux.sock` when its path fits in MAX_SOCKET_PATH_BYTES bytes,
+        else `/tmp/swarmd-<uid>/<16 hex digits of the home's hash>.sock` (at most 45 bytes: it always fits)."""
         inside = self.run_dir / "tmux.sock"
-        if len(str(inside)) <= _MAX_SOCKET_PATH:
+        if len(os.fsencode(inside)) <= MAX_SOCKET_PATH_BYTES:
             return inside
-        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"swarmd-{os.getuid()}" / f"{digest}.sock"
+        digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
+        return Path(SOCKET_FALLBACK_DIR) / f"swarmd-{os.getuid()}" / f"{digest}.sock"
 
     def exists(self) -> bool:
         return self.config_file.exists()

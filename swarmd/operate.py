@@ -45,7 +45,10 @@ class Operator:
         self.tmux = TmuxServer(home.tmux_socket)
 
     def session(self, worker: str) -> str:
-        return f"{self.config.name}-{validate_agent_name(worker)}"
+        """The tmux session recorded for `worker` when it was started (never one rebuilt from today's swarm.toml,
+        whose `name` may have changed since); the name it would get today if none was recorded."""
+        entry = self.ledger.registry().get(validate_agent_name(worker))
+        return entry.session if entry is not None and entry.session else f"{self.config.name}-{worker}"
 
     def entry(self, worker: str) -> RegistryEntry:
         entry = self.ledger.registry().get(validate_agent_name(worker))
@@ -125,22 +128,36 @@ class Operator:
         return task.id if task else None
 
     def teardown(self, keep_failed: bool = False) -> list[str]:
-        """End the swarm's worker sessions (never the one this command runs in); tasks of live ones reopen."""
+        """End every worker session the swarm started, with or without a running supervisor; tasks of live
+        ones reopen. Sessions are found by the names recorded when they were started, and by today's name
+        prefix; on the swarm's own tmux server, so never a pane of another server (the one this command may
+        run in is skipped only when `$TMUX` names the swarm's own socket)."""
+        recorded = {e.session: e.name for e in self.ledger.registry().values() if e.session and e.role != "supervisor"}
         prefix = f"{self.config.name}-"
-        own = os.environ.get("TMUX_PANE")
+        own = self._own_pane()
         ended = []
         for session, pane in self.tmux.panes().items():
-            if not session.startswith(prefix) or (own and pane.pane_id == own):
+            if (session not in recorded and not session.startswith(prefix)) or pane.pane_id == own:
                 continue
             if keep_failed and pane.dead and pane.exit_status != 0:
                 continue
-            worker = session[len(prefix):]
-            if worker in self.ledger.registry():
-                self.kill(worker)
+            if session in recorded:
+                self.kill(recorded[session])
             else:
                 self.tmux.kill_session(session)
             ended.append(session)
         return ended
+
+    def _own_pane(self) -> str | None:
+        """The pane this command runs in, if it is one of the swarm's (pane ids are only unique per server)."""
+        tmux, pane = os.environ.get("TMUX", ""), os.environ.get("TMUX_PANE")
+        socket = tmux.rsplit(",", 2)[0] if tmux.count(",") >= 2 else ""
+        if not pane or not socket:
+            return None
+        try:
+            return pane if os.path.samefile(socket, self.home.tmux_socket) else None
+        except OSError:
+            return None
 
     def attach_argv(self, worker: str) -> list[str]:
         session = self.session(self.entry(worker).name)

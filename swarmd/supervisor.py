@@ -175,7 +175,7 @@ class Supervisor:
         for task in board.values():
             if task.status not in LIVE_STATUSES:
                 continue
-            session = self.spawner.session_name(task.assignee or "")
+            session = self._recorded_session(registry, task.assignee or "")
             if task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):
                 self._adopt(task, session)
                 adopted.append(task.id)
@@ -184,7 +184,7 @@ class Supervisor:
                 reopened.append(task.id)
         self.helpers = {e.name: e.task or "" for e in registry.values() if e.role == "helper" and e.session in panes
                         and not panes[e.session].dead}
-        killed = self._kill_orphans(panes)
+        killed = self._kill_orphans(panes, registry)
         if adopted or reopened or killed:
             self.ledger.append(EventType.SUPERVISOR_RECOVERED, SUPERVISOR, pid=os.getpid(), adopted=adopted,
                                reopened=reopened, killed=killed,
@@ -203,11 +203,20 @@ class Supervisor:
         if task.status == TaskStatus.VALIDATING:
             self._validate(task, state)  # the DONE was taken before the crash; its check result was not
 
-    def _kill_orphans(self, panes: dict[str, PaneInfo]) -> list[str]:
-        """Live sessions of ours that no task is assigned to must not go on working."""
-        ours = {w.session for w in self.workers.values()} | {self.spawner.session_name(h) for h in self.helpers}
+    def _recorded_session(self, registry: dict[str, RegistryEntry], agent: str) -> str:
+        """The session recorded for `agent` when it was started; today's name for it if none was recorded
+        (a change of `name` in swarm.toml must not lose track of the workers started before it)."""
+        entry = registry.get(agent)
+        return entry.session if entry is not None and entry.session else self.spawner.session_name(agent)
+
+    def _kill_orphans(self, panes: dict[str, PaneInfo], registry: dict[str, RegistryEntry]) -> list[str]:
+        """Live sessions of ours (recorded for an agent, or named with today's prefix) that no task is assigned
+        to must not go on working."""
+        ours = {w.session for w in self.workers.values()} | {self._recorded_session(registry, h) for h in self.helpers}
+        recorded = {e.session for e in registry.values() if e.session and e.role != "supervisor"}
         prefix = f"{self.config.name}-"
-        orphans = [s for s, p in panes.items() if s.startswith(prefix) and s not in ours and not p.dead]
+        orphans = [s for s, p in panes.items()
+                   if (s in recorded or s.startswith(prefix)) and s not in ours and not p.dead]
         for session in orphans:
             self.tmux.kill_session(session)
         return orphans
@@ -639,11 +648,13 @@ class Supervisor:
 
     def reap_helpers(self, panes: dict[str, PaneInfo]) -> None:
         """A helper whose pane has ended is done: its session goes, its slot frees up."""
+        registry = self.ledger.registry()
         for helper in list(self.helpers):
-            pane = panes.get(self.spawner.session_name(helper))
+            session = self._recorded_session(registry, helper)
+            pane = panes.get(session)
             if pane is None or pane.dead:
                 del self.helpers[helper]
-                self.tmux.kill_session(self.spawner.session_name(helper))
+                self.tmux.kill_session(session)
                 self._mark_agent(helper, AgentStatus.STOPPED)
 
 

@@ -3,12 +3,11 @@
 import os
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from swarmd.home import SwarmHome
+from swarmd.home import SOCKET_FALLBACK_DIR, SwarmHome
 from swarmd.tmux import PaneInfo, TmuxError, TmuxServer
 from swarmkit import wait_until
 
@@ -25,7 +24,7 @@ def read_text(path: Path) -> str:
 def server(swarm_home: SwarmHome) -> TmuxServer:
     swarm_home.ensure_dirs()
     socket = swarm_home.tmux_socket
-    private_tmp = Path(tempfile.gettempdir()) / f"swarmd-{os.getuid()}"
+    private_tmp = Path(SOCKET_FALLBACK_DIR) / f"swarmd-{os.getuid()}"
     assert socket.is_relative_to(swarm_home.root) or socket.parent == private_tmp
     assert "TMUX" not in os.environ
     return TmuxServer(socket)

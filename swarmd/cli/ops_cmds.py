@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -12,7 +13,11 @@ from rich.table import Table
 
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
-from swarmd.errors import SwarmError
+from swarmd.errors import NotRunning, SwarmError
+
+if TYPE_CHECKING:
+    from swarmd.home import SwarmHome
+    from swarmd.ledger import Ledger
 
 console = Console(highlight=False)
 
@@ -53,12 +58,18 @@ def down(home: str | None, and_teardown: bool, as_json: bool) -> None:
     from swarmd.operate import Operator
 
     h = get_home(home)
-    pid = stop_daemon(h)
+    try:
+        pid: int | None = stop_daemon(h)
+    except NotRunning:
+        if not and_teardown:
+            raise
+        pid = None  # teardown works without a supervisor: its workers may have outlived it
     ended = Operator(h).teardown() if and_teardown else []
     if as_json:
         dump_json({"stopped": pid, "ended_sessions": ended})
-    else:
-        click.echo(f"supervisor stopped (pid {pid})" + (f"; ended {len(ended)} worker sessions" if ended else ""))
+        return
+    said = f"supervisor stopped (pid {pid})" if pid else "no supervisor was running"
+    click.echo(said + (f"; ended {len(ended)} worker sessions" if and_teardown else ""))
 
 
 @main.command()
@@ -108,6 +119,10 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
         with PlanView(out, loaded.ids, title="swarm run") as view:
             board = wait_for_plan(ledger, loaded.ids, timeout=seconds, on_event=view.update,
                                   supervisor_gone=when_done(lambda: wait_exit(pid, None)))
+    except KeyboardInterrupt:
+        stopped = started and running_pid(h) is not None and stop_daemon(h) is not None
+        _interrupted(ledger, loaded.ids, plan_file or f"--from-wave {wave_file}", h, supervisor_stopped=stopped)
+        sys.exit(130)
     finally:
         if started and running_pid(h) is not None:
             stop_daemon(h)
@@ -117,6 +132,22 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
     else:
         console.print(summary_table(tasks))
     sys.exit(0 if all(t.status == "done" for t in tasks) else 1)
+
+
+def _interrupted(ledger: "Ledger", ids: list[str], plan: str, home: "SwarmHome", *, supervisor_stopped: bool) -> None:
+    """After Ctrl-C on `run --wait`: say on stderr what still runs and how to go on."""
+    from protocol.task import LIVE_STATUSES
+
+    board = ledger.board()
+    live = [board[i] for i in ids if board[i].status in LIVE_STATUSES]
+    err = click.get_text_stream("stderr")
+    err.write("interrupted: " + (f"{len(live)} tasks still have workers: "
+                                 + ", ".join(f"{t.id} ({t.assignee})" for t in live) if live else "no task was running")
+              + "\n")
+    if supervisor_stopped:
+        err.write("the supervisor this run started is stopped; its workers keep running in their sessions\n")
+    err.write(f"resume with: swarm run {plan} --wait --home {home.root}    "
+              f"(or end every worker: swarm down --teardown --home {home.root})\n")
 
 
 @main.command()
