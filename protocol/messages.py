@@ -49,6 +49,7 @@ class FailureType(StrEnum):
     CONTEXT_HIGH = "CONTEXT_HIGH"
     TIMEOUT = "TIMEOUT"
     ERROR = "ERROR"
+    LAUNCH_ERROR = "LAUNCH_ERROR"  # the agent could not be started at all: a setup mistake, not the task's
 
 
 class CheckpointReason(StrEnum):

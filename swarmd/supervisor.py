@@ -15,16 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from agentmail import Delivered, PostOffice
 from agentmail.errors import MailError
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.ids import utcnow
-from protocol.messages import Message, MessageType, make_message
+from protocol.messages import FailureType, Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, AttemptOutcome, Task, TaskStatus
 from swarmd.config import Config, load_config
-from swarmd.errors import LedgerError, SwarmError
+from swarmd.errors import ConfigError, LedgerError, SwarmError
 from swarmd.home import SwarmHome
 from swarmd.hooks import run_task_done_hook
 from swarmd.ledger import Ledger, LedgerUnwritable, StaleTransition, clip_fields, clip_text
@@ -77,6 +78,7 @@ class Supervisor:
                  clock: Callable[[], datetime] = utcnow, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.home = home
         home.ensure_dirs()
+        self._config_stamp = _stamp(home.config_file)
         self.config = config or load_config(home.config_file)
         self.max_workers_override = max_workers
         self.clock = clock  # wall time: for the ledger and display only
@@ -151,11 +153,30 @@ class Supervisor:
             self.errors.clear()
 
     def step(self) -> None:
+        self.reload_config()
         self.handle_mail()
         self.handle_validations()
         self.check_workers()
         if not self.stopping.is_set():
             self.dispatch()
+
+    def reload_config(self) -> None:
+        """Take up a changed swarm.toml (new profiles, limits, timeouts) before the step acts on it. One that
+        cannot be used is reported once, and the settings it would replace stay in force."""
+        stamp = _stamp(self.home.config_file)
+        if stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp
+        try:
+            config = load_config(self.home.config_file)
+        except ConfigError as exc:
+            self.errors.report(f"config:{exc}", f"swarm.toml changed and cannot be used: {exc}")
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"swarm.toml changed and cannot be used "
+                               f"(keeping the settings in force): {exc}")
+            return
+        self.config = self.spawner.config = config
+        self.ledger.durable, self.ledger.stale_after = config.durable, config.stale_after
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary="swarm.toml changed: settings reloaded")
 
     # ----- recovery ---------------------------------------------------------------------------------------
     def recover(self) -> None:
@@ -346,7 +367,10 @@ class Supervisor:
         reason = f"{body.failure}: {body.reason}".strip()
         if body.recommendation:
             reason += f"\nRecommendation: {body.recommendation}"
-        self._fail(task, worker, clip_text(reason, msg.id))
+        if body.failure == FailureType.LAUNCH_ERROR:
+            self._launch_failed(task, worker, clip_text(body.reason, msg.id))
+        else:
+            self._fail(task, worker, clip_text(reason, msg.id))
 
     def on_checkpoint(self, msg: Message) -> None:
         current = self._final_report(msg)
@@ -459,6 +483,20 @@ class Supervisor:
             self.ledger.append(EventType.BLOCKER_FOUND, SUPERVISOR, task.id,
                                summary=f"{task.id} blocked after {failed} failed attempts: {first_line}",
                                reason=reason)
+        self._end_worker(worker, AgentStatus.DEAD)
+
+    def _launch_failed(self, task: Task, worker: WorkerState, error: str) -> None:
+        """The worker could not be started at all (a missing executable or directory, a broken profile): a setup
+        mistake, so no attempt is spent, and retrying by itself would only fail again. The task is blocked
+        until a person fixes the setup and retries it; the feed says so once."""
+        self.ledger.transition(task.id, TaskStatus.BLOCKED, SUPERVISOR, EventType.TASK_FAILED,
+                               expect_assignee=worker.name,
+                               summary=f"{task.id}: {worker.name} could not start: {error.splitlines()[0][:160]}",
+                               worker=worker.name, reason=f"could not start the worker: {error}",
+                               outcome=AttemptOutcome.ABANDONED.value)
+        self.ledger.append(EventType.BLOCKER_FOUND, SUPERVISOR, task.id, reason=error,
+                           summary=f"{task.id} is blocked: its worker cannot start ({error.splitlines()[0][:160]}); "
+                                   f"fix the setup, then `swarm retry {task.id}`")
         self._end_worker(worker, AgentStatus.DEAD)
 
     def _abandon(self, task: Task, reason: str) -> None:
@@ -617,7 +655,7 @@ class Supervisor:
         try:
             pane = self.spawner.spawn(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task))
         except SwarmError as exc:
-            self._fail(self.ledger.task(task.id), state, f"could not start the worker: {exc}")
+            self._launch_failed(self.ledger.task(task.id), state, str(exc))
             return
         self.ledger.update_agent(worker, SUPERVISOR, pid=pane.pid)
         self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, summary=f"{worker} started in tmux "
@@ -656,6 +694,15 @@ class Supervisor:
                 del self.helpers[helper]
                 self.tmux.kill_session(session)
                 self._mark_agent(helper, AgentStatus.STOPPED)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a changed file from the one read before: (inode, size, mtime in ns); None if it is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _worker_number(name: str) -> int:

@@ -166,7 +166,8 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
         print(marker, flush=True)
         tail = settled_tail(ctx.log, log_start, marker)
         reason = "\n".join(filter(None, [f"exit code {code}", launch_error, tail]))
-        send(MessageType.FAILED, failure=FailureType.ERROR, reason=reason, attempts=ctx.attempt)
+        failure = FailureType.LAUNCH_ERROR if launch_error else FailureType.ERROR
+        send(MessageType.FAILED, failure=failure, reason=reason, attempts=ctx.attempt)
     return code
 
 
