@@ -42,6 +42,7 @@ from swarmd.worker import read_tail
 SUPERVISOR = "supervisor"
 EXIT_STATUS_GRACE = 2.0  # seconds to wait for tmux to report a dead pane's exit status
 MAIL_BATCH = 256  # messages handled in one step; the rest of a backlog waits for the step's other duties
+STOP_GRACE = 10.0  # seconds a stopping supervisor gives released workers to exit (less than `swarm down` waits)
 MAX_HANDLE_TRIES = 3  # steps that may fail to handle one message before it is set aside in bad/
 log = logging.getLogger("swarmd.supervisor")
 
@@ -128,6 +129,7 @@ class Supervisor:
                 self.ledger.heartbeat(SUPERVISOR)
                 self.wake.wait(self.config.tick)
                 self.wake.clear()
+            self._let_released_finish(STOP_GRACE)
         finally:
             arrivals.stop()
             ledger_watch.stop()
@@ -525,6 +527,19 @@ class Supervisor:
                                         thread=worker.task))
         self.finishing[worker.name] = (worker.session, self.monotonic() + self.config.shutdown_grace)
         self._mark_agent(worker.name, AgentStatus.STOPPED)
+
+    def _let_released_finish(self, limit: float) -> None:
+        """Stopping: give released workers the rest of their grace, at most `limit` seconds, then end them
+        (the last task of a plan is as entitled to its last words as the others)."""
+        deadline = self.monotonic() + limit
+        while self.finishing:
+            self.wake.clear()
+            now = self.monotonic()
+            if now >= deadline:
+                self.finishing = {name: (session, now) for name, (session, _) in self.finishing.items()}
+            self.reap_finishing(self.tmux.panes())
+            if self.finishing:
+                self.wake.wait(min(self.config.tick, max(0.0, deadline - now)))  # a pane's end wakes us
 
     def reap_finishing(self, panes: dict[str, PaneInfo]) -> None:
         """End the sessions of released workers that have exited, or whose grace period is over."""

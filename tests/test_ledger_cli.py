@@ -137,7 +137,7 @@ def test_feed_follow_prints_new_events_and_exits_0_on_ctrl_c(home: str) -> None:
         while got is None and time.monotonic() < deadline:  # publish until the follower (still starting) sees one
             swarm(home, "feed", "publish", "--agent", "w1", "--type", "finding", "hello")
             try:
-                got = json.loads(lines.get(timeout=2))
+                got = json.loads(lines.get(timeout=30))
             except queue.Empty:
                 continue
         assert got is not None and got["summary"] == "hello" and got["agent"] == "w1"

@@ -39,7 +39,7 @@ def test_polling_is_used_when_asked(po: PostOffice) -> None:
     with ArrivalWatch(po.mailbox("w1").path / "new", lambda: arrivals.put(None), polling=True) as watch:
         assert watch.polling
         po.send(steer("w1"))
-        arrivals.get(timeout=5)
+        arrivals.get(timeout=30)
     with ArrivalWatch(po.mailbox("w1").path / "new", lambda: None) as watch:
         assert not watch.polling
 
@@ -97,5 +97,5 @@ def test_wait_filters_claims_and_times_out(po: PostOffice) -> None:
     got = result.get_nowait()
     assert got.message.id == done.id and got.path.parent.name == "cur"  # type: ignore[attr-defined]
     assert [d.message.type for d in box.list()] == [MessageType.STEER, MessageType.PROGRESS, MessageType.DONE]
-    peeked = box.wait(types={MessageType.PROGRESS}, claim=False, timeout=5)
+    peeked = box.wait(types={MessageType.PROGRESS}, claim=False, timeout=30)
     assert peeked is not None and peeked.message.id == progress.id and peeked.path.parent.name == "new"
