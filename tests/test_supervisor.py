@@ -144,13 +144,16 @@ def test_teardown_leaves_no_worker_session(swarm_home: SwarmHome, tmp_path: Path
 
 def test_help_requests_start_one_helper_per_task_and_it_is_reaped(swarm_home: SwarmHome, tmp_path: Path) -> None:
     init_home(swarm_home, max_workers=3)
-    answered = tmp_path / "answered"
-    with swarm_home.config_file.open("a") as f:  # a helper that "answers" by leaving a file, then ends
-        f.write(f'helper_profile = "helper"\n[profiles.helper]\ncommand = "touch {answered}; sleep 1"\n')
+    answered, gate = tmp_path / "answered", tmp_path / "gate"
+    os.mkfifo(gate)
+    with swarm_home.config_file.open("a") as f:  # a helper that "answers" by leaving a file, and ends when released
+        f.write(f'helper_profile = "helper"\n[profiles.helper]\ncommand = "touch {answered}; cat {gate}"\n')
     ask = 'agentmail send --from "$SWARM_AGENT" --to supervisor --type HELP_REQUEST --task "$SWARM_TASK" ' \
           '--field question="which API?"'
+    acked = 'agentmail wait "$SWARM_AGENT" --type ACK --timeout 60 > /dev/null'
+    # Both requests are handled (acknowledged) while the first helper still runs; then the worker releases it.
     plan = write_plan(tmp_path / "plan.json", [
-        {"id": "asks", "title": "asks twice", "description": f"{ask}; {ask}; sleep 4"}])
+        {"id": "asks", "title": "asks twice", "description": f"{ask}; {ask}; {acked}; {acked}; echo go > {gate}"}])
     result = run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), "--wait", "--timeout", "60s",
                      timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
