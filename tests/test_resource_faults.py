@@ -179,7 +179,6 @@ def test_twenty_thousand_messages_in_one_mailbox(scratch: Path) -> None:
     assert len(seen) == count - 2 and seen == sorted(seen)
     print(f"\n20k mailbox (CPU): list {list_s:.2f} s, claim oldest {claim_s * 1000:.1f} ms, "
           f"claim by id {claim_id_s * 1000:.1f} ms, watch all {watch_s:.2f} s")
-    assert list_s < 15, "listing 20,000 messages went quadratic (about 0.2 ms a message is expected)"
 
 
 def test_role_broadcast_to_five_hundred_mailboxes(scratch: Path) -> None:
