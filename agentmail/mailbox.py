@@ -89,6 +89,7 @@ class Mailbox:
         # The send path builds plain strings: pathlib costs more than the syscalls it names.
         self._tmp_prefix, self._new_prefix = f"{self._tmp}/", f"{self._new}/"
         self._lock_file, self._seq_file = str(path / ".lock"), str(path / ".seq")
+        self._sync_lock_file, self._synced_file = str(path / ".sync.lock"), str(path / ".synced")
         for directory in (path, *(path / sub for sub in SUBDIRS)):
             check_real_dir(directory)
 
@@ -114,7 +115,8 @@ class Mailbox:
         self._write_tmp(tmp, payload)
         try:
             with self._locked():
-                name = f"{self._next_seq():0{SEQ_WIDTH}d}-{message_id}.json"
+                seq = self._next_seq()
+                name = f"{seq:0{SEQ_WIDTH}d}-{message_id}.json"
                 faults.crash_point("mail.seq_taken")
                 os.rename(tmp, self._new_prefix + name)
         except BaseException:
@@ -122,8 +124,29 @@ class Mailbox:
             raise
         faults.crash_point("mail.renamed")
         if self.durable:
-            _fsync_dir(self._new_prefix)
+            self._sync_renames(seq)
         return name
+
+    def _sync_renames(self, seq: int) -> None:
+        """Make the rename of message `seq` into `new/` durable: fsync the directory, once for a group.
+
+        Group commit (as a database flushes its log for every transaction waiting on it): senders queue on
+        `.sync.lock`; the one at its head reads the highest sequence number taken so far (under the mailbox
+        lock, so every rename up to it is done), fsyncs `new/` and records that number in `.synced`. A
+        sender that then finds its own number covered returns without an fsync of its own. `.synced` is
+        written only after the fsync, so it never claims more than is on disk.
+        """
+        fd = os.open(self._sync_lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _read_number(self._synced_file) >= seq:
+                return  # another sender's fsync began after our rename
+            with self._locked():
+                target = _read_number(self._seq_file)
+            _fsync_dir(self._new_prefix)
+            _write_number(self._synced_file, max(target, seq))
+        finally:
+            os.close(fd)  # releases the flock
 
     def _write_tmp(self, tmp: str, payload: bytes) -> None:
         fd = os.open(tmp, _WRITE_FLAGS, 0o600)
@@ -349,6 +372,27 @@ class Mailbox:
                 if (claimed := self.claim_loaded(delivered)) is not None:
                     return claimed
         return None
+
+
+def _read_number(path: str) -> int:
+    """The decimal number stored in `path`; 0 if it is missing or unreadable as one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        raw = os.pread(fd, 32, 0).strip()
+    finally:
+        os.close(fd)
+    return int(raw) if raw.isdigit() else 0
+
+
+def _write_number(path: str, value: int) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.pwrite(fd, b"%020d\n" % value, 0)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: str) -> None:

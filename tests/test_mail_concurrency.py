@@ -46,6 +46,9 @@ def test_concurrent_senders_keep_order_and_lose_nothing(home_dir: Path, senders:
     _run_all([CTX.Process(target=mailproc.send_many, args=(str(home_dir), f"s{i}", count, durable))
               for i in range(senders)])
     _check_delivery(home_dir, senders, count)
+    if durable:  # group commit: the directory fsyncs recorded cover every rename, up to the last one
+        last = max(d.seq for d in PostOffice(home_dir).mailbox(INBOX).list())
+        assert int((home_dir / "mail" / INBOX / ".synced").read_text()) == last
 
 
 def test_racing_claimers_each_get_a_message_exactly_once(home_dir: Path, tmp_path: Path) -> None:
