@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.home import SwarmHome
+from agentclis import MISSING, find_clis
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,15 @@ def swarm_home(home_dir: Path) -> Iterator[SwarmHome]:
     socket = home.tmux_socket
     if socket.exists() and shutil.which("tmux"):
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def agent_clis() -> dict[str, Path]:
+    """The pinned real CLIs (`claude`, `codex`) from tests/node_modules; skips where they are not installed."""
+    found = find_clis()
+    if found is None:
+        pytest.skip(MISSING)
+    return found
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
