@@ -56,9 +56,11 @@ class Config(BaseModel):
 
 DEFAULT_PROFILES = {
     "script": Profile(command="{python} -m swarmd.worker --script"),
-    "claude": Profile(command='{python} -m swarmd.worker -- claude -p "$(cat {prompt_file})" '
-                              '--permission-mode acceptEdits'),
-    "codex": Profile(command='{python} -m swarmd.worker -- codex exec --full-auto "$(cat {prompt_file})"'),
+    # The prompt goes on the agent's stdin (`claude -p` and `codex exec -` read it there), never into argv.
+    "claude": Profile(command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
+                              "claude -p --permission-mode acceptEdits"),
+    "codex": Profile(command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
+                             "codex exec --sandbox workspace-write --skip-git-repo-check -"),
 }
 
 DEFAULT_TOML = """\
@@ -81,19 +83,21 @@ default_profile = "script"  # the profile used by tasks that name none
 hook_timeout = 120.0        # seconds on_task_done may run before its whole process group is killed
 
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
-# The task's text is in the prompt file, never on the command line.
+# The task's text is in the prompt file, never on the command line: give the agent the file's path, or its
+# content on stdin with `--prompt-stdin {prompt_file}` (never "$(cat {prompt_file})": any local user reads
+# argv, and more than 128 KiB does not fit in it).
 [profiles.script]
 command = "{python} -m swarmd.worker --script"   # runs the task's description as a shell script
 
 # `swarm worker run --` wraps any agent: ACCEPTED at start, heartbeats, DONE/FAILED by its exit code (and a DONE
 # is only believed once the task's validation passes). An agent may also send its own mail (see the prompt).
 [profiles.claude]
-command = "{python} -m swarmd.worker -- claude -p \\"$(cat {prompt_file})\\" --permission-mode acceptEdits"
+command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p --permission-mode acceptEdits"
 # env = { ANTHROPIC_MODEL = "..." }
 # workdir = "."
 
-[profiles.codex]
-command = "{python} -m swarmd.worker -- codex exec --full-auto \\"$(cat {prompt_file})\\""
+[profiles.codex]   # `codex exec` never asks for approval; `-` reads the prompt from stdin
+command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- codex exec --sandbox workspace-write --skip-git-repo-check -"
 """
 
 

@@ -1,8 +1,10 @@
-"""Make any command a well-behaved worker: `python -m swarmd.worker [--script | -- CMD ...]`.
+"""Make any command a well-behaved worker: `python -m swarmd.worker [--script | [--prompt-stdin FILE] -- CMD ...]`.
 
 It sends ACCEPTED, heartbeats while the command runs, and DONE (exit 0) or FAILED (exit code and the tail of
 the output) when it ends. The command keeps the terminal, so interactive agents work; the tail is read from
-the pane log the supervisor keeps (`$SWARM_LOG`).
+the pane log the supervisor keeps (`$SWARM_LOG`). With `--prompt-stdin FILE` the command reads FILE (the
+prompt) on its stdin instead: a task's text goes by file or stdin, never on a command line, where any local
+user could read it and where more than 128 KiB cannot pass at all.
 
 This module is what every worker pane starts, so it imports as little as it can: no CLI framework, and the
 ledger only for a worker started by hand. Its task comes from the TASK_ASSIGN mail the supervisor sent.
@@ -18,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from agentmail import PostOffice
 from agentmail.errors import MailError
@@ -28,6 +31,7 @@ from protocol.names import validate_agent_name, validate_task_id
 from swarmd.config import load_config
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
+from swarmd.prompt import write_prompt
 from swarmd.registry import touch_heartbeat
 
 SUPERVISOR = "supervisor"
@@ -142,8 +146,31 @@ def assignment(post: PostOffice, ctx: WorkerContext) -> TaskAssign:
     return TaskAssign(task=task.id, title=task.title, description=task.description, attempt=ctx.attempt)
 
 
-def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
-    """Run `argv` (or, with None, the task's description as a shell script) as the worker of `ctx.task`."""
+def run_worker(ctx: WorkerContext, argv: list[str] | None, prompt_stdin: Path | None = None) -> int:
+    """Run `argv` (or, with None, the task's description as a shell script) as the worker of `ctx.task`.
+
+    `prompt_stdin` is a file the command reads on its stdin (else it keeps the terminal's). Raises SwarmError
+    when that file cannot be read, before anything is reported."""
+    try:
+        stdin = open(prompt_stdin, "rb") if prompt_stdin is not None else None
+    except OSError as exc:
+        raise SwarmError(f"cannot read the prompt {prompt_stdin}: {exc.strerror}") from None
+    try:
+        return _work(ctx, argv, stdin)
+    finally:
+        if stdin is not None:
+            stdin.close()
+
+
+def script_file(ctx: WorkerContext, script: str) -> Path:
+    """The task's description written to a private file the shell runs (never `sh -c TEXT`: argv is public)."""
+    path = ctx.home.prompts_dir / f"{ctx.agent}.sh"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_prompt(path, script)
+    return path
+
+
+def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) -> int:
     post = PostOffice(ctx.home.root, durable=ctx.durable)
     assigned = assignment(post, ctx)
     send = lambda kind, **body: post.send(  # noqa: E731
@@ -152,9 +179,9 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
     send(MessageType.ACCEPTED, title=assigned.title, started_at=utcnow())
     heartbeat = Heartbeat(ctx.home, ctx.agent, ctx.heartbeat_interval)
     heartbeat.start()
-    command = argv if argv is not None else ["sh", "-c", assigned.description]
+    command = argv if argv is not None else ["sh", str(script_file(ctx, assigned.description))]
     try:
-        code, hung_up, launch_error = _run_child(command)
+        code, hung_up, launch_error = _run_child(command, stdin)
     finally:
         heartbeat.stopped.set()
     if hung_up:
@@ -171,11 +198,12 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None) -> int:
     return code
 
 
-def _run_child(argv: list[str]) -> tuple[int, bool, str | None]:
-    """Run the command in the foreground; pass SIGTERM/SIGINT/SIGHUP on to it. Returns its exit code, whether
-    the terminal hung up (SIGHUP) while it ran, and why it could not be started at all (None if it was)."""
+def _run_child(argv: list[str], stdin: BinaryIO | None = None) -> tuple[int, bool, str | None]:
+    """Run the command in the foreground (its stdin `stdin`, else ours); pass SIGTERM/SIGINT/SIGHUP on to it.
+    Returns its exit code, whether the terminal hung up (SIGHUP) while it ran, and why it could not be started
+    at all (None if it was)."""
     try:
-        child = subprocess.Popen(argv)
+        child = subprocess.Popen(argv, stdin=stdin)
     except OSError as exc:
         error = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
         print(f"swarm worker: {error}", flush=True)
@@ -195,22 +223,37 @@ def _run_child(argv: list[str]) -> tuple[int, bool, str | None]:
     return (code if code >= 0 else 128 - code), signal.SIGHUP in received, None
 
 
-def main(args: list[str] | None = None) -> int:
-    """The same as `swarm worker run`, without loading the CLI (a worker should start fast)."""
+def parse_args(args: list[str] | None = None) -> argparse.Namespace:
+    """The wrapper's options; `command` is the agent's argv (after `--`), empty with --script. Exits 2 on
+    a usage error, as argparse does."""
     parser = argparse.ArgumentParser(prog="python -m swarmd.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--home")
     parser.add_argument("--agent")
     parser.add_argument("--task")
     parser.add_argument("--script", action="store_true", help="run the task's description as a shell script")
+    parser.add_argument("--prompt-stdin", type=Path, metavar="FILE", help="give the command FILE on its stdin")
     parser.add_argument("--heartbeat", type=float)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     opts = parser.parse_args(args)
-    command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
+    opts.command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
+    return opts
+
+
+def check_usage(script: bool, command: list[str], prompt_stdin: Path | None) -> None:
+    """Raise SwarmError unless exactly one of --script and a command is given (--prompt-stdin needs a command)."""
+    if script == bool(command):
+        raise SwarmError("give a command after `--`, or --script to run the task's description")
+    if script and prompt_stdin is not None:
+        raise SwarmError("--prompt-stdin gives a command its prompt; a --script worker has none")
+
+
+def main(args: list[str] | None = None) -> int:
+    """The same as `swarm worker run`, without loading the CLI (a worker should start fast)."""
+    opts = parse_args(args)
     try:
-        if opts.script == bool(command):
-            raise SwarmError("give a command after `--`, or --script to run the task's description")
+        check_usage(opts.script, opts.command, opts.prompt_stdin)
         ctx = WorkerContext.from_env(opts.home, opts.agent, opts.task, opts.heartbeat)
-        return run_worker(ctx, None if opts.script else command)
+        return run_worker(ctx, None if opts.script else opts.command, opts.prompt_stdin)
     except (SwarmError, ProtocolError, MailError, OSError) as exc:
         print(f"swarm worker: error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -83,7 +84,6 @@ def down(home: str | None, and_teardown: bool, as_json: bool) -> None:
 def run(plan_file: str | None, wave_file: str | None, home: str | None, max_workers: int | None, wait: bool,
         timeout: str | None, as_json: bool) -> None:
     """Load a plan (TOML or JSON) onto the board and start the supervisor if it is not running."""
-    from pathlib import Path
 
     from swarmd.config import load_config
     from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
@@ -284,17 +284,18 @@ def worker() -> None:
 @click.option("--agent", default=None, help="Worker name (default: $SWARM_AGENT).")
 @click.option("--task", "task_id", default=None, help="Task id (default: $SWARM_TASK).")
 @click.option("--script", is_flag=True, help="Run the task's description as a shell script.")
+@click.option("--prompt-stdin", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Give COMMAND this file (its prompt) on stdin, never on its command line.")
 @click.option("--heartbeat", type=float, default=None, help="Seconds between heartbeats (default: swarm.toml).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def worker_run(home: str | None, agent: str | None, task_id: str | None, script: bool, heartbeat: float | None,
-               command: tuple[str, ...]) -> None:
+def worker_run(home: str | None, agent: str | None, task_id: str | None, script: bool, prompt_stdin: Path | None,
+               heartbeat: float | None, command: tuple[str, ...]) -> None:
     """Run COMMAND as the worker of a task: ACCEPTED, heartbeats, then DONE or FAILED by its exit code.
 
-    Example: swarm worker run --task t1 -- pytest -q
+    Example: swarm worker run --task t1 --prompt-stdin prompt.md -- claude -p
     """
-    from swarmd.worker import WorkerContext, run_worker
+    from swarmd.worker import WorkerContext, check_usage, run_worker
 
-    if script == bool(command):
-        raise SwarmError("give a command after `--`, or --script to run the task's description")
+    check_usage(script, list(command), prompt_stdin)
     ctx = WorkerContext.from_env(home, agent, task_id, heartbeat)
-    sys.exit(run_worker(ctx, None if script else list(command)))
+    sys.exit(run_worker(ctx, None if script else list(command), prompt_stdin))
