@@ -164,7 +164,7 @@ def run_worker(ctx: WorkerContext, argv: list[str] | None, prompt_stdin: Path | 
 
 def script_file(ctx: WorkerContext, script: str) -> Path:
     """The task's description written to a private file the shell runs (never `sh -c TEXT`: argv is public)."""
-    path = ctx.home.prompts_dir / f"{ctx.agent}.sh"
+    path = ctx.home.prompts_dir / f"{ctx.agent}-script.sh"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_prompt(path, script)
     return path

@@ -5,14 +5,19 @@ import os
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from agentclis import agent_env
-from swarmd.config import DEFAULT_PROFILES
+from agentmail import PostOffice
+from conftest import REPO, run_cli
+from swarmd.config import DEFAULT_PROFILES, DEFAULT_TOML
+from swarmd.home import SwarmHome
 from swarmd.spawner import render_command
 from swarmd.worker import parse_args
+from swarmkit import init_home
 
 # What each CLI prints when it has parsed its arguments and then finds the prompt on stdin empty: a run that
 # gets this far had every flag accepted, and needs no model.
@@ -68,3 +73,51 @@ def test_flag_check_refuses_flags_the_pinned_cli_does_not_know(name: str, templa
     result = parse_with_real_cli(agent_clis, argv, prompt_file, tmp_path)
     assert PARSED[name] not in result.stdout + result.stderr
     assert refusal in result.stderr and result.returncode != 0
+
+
+def test_commented_defaults_and_readme_show_the_builtin_profiles(tmp_path: Path) -> None:
+    """`swarm init`'s swarm.toml and the README's snippet say what the built-in profiles are, never older ones."""
+    written = tomllib.loads(DEFAULT_TOML)["profiles"]
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Workers and profiles"):]
+    snippet = tomllib.loads(section[section.index("```toml") + 7:section.index("```\n", section.index("```toml"))])
+    for name, profile in DEFAULT_PROFILES.items():
+        assert written[name]["command"] == profile.command, name
+        assert snippet["profiles"][name]["command"] == profile.command, name
+
+
+def test_prompt_over_128_kib_reaches_the_command_on_stdin(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home)
+    home = ["--home", str(swarm_home.root)]
+    assert run_cli("swarm", "task", "add", "by hand", "--id", "manual", *home).returncode == 0
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("spec line\n" * (200 * 1024 // 10))
+    copy = tmp_path / "received.md"
+    for runner in (["swarm", "worker", "run"], [sys.executable, "-m", "swarmd.worker"]):
+        copy.unlink(missing_ok=True)
+        args = [*runner, "--agent", "me", "--task", "manual", *home, "--prompt-stdin", str(prompt), "--",
+                "sh", "-c", f"cat > {shlex.quote(str(copy))}"]
+        result = run_cli(*args) if runner[0] == "swarm" else subprocess.run(args, capture_output=True, text=True,
+                                                                            timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert copy.read_bytes() == prompt.read_bytes()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--prompt-stdin", "{missing}", "--", "cat"], "cannot read the prompt"),
+    (["--script", "--prompt-stdin", "{missing}"], "a --script worker has none"),
+])
+def test_worker_usage_errors_are_one_line_and_exit_2(args: list[str], message: str, swarm_home: SwarmHome,
+                                                     tmp_path: Path) -> None:
+    init_home(swarm_home)
+    assert run_cli("swarm", "task", "add", "by hand", "--id", "manual", "--home", str(swarm_home.root)).returncode == 0
+    filled = [a.replace("{missing}", str(tmp_path / "missing.md")) for a in args]
+    common = ["--agent", "me", "--task", "manual", "--home", str(swarm_home.root)]
+    for result in (run_cli("swarm", "worker", "run", *common, *filled),
+                   subprocess.run([sys.executable, "-m", "swarmd.worker", *common, *filled], capture_output=True,
+                                  text=True, timeout=60, check=False)):
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    post = PostOffice(swarm_home.root)
+    assert "supervisor" not in post.agents() or not post.mailbox("supervisor").list(), \
+        "nothing is reported for a worker that could not start"
