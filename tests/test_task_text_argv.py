@@ -63,8 +63,10 @@ def run_scanned(home: SwarmHome, plan: Path, secret: str, env: dict[str, str],
     scanner has seen them. Returns the stopped scanner."""
     scanner = ArgvScanner(secret)
     scanner.start()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "swarm"), "run", str(plan), "--home", str(home.root), "--wait", "--timeout", "180s"],
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    swarm = [str(Path(sys.executable).parent / "swarm"), "run", str(plan), "--home", str(home.root), "--wait",
+             "--timeout", "180s"]
+    proc = subprocess.Popen(swarm, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     try:
         hold_until_scanned(scanner)
         out, _ = proc.communicate(timeout=240)
@@ -75,7 +77,7 @@ def run_scanned(home: SwarmHome, plan: Path, secret: str, env: dict[str, str],
             proc.kill()
             proc.communicate()
     assert not scanner.leaks, "the task's text was on a command line:\n" + "\n".join(scanner.leaks.values())
-    assert proc.returncode is not None, out
+    assert scanner.scans >= 2, out
     return scanner
 
 

@@ -84,7 +84,6 @@ def down(home: str | None, and_teardown: bool, as_json: bool) -> None:
 def run(plan_file: str | None, wave_file: str | None, home: str | None, max_workers: int | None, wait: bool,
         timeout: str | None, as_json: bool) -> None:
     """Load a plan (TOML or JSON) onto the board and start the supervisor if it is not running."""
-
     from swarmd.config import load_config
     from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
     from swarmd.home import init_home
