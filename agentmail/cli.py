@@ -1,7 +1,6 @@
 """The `agentmail` command: a thin layer over PostOffice and Mailbox that parses, calls and prints."""
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from agentmail.errors import MailError
+from agentmail.locate import NoHome, locate_home
 from agentmail.mailbox import Delivered
 from agentmail.postoffice import PostOffice
 from protocol import Message, MessageType, ProtocolError, make_message
@@ -32,15 +32,21 @@ class _Group(click.Group):
             sys.exit(2)
 
 
-def _default_home() -> str:
-    return os.environ.get("SWARM_HOME") or ".swarm"
-
-
 def common(func: F) -> F:
     """The options every command takes: --home and --json."""
     func = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
-    return click.option("--home", type=click.Path(path_type=Path), default=_default_home, show_default="$SWARM_HOME or ./.swarm",
-                        help="The swarm (or mail) home.")(func)
+    return click.option("--home", type=click.Path(path_type=Path), default=None,
+                        help="The swarm (or mail) home (default: $SWARM_HOME, else the nearest .swarm/ "
+                             "in this directory or a parent).")(func)
+
+
+def _office(home: Path | None, *, must_exist: bool = False) -> PostOffice:
+    """The post office of the home named or found upward; with `must_exist`, a home that is not there is refused
+    (a message sent into a home made on the spot would be read by nobody)."""
+    root = locate_home(home)
+    if must_exist and not root.is_dir():
+        raise NoHome(f"no swarm home at {root}: run `swarm init` (or give the right --home)")
+    return PostOffice(root)
 
 
 @click.group(cls=_Group)
@@ -126,7 +132,7 @@ def _body(fields: tuple[str, ...], body_file: Path | None, body_json: str | None
 @common
 def send(sender: str, to: tuple[str, ...], roles: tuple[str, ...], kind: str, task: str | None,
          fields: tuple[str, ...], body_file: Path | None, body_json: str | None, ack_required: bool,
-         reply_to: str | None, home: Path, as_json: bool) -> None:
+         reply_to: str | None, home: Path | None, as_json: bool) -> None:
     """Send a message; prints its id."""
     recipients = [*to, *(f"role:{r}" for r in roles)]
     if not recipients:
@@ -136,16 +142,16 @@ def send(sender: str, to: tuple[str, ...], roles: tuple[str, ...], kind: str, ta
     if task:
         body["task"] = task
         envelope["thread"] = task
-    message = PostOffice(home).send(make_message(kind.upper(), sender, recipients, body, **envelope))
+    message = _office(home, must_exist=True).send(make_message(kind.upper(), sender, recipients, body, **envelope))
     click.echo(message.to_json() if as_json else message.id)
 
 
 @cli.command()
 @click.argument("agent")
 @common
-def inbox(agent: str, home: Path, as_json: bool) -> None:
+def inbox(agent: str, home: Path | None, as_json: bool) -> None:
     """List AGENT's unread messages."""
-    unread = PostOffice(home).mailbox(agent).list()
+    unread = _office(home).mailbox(agent).list()
     if as_json:
         click.echo(json.dumps([_delivered_json(d) for d in unread]))
         return
@@ -165,9 +171,9 @@ def _delivered_json(delivered: Delivered) -> dict[str, Any]:
 @click.argument("agent")
 @click.argument("message_id", required=False)
 @common
-def read(agent: str, message_id: str | None, home: Path, as_json: bool) -> None:
+def read(agent: str, message_id: str | None, home: Path | None, as_json: bool) -> None:
     """Claim and print one of AGENT's messages (the oldest unread if no MESSAGE_ID)."""
-    delivered = PostOffice(home).mailbox(agent).claim(message_id)
+    delivered = _office(home).mailbox(agent).claim(message_id)
     if delivered is None:
         which = f"message {message_id}" if message_id else "messages"
         click.echo(f"no unread {which} for {agent}", err=True)
@@ -179,9 +185,9 @@ def read(agent: str, message_id: str | None, home: Path, as_json: bool) -> None:
 @click.argument("agent")
 @click.argument("message_id")
 @common
-def ack(agent: str, message_id: str, home: Path, as_json: bool) -> None:
+def ack(agent: str, message_id: str, home: Path | None, as_json: bool) -> None:
     """Acknowledge MESSAGE_ID, a message AGENT has read; the ACK goes to its sender."""
-    po = PostOffice(home)
+    po = _office(home)
     delivered = po.mailbox(agent).read_claimed(message_id)
     if delivered is None:
         raise MailError(f"{agent} has no read message {message_id}: read it first (agentmail read {agent} {message_id})")
@@ -195,11 +201,11 @@ def ack(agent: str, message_id: str, home: Path, as_json: bool) -> None:
 @click.option("--task", help="Only messages about this task.")
 @click.option("--timeout", type=float, help="Give up after this many seconds (exit 1).")
 @common
-def wait(agent: str, kinds: tuple[str, ...], task: str | None, timeout: float | None, home: Path,
+def wait(agent: str, kinds: tuple[str, ...], task: str | None, timeout: float | None, home: Path | None,
          as_json: bool) -> None:
     """Block until a matching message arrives for AGENT; claim and print it."""
     types = {MessageType(k.upper()) for k in kinds} or None
-    delivered = PostOffice(home).mailbox(agent).wait(types=types, task=task, timeout=timeout)
+    delivered = _office(home).mailbox(agent).wait(types=types, task=task, timeout=timeout)
     if delivered is None:
         click.echo(f"no matching message for {agent} within {timeout} s", err=True)
         sys.exit(1)
@@ -211,9 +217,9 @@ def wait(agent: str, kinds: tuple[str, ...], task: str | None, timeout: float | 
 @click.option("--claim", is_flag=True, help="Claim each message as it is printed.")
 @click.option("--polling", is_flag=True, help="Poll the directory instead of using file system events.")
 @common
-def watch(agent: str, claim: bool, polling: bool, home: Path, as_json: bool) -> None:
+def watch(agent: str, claim: bool, polling: bool, home: Path | None, as_json: bool) -> None:
     """Print one JSON line per message for AGENT as they arrive, until interrupted."""
-    mailbox = PostOffice(home).mailbox(agent)
+    mailbox = _office(home).mailbox(agent)
     try:
         for delivered in mailbox.watch(claim=claim, polling=polling):
             click.echo(delivered.message.to_json())
@@ -224,9 +230,9 @@ def watch(agent: str, claim: bool, polling: bool, home: Path, as_json: bool) -> 
 @cli.command()
 @click.argument("agent")
 @common
-def bad(agent: str, home: Path, as_json: bool) -> None:
+def bad(agent: str, home: Path | None, as_json: bool) -> None:
     """List AGENT's quarantined files and why each was set aside (unread mail is checked first)."""
-    mailbox = PostOffice(home).mailbox(agent)
+    mailbox = _office(home).mailbox(agent)
     mailbox.list()  # sweeps malformed files that no reader has come across yet into bad/
     quarantined = mailbox.bad()
     if as_json:
@@ -240,18 +246,18 @@ def bad(agent: str, home: Path, as_json: bool) -> None:
 @click.argument("agent")
 @click.option("--role", default="worker", show_default=True, help="The agent's role.")
 @common
-def register(agent: str, role: str, home: Path, as_json: bool) -> None:
+def register(agent: str, role: str, home: Path | None, as_json: bool) -> None:
     """Create AGENT's mailbox and record its role."""
-    mailbox = PostOffice(home).register(agent, role)
+    mailbox = _office(home).register(agent, role)
     click.echo(json.dumps({"agent": agent, "role": role, "path": str(mailbox.path)}) if as_json else str(mailbox.path))
 
 
 @cli.command()
 @click.option("--role", help="Only agents of this role.")
 @common
-def agents(role: str | None, home: Path, as_json: bool) -> None:
+def agents(role: str | None, home: Path | None, as_json: bool) -> None:
     """List the agents that have a mailbox."""
-    po = PostOffice(home)
+    po = _office(home)
     names = po.agents(role)
     if as_json:
         click.echo(json.dumps([{"agent": n, "role": po.role_of(n)} for n in names]))
@@ -263,14 +269,14 @@ def agents(role: str | None, home: Path, as_json: bool) -> None:
 @cli.command()
 @click.argument("name", required=False)
 @common
-def schema(name: str | None, home: Path, as_json: bool) -> None:
+def schema(name: str | None, home: Path | None, as_json: bool) -> None:
     """Print the JSON Schema of a message type or model (all of them if no NAME)."""
     click.echo(json.dumps(json_schema(name), indent=2))
 
 
 @cli.command()
 @common
-def demo(home: Path, as_json: bool) -> None:
+def demo(home: Path | None, as_json: bool) -> None:
     """Run a short mail round trip between a supervisor and a worker process in a throw-away home."""
     from agentmail.demo import run_demo
 

@@ -1,5 +1,6 @@
 """swarm.toml: the swarm's name, worker profiles, limits and timeouts."""
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -16,29 +17,54 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: str = Field(min_length=1)
-    env: dict[str, str] = {}
-    workdir: str | None = None
+    command: str = Field(min_length=1, description=(
+        "The shell command that starts a worker. Placeholders, shell-quoted for you: `{prompt_file}` `{task_id}` "
+        "`{agent}` `{home}` `{python}`. `{python} -m swarmd.worker -- CMD` wraps an agent CLI (ACCEPTED, "
+        "heartbeats, DONE/FAILED by its exit code); the first word after `--` must be on PATH when a plan loads."))
+    env: dict[str, str] = Field(default={}, description="Environment variables set for the worker.")
+    workdir: str | None = Field(default=None, description=(
+        "Where the worker runs when its task names no `workdir` (relative to the project)."))
 
 
 class Config(BaseModel):
+    """swarm.toml: every setting is optional."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="swarm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    max_workers: int = Field(default=4, ge=1, le=256)
-    durable: bool = True
-    heartbeat_interval: float = Field(default=5.0, gt=0)
-    stale_after: float = Field(default=300.0, gt=0)
-    task_timeout: float = Field(default=1800.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    max_checkpoints: int = Field(default=10, ge=0)
-    shutdown_grace: float = Field(default=30.0, ge=0)
-    tick: float = Field(default=0.5, gt=0, le=10)
-    default_profile: str = "script"
-    helper_profile: str | None = None
-    on_task_done: str | None = None
-    hook_timeout: float = Field(default=120.0, gt=0)
-    profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
+    name: str = Field(default="swarm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+                      description="Prefix of the worker tmux sessions: `<name>-<worker>`.")
+    project: str | None = Field(default=None, description=(
+        "The directory the swarm works on: where workers run and checks are made when a task says nothing "
+        "else (relative to the home). Unset: the directory that holds the home. `swarm init` writes it when "
+        "the home is kept elsewhere ($SWARM_HOME or --home)."))
+    max_workers: int = Field(default=4, ge=1, le=256, description="Workers running at once.")
+    durable: bool = Field(default=True, description=(
+        "fsync every message and ledger event (off: faster, may lose the last writes on power loss)."))
+    heartbeat_interval: float = Field(default=5.0, gt=0, description="Seconds between worker heartbeats.")
+    stale_after: float = Field(default=300.0, gt=0, description=(
+        "Seconds without a heartbeat before an agent counts as stale (and its attempt fails)."))
+    task_timeout: float = Field(default=1800.0, gt=0, description=(
+        "Seconds one attempt at a task may run (a task's own `timeout` wins)."))
+    max_attempts: int = Field(default=3, ge=1, description=(
+        "Failed attempts before a task is blocked (a task's own `max_attempts` wins; `swarm retry` gives a "
+        "fresh budget)."))
+    max_checkpoints: int = Field(default=10, ge=0, description=(
+        "Hand-overs by CHECKPOINT a task may use; past them a checkpoint counts as a failure."))
+    shutdown_grace: float = Field(default=30.0, ge=0, description=(
+        "Seconds a worker whose task is done (or checkpointed) has to exit after SHUTDOWN before its session "
+        "is ended."))
+    tick: float = Field(default=0.5, gt=0, le=10, description="Seconds between the supervisor's timer checks.")
+    default_profile: str = Field(default="script", description="The profile used by tasks that name none.")
+    helper_profile: str | None = Field(default=None, description=(
+        "A profile to start a helper for each HELP_REQUEST; unset: questions go to the feed."))
+    on_task_done: str | None = Field(default=None, description=(
+        "A shell command run after a task is validated; its failure is logged, not fatal. `{task_id}` `{title}` "
+        "`{agent}` `{home}` become `\"${SWARM_TASK_ID}\"` etc.: values are never read as shell code."))
+    hook_timeout: float = Field(default=120.0, gt=0, description=(
+        "Seconds `on_task_done` may run before its whole process group is killed."))
+    profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
+        "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude` and `codex` "
+        "(or replace one of the same name)."))
 
     @field_validator("profiles", mode="after")
     @classmethod
@@ -63,10 +89,12 @@ DEFAULT_PROFILES = {
                              "codex exec --sandbox workspace-write --skip-git-repo-check -"),
 }
 
+_PROJECT_LINE = '# project = "/path/to/repo" # where workers run by default; unset: the directory that holds this home\n'
 DEFAULT_TOML = """\
 # swarmd configuration. Every setting is optional; the values below are the defaults.
 
 name = "swarm"              # prefix of worker tmux sessions: <name>-<worker>
+# project = "/path/to/repo" # where workers run by default; unset: the directory that holds this home
 max_workers = 4             # workers running at once
 durable = true              # fsync every message and ledger event (off: faster, may lose the last writes on power loss)
 heartbeat_interval = 5.0    # seconds between worker heartbeats
@@ -119,12 +147,16 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: {describe_validation_error(exc).removeprefix('invalid message: ')}") from None
 
 
-def write_default_config(path: Path) -> bool:
-    """Write the commented defaults unless a config exists; True if written."""
+def write_default_config(path: Path, project: Path | None = None) -> bool:
+    """Write the commented defaults (with `project` set when given) unless a config exists; True if written."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         return False
+    text = DEFAULT_TOML
+    if project is not None:
+        text = text.replace(_PROJECT_LINE, f"project = {json.dumps(str(project.absolute()))}"
+                                          f"  # where workers run by default (swarm init was run for it)\n")
     with os.fdopen(fd, "w") as f:
-        f.write(DEFAULT_TOML)
+        f.write(text)
     return True

@@ -6,9 +6,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentmail.locate import HOME_DIR_NAME, NO_HOME, explicit_home, find_home_upward
 from swarmd.errors import HomeError
 
-DEFAULT_HOME = ".swarm"
+DEFAULT_HOME = HOME_DIR_NAME
 # A unix socket path must fit in sun_path: 108 bytes on Linux, with the NUL. Bytes, not characters: a
 # home under a path of non-ASCII letters is twice (or more) as long in bytes as it looks.
 MAX_SOCKET_PATH_BYTES = 100
@@ -19,9 +20,17 @@ SOCKET_FALLBACK_DIR = "/tmp"
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """`home`, else $SWARM_HOME, else ./.swarm; made absolute."""
-    chosen = home or os.environ.get("SWARM_HOME") or DEFAULT_HOME
-    return Path(chosen).expanduser().absolute()
+    """`home`, else $SWARM_HOME, else the nearest `.swarm/` in the current directory or a parent (as git finds
+    `.git`); made absolute. Raises HomeError when none is named and none is found."""
+    found = explicit_home(home) or find_home_upward()
+    if found is None:
+        raise HomeError(NO_HOME)
+    return found
+
+
+def home_to_create(home: str | os.PathLike[str] | None = None) -> Path:
+    """Where `swarm init` makes a home: `home`, else $SWARM_HOME, else ./.swarm (like `git init`, never a parent's)."""
+    return explicit_home(home) or Path.cwd().absolute() / DEFAULT_HOME
 
 
 def make_private_dir(path: Path) -> None:
@@ -97,16 +106,38 @@ class SwarmHome:
             make_private_dir(path)
 
 
-def init_home(home: SwarmHome) -> bool:
-    """Create the home, its commented swarm.toml and the mailboxes of the supervisor and the operator
-    (so workers can report before the supervisor first starts). Safe to run again; True if swarm.toml was new."""
+def init_home(home: SwarmHome, project: Path | None = None) -> bool:
+    """Create the home, its commented swarm.toml, a .gitignore that keeps the whole home out of git, and the
+    mailboxes of the supervisor and the operator (so workers can report before the supervisor first starts).
+
+    `project` is the directory the swarm works on (where workers run by default); it is written to a new
+    swarm.toml unless it is the home's parent, which is the default. Safe to run again; True if swarm.toml was new.
+    """
     from agentmail import PostOffice  # here, not at the top: agentmail is a layer above the home's paths
     from swarmd.config import write_default_config
 
     home.ensure_dirs()
-    created = write_default_config(home.config_file)
+    write_gitignore(home)
+    recorded = project if project is not None and project.absolute() != home.root.parent else None
+    created = write_default_config(home.config_file, project=recorded)
     post = PostOffice(home.root)
     post.register("supervisor", role="supervisor")
     post.register("operator", role="operator")
     return created
 
+
+
+def write_gitignore(home: SwarmHome) -> None:
+    """`<home>/.gitignore` ignoring everything (itself too): an agent's `git add -A` never commits the ledger,
+    the mail or the pid file. An existing file is left as it is."""
+    try:
+        fd = os.open(home.root / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write("# a swarm home: never commit it\n*\n")
+
+
+def project_dir(home: SwarmHome, project: str | None) -> Path:
+    """The directory the swarm works on: `project` from swarm.toml (relative to the home), else the home's parent."""
+    return (home.root / Path(project).expanduser()).absolute() if project else home.root.parent

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,31 +55,38 @@ class PlanDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: str | None = None
-    timeout: float | None = Field(default=None, gt=0)
-    max_attempts: int | None = Field(default=None, ge=1)
-    tags: list[str] | None = None
-    workdir: str | None = None
+    profile: str | None = Field(default=None, description="The worker profile of tasks that name none.")
+    timeout: float | None = Field(default=None, gt=0, description="Seconds (or `20m`, `1h30m`) per attempt.")
+    max_attempts: int | None = Field(default=None, ge=1, description="Failed attempts before a task is blocked.")
+    tags: list[str] | None = Field(default=None, description="Tags of tasks that set none.")
+    workdir: str | None = Field(default=None, description="Where tasks run, relative to the plan file.")
 
 
 class WaveEntry(BaseModel):
+    """A task of the current wave, ready to start."""
+
     model_config = ConfigDict(extra="forbid")
 
-    id: TaskId
-    title: str
-    spec_path: str | None = None
-    priority: int = 0
+    id: TaskId = Field(description="The task (bead) id.")
+    title: str = Field(description="One line for people.")
+    spec_path: str | None = Field(default=None, description=(
+        "A file whose text becomes the task's description (relative to the wave file; read when it loads)."))
+    priority: int = Field(default=0, description="Lower numbers start first.")
 
 
 class BlockedEntry(WaveEntry):
-    blocked_by: list[TaskId]
+    """A task waiting on others."""
+
+    blocked_by: list[TaskId] = Field(description="The tasks it waits on (in this file or already on the board).")
 
 
 class CompletedEntry(BaseModel):
+    """A task already done."""
+
     model_config = ConfigDict(extra="forbid")
 
-    id: TaskId
-    title: str
+    id: TaskId = Field(description="The task (bead) id.")
+    title: str = Field(description="One line for people.")
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -107,8 +115,10 @@ def _parse_duration_text(text: str) -> float:
     return sum(float(number) * _UNIT_SECONDS[unit.lower()] for number, unit in parts)
 
 
-def load_plan(path: Path) -> Plan:
-    """Read a plan file: TOML or JSON by suffix, otherwise whichever parses (JSON first)."""
+def load_plan(path: Path, known: Collection[str] = ()) -> Plan:
+    """Read a plan file: TOML or JSON by suffix, otherwise whichever parses (JSON first). `blocked_by` may name
+    a task of the plan or one in `known` (the ids already on the board). Tasks that name no `workdir` run in
+    the plan file's directory."""
     data = _read_structured(path)
     _refuse_unknown(path, "plan", data, PLAN_KEYS)
     base = path.absolute().parent
@@ -117,11 +127,11 @@ def load_plan(path: Path) -> Plan:
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise PlanError(f"{path}: no tasks: add a list 'tasks' ([[tasks]] tables in TOML)")
     tasks = [_plan_task(path, base, i, raw, defaults) for i, raw in enumerate(raw_tasks)]
-    _check_graph(path, tasks)
-    return Plan(tasks=tasks)
+    _check_graph(path, tasks, known)
+    return Plan(tasks=_run_beside(tasks, base))
 
 
-def load_wave(path: Path) -> Plan:
+def load_wave(path: Path, known: Collection[str] = ()) -> Plan:
     """Read the wave JSON that planning tools emit: open `wave` tasks, `blocked` ones waiting on blockers,
     and `completed` ones: open tasks too (so blockers resolve) whose ids are in Plan.completed, for the caller
     to record done with a transition of its own."""
@@ -134,8 +144,8 @@ def load_wave(path: Path) -> Plan:
     tasks += [_wave_task(path, base, entry) for entry in _entries(path, data, "blocked", BlockedEntry)]
     completed = _entries(path, data, "completed", CompletedEntry)
     tasks += [_validated(Task, {"id": c.id, "title": c.title}, path, f"task {c.id!r}") for c in completed]
-    _check_graph(path, tasks)
-    return Plan(tasks=tasks, completed=[c.id for c in completed])
+    _check_graph(path, tasks, known)
+    return Plan(tasks=_run_beside(tasks, base), completed=[c.id for c in completed])
 
 
 # Reading files
@@ -310,8 +320,16 @@ def _refuse_unknown(path: Path, where: str, raw: dict[str, Any], known: tuple[st
             raise PlanError(f"{path}: {where}: unknown key {key!r}: {hint}")
 
 
-def _check_graph(path: Path, tasks: list[Task]) -> None:
-    """Ids unique, every blocker a task of this plan, and no task waiting (through others) on itself."""
+def _run_beside(tasks: list[Task], base: Path) -> list[Task]:
+    """Tasks that name no workdir get the plan file's directory (as docker compose takes its file's)."""
+    for task in tasks:
+        task.workdir = task.workdir or str(base)
+    return tasks
+
+
+def _check_graph(path: Path, tasks: list[Task], known: Collection[str] = ()) -> None:
+    """Ids unique, every blocker a task of this plan or in `known`, and no task waiting (through others) on
+    itself. (Tasks in `known` are on the board already and cannot wait on the plan's new ones.)"""
     ids: set[str] = set()
     for task in tasks:
         if task.id in ids:
@@ -319,9 +337,10 @@ def _check_graph(path: Path, tasks: list[Task]) -> None:
         ids.add(task.id)
     for task in tasks:
         for blocker in task.blocked_by:
-            if blocker not in ids:
-                raise PlanError(f"{path}: task {task.id!r}: blocked_by: no task {blocker!r} in this plan")
-    cycle = find_cycle({task.id: task.blocked_by for task in tasks})
+            if blocker not in ids and blocker not in known:
+                where = "in this plan or on the board" if known else "in this plan"
+                raise PlanError(f"{path}: task {task.id!r}: blocked_by: no task {blocker!r} {where}")
+    cycle = find_cycle({task.id: [b for b in task.blocked_by if b in ids] for task in tasks})
     if cycle:
         raise PlanError(f"{path}: task {cycle[0]!r}: blocked_by: dependency cycle {' -> '.join(cycle)}")
 

@@ -8,6 +8,7 @@ from protocol.event import Event, EventType
 from protocol.task import FINAL_STATUSES, Task, TaskStatus
 from swarmd.config import Config
 from swarmd.errors import ConfigError, SwarmError
+from swarmd.executables import missing_programs
 from swarmd.ledger import Ledger
 from swarmd.plan import Plan
 
@@ -26,11 +27,25 @@ class LoadResult:
 
 
 def check_profiles(plan: Plan, config: Config) -> None:
-    """Refuse a plan whose tasks name worker profiles that swarm.toml does not define."""
+    """Refuse a plan whose tasks name worker profiles that swarm.toml does not define, or whose profiles start
+    a program that is not on PATH (ConfigError naming the profile and its tasks)."""
+    problems = profile_problems(plan, config)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def profile_problems(plan: Plan, config: Config) -> list[str]:
+    """Each unknown profile, and each profile whose program is missing, named with the tasks that use it."""
     unknown = sorted({t.profile for t in plan.tasks if t.profile and t.profile not in config.profiles})
+    problems = []
     if unknown:
-        raise ConfigError(f"the plan uses worker profiles {', '.join(map(repr, unknown))} that swarm.toml does not "
-                          f"define (it has {', '.join(sorted(config.profiles))}): add them under [profiles.NAME]")
+        problems.append(f"the plan uses worker profiles {', '.join(map(repr, unknown))} that swarm.toml does not "
+                        f"define (it has {', '.join(sorted(config.profiles))}): add them under [profiles.NAME]")
+    uses: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        if task.id not in plan.completed:
+            uses.setdefault(task.profile or config.default_profile, []).append(task.id)
+    return problems + [str(m) for m in missing_programs(uses, config)]
 
 
 def load_onto_board(ledger: Ledger, plan: Plan, agent: str = OPERATOR) -> LoadResult:

@@ -8,7 +8,7 @@ from pathlib import Path
 from protocol.task import Task
 from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
-from swarmd.home import SwarmHome
+from swarmd.home import SwarmHome, project_dir
 from swarmd.prompt import render_prompt, write_prompt
 from swarmd.tmux import PaneInfo, TmuxServer
 
@@ -85,8 +85,9 @@ class Spawner:
         return self.workdir(task, self.profile(task.profile))
 
     def workdir(self, task: Task, profile: Profile) -> Path:
-        """The task's workdir, else the profile's, else the directory that holds the swarm home."""
-        base = self.home.root.parent
+        """The task's workdir, else the profile's, else the project (swarm.toml's `project`, else the directory
+        that holds the home); relative ones are taken from the project."""
+        base = project_dir(self.home, self.config.project)
         chosen = task.workdir or profile.workdir
         path = (base / chosen) if chosen else base
         if not path.is_dir():

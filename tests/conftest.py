@@ -74,8 +74,8 @@ def agent_clis() -> dict[str, Path]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a console script of this package (`agentmail` or `swarm`) as a real process."""
+            timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a console script of this package (`agentmail` or `swarm`) as a real process (in `cwd` if given)."""
     exe = Path(sys.executable).parent / args[0]
-    return subprocess.run([str(exe), *args[1:]], capture_output=True, text=True, input=stdin,
+    return subprocess.run([str(exe), *args[1:]], capture_output=True, text=True, input=stdin, cwd=cwd,
                           env={**os.environ, **(env or {})}, timeout=timeout, check=False)

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from agentmail.errors import MailError
 from protocol.errors import ProtocolError
-from swarmd.errors import SwarmError
+from swarmd.errors import HomeError, SwarmError
 from swarmd.home import SwarmHome
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +43,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def home_option(f: F) -> F:
     return click.option("--home", "home", type=click.Path(file_okay=False, path_type=str), default=None,
-                        help="Swarm home (default: $SWARM_HOME, else ./.swarm).")(f)
+                        help="Swarm home (default: $SWARM_HOME, else the nearest .swarm/ here or in a parent).")(f)
 
 
 def json_option(f: F) -> F:
@@ -51,7 +51,11 @@ def json_option(f: F) -> F:
 
 
 def get_home(home: str | None) -> SwarmHome:
-    return SwarmHome.at(home)
+    """The home named (--home, $SWARM_HOME) or found upward; refused unless `swarm init` made it (HomeError)."""
+    found = SwarmHome.at(home)
+    if not found.exists():
+        raise HomeError(f"no swarm home at {found.root}: run `swarm init`")
+    return found
 
 
 def dump_json(value: Any) -> None:

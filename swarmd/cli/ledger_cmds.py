@@ -17,7 +17,7 @@ from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.config import load_config
 from swarmd.errors import HomeError
-from swarmd.home import init_home
+from swarmd.home import SwarmHome, home_to_create, init_home
 from swarmd.ledger import DuplicateTask, Ledger, validated
 from swarmd.registry import LIVE_STATUSES
 
@@ -32,8 +32,6 @@ _TASK_LIST = TypeAdapter(list[Task])
 
 def open_ledger(home: str | None) -> Ledger:
     swarm_home = get_home(home)
-    if not swarm_home.exists():
-        raise HomeError(f"no swarm home at {swarm_home.root}: run `swarm init` first")
     _refuse_symlinked_ledger(swarm_home.ledger_dir)
     config = load_config(swarm_home.config_file)
     return Ledger(swarm_home, durable=config.durable, stale_after=config.stale_after)
@@ -71,11 +69,13 @@ def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[obj
 
 @main.command()
 @home_option
+@click.option("--project", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="The directory the swarm works on (default: this one).")
 @json_option
-def init(home: str | None, as_json: bool) -> None:
-    """Create a swarm home (safe to run again) and print its path."""
-    swarm_home = get_home(home)
-    created = init_home(swarm_home)
+def init(home: str | None, project: Path | None, as_json: bool) -> None:
+    """Create a swarm home here (or at --home / $SWARM_HOME; safe to run again) and print its path."""
+    swarm_home = SwarmHome(home_to_create(home))
+    created = init_home(swarm_home, project=(project or Path.cwd()).absolute())
     if as_json:
         dump_json({"home": str(swarm_home.root), "created": created})
     else:

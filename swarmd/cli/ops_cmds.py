@@ -33,8 +33,6 @@ def up(home: str | None, foreground: bool, max_workers: int | None, as_json: boo
     from swarmd.daemon import start_daemon, supervisor_lock
 
     h = get_home(home)
-    if not h.exists():
-        raise SwarmError(f"no swarm home at {h.root}: run `swarm init` first")
     if not foreground:
         pid = start_daemon(h, max_workers)
         dump_json({"pid": pid, "home": str(h.root)}) if as_json else click.echo(f"supervisor running (pid {pid})")
@@ -80,36 +78,44 @@ def down(home: str | None, and_teardown: bool, as_json: bool) -> None:
 @click.option("--max-workers", type=click.IntRange(1, 256), default=None)
 @click.option("--wait", is_flag=True, help="Run the plan to its end; exit 0 only if every task is done.")
 @click.option("--timeout", default=None, help="With --wait: give up after this long (90s, 10m, 1h).")
+@click.option("--replace", is_flag=True, help="Replace the definitions of tasks not yet done that the plan changed.")
 @json_option
 def run(plan_file: str | None, wave_file: str | None, home: str | None, max_workers: int | None, wait: bool,
-        timeout: str | None, as_json: bool) -> None:
+        timeout: str | None, replace: bool, as_json: bool) -> None:
     """Load a plan (TOML or JSON) onto the board and start the supervisor if it is not running."""
     from swarmd.config import load_config
     from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
-    from swarmd.home import init_home
     from swarmd.ledger import Ledger
     from swarmd.plan import load_plan, load_wave, parse_duration
-    from swarmd.runner import check_profiles, load_onto_board, wait_for_plan, when_done
+    from swarmd.revision import compare
+    from swarmd.revision import replace as replace_definitions
+    from swarmd.runner import OPERATOR, check_profiles, load_onto_board, wait_for_plan, when_done
     from swarmd.settings import write_settings
     from swarmd.view import PlanView, summary_table
 
     if (plan_file is None) == (wave_file is None):
         raise SwarmError("give a PLAN file or --from-wave FILE (one of them)")
     seconds = parse_duration(timeout) if timeout else None
-    h = get_home(home)
-    if not h.exists():
-        init_home(h)
-    plan = load_wave(Path(wave_file)) if wave_file else load_plan(Path(plan_file))  # type: ignore[arg-type]
+    h = home_for_run(home)
     config = load_config(h.config_file)
-    check_profiles(plan, config)
     ledger = Ledger(h, durable=config.durable, stale_after=config.stale_after)  # as every other opener does
+    board = ledger.board()
+    plan = (load_wave(Path(wave_file), known=board) if wave_file
+            else load_plan(Path(plan_file), known=board))  # type: ignore[arg-type]
+    check_profiles(plan, config)
+    revision = compare(board, plan)
     loaded = load_onto_board(ledger, plan)
+    if replace:
+        replace_definitions(ledger, plan, revision, OPERATOR)
+    for line in revision.lines():
+        click.echo(line, err=as_json)
     started = running_pid(h) is None
     if max_workers and not started:
         write_settings(h, max_workers=max_workers)  # the running supervisor takes it from its next step
     pid = start_daemon(h, max_workers) if started else running_pid(h)
     if not wait:
-        result = {"added": loaded.added, "existing": loaded.existing, "completed": loaded.completed, "pid": pid}
+        result = {"added": loaded.added, "existing": loaded.existing, "completed": loaded.completed, "pid": pid,
+                  "changed": revision.changed, "replaced": revision.replaced, "kept_done": revision.kept_done}
         dump_json(result) if as_json else click.echo(
             f"{len(loaded.added)} tasks added ({len(loaded.existing)} already on the board); supervisor pid {pid}")
         return
@@ -147,6 +153,19 @@ def _interrupted(ledger: "Ledger", ids: list[str], plan: str, home: "SwarmHome",
         err.write("the supervisor this run started is stopped; its workers keep running in their sessions\n")
     err.write(f"resume with: swarm run {plan} --wait --home {home.root}    "
               f"(or end every worker: swarm down --teardown --home {home.root})\n")
+
+
+def home_for_run(home: str | None) -> "SwarmHome":
+    """The home named or found upward; if there is none, one made here (saying so on stderr, in one line)."""
+    from pathlib import Path
+
+    from swarmd.home import SwarmHome, explicit_home, find_home_upward, home_to_create, init_home
+
+    found = SwarmHome(explicit_home(home) or find_home_upward() or home_to_create(None))
+    if not found.exists():
+        init_home(found, project=Path.cwd())
+        click.echo(f"created swarm home at {found.root}", err=True)
+    return found
 
 
 @main.command()
@@ -239,16 +258,18 @@ def reply(worker: str, text: str, home: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("worker")
 @home_option
+@click.option("--hold", is_flag=True, help="Do not re-queue its task: hold it (blocked) until `swarm retry`.")
 @json_option
-def kill(worker: str, home: str | None, as_json: bool) -> None:
-    """End a worker; its task goes back to open."""
+def kill(worker: str, home: str | None, hold: bool, as_json: bool) -> None:
+    """End a worker; its task goes back to open (or, with --hold, waits for `swarm retry`)."""
     from swarmd.operate import Operator
 
-    task = Operator(get_home(home)).kill(worker)
+    task = Operator(get_home(home)).kill(worker, hold=hold)
     if as_json:
-        dump_json({"worker": worker, "reopened": task})
+        dump_json({"worker": worker, "held" if hold else "reopened": task})
     else:
-        click.echo(f"killed {worker}" + (f"; task {task} is open again" if task else ""))
+        state = "held until `swarm retry " + str(task) + "`" if hold else "open again"
+        click.echo(f"killed {worker}" + (f"; task {task} is {state}" if task else ""))
 
 
 @main.command()
