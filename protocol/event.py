@@ -25,6 +25,7 @@ class EventType(StrEnum):
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
     TASK_CHECKPOINT = "task_checkpoint"
+    TASK_RETRIED = "task_retried"  # a fresh budget of attempts (`swarm retry`)
     NOTE_ADDED = "note_added"
     # the feed vocabulary users already know
     PROGRESS = "progress"

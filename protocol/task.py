@@ -69,19 +69,27 @@ class Check(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["files_exist", "content_check", "command", "tests", "lint"]
-    paths: list[str] = []
-    path: str | None = None
-    pattern: str | None = None
-    run: str | None = None
-    timeout: float = Field(default=120.0, gt=0, le=86_400)
+    kind: Literal["files_exist", "content_check", "command", "tests", "lint"] = Field(description=(
+        "`files_exist`: every path in `paths` exists. `content_check`: `path` exists and matches the regular "
+        "expression `pattern`. `command`, `tests`, `lint`: the shell command `run` exits 0 within `timeout` "
+        "(the three differ only in name)."))
+    paths: list[str] = Field(default=[], description="files_exist: the paths, relative to the task's workdir.")
+    path: str | None = Field(default=None, description="content_check: the file, relative to the task's workdir.")
+    pattern: str | None = Field(default=None, description="content_check: a Python regular expression to search.")
+    run: str | None = Field(default=None, description=(
+        "command / tests / lint: a shell command, run in the task's workdir."))
+    timeout: float = Field(default=120.0, gt=0, le=86_400, description=(
+        "command / tests / lint: seconds (or a duration such as `5m`) before the check fails."))
 
 
 class ValidationSpec(Model):
+    """What makes a worker's DONE believable: every check must pass."""
+
     model_config = ConfigDict(extra="forbid")
 
-    checks: list[Check] = []
-    workdir: str | None = None
+    checks: list[Check] = Field(default=[], description="The checks, run in order; all must pass.")
+    workdir: str | None = Field(default=None, description=(
+        "Where the checks run, relative to the task's workdir (default: the task's workdir)."))
 
 
 class AttemptOutcome(StrEnum):
@@ -102,21 +110,33 @@ class Attempt(Model):
 
 
 class Task(Model):
-    id: TaskId
-    title: str = Field(min_length=1, max_length=500)
-    description: str = ""
+    """A task on the board. A plan sets the fields described here; the rest belong to the ledger."""
+
+    id: TaskId = Field(description="A unique id: letters, digits, `.`, `_`, `-`.")
+    title: str = Field(min_length=1, max_length=500, description="One line for people (boards, the feed).")
+    description: str = Field(default="", description=(
+        "What to do, in full: it reaches the worker only through its prompt file (for the `script` profile, "
+        "the shell script to run)."))
     status: TaskStatus = TaskStatus.OPEN
     assignee: str | None = None
-    tags: list[str] = []
-    priority: int = 0
-    blocked_by: list[TaskId] = []
+    tags: list[str] = Field(default=[], description="Labels, for `swarm board --tag`.")
+    priority: int = Field(default=0, description="Lower numbers start first among ready tasks.")
+    blocked_by: list[TaskId] = Field(default=[], description=(
+        "Tasks that must be done first: ids in the same plan or already on the board."))
     notes: list[Note] = []
-    validation: ValidationSpec | None = None
-    profile: str | None = None
-    timeout: float | None = Field(default=None, gt=0)
-    max_attempts: int | None = Field(default=None, ge=1)  # None: the swarm's setting
-    workdir: str | None = None
+    validation: ValidationSpec | None = Field(default=None, description=(
+        "`[tasks.validation]`: the checks a DONE must pass before it counts (see the check kinds)."))
+    profile: str | None = Field(default=None, description=(
+        "The worker profile from swarm.toml (default: `default_profile`); its program must be on PATH."))
+    timeout: float | None = Field(default=None, gt=0, description=(
+        "Seconds (or a duration such as `20m`, `1h30m`) one attempt may run (default: `task_timeout`)."))
+    max_attempts: int | None = Field(default=None, ge=1, description=(
+        "Failed attempts before the task is blocked (default: swarm.toml's `max_attempts`)."))
+    workdir: str | None = Field(default=None, description=(
+        "Where the worker runs and the checks are made, relative to the plan file (default: the plan file's "
+        "directory; for tasks added by hand, the project)."))
     attempts: list[Attempt] = []
+    retry_from: int = 0  # attempts before this index were spent before the last `swarm retry`: they no longer count
     created_by: str = "operator"
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
@@ -124,3 +144,7 @@ class Task(Model):
     def is_ready(self, done: set[str]) -> bool:
         """Open, with every blocker done."""
         return self.status == TaskStatus.OPEN and all(dep in done for dep in self.blocked_by)
+
+    def failed_attempts(self) -> int:
+        """The failed attempts that count against the task's budget: those since the last `swarm retry`."""
+        return sum(a.outcome == AttemptOutcome.FAILED for a in self.attempts[self.retry_from:])

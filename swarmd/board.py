@@ -101,6 +101,8 @@ def _apply_type(task: Task, event: Event) -> None:
         _end_attempt(task, outcome, event, str(detail.get("reason", "")))
         if event.type != EventType.TASK_COMPLETED:
             task.assignee = None
+    elif event.type == EventType.TASK_RETRIED:
+        task.retry_from = len(task.attempts)
     elif event.type == EventType.NOTE_ADDED:
         _add_note(task, detail.get("kind"), detail.get("text"), event)
     elif event.type in FEED_NOTES:

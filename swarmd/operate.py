@@ -111,15 +111,17 @@ class Operator:
                          thread=entry.task))
         return message.id
 
-    def kill(self, worker: str) -> str | None:
-        """End a worker's session; its task goes back to open without spending an attempt. Returns the task."""
+    def kill(self, worker: str, hold: bool = False) -> str | None:
+        """End a worker's session; its task goes back to open without spending an attempt, or with `hold` to
+        blocked (held: it waits for `swarm retry`). Returns the task."""
         entry = self.entry(worker)
         task = self.ledger.board().get(entry.task or "")
         if task is not None and task.status in LIVE_STATUSES and task.assignee == entry.name:
-            self.ledger.transition(task.id, TaskStatus.OPEN, OPERATOR, EventType.TASK_FAILED,
-                                   expect_assignee=entry.name,
-                                   summary=f"{task.id} back to open: {entry.name} killed by the operator",
-                                   worker=entry.name, reason="killed by the operator",
+            status, outcome = (TaskStatus.BLOCKED, "held until `swarm retry`") if hold else (TaskStatus.OPEN,
+                                                                                            "back to open")
+            self.ledger.transition(task.id, status, OPERATOR, EventType.TASK_FAILED, expect_assignee=entry.name,
+                                   summary=f"{task.id} {outcome}: {entry.name} killed by the operator",
+                                   worker=entry.name, reason="killed by the operator", held=hold,
                                    outcome=AttemptOutcome.ABANDONED.value)
         else:
             task = None

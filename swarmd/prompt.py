@@ -4,6 +4,7 @@ The task's text goes into this file and never onto a command line.
 """
 
 import os
+import shlex
 from pathlib import Path
 
 from protocol.messages import HelpRequest
@@ -11,16 +12,17 @@ from protocol.task import AttemptOutcome, Task
 
 REPORTING = """\
 ## How to report
-You are agent `{agent}` in a swarmd swarm (home: `{home}`). Report through Agent Mail to `supervisor`:
+You are agent `{agent}` in a swarmd swarm (home: `{home}`). Report through Agent Mail to `supervisor`
+(the commands name the home, so they work from any directory):
 
-    agentmail send --from {agent} --to supervisor --type ACCEPTED --task {task}
-    agentmail send --from {agent} --to supervisor --type PROGRESS --task {task} --field step="..." --field context_pct=40
-    agentmail send --from {agent} --to supervisor --type DONE --task {task} --field summary="..." --field files='["a.py"]'
-    agentmail send --from {agent} --to supervisor --type FAILED --task {task} --field failure=TESTS_FAIL --field reason="..."
-    agentmail send --from {agent} --to supervisor --type HELP_REQUEST --task {task} --field problem="..." --field question="..."
-    agentmail send --from {agent} --to supervisor --type CHECKPOINT --task {task} --field done="..." --field remaining="..."
+    agentmail send --home {home} --from {agent} --to supervisor --type ACCEPTED --task {task}
+    agentmail send --home {home} --from {agent} --to supervisor --type PROGRESS --task {task} --field step="..." --field context_pct=40
+    agentmail send --home {home} --from {agent} --to supervisor --type DONE --task {task} --field summary="..." --field files='["a.py"]'
+    agentmail send --home {home} --from {agent} --to supervisor --type FAILED --task {task} --field failure=TESTS_FAIL --field reason="..."
+    agentmail send --home {home} --from {agent} --to supervisor --type HELP_REQUEST --task {task} --field problem="..." --field question="..."
+    agentmail send --home {home} --from {agent} --to supervisor --type CHECKPOINT --task {task} --field done="..." --field remaining="..."
 
-Read steering and answers with `agentmail read {agent}`. A DONE is checked before it counts:
+Read steering and answers with `agentmail read --home {home} {agent}`. A DONE is checked before it counts:
 {checks}
 """
 
@@ -52,15 +54,21 @@ def previous_attempts(task: Task) -> str:
 
 
 def render_prompt(task: Task, *, agent: str, attempt: int, max_attempts: int, home: Path) -> str:
+    """The prompt of attempt `attempt` (the ledger's number) at `task`. It is numbered for the worker within the
+    task's budget: failures before the last `swarm retry`, hand-overs and abandoned attempts do not count."""
     history = previous_attempts(task)
+    within = min(task.failed_attempts() + 1, max_attempts)
+    note = f" (start #{attempt} of this task: the others were retried, handed over or abandoned)" if attempt > within \
+        else ""
     sections = [
         f"# Task {task.id}: {task.title}",
-        f"Attempt {attempt} of {max_attempts}.",
+        f"Attempt {within} of {max_attempts}.{note}",
         task.description.strip() or "(no description)",
     ]
     if history:
         sections.append("## Earlier attempts (fix what went wrong; continue from a checkpoint)\n" + history)
-    sections.append(REPORTING.format(agent=agent, home=home, task=task.id, checks=describe_checks(task)))
+    sections.append(REPORTING.format(agent=agent, home=shlex.quote(str(home)), task=task.id,
+                                     checks=describe_checks(task)))
     return "\n\n".join(sections)
 
 

@@ -475,7 +475,7 @@ class Supervisor:
     # ----- failure ----------------------------------------------------------------------------------------
     def _fail(self, task: Task, worker: WorkerState, reason: str) -> None:
         """A failed attempt: back to open with the reason for the next attempt, or blocked when spent."""
-        failed = 1 + sum(a.outcome == AttemptOutcome.FAILED for a in task.attempts)
+        failed = 1 + task.failed_attempts()
         status = TaskStatus.BLOCKED if failed >= self.max_attempts(task) else TaskStatus.OPEN
         first_line = reason.strip().splitlines()[0][:160] if reason.strip() else "failed"
         self.ledger.transition(task.id, status, SUPERVISOR, EventType.TASK_FAILED, expect_assignee=worker.name,
