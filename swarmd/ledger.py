@@ -157,21 +157,24 @@ class Ledger:
             text = summary or f"{task_id}: {current.status} -> {status}"
             return self._write([self._draft(_event_type(event_type), agent, task_id, text, detail)])[0]
 
-    def retry(self, task_id: str, agent: str, summary: str = "") -> Event:
-        """Give a blocked task (or an open one that has failed before) a fresh budget of attempts: a
-        task_retried event that sets it open; failures before it no longer count. Refused (LedgerError) for a
-        task that is done, cancelled or being worked on."""
+    def retry(self, task_ids: list[str], agent: str) -> list[Event]:
+        """Give blocked tasks (or open ones that have failed before) a fresh budget of attempts: one task_retried
+        event each, setting it open; failures before it no longer count. All or none: LedgerError, and nothing
+        written, if any task is unknown, done, cancelled or being worked on."""
         with self._locked():
-            current = self._task(task_id)
-            if current.status in LIVE_STATUSES:
-                raise LedgerError(f"task {task_id} is {current.status}: stop its worker first "
-                                  f"(`swarm kill {current.assignee or 'WORKER'} --hold`), then retry it")
-            if current.status not in (TaskStatus.BLOCKED, TaskStatus.OPEN):
-                raise LedgerError(f"task {task_id} is {current.status}, not blocked or failed: "
-                                  "reopen it with `swarm task update --status open` if it should run again")
-            text = summary or f"{task_id} retried: a fresh budget of attempts"
-            detail = {"status": TaskStatus.OPEN.value, "failed_before": current.failed_attempts()}
-            return self._write([self._draft(EventType.TASK_RETRIED, agent, task_id, text, detail)])[0]
+            drafts = []
+            for task_id in dict.fromkeys(task_ids):
+                current = self._task(task_id)
+                if current.status in LIVE_STATUSES:
+                    raise LedgerError(f"task {task_id} is {current.status}: stop its worker first "
+                                      f"(`swarm kill {current.assignee or 'WORKER'} --hold`), then retry it")
+                if current.status not in (TaskStatus.BLOCKED, TaskStatus.OPEN):
+                    raise LedgerError(f"task {task_id} is {current.status}, not blocked or failed: "
+                                      "reopen it with `swarm task update --status open` if it should run again")
+                detail = {"status": TaskStatus.OPEN.value, "failed_before": current.failed_attempts()}
+                drafts.append(self._draft(EventType.TASK_RETRIED, agent, task_id,
+                                          f"{task_id} retried: a fresh budget of attempts", detail))
+            return self._write(drafts)
 
     def update_task(self, task_id: str, agent: str, **fields: Any) -> Event:
         """Change a task's other fields (title, description, assignee, tags, priority, blocked_by...)."""

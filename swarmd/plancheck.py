@@ -19,6 +19,7 @@ class PlanCheck:
 
     @property
     def ok(self) -> bool:
+        """True when the plan would load: no problems."""
         return not self.problems
 
 

@@ -78,6 +78,9 @@ def test_retry_gives_a_fresh_budget_and_refuses_tasks_that_are_not_stuck(swarm_h
     try:
         assert _run(swarm_home, "run", str(plan), "--wait", "--timeout", "60s", timeout=90).returncode == 1
         assert Ledger(swarm_home).task("flaky").failed_attempts() == 2
+        unknown = _run(swarm_home, "retry", "flaky", "nope")
+        assert unknown.returncode == 2 and "no task 'nope'" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
+        assert Ledger(swarm_home).task("flaky").status == TaskStatus.BLOCKED, "all or none: flaky was left as it was"
         (tmp_path / "fixed").touch()
         assert _run(swarm_home, "retry", "flaky", "--json").returncode == 0
         assert Ledger(swarm_home).task("flaky").failed_attempts() == 0
@@ -87,8 +90,6 @@ def test_retry_gives_a_fresh_budget_and_refuses_tasks_that_are_not_stuck(swarm_h
         assert "Attempt 1 of 2." in prompt and "Attempt 3 of 2" not in prompt, prompt
         done = _run(swarm_home, "retry", "flaky")
         assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "is done" in done.stderr
-        unknown = _run(swarm_home, "retry", "nope")
-        assert unknown.returncode == 2 and "no task 'nope'" in unknown.stderr
     finally:
         _run(swarm_home, "down")
 

@@ -57,11 +57,10 @@ def plan_check(plan_file: Path, home: str | None, as_json: bool) -> None:
 @home_option
 @json_option
 def retry(task_ids: tuple[str, ...], home: str | None, as_json: bool) -> None:
-    """Give blocked or failed tasks a fresh budget of attempts (a held task is released)."""
+    """Give blocked or failed tasks a fresh budget of attempts (a held task is released); all or none."""
     from swarmd.cli.ledger_cmds import _me, open_ledger
 
-    ledger = open_ledger(home)
-    events = [ledger.retry(task_id, _me()) for task_id in task_ids]
+    events = open_ledger(home).retry(list(task_ids), _me())
     if as_json:
         dump_json({"retried": [e.task for e in events]})
         return
