@@ -89,6 +89,8 @@ def test_agentmail_send_without_a_home_refuses_instead_of_losing_the_message(tmp
 
 
 def test_only_init_and_run_make_a_home_and_run_says_so(project: Path) -> None:
+    refused = run_cli("swarm", "run", "no-such-plan.json", cwd=project)
+    assert refused.returncode == 2 and not (project / ".swarm").exists(), "a refused plan leaves no home behind"
     plan = write_plan(project / "plan.json", [{"id": "a", "title": "a", "description": "true"}])
     result = run_cli("swarm", "run", "plan.json", "--json", cwd=project)
     assert result.returncode == 0, result.stderr

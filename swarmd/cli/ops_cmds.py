@@ -85,6 +85,7 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
     """Load a plan (TOML or JSON) onto the board and start the supervisor if it is not running."""
     from swarmd.config import load_config
     from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
+    from swarmd.home import SwarmHome, explicit_home, find_home_upward, home_to_create, init_home
     from swarmd.ledger import Ledger
     from swarmd.plan import load_plan, load_wave, parse_duration
     from swarmd.revision import compare
@@ -96,13 +97,16 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
     if (plan_file is None) == (wave_file is None):
         raise SwarmError("give a PLAN file or --from-wave FILE (one of them)")
     seconds = parse_duration(timeout) if timeout else None
-    h = home_for_run(home)
-    config = load_config(h.config_file)
-    ledger = Ledger(h, durable=config.durable, stale_after=config.stale_after)  # as every other opener does
-    board = ledger.board()
+    h = SwarmHome(explicit_home(home) or find_home_upward() or home_to_create(None))
+    config = load_config(h.config_file)  # the defaults while there is no home yet
+    board = Ledger(h, durable=config.durable).board() if h.exists() else {}
     plan = (load_wave(Path(wave_file), known=board) if wave_file
             else load_plan(Path(plan_file), known=board))  # type: ignore[arg-type]
     check_profiles(plan, config)
+    if not h.exists():  # only now: a plan that is refused leaves no home behind
+        init_home(h, project=Path.cwd())
+        click.echo(f"created swarm home at {h.root}", err=True)
+    ledger = Ledger(h, durable=config.durable, stale_after=config.stale_after)  # as every other opener does
     revision = compare(board, plan)
     loaded = load_onto_board(ledger, plan)
     if replace:
@@ -153,19 +157,6 @@ def _interrupted(ledger: "Ledger", ids: list[str], plan: str, home: "SwarmHome",
         err.write("the supervisor this run started is stopped; its workers keep running in their sessions\n")
     err.write(f"resume with: swarm run {plan} --wait --home {home.root}    "
               f"(or end every worker: swarm down --teardown --home {home.root})\n")
-
-
-def home_for_run(home: str | None) -> "SwarmHome":
-    """The home named or found upward; if there is none, one made here (saying so on stderr, in one line)."""
-    from pathlib import Path
-
-    from swarmd.home import SwarmHome, explicit_home, find_home_upward, home_to_create, init_home
-
-    found = SwarmHome(explicit_home(home) or find_home_upward() or home_to_create(None))
-    if not found.exists():
-        init_home(found, project=Path.cwd())
-        click.echo(f"created swarm home at {found.root}", err=True)
-    return found
 
 
 @main.command()
