@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -117,6 +117,8 @@ class Task(Model):
     max_attempts: int | None = Field(default=None, ge=1)  # None: the swarm's setting
     workdir: str | None = None
     attempts: list[Attempt] = []
+    # What an outside planning tool knows of the task (a wave's ol_bead_id, a bead's id), carried as is.
+    metadata: dict[str, Any] = {}
     created_by: str = "operator"
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
