@@ -104,3 +104,21 @@ class PlanView:
         elapsed = (datetime.now() - self.started).total_seconds()
         header = Text(f"{self.title}  {elapsed:5.1f}s  ", style="bold").append_text(counts_line(tasks))
         self.live.update(Group(header, task_table(tasks), *[event_line(e) for e in self.recent]))
+
+
+def ratchet_table(tasks: Iterable[Task]) -> Table:
+    """After a wave: each bead's OL ratchet (`ol hero ratchet`), passed, failed (with its stderr) or not run."""
+    table = Table(title="OL ratchet")
+    for column in ("bead", "quest", "ratchet", "detail"):
+        table.add_column(column)
+    for task in tasks:
+        bead, record = task.metadata.get("ol_bead_id"), task.metadata.get("ol_ratchet")
+        if not bead:
+            continue
+        if not isinstance(record, dict):
+            table.add_row(safe(bead), "", Text("not run", style="dim"), "")
+            continue
+        verdict = Text("complete", style="green") if record.get("passed") else Text(
+            f"failed (exit {record.get('exit')})", style="red")
+        table.add_row(safe(bead), safe(record.get("quest", "")), verdict, safe(record.get("stderr", ""), 90))
+    return table
