@@ -3,6 +3,8 @@
 following its task). `ol` and `bd` are stand-ins on PATH that record their calls (tests/standins.py)."""
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -12,11 +14,13 @@ from conftest import run_cli
 from protocol.event import EventType
 from protocol.task import AttemptOutcome, TaskStatus
 from standins import StandIns, issue, path_without
+from swarmd.daemon import running_pid
 from swarmd.home import SwarmHome
 from swarmd.integrations.bead_sync import BeadFollower
 from swarmd.integrations.beads import Bead, bead_task
+from swarmd.integrations.ol import quest_id
 from swarmd.ledger import Ledger
-from swarmkit import init_home
+from swarmkit import init_home, wait_until
 
 OL_REQUIRED = "Error: ol CLI required for --from-wave. Install ol or use swarm without wave integration."
 
@@ -164,3 +168,38 @@ def test_the_bead_follower_neither_misses_nor_repeats_a_change_across_a_restart(
     ledger.transition("bd-b2", TaskStatus.DONE, "operator")
     BeadFollower(ledger).sync()
     assert tools.calls()[seen + 1:] == [["bd", "close", "bd-b2"]]
+
+
+def test_a_restarted_supervisor_does_not_repeat_bead_changes(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home)
+    gate = tmp_path / "gate.fifo"
+    os.mkfifo(gate)
+    tools = StandIns(tmp_path / "bin", names=("bd",), beads=[issue("bd-g1", "Gated", f"read line < {gate}")])
+    home = str(swarm_home.root)
+    assert run_cli("swarm", "run", "--beads", "--home", home, env=tools.env()).returncode == 0
+    started = ["bd", "update", "bd-g1", "--status", "in_progress"]
+    wait_until(lambda: any(e.detail.get("phase") == "applied" for e in Ledger(swarm_home).events(types=["custom"])),
+               timeout=30, what="the bead's in_progress to be recorded")
+    os.kill(running_pid(swarm_home) or 0, signal.SIGKILL)
+    wait_until(lambda: running_pid(swarm_home) is None, timeout=10, what="the supervisor to be gone")
+    assert run_cli("swarm", "up", "--home", home, env=tools.env()).returncode == 0
+    with open(gate, "w") as release:  # the worker, adopted by the new supervisor, may finish now
+        release.write("go\n")
+    closed = ["bd", "close", "bd-g1"]
+    wait_until(lambda: closed in tools.calls(), timeout=30, what="the bead to be closed")
+    assert run_cli("swarm", "down", "--teardown", "--home", home, env=tools.env()).returncode == 0
+    assert [c for c in tools.calls() if "bd-g1" in c] == [started, closed]
+
+
+@pytest.mark.parametrize(("bead", "quest"), [("ol-527.1", "ol-527"), ("ol-527.1.2", "ol-527.1"),
+                                             ("auth-login", "auth-login")])
+def test_the_quest_is_the_bead_id_without_its_last_part(bead: str, quest: str) -> None:
+    assert quest_id(bead) == quest  # as the skill's `sed 's/\.[^.]*$//'`
+
+
+def test_a_bead_bd_does_not_know_is_one_line_and_exit_2(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    tools = StandIns(tmp_path / "bin", names=("bd",), beads=[issue("bd-a1", "A", "true")])
+    result = run_cli("swarm", "run", "--bead-ids", "bd-zz", "--home", str(swarm_home.root), env=tools.env())
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "bd show bd-zz --json` exit 1: Error: no issue found matching 'bd-zz'" in result.stderr
+    assert not swarm_home.root.exists()

@@ -3,14 +3,19 @@ open` when an attempt fails or its worker dies and the task goes back to open, `
 validated.
 
 The follower is driven from the ledger: it reads the task events in order and records each change it makes
-as a `custom` event of kind `bead_status`, first as an intent, then as applied. After a restart it replays the ledger: a
-change with a record is not made again, one without is made now, and an intent without its `applied` (the
-supervisor died while bd ran) is checked against `bd show` before it is repeated. So no change is missed and
-none is applied twice.
+as a `custom` event of kind `bead_status`, first as an intent, then as applied. After a restart it replays
+the ledger: a change with a record is not made again, one without is made now, and an intent without its
+`applied` (the supervisor died while bd ran) is checked against `bd show` before it is repeated. So no
+change is missed and none is applied twice. One follower works at a time (a lock file in `run/`), so one
+that is finishing in a stopping supervisor and one in its successor never interleave.
 """
 
+import fcntl
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,12 +86,13 @@ class BeadFollower:
 
     def sync(self) -> None:
         """Read the ledger's new events and make the bead changes they ask for, in order."""
-        changes = self._read()
-        for change in list(self.state.intents.values()):
-            self._resume(change)
-        for change in changes:
-            if change.cause > self.state.done_through:
-                self._apply(change)
+        with _exclusive(self.ledger.home.run_dir / "bead-sync.lock"):
+            changes = self._read()
+            for change in list(self.state.intents.values()):
+                self._resume(change)
+            for change in changes:
+                if change.cause > self.state.done_through:
+                    self._apply(change)
 
     # ----- reading the ledger -----------------------------------------------------------------------------
     def _read(self) -> list[_Change]:
@@ -161,3 +167,14 @@ class BeadFollower:
         self.ledger.append(EventType.CUSTOM, AGENT, change.task or None,
                            summary=f"bead {change.bead}: {verb} {change.status}{error}"[:500], **detail)
         self._fold_record(change.task, detail)
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (made 0600 if missing, never followed if a symlink)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
