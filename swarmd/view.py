@@ -108,17 +108,19 @@ class PlanView:
 
 def ratchet_table(tasks: Iterable[Task]) -> Table:
     """After a wave: each bead's OL ratchet (`ol hero ratchet`), passed, failed (with its stderr) or not run."""
+    from swarmd.integrations.ol import recorded_ratchet, wave_bead
+
     table = Table(title="OL ratchet")
     for column in ("bead", "quest", "ratchet", "detail"):
         table.add_column(column)
     for task in tasks:
-        bead, record = task.metadata.get("ol_bead_id"), task.metadata.get("ol_ratchet")
-        if not bead:
+        bead, result = wave_bead(task), recorded_ratchet(task)
+        if bead is None:
             continue
-        if not isinstance(record, dict):
+        if result is None:
             table.add_row(safe(bead), "", Text("not run", style="dim"), "")
             continue
-        verdict = Text("complete", style="green") if record.get("passed") else Text(
-            f"failed (exit {record.get('exit')})", style="red")
-        table.add_row(safe(bead), safe(record.get("quest", "")), verdict, safe(record.get("stderr", ""), 90))
+        verdict = Text("complete", style="green") if result.passed else Text(
+            f"failed ({'did not finish' if result.code is None else f'exit {result.code}'})", style="red")
+        table.add_row(safe(bead), safe(result.quest), verdict, safe(result.stderr, 90))
     return table

@@ -27,6 +27,7 @@ def quest_id(bead_id: str) -> str:
 
 
 def ratchet_argv(bead_id: str) -> list[str]:
+    """The ratchet's command line (an id is a safe task id: it never starts with `-`)."""
     return ["ol", "hero", "ratchet", bead_id, "--quest", quest_id(bead_id)]
 
 
@@ -50,11 +51,13 @@ class Ratchet:
         return f"{' '.join(ratchet_argv(self.bead))} failed ({how}):\n{self.stderr.strip() or '(no stderr)'}"
 
     def record(self) -> dict[str, Any]:
+        """The result as JSON for the task's metadata (`ol_ratchet`)."""
         return {"bead": self.bead, "quest": self.quest, "attempt": self.attempt, "exit": self.code,
                 "passed": self.passed, "stderr": self.stderr.strip()}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Ratchet":
+        """Read back `record()`. Raises KeyError or TypeError for something else."""
         return cls(record["bead"], record["quest"], record["attempt"], record["exit"], record.get("stderr", ""))
 
 
