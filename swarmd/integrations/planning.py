@@ -23,6 +23,7 @@ class PlanningTools:
         self.ledger = ledger
         self.beads = BeadFollower(ledger)
         self._has_beads = False
+        self._tasks_seen = 0
         self._recording = threading.Lock()
 
     def after_checks(self, task: Task, attempt: int, workdir: Path) -> str | None:
@@ -41,7 +42,10 @@ class PlanningTools:
     def on_step(self) -> None:
         """Called at every step of the supervisor's loop: let the beads catch up with their tasks (off the loop)."""
         if not self._has_beads:
-            self._has_beads = any(BEAD_KEY in t.metadata for t in self.ledger.board().values())
+            board = self.ledger.board()
+            if len(board) != self._tasks_seen:  # tasks are only ever added: look again only when some were
+                self._tasks_seen = len(board)
+                self._has_beads = any(BEAD_KEY in t.metadata for t in board.values())
         if self._has_beads:
             self.beads.poke()
 
