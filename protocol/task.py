@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -137,6 +137,8 @@ class Task(Model):
         "directory; for tasks added by hand, the project)."))
     attempts: list[Attempt] = []
     retry_from: int = 0  # attempts before this index were spent before the last `swarm retry`: they no longer count
+    # What an outside planning tool knows of the task (a wave's ol_bead_id, a bead's id), carried as is.
+    metadata: dict[str, Any] = {}
     created_by: str = "operator"
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)

@@ -18,7 +18,7 @@ Board = dict[str, Task]
 # Fields that `update_task` may change; status goes through `Ledger.transition`, the rest is history.
 UPDATABLE_FIELDS = frozenset({
     "title", "description", "assignee", "tags", "priority", "blocked_by", "validation", "profile", "timeout",
-    "max_attempts", "workdir",
+    "max_attempts", "workdir", "metadata",
 })
 # Feed events that carry a task become notes on it.
 FEED_NOTES = {

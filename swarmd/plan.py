@@ -283,7 +283,9 @@ def _entries(path: Path, data: dict[str, Any], section: str, model: type[M]) -> 
 
 def _wave_task(path: Path, base: Path, entry: WaveEntry) -> Task:
     values: dict[str, Any] = {"id": entry.id, "title": entry.title, "priority": entry.priority,
-                              "description": _spec_text(base, entry.spec_path)}
+                              "description": _spec_text(base, entry.spec_path),
+                              "metadata": {"ol_bead_id": entry.id, "ol_spec_path": entry.spec_path,
+                                           "ol_priority": entry.priority}}
     if isinstance(entry, BlockedEntry):
         values["blocked_by"] = entry.blocked_by
     return _validated(Task, values, path, f"task {entry.id!r}")

@@ -28,6 +28,7 @@ from swarmd.config import Config, load_config
 from swarmd.errors import ConfigError, LedgerError, SwarmError
 from swarmd.home import SwarmHome
 from swarmd.hooks import run_task_done_hook
+from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger import Ledger, LedgerUnwritable, StaleTransition, clip_fields, clip_text
 from swarmd.repeats import RepeatedErrors
 from swarmd.prompt import render_help_prompt
@@ -72,6 +73,7 @@ class ValidationResult:
     worker: str
     report: ValidationReport | None
     error: str = ""  # the checks could not run at all
+    refused: str = ""  # the checks passed, but a planning tool (OL's ratchet) refused the work: why
 
 
 class Supervisor:
@@ -97,6 +99,7 @@ class Supervisor:
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
         self.hooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hook")  # never delays a validation
+        self.planning = PlanningTools(self.ledger)
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)
@@ -161,6 +164,7 @@ class Supervisor:
         self.check_workers()
         if not self.stopping.is_set():
             self.dispatch()
+        self.planning.on_step()
 
     def reload_config(self) -> None:
         """Take up a changed swarm.toml (new profiles, limits, timeouts) before the step acts on it. One that
@@ -429,8 +433,10 @@ class Supervisor:
         """Run the task's checks off this thread; the result comes back through `results`."""
         def job() -> None:
             try:
-                report = run_checks(task.validation, workdir=self.spawner.workdir_for(task))
-                result = ValidationResult(task.id, worker.name, report)
+                workdir = self.spawner.workdir_for(task)
+                report = run_checks(task.validation, workdir=workdir)
+                refused = self.planning.after_checks(task, worker.attempt, workdir) if report.passed else None
+                result = ValidationResult(task.id, worker.name, report, refused=refused or "")
             except Exception as exc:  # noqa: BLE001 - a result must come back, or the task waits forever
                 result = ValidationResult(task.id, worker.name, None, f"{type(exc).__name__}: {exc}")
             self.results.put(result)
@@ -456,6 +462,8 @@ class Supervisor:
     def _judge(self, task: Task, worker: WorkerState, result: ValidationResult) -> None:
         if result.report is None:
             self._fail(task, worker, f"validation could not run: {result.error}")
+        elif result.refused:
+            self._fail(task, worker, result.refused)
         elif result.report.passed:
             self._complete(task, worker, result.report)
         else:

@@ -104,3 +104,23 @@ class PlanView:
         elapsed = (datetime.now() - self.started).total_seconds()
         header = Text(f"{self.title}  {elapsed:5.1f}s  ", style="bold").append_text(counts_line(tasks))
         self.live.update(Group(header, task_table(tasks), *[event_line(e) for e in self.recent]))
+
+
+def ratchet_table(tasks: Iterable[Task]) -> Table:
+    """After a wave: each bead's OL ratchet (`ol hero ratchet`), passed, failed (with its stderr) or not run."""
+    from swarmd.integrations.ol import recorded_ratchet, wave_bead
+
+    table = Table(title="OL ratchet")
+    for column in ("bead", "quest", "ratchet", "detail"):
+        table.add_column(column)
+    for task in tasks:
+        bead, result = wave_bead(task), recorded_ratchet(task)
+        if bead is None:
+            continue
+        if result is None:
+            table.add_row(safe(bead), "", Text("not run", style="dim"), "")
+            continue
+        verdict = Text("complete", style="green") if result.passed else Text(
+            f"failed ({'did not finish' if result.code is None else f'exit {result.code}'})", style="red")
+        table.add_row(safe(bead), safe(result.quest), verdict, safe(result.stderr, 90))
+    return table

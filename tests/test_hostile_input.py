@@ -18,6 +18,7 @@ from agentmail import PostOffice
 from agentmail.cli import cli as mail_cli
 from conftest import run_cli
 from protocol import MessageType, make_message
+from standins import StandIns
 from swarmd.cli import main as swarm_cli
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
@@ -134,9 +135,10 @@ def test_plan_and_wave_files_with_traversing_ids_are_refused(swarm_dir: Path, tm
     wave = tmp_path / "wave.json"
     wave.write_text(json.dumps({"wave": [{"id": "ok", "title": "t"}],
                                 "blocked": [{"id": "../x", "title": "t", "blocked_by": ["ok"]}]}))
+    ol = StandIns(tmp_path / "bin", names=("ol",))  # --from-wave needs `ol` on PATH before it reads the file
     before = tree(tmp_path, swarm_dir)
     assert_refused(swarm(swarm_dir, "run", str(plan)), "invalid task id")
-    assert_refused(swarm(swarm_dir, "run", "--from-wave", str(wave)), "invalid task id")
+    assert_refused(swarm(swarm_dir, "run", "--from-wave", str(wave), env=ol.env()), "invalid task id")
     assert tree(tmp_path, swarm_dir) == before
     assert not (swarm_dir / "ledger" / "events.jsonl").exists(), "nothing reached the board"
 

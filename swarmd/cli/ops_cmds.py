@@ -73,35 +73,44 @@ def down(home: str | None, and_teardown: bool, as_json: bool) -> None:
 
 @main.command()
 @click.argument("plan_file", metavar="PLAN", required=False, type=click.Path(dir_okay=False))
-@click.option("--from-wave", "wave_file", type=click.Path(dir_okay=False), help="A wave JSON from a planning tool.")
+@click.option("--from-wave", "wave_file", type=click.Path(dir_okay=False),
+              help="A wave JSON from OL's hero hunt (needs `ol` on PATH).")
+@click.option("--beads", "use_beads", is_flag=True, help="Run the ready beads of `bd ready` (needs `bd` on PATH).")
+@click.option("--bead-ids", default=None, help="Run these beads (comma-separated ids; implies --beads).")
 @home_option
 @click.option("--max-workers", type=click.IntRange(1, 256), default=None)
 @click.option("--wait", is_flag=True, help="Run the plan to its end; exit 0 only if every task is done.")
 @click.option("--timeout", default=None, help="With --wait: give up after this long (90s, 10m, 1h).")
 @click.option("--replace", is_flag=True, help="Replace the definitions of tasks not yet done that the plan changed.")
 @json_option
-def run(plan_file: str | None, wave_file: str | None, home: str | None, max_workers: int | None, wait: bool,
-        timeout: str | None, replace: bool, as_json: bool) -> None:
-    """Load a plan (TOML or JSON) onto the board and start the supervisor if it is not running."""
+def run(plan_file: str | None, wave_file: str | None, use_beads: bool, bead_ids: str | None, home: str | None,
+        max_workers: int | None, wait: bool, timeout: str | None, replace: bool, as_json: bool) -> None:
+    """Load a plan (TOML or JSON, an OL wave, or beads) onto the board and start the supervisor if it is not
+    running."""
     from swarmd.config import load_config
     from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
     from swarmd.home import SwarmHome, explicit_home, find_home_upward, home_to_create, init_home
+    from swarmd.integrations.sources import ToolMissing, read_plan
     from swarmd.ledger import Ledger
-    from swarmd.plan import load_plan, load_wave, parse_duration
+    from swarmd.plan import parse_duration
     from swarmd.revision import compare
     from swarmd.revision import replace as replace_definitions
     from swarmd.runner import OPERATOR, check_profiles, load_onto_board, wait_for_plan, when_done
     from swarmd.settings import write_settings
-    from swarmd.view import PlanView, summary_table
+    from swarmd.view import PlanView, ratchet_table, summary_table
 
-    if (plan_file is None) == (wave_file is None):
-        raise SwarmError("give a PLAN file or --from-wave FILE (one of them)")
+    if sum((plan_file is not None, wave_file is not None, use_beads or bead_ids is not None)) != 1:
+        raise SwarmError("give a PLAN file, --from-wave FILE, or --beads / --bead-ids IDS (one of them)")
     seconds = parse_duration(timeout) if timeout else None
     h = SwarmHome(explicit_home(home) or find_home_upward() or home_to_create(None))
     config = load_config(h.config_file)  # the defaults while there is no home yet
     board = Ledger(h, durable=config.durable).board() if h.exists() else {}
-    plan = (load_wave(Path(wave_file), known=board) if wave_file
-            else load_plan(Path(plan_file), known=board))  # type: ignore[arg-type]
+    try:
+        plan = read_plan(plan_file, wave_file, bead_ids if bead_ids is not None else use_beads,
+                         limit=max_workers or config.max_workers, known=board)
+    except ToolMissing as exc:  # the planning tools' own contract: this message, exit 1
+        click.echo(str(exc), err=True)
+        sys.exit(1)
     check_profiles(plan, config)
     if not h.exists():  # only now: a plan that is refused leaves no home behind
         init_home(h, project=Path.cwd())
@@ -130,7 +139,8 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
                                   supervisor_gone=when_done(lambda: wait_exit(pid, None)))
     except KeyboardInterrupt:
         stopped = started and running_pid(h) is not None and stop_daemon(h) is not None
-        _interrupted(ledger, loaded.ids, plan_file or f"--from-wave {wave_file}", h, supervisor_stopped=stopped)
+        source = plan_file or (f"--from-wave {wave_file}" if wave_file else f"--bead-ids {','.join(loaded.ids)}")
+        _interrupted(ledger, loaded.ids, source, h, supervisor_stopped=stopped)
         sys.exit(130)
     finally:
         if started and running_pid(h) is not None:
@@ -140,6 +150,8 @@ def run(plan_file: str | None, wave_file: str | None, home: str | None, max_work
         dump_json(tasks)
     else:
         console.print(summary_table(tasks))
+        if wave_file:
+            console.print(ratchet_table(tasks))
     sys.exit(0 if all(t.status == "done" for t in tasks) else 1)
 
 

@@ -1,0 +1,79 @@
+"""Running an outside program (`ol`, `bd`) safely: argv only, its own process group, a timeout."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from swarmd.errors import SwarmError
+
+TOOL_TIMEOUT = 60.0  # seconds
+OUTPUT_LIMIT = 1024 * 1024  # bytes of stdout kept (JSON listings); stderr is cut to its tail
+
+
+class ToolError(SwarmError):
+    """An outside program that could not be run, or whose answer cannot be understood."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a program said: `code` is its exit status (None: killed after the timeout, or not started)."""
+
+    argv: tuple[str, ...]
+    code: int | None
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def describe(self) -> str:
+        """One line saying how it ended, for a feed event or a refusal."""
+        how = "did not finish" if self.code is None else f"exit {self.code}"
+        first = self.stderr.strip().splitlines()[:1]
+        return f"`{' '.join(self.argv)}` {how}" + (f": {first[0]}" if first else "")
+
+
+def on_path(name: str) -> bool:
+    """Whether `name` is an executable on $PATH."""
+    return shutil.which(name) is not None
+
+
+def run_tool(argv: list[str], *, cwd: Path | None = None, timeout: float = TOOL_TIMEOUT) -> ToolResult:
+    """Run `argv` (never through a shell) in a new session, so that on timeout its whole process group is
+    killed. Output goes to temporary files: a grandchild that keeps a pipe open cannot keep us waiting."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True)
+        except OSError as exc:
+            return ToolResult(tuple(argv), None, "", f"cannot start {argv[0]}: {exc.strerror or exc}")
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        _kill_group(proc.pid)
+        if code is None:
+            proc.wait()
+        stdout, stderr = _read(out, OUTPUT_LIMIT), _read(err, OUTPUT_LIMIT)
+    if code is None:
+        stderr = (stderr + f"\nkilled after {timeout:g} s").strip()
+    return ToolResult(tuple(argv), code, stdout, stderr[-4096:])
+
+
+def _kill_group(pid: int) -> None:
+    """End whatever the program left running in its process group (it has exited, or timed out)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read(f: IO[bytes], limit: int) -> str:
+    f.seek(0)
+    return f.read(limit).decode("utf-8", errors="replace")
