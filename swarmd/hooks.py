@@ -7,6 +7,7 @@ to one ("${SWARM_TASK_TITLE}"): a shell never reads the value of a variable as c
 
 import os
 import re
+from pathlib import Path
 
 from protocol.event import EventType
 from protocol.task import Task
@@ -22,15 +23,15 @@ def render_hook(template: str) -> str:
     return _PLACEHOLDER.sub(lambda m: '"${%s}"' % _VARIABLES[m.group(1)], template)
 
 
-def run_task_done_hook(template: str, task: Task, home: SwarmHome, ledger: Ledger,
+def run_task_done_hook(template: str, task: Task, home: SwarmHome, ledger: Ledger, *, cwd: Path,
                        timeout: float) -> None:
-    """Run the hook for `task` (in its own process group, output to a file: see swarmd.shell) and record a
-    failure or a timeout in the feed. A background command it starts (`sleep 200 &`) neither holds it up nor
+    """Run the hook for `task` in `cwd` (the project; in its own process group, output to a file: see
+    swarmd.shell) and record a failure or a timeout (seconds) in the feed. A background command it starts (`sleep 200 &`) neither holds it up nor
     outlives it; a timeout kills its whole group."""
     values = {"task_id": task.id, "title": task.title, "agent": task.assignee or "", "home": str(home.root)}
     env = {**os.environ, **{_VARIABLES[k]: v for k, v in values.items()}}
     try:
-        result = run_shell(render_hook(template), cwd=home.root.parent, env=env, timeout=timeout, tail_bytes=500)
+        result = run_shell(render_hook(template), cwd=cwd, env=env, timeout=timeout, tail_bytes=500)
     except OSError as exc:
         ledger.append(EventType.CUSTOM, "supervisor", task.id, summary=f"on_task_done cannot start: {exc.strerror}")
         return

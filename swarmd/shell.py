@@ -1,4 +1,5 @@
-"""Shell commands the supervisor runs itself (validation checks, the `on_task_done` hook).
+"""Commands the supervisor runs itself: validation checks and the `on_task_done` hook (shell commands), and
+outside programs such as `ol` and `bd` (argv, through `wait_or_kill`).
 
 Each runs under /bin/sh in a process group of its own with its output in a temporary file, never a pipe: a
 background grandchild (`sleep 200 &`) that keeps the output open cannot keep the caller waiting once the
@@ -44,13 +45,15 @@ def run_shell(command: str, *, cwd: Path, env: dict[str, str], timeout: float,
     with tempfile.TemporaryFile() as output:
         proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        timed_out = _wait_or_kill(proc, timeout)
+        timed_out = wait_or_kill(proc, timeout)
         tail = _tail(output, tail_bytes)
     return ShellResult(None if timed_out else proc.returncode, tail)
 
 
-def _wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait for the shell; on timeout kill its whole group. Stragglers are killed either way. True if timed out."""
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to `timeout` seconds for `proc` (started with `start_new_session=True`, so it leads a process
+    group of its own), then kill its whole group: on timeout, and whatever it left running if it exited. While
+    it runs, `kill_all` can end it. True if it timed out."""
     with _running_lock:
         _running.add(proc.pid)
     try:

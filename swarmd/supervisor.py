@@ -26,7 +26,7 @@ from protocol.messages import FailureType, Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, AttemptOutcome, Task, TaskStatus
 from swarmd.config import Config, load_config
 from swarmd.errors import ConfigError, LedgerError, SwarmError
-from swarmd.home import SwarmHome
+from swarmd.home import SwarmHome, project_dir
 from swarmd.hooks import run_task_done_hook
 from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger import Ledger, LedgerUnwritable, StaleTransition, clip_fields, clip_text
@@ -478,7 +478,7 @@ class Supervisor:
         self._release(worker, "task done and validated")
         if self.config.on_task_done:
             self.hooks.submit(run_task_done_hook, self.config.on_task_done, task, self.home, self.ledger,
-                              self.config.hook_timeout)
+                              cwd=project_dir(self.home, self.config.project), timeout=self.config.hook_timeout)
 
     # ----- failure ----------------------------------------------------------------------------------------
     def _fail(self, task: Task, worker: WorkerState, reason: str) -> None:

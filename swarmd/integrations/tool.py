@@ -1,8 +1,6 @@
 """Running an outside program (`ol`, `bd`) safely: argv only, its own process group, a timeout."""
 
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -10,6 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from swarmd.errors import SwarmError
+from swarmd.shell import wait_or_kill
 
 TOOL_TIMEOUT = 60.0  # seconds
 OUTPUT_LIMIT = 1024 * 1024  # bytes of stdout kept (JSON listings); stderr is cut to its tail
@@ -46,32 +45,19 @@ def on_path(name: str) -> bool:
 
 def run_tool(argv: list[str], *, cwd: Path | None = None, timeout: float = TOOL_TIMEOUT) -> ToolResult:
     """Run `argv` (never through a shell) in a new session, so that on timeout its whole process group is
-    killed. Output goes to temporary files: a grandchild that keeps a pipe open cannot keep us waiting."""
+    killed (see swarmd.shell.wait_or_kill; a stopping supervisor kills it too). Output goes to temporary files:
+    a grandchild that keeps a pipe open cannot keep us waiting."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True)
         except OSError as exc:
             return ToolResult(tuple(argv), None, "", f"cannot start {argv[0]}: {exc.strerror or exc}")
-        try:
-            code: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        _kill_group(proc.pid)
-        if code is None:
-            proc.wait()
+        code = None if wait_or_kill(proc, timeout) else proc.returncode
         stdout, stderr = _read(out, OUTPUT_LIMIT), _read(err, OUTPUT_LIMIT)
     if code is None:
         stderr = (stderr + f"\nkilled after {timeout:g} s").strip()
     return ToolResult(tuple(argv), code, stdout, stderr[-4096:])
-
-
-def _kill_group(pid: int) -> None:
-    """End whatever the program left running in its process group (it has exited, or timed out)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _read(f: IO[bytes], limit: int) -> str:
