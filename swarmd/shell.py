@@ -1,5 +1,5 @@
 """Commands the supervisor runs itself: validation checks and the `on_task_done` hook (shell commands), and
-outside programs such as `ol` and `bd` (argv, through `wait_or_kill`).
+outside programs such as `ol` and `bd` (argv, through `wait_or_kill`, left to finish when the supervisor stops).
 
 Each runs under /bin/sh in a process group of its own with its output in a temporary file, never a pipe: a
 background grandchild (`sleep 200 &`) that keeps the output open cannot keep the caller waiting once the
@@ -50,12 +50,15 @@ def run_shell(command: str, *, cwd: Path, env: dict[str, str], timeout: float,
     return ShellResult(None if timed_out else proc.returncode, tail)
 
 
-def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float, *, stop_kills: bool = True) -> bool:
     """Wait up to `timeout` seconds for `proc` (started with `start_new_session=True`, so it leads a process
-    group of its own), then kill its whole group: on timeout, and whatever it left running if it exited. While
-    it runs, `kill_all` can end it. True if it timed out."""
-    with _running_lock:
-        _running.add(proc.pid)
+    group of its own), then kill its whole group: on timeout, and whatever it left running if it exited. With
+    `stop_kills`, `kill_all` ends it while it runs (a check or hook); without, a stopping supervisor lets it
+    finish within its timeout (a short outside command whose effect should not be cut in half). True if it
+    timed out."""
+    if stop_kills:
+        with _running_lock:
+            _running.add(proc.pid)
     try:
         proc.wait(timeout=timeout)
         timed_out = False

@@ -45,7 +45,7 @@ def on_path(name: str) -> bool:
 
 def run_tool(argv: list[str], *, cwd: Path | None = None, timeout: float = TOOL_TIMEOUT) -> ToolResult:
     """Run `argv` (never through a shell) in a new session, so that on timeout its whole process group is
-    killed (see swarmd.shell.wait_or_kill; a stopping supervisor kills it too). Output goes to temporary files:
+    killed (see swarmd.shell.wait_or_kill; a stopping supervisor lets it finish). Output goes to temporary files:
     a grandchild that keeps a pipe open cannot keep us waiting."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
@@ -53,7 +53,7 @@ def run_tool(argv: list[str], *, cwd: Path | None = None, timeout: float = TOOL_
                                     start_new_session=True)
         except OSError as exc:
             return ToolResult(tuple(argv), None, "", f"cannot start {argv[0]}: {exc.strerror or exc}")
-        code = None if wait_or_kill(proc, timeout) else proc.returncode
+        code = None if wait_or_kill(proc, timeout, stop_kills=False) else proc.returncode
         stdout, stderr = _read(out, OUTPUT_LIMIT), _read(err, OUTPUT_LIMIT)
     if code is None:
         stderr = (stderr + f"\nkilled after {timeout:g} s").strip()
