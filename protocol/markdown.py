@@ -23,10 +23,9 @@ import types
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from protocol.errors import InvalidMessage, InvalidName
 from protocol.messages import (
@@ -38,6 +37,7 @@ from protocol.messages import (
     HelpKind,
     Message,
     MessageType,
+    field_adapter,
     make_message,
 )
 from protocol.names import validate_task_id
@@ -324,7 +324,7 @@ def _convert(model: type[Body] | None, name: str, text: str) -> Any:
     else:
         value = text
     try:
-        return _adapter(model, name).validate_python(value)
+        return field_adapter(model, name).validate_python(value)
     except ValidationError as exc:
         raise _BadValue(f"is not valid: {exc.errors()[0]['msg']}") from None
 
@@ -334,12 +334,6 @@ def _base_type(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     return list if typing.get_origin(annotation) is list else annotation
-
-
-@lru_cache(maxsize=None)
-def _adapter(model: type[Body], name: str) -> TypeAdapter[Any]:
-    info = model.model_fields[name]
-    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
 
 
 def _items(text: str) -> list[str]:

@@ -4,16 +4,18 @@ A message is a JSON object: the envelope fields below and a `body` whose model i
 Bodies accept extra fields (agents may say more than we model) and keep them.
 """
 
+import functools
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from protocol.base import Model
 from protocol.errors import InvalidMessage
 from protocol.ids import new_id, utcnow
 from protocol.names import AgentName, Recipient, TaskId
+from protocol.text import non_utf8
 
 PROTOCOL_VERSION = 1
 
@@ -208,6 +210,15 @@ class Message(Model):
     body: Any = Field(default_factory=dict)
     origin: Origin | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8_only(cls, data: Any) -> Any:
+        """Refuse text that cannot be written as UTF-8 (a lone surrogate, e.g. from a non-UTF-8 byte in argv)
+        before it is accepted, rather than when the message is serialized."""
+        if (problem := non_utf8(data)) is not None:
+            raise ValueError(f"{problem}: send UTF-8 text")
+        return data
+
     @model_validator(mode="after")
     def _typed_body(self) -> "Message":
         model = BODY_MODELS[self.type]
@@ -235,6 +246,14 @@ class Message(Model):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+@functools.cache
+def field_adapter(model: type[Body], name: str) -> TypeAdapter[Any]:
+    """A validator for one body field alone, with its constraints (`context_pct` 0-100); KeyError if the
+    model has no field `name`."""
+    info = model.model_fields[name]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
 
 
 def make_message(
