@@ -17,7 +17,7 @@ from agentmail.postoffice import PostOffice
 from protocol import BODY_MODELS, Message, MessageType, ProtocolError, make_message
 from protocol.messages import Body, field_adapter
 from protocol.schema import json_schema
-from protocol.text import inert, non_utf8
+from protocol.text import decode_text, inert, non_utf8
 
 F = TypeVar("F", bound=Callable[..., Any])
 TYPES = click.Choice([t.value for t in MessageType], case_sensitive=False)
@@ -129,7 +129,8 @@ def _json_or_text(raw: str) -> Any:
 
 
 def _body_text(body_file: Path | None, body_json: str | None) -> str | None:
-    """The body's JSON text from a file, stdin or the option itself: bounded, and refused unless UTF-8."""
+    """The body's JSON text from a file, stdin or the option itself: bounded, refused unless UTF-8, and
+    decoded as every text file is (a BOM dropped, CRLF made LF)."""
     if body_file is None and body_json != "-":
         return body_json
     if body_file is not None:
@@ -141,7 +142,7 @@ def _body_text(body_file: Path | None, body_json: str | None) -> str | None:
         raise click.BadParameter(f"body is over {MAX_BODY_INPUT} bytes: put large content in a file and send its path",
                                  param_hint="--body-file/--body-json")
     try:
-        return raw.decode("utf-8")
+        return decode_text(raw)
     except UnicodeDecodeError:
         raise click.BadParameter("body is not UTF-8 text", param_hint="--body-file/--body-json") from None
 

@@ -41,6 +41,7 @@ from protocol.messages import (
     make_message,
 )
 from protocol.names import validate_task_id
+from protocol.text import normalize_text
 
 UNKNOWN = "UNKNOWN"
 T = MessageType
@@ -172,7 +173,7 @@ def parse_markdown(
 
 def _lines(text: str) -> list[str]:
     """Lines with `\\r\\n` and `\\r` read as `\\n`, without surrounding blank lines or a wrapping code fence."""
-    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = normalize_text(text).split("\n")
     while lines and not lines[0].strip():
         lines.pop(0)
     while lines and not lines[-1].strip():

@@ -4,6 +4,7 @@ A message is a JSON object: the envelope fields below and a `body` whose model i
 Bodies accept extra fields (agents may say more than we model) and keep them.
 """
 
+import codecs
 import functools
 from datetime import datetime
 from enum import StrEnum
@@ -15,7 +16,7 @@ from protocol.base import Model
 from protocol.errors import InvalidMessage
 from protocol.ids import new_id, utcnow
 from protocol.names import AgentName, Recipient, TaskId
-from protocol.text import non_utf8
+from protocol.text import BOM, non_utf8
 
 PROTOCOL_VERSION = 1
 
@@ -270,10 +271,17 @@ def parse_message(data: dict[str, Any] | str | bytes) -> Message:
     """Validate a message from a dict or JSON text; raise InvalidMessage with one readable line on failure."""
     try:
         if isinstance(data, (str, bytes)):
-            return Message.model_validate_json(data)
+            return Message.model_validate_json(_without_bom(data))
         return Message.model_validate(data)
     except ValidationError as exc:
         raise InvalidMessage(describe_validation_error(exc)) from None
+
+
+def _without_bom(data: str | bytes) -> str | bytes:
+    """JSON text without a leading UTF-8 byte order mark (editors on some systems write one)."""
+    if isinstance(data, bytes):
+        return data.removeprefix(codecs.BOM_UTF8)
+    return data.removeprefix(BOM)
 
 
 def _body_errors(exc: ValidationError) -> str:
