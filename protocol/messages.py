@@ -10,7 +10,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from protocol.base import Model
 from protocol.errors import InvalidMessage
@@ -213,10 +222,11 @@ class Message(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _utf8_only(cls, data: Any) -> Any:
+    def _utf8_only(cls, data: Any, info: ValidationInfo) -> Any:
         """Refuse text that cannot be written as UTF-8 (a lone surrogate, e.g. from a non-UTF-8 byte in argv)
-        before it is accepted, rather than when the message is serialized."""
-        if (problem := non_utf8(data)) is not None:
+        before it is accepted, rather than when the message is serialized. JSON input needs no look: its
+        parser refuses a lone surrogate itself."""
+        if info.mode != "json" and (problem := non_utf8(data)) is not None:
             raise ValueError(f"{problem}: send UTF-8 text")
         return data
 
