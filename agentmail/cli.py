@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.exceptions import NoArgsIsHelpError
+from pydantic import ValidationError
 
 from agentmail.errors import MailError
 from agentmail.locate import NoHome, locate_home
 from agentmail.mailbox import Delivered
 from agentmail.postoffice import PostOffice
-from protocol import Message, MessageType, ProtocolError, make_message
+from protocol import BODY_MODELS, Message, MessageType, ProtocolError, make_message
+from protocol.messages import Body, field_adapter
 from protocol.schema import json_schema
-from protocol.text import inert
+from protocol.text import decode_text, inert, non_utf8
 
 F = TypeVar("F", bound=Callable[..., Any])
 TYPES = click.Choice([t.value for t in MessageType], case_sensitive=False)
@@ -22,14 +25,38 @@ MAX_BODY_INPUT = 4 << 20  # bytes read from --body-file or stdin; the post offic
 
 
 class _Group(click.Group):
-    """Turns every refusal into one line on stderr and exit status 2: no traceback for a user's mistake."""
+    """Turns every refusal into one line on stderr and exit status 2: no traceback and no usage block for a
+    user's mistake (the line says where to find the command's help)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except NoArgsIsHelpError:
+            raise  # bare `agentmail`: the help, as usual
+        except click.UsageError as exc:
+            raise _OneLineUsageError(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _OneLineUsageError(exc) from None
         except (MailError, ProtocolError, OSError) as exc:
             click.echo(f"agentmail: error: {inert(str(exc))}", err=True)
             sys.exit(2)
+
+
+class _OneLineUsageError(click.ClickException):
+    """A click usage error (unknown option, bad value) shown as one line, exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, error: click.UsageError) -> None:
+        where = error.ctx.command_path if error.ctx is not None else "agentmail"
+        super().__init__(f"{' '.join(error.format_message().split())} (see {where} --help)")
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"agentmail: error: {inert(self.format_message())}", err=True)
 
 
 def common(func: F) -> F:
@@ -49,7 +76,8 @@ def _office(home: Path | None, *, must_exist: bool = False) -> PostOffice:
     return PostOffice(root)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="swarmd")
 def cli() -> None:
     """Agent Mail: typed messages between agents, delivered as files into per-agent mailboxes."""
 
@@ -73,19 +101,42 @@ def _summary(message: Message) -> str:
     return text if len(text) <= 50 else text[:47] + "..."
 
 
-def _parse_field(field: str) -> tuple[str, Any]:
+def _parse_field(field: str, model: type[Body]) -> tuple[str, Any]:
+    """`key=value` with the value typed by the body field it fills: a text field keeps the text as written
+    (`step=3` is "3"; a JSON string literal such as `"a b"` is unquoted), any other field (a list, number,
+    bool, enum or time) takes the value as JSON, else as text that pydantic converts (`tests=PASS`).
+    A field the model does not have keeps a JSON value as parsed, else the text."""
     key, sep, raw = field.partition("=")
     if not sep or not key:
         raise click.BadParameter(f"{field!r} is not key=value", param_hint="--field")
+    if key not in model.model_fields:
+        return key, _json_or_text(raw)
+    adapter = field_adapter(model, key)
+    try:
+        candidates = [json.loads(raw), raw]
+    except (json.JSONDecodeError, RecursionError):
+        candidates = [raw]
+    for value in candidates:
+        if non_utf8(value) is not None:
+            return key, value  # refused by the message's own validation, which names the field
+        try:
+            return key, adapter.validate_python(value)
+        except ValidationError:
+            continue
+    return key, raw  # the message's own validation says what is wrong with it, naming the field
+
+
+def _json_or_text(raw: str) -> Any:
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
-    return key, value if isinstance(value, (str, int, float, bool, list)) or value is None else raw
+    except (json.JSONDecodeError, RecursionError):
+        return raw
+    return value if isinstance(value, (str, int, float, bool, list)) or value is None else raw
 
 
 def _body_text(body_file: Path | None, body_json: str | None) -> str | None:
-    """The body's JSON text from a file, stdin or the option itself: bounded, and refused unless UTF-8."""
+    """The body's JSON text from a file, stdin or the option itself: bounded, refused unless UTF-8, and
+    decoded as every text file is (a BOM dropped, CRLF made LF)."""
     if body_file is None and body_json != "-":
         return body_json
     if body_file is not None:
@@ -97,12 +148,12 @@ def _body_text(body_file: Path | None, body_json: str | None) -> str | None:
         raise click.BadParameter(f"body is over {MAX_BODY_INPUT} bytes: put large content in a file and send its path",
                                  param_hint="--body-file/--body-json")
     try:
-        return raw.decode("utf-8")
+        return decode_text(raw)
     except UnicodeDecodeError:
         raise click.BadParameter("body is not UTF-8 text", param_hint="--body-file/--body-json") from None
 
 
-def _body(fields: tuple[str, ...], body_file: Path | None, body_json: str | None) -> dict[str, Any]:
+def _body(model: type[Body], fields: tuple[str, ...], body_file: Path | None, body_json: str | None) -> dict[str, Any]:
     text = _body_text(body_file, body_json)
     body: dict[str, Any] = {}
     if text:
@@ -114,7 +165,7 @@ def _body(fields: tuple[str, ...], body_file: Path | None, body_json: str | None
             raise click.BadParameter("body is nested too deeply", param_hint="--body-file/--body-json") from None
         if not isinstance(body, dict):
             raise click.BadParameter("body must be a JSON object", param_hint="--body-file/--body-json")
-    body.update(_parse_field(f) for f in fields)
+    body.update(_parse_field(f, model) for f in fields)
     return body
 
 
@@ -124,7 +175,8 @@ def _body(fields: tuple[str, ...], body_file: Path | None, body_json: str | None
 @click.option("--role", "roles", multiple=True, help="Broadcast to every agent of this role (repeatable).")
 @click.option("--type", "kind", required=True, type=TYPES, help="The message type.")
 @click.option("--task", help="The task this is about: sets the thread and body.task.")
-@click.option("--field", "fields", multiple=True, help="A body field key=value (JSON values are parsed).")
+@click.option("--field", "fields", multiple=True,
+              help="A body field key=value, typed by the field: text as written, lists and numbers as JSON.")
 @click.option("--body-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Body as a JSON file.")
 @click.option("--body-json", help="Body as JSON text, or - to read it from stdin.")
 @click.option("--ack-required", is_flag=True, help="Ask the recipient to acknowledge.")
@@ -137,7 +189,7 @@ def send(sender: str, to: tuple[str, ...], roles: tuple[str, ...], kind: str, ta
     recipients = [*to, *(f"role:{r}" for r in roles)]
     if not recipients:
         raise click.UsageError("give at least one --to or --role")
-    body = _body(fields, body_file, body_json)
+    body = _body(BODY_MODELS[MessageType(kind.upper())], fields, body_file, body_json)
     envelope: dict[str, Any] = {"ack_required": ack_required, "reply_to": reply_to}
     if task:
         body["task"] = task

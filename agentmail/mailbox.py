@@ -338,10 +338,12 @@ class Mailbox:
     # -- waiting --------------------------------------------------------------------------------------
 
     def on_arrival(self, callback: Callable[[], None], *, polling: bool = False) -> ArrivalWatch:
-        """Call `callback` (from the observer's thread) whenever a file lands in `new/`; `.stop()` it after.
+        """Call `callback` (from a watch thread) whenever a file lands in `new/`; `.stop()` it after.
 
-        The callback should only signal (set an Event, put on a Queue): the owner then calls list() or
-        claim() on its own thread.
+        Arrivals are seen from file events and from a rescan on a period (`agentmail.watch.RESCAN_PERIOD`),
+        for file systems that raise no event; with `polling`, or when no event can be had, from rescans
+        alone. The callback should only signal (set an Event, put on a Queue): the owner then calls list()
+        or claim() on its own thread.
         """
         from agentmail.watch import ArrivalWatch
 

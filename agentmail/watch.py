@@ -1,27 +1,37 @@
-"""Waking up when mail arrives: a watchdog observer on `new/` whose handler only signals.
+"""Waking up when mail arrives: file events where the kernel gives them, and a rescan on a period always.
 
-The observer (inotify on Linux) owns its thread; the handler calls a callback that should do nothing but
-signal. The reader scans `new/` itself, so events are only hints: a scan at start finds mail that arrived
-while nobody watched, and a missed or duplicated event costs nothing but a scan.
+A watch calls back when something may have arrived; the callback should do nothing but signal. Events come
+from a watchdog observer (inotify on Linux), whose handler only signals. Some file systems raise no event
+for some writes (an overlay whose lower directory is written, a network file system), so every watch also
+rescans on a period, and calls back when the rescan sees something new. Without any event at all (asked
+for, or no inotify instance or watch left to the user) the rescan runs often and is the only source: one
+warning per process says so. The reader scans itself, so a call back is only a hint: a missed or duplicated
+one costs nothing but a scan.
 """
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from watchdog.events import FileCreatedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
-from watchdog.observers.polling import PollingObserver
 from watchdog.utils import platform
 
 if TYPE_CHECKING:
     from agentmail.mailbox import Delivered, Mailbox
 
-POLL_INTERVAL = 0.1  # seconds between directory snapshots of the polling observer
+RESCAN_PERIOD = 1.0  # seconds between rescans of a watch that also has file events (events can be missing)
+POLL_INTERVAL = 0.1  # seconds between rescans of a watch without file events
 STOP_CHECK = 0.1  # how often a watch looks at a caller's `stop` Event (it cannot wake us itself)
+
+log = logging.getLogger("agentmail.watch")
+_warned = threading.Event()
+_warn_lock = threading.Lock()
 
 
 if platform.is_linux():
@@ -47,6 +57,16 @@ def _native_observer() -> BaseObserver:
     return BaseObserver(_ArrivalEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT)
 
 
+def warn_polling(what: Path, exc: OSError) -> None:
+    """Log, once per process, that watches run by polling because file events cannot be had."""
+    with _warn_lock:
+        if _warned.is_set():
+            return
+        _warned.set()
+    log.warning("no file events for %s (%s): watching by polling every %g s from now on",
+                what, exc.strerror or exc, POLL_INTERVAL)
+
+
 class _Signal(FileSystemEventHandler):
     """Calls back on files created in or moved into the watched directory; other events are ignored."""
 
@@ -58,40 +78,82 @@ class _Signal(FileSystemEventHandler):
             self._callback()
 
 
-class ArrivalWatch:
-    """A running observer on one directory; `stop()` (or leaving the `with` block) ends it."""
+class _Rescan(threading.Thread):
+    """Every `period` seconds, probes and calls back when `fires(previous, current)` says so."""
 
-    def __init__(self, directory: Path, callback: Callable[[], None], *, polling: bool = False) -> None:
+    def __init__(self, probe: Callable[[], Any], fires: Callable[[Any, Any], bool], callback: Callable[[], None],
+                 period: float) -> None:
+        super().__init__(name="rescan", daemon=True)
+        self._probe, self._fires, self._callback, self._period = probe, fires, callback, period
+        self._last = probe()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self._period):
+            current = self._probe()
+            if self._fires(self._last, current):
+                self._callback()
+            self._last = current
+
+
+class Watch:
+    """Calls `callback` when `fires(before, now)` holds for two probes of the watched path, checked on file
+    events under `directory` (when the kernel gives them) and on a period always; `stop()` (or leaving the
+    `with` block) ends it. `polling` is True when there are no file events (asked for, or unavailable)."""
+
+    def __init__(self, directory: Path, callback: Callable[[], None], *, handler: FileSystemEventHandler,
+                 observer: Callable[[], BaseObserver], probe: Callable[[], Any], fires: Callable[[Any, Any], bool],
+                 polling: bool = False, event_filter: list[type[FileSystemEvent]] | None = None) -> None:
         self.directory = directory
-        handler = _Signal(callback)
-        self._observer: BaseObserver | None = None if polling else _start(_native_observer(), directory, handler)
+        self._observer: BaseObserver | None = None
+        if not polling:
+            try:
+                self._observer = _start(observer(), directory, handler, event_filter)
+            except OSError as exc:  # no inotify instance or watch left, or no events here: poll instead
+                warn_polling(directory, exc)
         self.polling = self._observer is None
-        if self._observer is None:
-            self._observer = _start(PollingObserver(timeout=POLL_INTERVAL), directory, handler, fallback=False)
+        self._rescan = _Rescan(probe, fires, callback, POLL_INTERVAL if self.polling else RESCAN_PERIOD)
+        self._rescan.start()
 
     def stop(self) -> None:
-        observer = self._observer
+        """End the watch: no call back starts after this returns."""
+        self._rescan.done.set()
+        if self._rescan is not threading.current_thread():
+            self._rescan.join()
+        observer, self._observer = self._observer, None
         if observer is not None:
-            self._observer = None
             observer.stop()
             observer.join()
 
-    def __enter__(self) -> "ArrivalWatch":
+    def __enter__(self) -> "Watch":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def _start(observer: BaseObserver, directory: Path, handler: _Signal, *, fallback: bool = True) -> BaseObserver | None:
-    """Schedule and start `observer`; with `fallback`, None (instead of an error) if it cannot start."""
+class ArrivalWatch(Watch):
+    """Calls back whenever a file lands in `directory` (created or moved in; departures are ignored)."""
+
+    def __init__(self, directory: Path, callback: Callable[[], None], *, polling: bool = False) -> None:
+        super().__init__(directory, callback, handler=_Signal(callback), observer=_native_observer,
+                         probe=lambda: _names(directory), fires=lambda before, now: bool(now - before),
+                         polling=polling)
+
+
+def _names(directory: Path) -> frozenset[str]:
     try:
-        observer.schedule(handler, str(directory), recursive=False)
-        observer.start()
-    except OSError:  # e.g. inotify watch or instance limits reached: the caller falls back to polling
-        if not fallback:
-            raise
-        return None
+        return frozenset(os.listdir(directory))
+    except OSError:
+        return frozenset()
+
+
+def _start(observer: BaseObserver, directory: Path, handler: FileSystemEventHandler,
+           event_filter: list[type[FileSystemEvent]] | None) -> BaseObserver:
+    """Schedule and start `observer`; OSError if it cannot (no inotify instance or watch left)."""
+    observer.schedule(handler, str(directory), recursive=False, event_filter=event_filter)
+    observer.daemon = True
+    observer.start()
     return observer
 
 

@@ -21,12 +21,12 @@ import json
 import re
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from protocol.errors import InvalidMessage, InvalidName
 from protocol.messages import (
@@ -38,9 +38,11 @@ from protocol.messages import (
     HelpKind,
     Message,
     MessageType,
+    field_adapter,
     make_message,
 )
 from protocol.names import validate_task_id
+from protocol.text import normalize_text
 
 UNKNOWN = "UNKNOWN"
 T = MessageType
@@ -94,8 +96,14 @@ KNOWN_KEYS = frozenset({name for model in BODY_MODELS.values() for name in model
                        | set(ALIASES))
 
 _KEY_LINE = re.compile(
-    r"\s{0,3}(?:\*\*)?(?P<key>[A-Za-z][\w-]*(?: [\w-]+){0,4})(?:\*\*)?\s*:(?:\*\*)?(?:\s+(?P<value>.*))?"
+    r"\s{0,3}(?P<mark>\*\*|__|\*|_)?(?P<key>[A-Za-z][\w-]*(?: [\w-]+){0,4}?)(?:\*\*|__|\*|_)?\s*:(?:\*\*|__|\*|_)?"
+    r"(?:\s+(?P<value>.*))?"
 )
+# What agents put before a `Key: value` line: block quote marks, a bullet or number, emoji.
+_LINE_DECORATION = re.compile(r"\s*(?:>\s*)*(?:(?:[-*+]|\d{1,3}[.)])\s+)?")
+# Unicode categories of decoration around a subject or key: symbols (emoji), their joiners, variation
+# selectors and modifiers.
+_SYMBOL_CATEGORIES = frozenset({"So", "Sk", "Cf", "Mn", "Me"})
 _HEADING = re.compile(r"\s{0,3}#{1,6}(?:\s+(?P<text>.*))?")
 _BULLET = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s+(?P<item>.*)")
 _BRACKET_SUBJECT = re.compile(r"\[(?P<task>[^\]]*)\]\s*(?P<rest>.*)")
@@ -172,7 +180,7 @@ def parse_markdown(
 
 def _lines(text: str) -> list[str]:
     """Lines with `\\r\\n` and `\\r` read as `\\n`, without surrounding blank lines or a wrapping code fence."""
-    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = normalize_text(text).split("\n")
     while lines and not lines[0].strip():
         lines.pop(0)
     while lines and not lines[-1].strip():
@@ -202,9 +210,9 @@ def _scan(lines: list[str]) -> _Draft:
         if section is not None:
             section[1].append(line)
             continue
-        key_line = _KEY_LINE.fullmatch(line)
+        key_line = _key_line(line)
         if draft.subject is None and not draft.values and not draft.prose and _is_subject_line(line, key_line):
-            draft.subject = line.strip()
+            draft.subject = _bare(line)
             continue
         if key_line:
             value = _clean_line_value(key_line["value"] or "")
@@ -218,6 +226,44 @@ def _scan(lines: list[str]) -> _Draft:
     if section is not None:
         draft.put(section[0], "\n".join(section[1]).strip())
     return draft
+
+
+def _key_line(line: str) -> re.Match[str] | None:
+    """`Key: value` in a line, also behind decoration (`- **Tests:** PASS`, `✅ Lint: ok`, `> Summary: x`).
+
+    Behind decoration the key must be one we know or be marked bold or italic: a bullet of prose such as
+    `- note: it was slow` stays prose."""
+    if match := _KEY_LINE.fullmatch(line):
+        return match
+    rest = _strip_symbols(line[_LINE_DECORATION.match(line).end():], trailing=False)  # type: ignore[union-attr]
+    if rest == line.strip() or not (match := _KEY_LINE.fullmatch(rest)):
+        return None
+    return match if match["mark"] or norm_key(match["key"]) in KNOWN_KEYS else None
+
+
+def _strip_symbols(text: str, *, trailing: bool = True) -> str:
+    """`text` without leading (and, with `trailing`, trailing) blanks and emoji, with their joiners and
+    variation selectors."""
+    start, end = 0, len(text)
+    while start < end and _is_decoration(text[start]):
+        start += 1
+    while trailing and end > start and _is_decoration(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
+def _is_decoration(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in _SYMBOL_CATEGORIES
+
+
+def _bare(text: str) -> str:
+    """A subject or heading without its decoration: emoji, bold or italic marks and a block quote or bullet
+    before it (`## ✅ **[api] DONE**` -> `[api] DONE`)."""
+    previous = None
+    while text != previous:
+        previous = text
+        text = _strip_symbols(text[_LINE_DECORATION.match(text).end():]).strip("*_")  # type: ignore[union-attr]
+    return text
 
 
 def _is_subject_line(line: str, key_line: re.Match[str] | None) -> bool:
@@ -236,9 +282,9 @@ def _subject_like(text: str) -> bool:
 
 def _split_subject(text: str) -> tuple[str | None, MessageType | None] | None:
     """(task, type) of a subject; None when the text is no subject. An unknown type in brackets is kept."""
-    text = text.strip(" \t*")
+    text = _bare(text)
     if match := re.match(r"(?i)(subject|type)\s*:", text):
-        text = text[match.end():].strip(" \t*")
+        text = _bare(text[match.end():])
     if bracket := _BRACKET_SUBJECT.fullmatch(text):
         return bracket["task"].strip() or None, _type_word(bracket["rest"], prefix=True)
     if (colon := _TASK_SUBJECT.fullmatch(text)) and norm_key(colon["task"]) not in KNOWN_KEYS:
@@ -271,7 +317,7 @@ def _task_id(raw: str | None, problems: list[str]) -> str | None:
 def _following_items(lines: list[str], start: int) -> list[str]:
     items = []
     for line in lines[start:]:
-        if not _BULLET.fullmatch(line):
+        if not _BULLET.fullmatch(line) or _key_line(line):
             break
         items.append(line)
     return items
@@ -324,7 +370,7 @@ def _convert(model: type[Body] | None, name: str, text: str) -> Any:
     else:
         value = text
     try:
-        return _adapter(model, name).validate_python(value)
+        return field_adapter(model, name).validate_python(value)
     except ValidationError as exc:
         raise _BadValue(f"is not valid: {exc.errors()[0]['msg']}") from None
 
@@ -334,12 +380,6 @@ def _base_type(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     return list if typing.get_origin(annotation) is list else annotation
-
-
-@lru_cache(maxsize=None)
-def _adapter(model: type[Body], name: str) -> TypeAdapter[Any]:
-    info = model.model_fields[name]
-    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
 
 
 def _items(text: str) -> list[str]:
@@ -457,7 +497,7 @@ def _show(text: str) -> str:
 
 def norm_key(label: str) -> str:
     """`Next Steps`, `next-steps`, `**NEXT_STEPS:**` -> next_steps."""
-    return re.sub(r"[\s_-]+", "_", re.sub(r"[*:`]", "", label).lower()).strip("_")
+    return re.sub(r"[\s_-]+", "_", re.sub(r"[*:`]", "", _strip_symbols(label)).lower()).strip("_")
 
 
 def norm_word(text: str) -> str:

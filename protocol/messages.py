@@ -4,16 +4,28 @@ A message is a JSON object: the envelope fields below and a `body` whose model i
 Bodies accept extra fields (agents may say more than we model) and keep them.
 """
 
+import codecs
+import functools
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from protocol.base import Model
 from protocol.errors import InvalidMessage
 from protocol.ids import new_id, utcnow
 from protocol.names import AgentName, Recipient, TaskId
+from protocol.text import BOM, non_utf8
 
 PROTOCOL_VERSION = 1
 
@@ -208,6 +220,16 @@ class Message(Model):
     body: Any = Field(default_factory=dict)
     origin: Origin | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8_only(cls, data: Any, info: ValidationInfo) -> Any:
+        """Refuse text that cannot be written as UTF-8 (a lone surrogate, e.g. from a non-UTF-8 byte in argv)
+        before it is accepted, rather than when the message is serialized. JSON input needs no look: its
+        parser refuses a lone surrogate itself."""
+        if info.mode != "json" and (problem := non_utf8(data)) is not None:
+            raise ValueError(f"{problem}: send UTF-8 text")
+        return data
+
     @model_validator(mode="after")
     def _typed_body(self) -> "Message":
         model = BODY_MODELS[self.type]
@@ -237,6 +259,14 @@ class Message(Model):
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
+@functools.cache
+def field_adapter(model: type[Body], name: str) -> TypeAdapter[Any]:
+    """A validator for one body field alone, with its constraints (`context_pct` 0-100); KeyError if the
+    model has no field `name`."""
+    info = model.model_fields[name]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+
+
 def make_message(
     type: MessageType | str, sender: str, to: list[str] | str, body: dict[str, Any] | Body | None = None,
     **envelope: Any,
@@ -251,10 +281,17 @@ def parse_message(data: dict[str, Any] | str | bytes) -> Message:
     """Validate a message from a dict or JSON text; raise InvalidMessage with one readable line on failure."""
     try:
         if isinstance(data, (str, bytes)):
-            return Message.model_validate_json(data)
+            return Message.model_validate_json(_without_bom(data))
         return Message.model_validate(data)
     except ValidationError as exc:
         raise InvalidMessage(describe_validation_error(exc)) from None
+
+
+def _without_bom(data: str | bytes) -> str | bytes:
+    """JSON text without a leading UTF-8 byte order mark (editors on some systems write one)."""
+    if isinstance(data, bytes):
+        return data.removeprefix(codecs.BOM_UTF8)
+    return data.removeprefix(BOM)
 
 
 def _body_errors(exc: ValidationError) -> str:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from protocol.messages import describe_validation_error
 from protocol.names import TaskId
 from protocol.task import Task
+from protocol.text import read_text
 from swarmd.errors import ConfigError
 from swarmd.validation import check_problem
 
@@ -153,7 +154,7 @@ def load_wave(path: Path, known: Collection[str] = ()) -> Plan:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_text(path)
     except FileNotFoundError:
         raise PlanError(f"{path}: no such file") from None
     except UnicodeDecodeError:
@@ -297,8 +298,7 @@ def _spec_text(base: Path, spec_path: str | None) -> str:
         return ""
     spec = Path(os.path.normpath(base / spec_path))
     try:
-        with spec.open("rb") as f:
-            return f.read(MAX_SPEC_BYTES).decode("utf-8", errors="replace")
+        return read_text(spec, limit=MAX_SPEC_BYTES, errors="replace")
     except OSError:
         return f"The spec for this task is at {spec} (it could not be read when the plan was loaded)."
 

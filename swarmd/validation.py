@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.task import Check, ValidationSpec
+from protocol.text import read_text
 from swarmd.shell import run_shell
 
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
@@ -91,8 +92,7 @@ def _content_check(check: Check, workdir: Path) -> CheckOutcome:
     assert check.path is not None and check.pattern is not None  # check_problem made sure
     target = workdir / check.path
     try:
-        with target.open("rb") as f:
-            text = f.read(MAX_CONTENT_BYTES).decode("utf-8", errors="replace")
+        text = read_text(target, limit=MAX_CONTENT_BYTES, errors="replace")
     except FileNotFoundError:
         return CheckOutcome(check, False, f"{check.path}: no such file in {workdir}")
     except OSError as exc:

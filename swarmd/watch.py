@@ -1,5 +1,7 @@
-"""Wake a loop when a file changes: a watchdog observer whose handler only calls back (never does work)."""
+"""Wake a loop when a file changes: file events whose handler only calls back (never does work), and a
+rescan of the file's size and times on a period, for writes that raise no event (see `agentmail.watch`)."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,8 +14,8 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
 
+from agentmail.watch import Watch
 
 # Writes only. Reading the file (open, close without writing) must not wake anyone: the supervisor reads the
 # ledger on every step, and would otherwise wake itself forever.
@@ -29,10 +31,20 @@ class _Poke(FileSystemEventHandler):
             self.callback()
 
 
-def watch_file(path: Path, callback: Callable[[], None]) -> BaseObserver:
-    """Call `callback` on the observer's thread whenever `path` is written; `.stop()` the result when done."""
-    observer = Observer()
-    observer.schedule(_Poke(path, callback), str(path.parent), recursive=False, event_filter=_WRITES)
-    observer.daemon = True
-    observer.start()
-    return observer
+def _signature(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes when the file is written or replaced: inode, size, mtime and ctime; None if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def watch_file(path: Path, callback: Callable[[], None], *, polling: bool = False) -> Watch:
+    """Call `callback` (on a watch thread) whenever `path` is written; `.stop()` the result when done.
+
+    Without file events (asked for with `polling`, or no inotify instance or watch left) it polls, after
+    one warning per process."""
+    return Watch(path.parent, callback, handler=_Poke(path, callback), observer=Observer,
+                 probe=lambda: _signature(path), fires=lambda before, now: before != now, polling=polling,
+                 event_filter=_WRITES)

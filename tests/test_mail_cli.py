@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,59 @@ def test_schema_and_demo(home: Path) -> None:
     demo = mail(home, "demo")
     assert demo.returncode == 0, demo.stderr
     assert "[worker-1] got ACK" in demo.stdout and "round trip complete" in demo.stdout
+
+
+def test_version_and_short_help_options(home: Path) -> None:
+    version = mail(home, "--version")
+    assert version.returncode == 0 and version.stdout.strip() == "agentmail, version " + metadata.version("swarmd")
+    short, long = mail(home, "-h"), mail(home, "--help")
+    assert short.returncode == 0 and short.stdout == long.stdout and "Agent Mail" in short.stdout
+    assert mail(home, "send", "-h").stdout == mail(home, "send", "--help").stdout
+
+
+# (type, --field, the body field, its value): a field's value is typed by the field it fills.
+FIELD_TYPES = [
+    ("PROGRESS", "step=3", "step", "3"),
+    ("PROGRESS", "step=true", "step", "true"),
+    ("PROGRESS", 'step="two words"', "step", "two words"),
+    ("PROGRESS", "step=[1, 2]", "step", "[1, 2]"),
+    ("PROGRESS", "status=null", "status", "null"),
+    ("PROGRESS", "context_pct=40", "context_pct", 40.0),
+    ("PROGRESS", "context_pct=12.5", "context_pct", 12.5),
+    ("PROGRESS", 'files=["a.py", "b.py"]', "files", ["a.py", "b.py"]),
+    ("DONE", "commit=0123", "commit", "0123"),
+    ("DONE", "summary=42", "summary", "42"),
+    ("DONE", "tests=PASS", "tests", "PASS"),
+    ("DONE", 'lint="FAIL"', "lint", "FAIL"),
+    ("FAILED", "attempts=2", "attempts", 2),
+    ("FAILED", "reason=1e3", "reason", "1e3"),
+    ("FAILED", "failure=TESTS_FAIL", "failure", "TESTS_FAIL"),
+    ("SPAWN_REQUEST", "count=3", "count", 3),
+    ("SPAWN_REQUEST", "profile=123", "profile", "123"),
+    ("SPAWN_ACK", "accepted=false", "accepted", False),
+    ("SPAWN_ACK", "request_id=7", "request_id", "7"),
+    ("HELP_RESPONSE", "request_id=00012", "request_id", "00012"),
+    ("ACK", "message_id=12345", "message_id", "12345"),
+    ("STEER", "text=0", "text", "0"),
+    ("ACCEPTED", "started_at=2024-05-01T10:00:00Z", "started_at", "2024-05-01T10:00:00Z"),
+    ("PROGRESS", "extra=[1]", "extra", [1]),  # a field no model has: JSON if it parses, else text
+    ("PROGRESS", "extra=word", "extra", "word"),
+]
+
+
+@pytest.mark.parametrize(("kind", "field", "name", "value"), FIELD_TYPES)
+def test_field_value_is_typed_by_the_field_it_fills(home: Path, kind: str, field: str, name: str, value: object) -> None:
+    extra = ["--field", "request_id=r1"] if kind == "SPAWN_ACK" and name != "request_id" else []
+    extra += ["--field", "message_id=m1"] if kind == "ACK" and name != "message_id" else []
+    extra += ["--field", "text=go"] if kind == "STEER" and name != "text" else []
+    sent = mail(home, "send", "--from", "sup", "--to", "w1", "--type", kind, "--task", "t-1", "--field", field,
+                *extra, "--json")
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["body"][name] == value
+
+
+def test_field_value_that_its_field_cannot_take_is_one_line(home: Path) -> None:
+    assert_refused(mail(home, "send", "--from", "sup", "--to", "w1", "--type", "PROGRESS", "--task", "t-1",
+                        "--field", "context_pct=lots"), "body.context_pct")
+    assert_refused(mail(home, "send", "--from", "sup", "--to", "w1", "--type", "SPAWN_REQUEST",
+                        "--field", "count=0"), "body.count")

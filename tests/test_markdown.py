@@ -396,3 +396,53 @@ def test_fuzz_markdownish(text: str, envelope: dict[str, Any]) -> None:
 def test_huge_input_is_fast() -> None:
     text = "[t1] DONE\n" + "Context: " + "9" * 100_000 + "\n" + "# " + " #" * 50_000 + "\n" + "a " * 100_000
     assert parse_markdown(text).type == T.DONE
+
+
+# -- decorated reports: emoji, heading marks, bullets and bold around subjects and keys -----------------------
+
+DECORATED = [
+    # (the mail, its type, its task, fields that must be there)
+    ("✅ [api] DONE\nSummary: shipped", T.DONE, "api", {"summary": "shipped"}),
+    ("## ✅ [api] DONE\nCommit: abc123", T.DONE, "api", {"commit": "abc123"}),
+    ("🚀 [api] PROGRESS\nStep: tests", T.PROGRESS, "api", {"step": "tests"}),
+    ("❌ [api] FAILED\nReason: the build broke", T.FAILED, "api", {"reason": "the build broke"}),
+    ("# 🆘 [api] HELP_REQUEST\nQuestion: which API?", T.HELP_REQUEST, "api", {"question": "which API?"}),
+    ("**✅ [api] DONE**\nCommit: abc", T.DONE, "api", {"commit": "abc"}),
+    ("✅ **[api] DONE**\nCommit: abc", T.DONE, "api", {"commit": "abc"}),
+    ("⚠️ [api] HELP_REQUEST\nProblem: stuck", T.HELP_REQUEST, "api", {"problem": "stuck"}),
+    ("[api] ✅ DONE\nCommit: abc", T.DONE, "api", {"commit": "abc"}),
+    ("🏁 api: DONE\nCommit: abc", T.DONE, "api", {"commit": "abc"}),
+    ("> ✅ [api] DONE\nCommit: abc", T.DONE, "api", {"commit": "abc"}),
+    ("✅ DONE\nTask: api\nCommit: abc", T.DONE, "api", {"commit": "abc"}),
+    ("[api] DONE\n- **Tests:** PASS", T.DONE, "api", {"tests": CheckResult.PASS}),
+    ("[api] DONE\n* **Summary**: shipped it", T.DONE, "api", {"summary": "shipped it"}),
+    ("[api] DONE\n**Files:** a.py, b.py", T.DONE, "api", {"files": ["a.py", "b.py"]}),
+    ("[api] DONE\n- Commit: abc123", T.DONE, "api", {"commit": "abc123"}),
+    ("[api] DONE\n- **Files**:\n  - a.py\n  - b.py\n- **Tests:** PASS", T.DONE, "api",
+     {"files": ["a.py", "b.py"], "tests": CheckResult.PASS}),
+    ("[api] PROGRESS\n1. **Step:** tests\n2. **Context:** 45%", T.PROGRESS, "api", {"step": "tests", "context_pct": 45.0}),
+    ("[api] DONE\n✅ Tests: PASS\n❌ Lint: FAIL", T.DONE, "api", {"tests": CheckResult.PASS, "lint": CheckResult.FAIL}),
+    ("[api] DONE\n- ✅ **Build**: passed", T.DONE, "api", {"build": CheckResult.PASS}),
+    ("[api] DONE\n__Commit__: abc", T.DONE, "api", {"commit": "abc"}),
+    ("[api] DONE\n*Summary*: done", T.DONE, "api", {"summary": "done"}),
+    ("[api] DONE\n+ Lint: ok", T.DONE, "api", {"lint": CheckResult.PASS}),
+    ("[api] DONE\n> **Summary:** quoted", T.DONE, "api", {"summary": "quoted"}),
+    ("## ✅ [api] DONE\n## 📝 Summary\nall of it\n## 📁 Files Changed\n- a.py", T.DONE, "api",
+     {"summary": "all of it", "files": ["a.py"]}),
+    ("### 🚧 [api] CHECKPOINT\n- **Done:** parser\n- **Remaining:** docs\n- **Next Steps:** write them", T.CHECKPOINT,
+     "api", {"done": "parser", "remaining": "docs", "next_steps": "write them"}),
+    ("🤖 [api] PROGRESS\n- **Status**: 3 of 5 done ✅", T.PROGRESS, "api", {"status": "3 of 5 done ✅"}),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "task", "fields"), DECORATED, ids=[d[0].split("\n")[0] + "|" + d[0].split("\n")[-1] for d in DECORATED])
+def test_decorated_reports_are_understood(text: str, kind: MessageType, task: str, fields: dict[str, Any]) -> None:
+    mail = parse(text)
+    assert (mail.type, mail.task, mail.problems) == (kind, task, [])
+    assert {name: mail.fields.get(name) for name in fields} == fields, mail.fields
+    assert mail.message is not None
+
+
+def test_bullets_that_are_prose_stay_prose() -> None:
+    mail = parse("[api] DONE\n- fixed the parser\n- Note: it was slow\n\nTests: PASS")
+    assert mail.fields == {"summary": "- fixed the parser\n- Note: it was slow", "tests": CheckResult.PASS}

@@ -25,6 +25,7 @@ def test_reads_do_not_wake_but_writes_do(tmp_path: Path) -> None:
             f.write("second\n")
         assert woke.wait(10), "an append must wake the watcher"
         # inotify keeps order: the 50 reads came before the write, so any wake-up they caused has been counted.
-        assert len(calls) <= 2, f"{len(calls)} wake-ups for 50 reads and one write"
+        # The write may wake it three times: its modify and close events, and the periodic rescan that sees it.
+        assert len(calls) <= 3, f"{len(calls)} wake-ups for 50 reads and one write"
     finally:
         observer.stop()
