@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentmail import PostOffice
+from standins import StandIns
 from conftest import run_cli
 from protocol import parse_message
 from protocol.task import Check, Task, TaskStatus, ValidationSpec
@@ -94,9 +95,10 @@ def test_crlf_wave_spec_runs_the_script_it_holds(swarm_home: SwarmHome, tmp_path
     (tmp_path / "build.sh").write_bytes(windows(f"mkdir -p {out}\nprintf built > {out}/result\nexit 0\n"))
     wave = tmp_path / "wave.json"
     wave.write_text(json.dumps({"wave": [{"id": "build", "title": "build it", "spec_path": "build.sh"}]}))
+    ol = StandIns(tmp_path / "bin", names=("ol",))  # --from-wave needs OL on PATH; its ratchet passes
     result = run_cli("swarm", "run", "--from-wave", str(wave), "--home", str(swarm_home.root), "--wait",
-                     "--timeout", "60s", timeout=90)
+                     "--timeout", "60s", env=ol.env(), timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     assert statuses(swarm_home) == {"build": TaskStatus.DONE}
     assert (out / "result").read_text() == "built"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["build.sh", "home", "out", "wave.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "build.sh", "home", "out", "wave.json"]
