@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from click.exceptions import NoArgsIsHelpError
 from pydantic import ValidationError
 
+from agentmail.clibase import OneLineGroup
 from agentmail.errors import MailError
 from agentmail.locate import NoHome, locate_home
 from agentmail.mailbox import Delivered
@@ -24,39 +24,18 @@ TYPES = click.Choice([t.value for t in MessageType], case_sensitive=False)
 MAX_BODY_INPUT = 4 << 20  # bytes read from --body-file or stdin; the post office's size limit applies after
 
 
-class _Group(click.Group):
+class _Group(OneLineGroup):
     """Turns every refusal into one line on stderr and exit status 2: no traceback and no usage block for a
     user's mistake (the line says where to find the command's help)."""
 
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        try:
-            return super().make_context(*args, **kwargs)
-        except NoArgsIsHelpError:
-            raise  # bare `agentmail`: the help, as usual
-        except click.UsageError as exc:
-            raise _OneLineUsageError(exc) from None
+    prog = "agentmail"
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            raise _OneLineUsageError(exc) from None
         except (MailError, ProtocolError, OSError) as exc:
             click.echo(f"agentmail: error: {inert(str(exc))}", err=True)
             sys.exit(2)
-
-
-class _OneLineUsageError(click.ClickException):
-    """A click usage error (unknown option, bad value) shown as one line, exit status 2."""
-
-    exit_code = 2
-
-    def __init__(self, error: click.UsageError) -> None:
-        where = error.ctx.command_path if error.ctx is not None else "agentmail"
-        super().__init__(f"{' '.join(error.format_message().split())} (see {where} --help)")
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"agentmail: error: {inert(self.format_message())}", err=True)
 
 
 def common(func: F) -> F:
@@ -77,7 +56,7 @@ def _office(home: Path | None, *, must_exist: bool = False) -> PostOffice:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="swarmd")
+@click.version_option(package_name="swarmd", prog_name="agentmail")
 def cli() -> None:
     """Agent Mail: typed messages between agents, delivered as files into per-agent mailboxes."""
 

@@ -1,4 +1,5 @@
-"""Text at the edges: decoding what the swarm reads from files, and making outside text safe to print."""
+"""Text at the edges: decoding what the swarm reads from files, and making outside text (titles, mail,
+file names, terminal output) safe to print."""
 
 import re
 from collections.abc import Iterator
@@ -7,12 +8,23 @@ from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 BOM = "\ufeff"
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# A terminal's escape sequences (CSI, OSC, two-byte ESC) and the other control characters but newline and tab.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def inert(text: object) -> str:
+def inert(text: object, keep_newlines: bool = False) -> str:
     """`text` with every control character (ESC, CR, BEL, the C1 range...) written out as an escape such as
-    `\\x1b`: shown, never sent, so data can neither move the cursor, recolour nor retitle a terminal."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    `\\x1b`: shown, never sent, so data can neither move the cursor, recolour nor retitle a terminal.
+    With `keep_newlines`, "\\n" stays a real line break (for text shown as a block, such as a description)."""
+    pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
+    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+def strip_escapes(text: str) -> str:
+    """Terminal output as plain text: escape sequences and control characters removed (newlines and tabs
+    kept, "\\r\\n" made "\\n"). A sequence cut off at the end of `text` is not recognised: strip whole lines."""
+    return _ESCAPES.sub("", text.replace("\r\n", "\n"))
 
 
 def normalize_text(text: str) -> str:

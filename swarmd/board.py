@@ -163,3 +163,22 @@ def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
                 path.append(nxt)
                 stack.append(iter(deps.get(nxt, ())))
     return None
+
+
+def in_wave_order(tasks: Iterable[Task]) -> list[Task]:
+    """`tasks` sorted as they run: by wave (0 for a task that waits on none of them, else one past the latest
+    wave it waits on), then priority, then id. Blockers outside `tasks` do not count; a cycle (refused when a
+    plan loads) does not loop."""
+    by_id = {t.id: t for t in tasks}
+    wave: dict[str, int] = {}
+    for root in by_id:
+        stack = [root]
+        while stack:  # depth-first without recursion: a long chain must not hit the recursion limit
+            task_id = stack[-1]
+            waiting = [d for d in by_id[task_id].blocked_by if d in by_id and d not in wave and d not in stack]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            stack.pop()
+            wave[task_id] = 1 + max((wave.get(d, -1) for d in by_id[task_id].blocked_by if d in by_id), default=-1)
+    return sorted(by_id.values(), key=lambda t: (wave[t.id], t.priority, t.id))

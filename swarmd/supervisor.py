@@ -481,7 +481,7 @@ class Supervisor:
                               cwd=project_dir(self.home, self.config.project), timeout=self.config.hook_timeout)
 
     # ----- failure ----------------------------------------------------------------------------------------
-    def _fail(self, task: Task, worker: WorkerState, reason: str) -> None:
+    def _fail(self, task: Task, worker: WorkerState, reason: str, why: str = "stopped: attempt failed") -> None:
         """A failed attempt: back to open with the reason for the next attempt, or blocked when spent."""
         failed = 1 + task.failed_attempts()
         status = TaskStatus.BLOCKED if failed >= self.max_attempts(task) else TaskStatus.OPEN
@@ -493,7 +493,7 @@ class Supervisor:
             self.ledger.append(EventType.BLOCKER_FOUND, SUPERVISOR, task.id,
                                summary=f"{task.id} blocked after {failed} failed attempts: {first_line}",
                                reason=reason)
-        self._end_worker(worker, AgentStatus.DEAD)
+        self._end_worker(worker, AgentStatus.DEAD, why)
 
     def _launch_failed(self, task: Task, worker: WorkerState, error: str) -> None:
         """The worker could not be started at all (a missing executable or directory, a broken profile): a setup
@@ -507,7 +507,7 @@ class Supervisor:
         self.ledger.append(EventType.BLOCKER_FOUND, SUPERVISOR, task.id, reason=error,
                            summary=f"{task.id} is blocked: its worker cannot start ({error.splitlines()[0][:160]}); "
                                    f"fix the setup, then `swarm retry {task.id}`")
-        self._end_worker(worker, AgentStatus.DEAD)
+        self._end_worker(worker, AgentStatus.DEAD, "stopped: could not start")
 
     def _abandon(self, task: Task, reason: str) -> None:
         """The attempt ended through no fault of its worker: back to open without spending an attempt."""
@@ -518,13 +518,13 @@ class Supervisor:
         if task.assignee:
             self._mark_agent(task.assignee, AgentStatus.DEAD)
 
-    def _end_worker(self, worker: WorkerState, status: AgentStatus) -> None:
+    def _end_worker(self, worker: WorkerState, status: AgentStatus, why: str | None = None) -> None:
         """Stop a worker whose attempt is over. A failed worker's dead pane is kept for a post-mortem."""
         self.workers.pop(worker.name, None)
         pane = self.tmux.pane(worker.session)
         if pane is not None and (not pane.dead or status != AgentStatus.DEAD):
             self.tmux.kill_session(worker.session)
-        self._mark_agent(worker.name, status)
+        self._mark_agent(worker.name, status, why)
 
     def _release(self, worker: WorkerState, reason: str) -> None:
         """The attempt is over and went well: tell the worker (SHUTDOWN) and give it `shutdown_grace` seconds
@@ -559,11 +559,11 @@ class Supervisor:
                 if pane is not None:
                     self.tmux.kill_session(session)
 
-    def _mark_agent(self, name: str, status: AgentStatus) -> None:
-        """Record that an agent has stopped (its work is over) or died (it failed or was lost)."""
+    def _mark_agent(self, name: str, status: AgentStatus, why: str | None = None) -> None:
+        """Record that an agent has stopped (its work is over) or died (it failed or was lost); `why` words it."""
         if name in self.ledger.registry():
             self.ledger.append(EventType.AGENT_STOPPED, SUPERVISOR, name=name, status=status.value,
-                               summary=f"{name} {'stopped' if status == AgentStatus.STOPPED else 'is dead'}")
+                               summary=f"{name} {why or ('stopped' if status == AgentStatus.STOPPED else 'is dead')}")
 
     # ----- timers -----------------------------------------------------------------------------------------
     def check_workers(self) -> None:
@@ -619,7 +619,7 @@ class Supervisor:
                   else f"exited with status {code}" if code is not None else "ended")
         tail = read_tail(self.spawner.log_path(worker.name), 0)
         reason = f"worker {worker.name} {status} without reporting DONE or FAILED"
-        self._fail(task, worker, reason + (f"\nLast output:\n{tail[-800:]}" if tail else ""))
+        self._fail(task, worker, reason + (f"\nLast output:\n{tail[-800:]}" if tail else ""), why=f"is dead: {status}")
 
     def _stale(self, worker: WorkerState, entry: RegistryEntry | None, now: float) -> bool:
         """No new heartbeat for stale_after seconds, timed from when this supervisor saw the last one change:

@@ -12,9 +12,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from agentmail.clibase import quiet_broken_pipe
 from protocol.event import Event, EventType
 from protocol.task import Task, TaskStatus
 from protocol.text import inert
+from swarmd.board import in_wave_order
 
 STATUS_STYLE = {
     TaskStatus.OPEN: "white", TaskStatus.ASSIGNED: "cyan", TaskStatus.IN_PROGRESS: "yellow",
@@ -24,6 +26,21 @@ STATUS_STYLE = {
 STATUS_ORDER = list(TaskStatus)
 # Bookkeeping that would crowd the tasks' own events out of a progress view (`swarm feed` still has them).
 QUIET = frozenset({EventType.AGENT_REGISTERED, EventType.AGENT_UPDATED})
+_TYPE_WIDTH = max(len(t.value) for t in EventType)
+
+
+class QuietConsole(Console):
+    """A rich Console for the CLI: a reader that goes away ends the command like any other write to it
+    (exit 141, no message), where rich's own default exits 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        quiet_broken_pipe()
+
+
+def terminal(stderr: bool = False) -> Console:
+    """The console the `swarm` commands print to (stdout, or stderr when stdout carries JSON)."""
+    return QuietConsole(stderr=stderr, highlight=False)
 
 
 def safe(text: object, limit: int = 200) -> Text:
@@ -44,11 +61,11 @@ def task_table(tasks: Iterable[Task], title: str | None = None) -> Table:
 
 
 def summary_table(tasks: Iterable[Task]) -> Table:
-    """After a run: what was done, what failed, and why."""
+    """After a run: what was done, what failed, and why; in the order the tasks ran (wave, priority, id)."""
     table = Table(title="summary")
     for column in ("task", "status", "attempts", "last failure"):
         table.add_column(column)
-    for task in sorted(tasks, key=lambda t: (STATUS_ORDER.index(t.status), t.id)):
+    for task in in_wave_order(tasks):
         failures = [a.reason for a in task.attempts if a.outcome == "failed" and a.reason]
         table.add_row(safe(task.id), Text(task.status, style=STATUS_STYLE.get(task.status, "")),
                       str(len(task.attempts)), safe(failures[-1] if failures else "", 90))
@@ -68,7 +85,7 @@ def counts_line(tasks: Iterable[Task]) -> Text:
 
 def event_line(event: Event) -> Text:
     line = Text(f"{event.ts:%H:%M:%S} ", style="dim")
-    line.append(f"{event.type:<17}", style="bold")
+    line.append(f"{event.type:<{_TYPE_WIDTH}} ", style="bold")  # a space after each column, however long
     line.append(f"{event.agent:<11} ")
     line.append_text(safe(event.summary, 120))
     return line

@@ -12,7 +12,6 @@ ledger only for a worker started by hand. Its task comes from the TASK_ASSIGN ma
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from protocol.errors import ProtocolError
 from protocol.ids import utcnow
 from protocol.messages import FailureType, MessageType, TaskAssign, make_message
 from protocol.names import validate_agent_name, validate_task_id
+from protocol.text import strip_escapes
 from swarmd.config import load_config
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
@@ -38,7 +38,6 @@ SUPERVISOR = "supervisor"
 TAIL_BYTES = 2000
 LOG_SETTLE_TIMEOUT = 5.0  # seconds to wait for tmux to copy the pane's last output into the log
 LOG_SETTLE_POLL = 0.02  # seconds between looks at the log while waiting for it
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class WorkerContext:
 
 def clean_tail(text: str, limit: int = TAIL_BYTES) -> str:
     """The last `limit` characters of terminal output, without escape sequences or control characters."""
-    return _ANSI.sub("", text.replace("\r\n", "\n"))[-limit:].strip()
+    return strip_escapes(text)[-limit:].strip()
 
 
 def read_tail(path: Path | None, since: int, until: bytes | None = None) -> str:

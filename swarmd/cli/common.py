@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel
 
+from agentmail.clibase import OneLineGroup
 from agentmail.errors import MailError
 from protocol.errors import ProtocolError
 from swarmd.errors import HomeError, SwarmError
@@ -21,9 +22,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS: tuple[type[BaseException], ...] = (SwarmError, ProtocolError, MailError)
 
 
-class SwarmGroup(click.Group):
+class SwarmGroup(OneLineGroup):
     """A group that turns user errors into `swarm: error: ...` and exit 2, never a traceback
     (SWARM_DEBUG=1 prints the traceback too, for bug reports)."""
+
+    prog = "swarm"
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

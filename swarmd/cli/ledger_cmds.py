@@ -55,16 +55,17 @@ def _agent_option(f: Any) -> Any:
 
 def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """A rich table whose cells are plain Text: no markup is interpreted and control characters are escaped."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
+
+    from swarmd.view import terminal
 
     table = Table(title=Text(inert(title)), title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(Text(inert("" if cell is None else cell)) for cell in row))
-    Console(highlight=False).print(table)
+    terminal().print(table)
 
 
 @main.command()
@@ -196,13 +197,14 @@ def task_show(task_id: str, home: str | None, as_json: bool) -> None:
                          ("tags", ", ".join(found.tags) or "-"), ("blocked by", ", ".join(found.blocked_by) or "-"),
                          ("updated", f"{found.updated:%Y-%m-%d %H:%M:%S}")):
         click.echo(f"{label:<11} {inert(value)}")
-    if found.description:
-        click.echo(f"\n{inert(found.description)}")
+    if found.description:  # shown as written, line by line; other control characters stay inert
+        click.echo(f"\n{inert(found.description, keep_newlines=True)}")
     for attempt in found.attempts:
         reason = f": {attempt.reason}" if attempt.reason else ""
-        click.echo(inert(f"attempt {attempt.number} by {attempt.worker or '-'}: {attempt.outcome.value}{reason}"))
+        click.echo(inert(f"attempt {attempt.number} by {attempt.worker or '-'}: {attempt.outcome.value}{reason}",
+                         keep_newlines=True))
     for note in found.notes:
-        click.echo(inert(f"[{note.kind.value}] {note.author} {note.ts:%H:%M:%S}: {note.text}"))
+        click.echo(inert(f"[{note.kind.value}] {note.author} {note.ts:%H:%M:%S}: {note.text}", keep_newlines=True))
 
 
 @main.command()

@@ -9,18 +9,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.errors import NotRunning, SwarmError
+from swarmd.view import terminal
 
 if TYPE_CHECKING:
     from swarmd.home import SwarmHome
     from swarmd.ledger import Ledger
 
-console = Console(highlight=False)
+console = terminal()
 
 
 @main.command()
@@ -92,6 +92,7 @@ def run(plan_file: str | None, wave_file: str | None, use_beads: bool, bead_ids:
     from swarmd.home import SwarmHome, explicit_home, find_home_upward, home_to_create, init_home
     from swarmd.integrations.sources import ToolMissing, read_plan
     from swarmd.ledger import Ledger
+    from swarmd.board import in_wave_order
     from swarmd.plan import parse_duration
     from swarmd.revision import compare
     from swarmd.revision import replace as replace_definitions
@@ -132,7 +133,7 @@ def run(plan_file: str | None, wave_file: str | None, use_beads: bool, bead_ids:
         dump_json(result) if as_json else click.echo(
             f"{len(loaded.added)} tasks added ({len(loaded.existing)} already on the board); supervisor pid {pid}")
         return
-    out = Console(stderr=True, highlight=False) if as_json else console
+    out = terminal(stderr=True) if as_json else console
     try:
         with PlanView(out, loaded.ids, title="swarm run") as view:
             board = wait_for_plan(ledger, loaded.ids, timeout=seconds, on_event=view.update,
@@ -145,7 +146,7 @@ def run(plan_file: str | None, wave_file: str | None, use_beads: bool, bead_ids:
     finally:
         if started and running_pid(h) is not None:
             stop_daemon(h)
-    tasks = [board[i] for i in loaded.ids]
+    tasks = in_wave_order(board[i] for i in loaded.ids)
     if as_json:
         dump_json(tasks)
     else:
