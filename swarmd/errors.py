@@ -1,4 +1,5 @@
-"""Errors of the supervisor package; the CLI prints each as one line on stderr and exits 2."""
+"""Errors of the supervisor package; the CLI prints each as one line on stderr and exits with its
+`exit_code` (2, a usage or input error, unless the class says otherwise)."""
 
 
 class SwarmError(Exception):
@@ -19,3 +20,9 @@ class LedgerError(SwarmError):
 
 class NotRunning(SwarmError):
     """The supervisor (or a worker) that an operation needs is not running."""
+
+
+class WorkerEnded(NotRunning):
+    """An operation on a worker that has already ended (steer it, kill it): said in one line, exit code 1."""
+
+    exit_code = 1

@@ -1,26 +1,33 @@
 """What an operator does to a running swarm: look at it, steer a worker, kill one, tear sessions down."""
 
 import os
+import threading
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from agentmail import PostOffice
 from protocol.agent import AgentStatus, RegistryEntry
-from protocol.event import EventType
+from protocol.event import Event, EventType
 from protocol.ids import utcnow
 from protocol.messages import MessageType, make_message
 from protocol.names import validate_agent_name
 from protocol.task import LIVE_STATUSES, AttemptOutcome, TaskStatus
 from swarmd.config import load_config
 from swarmd.daemon import running_pid
-from swarmd.errors import SwarmError
+from swarmd.errors import SwarmError, WorkerEnded
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
+from swarmd.questions import Question, record_answer, unanswered
+from swarmd.spawner import Spawner
 from swarmd.tmux import TmuxServer
+from swarmd.watch import watch_file
 
 OPERATOR = "operator"
-RECENT_EVENTS = 5000  # how far back `status` looks for each worker's last message
+RECENT_EVENTS = 5000  # how far back `status` looks for each worker's last message and open question
+ENDED = (AgentStatus.STOPPED, AgentStatus.DEAD)
+_ENDED_SAFETY_WAIT = 2.0  # seconds; a pane's death or a ledger write wakes `when_ended` at once
 
 
 @dataclass
@@ -33,6 +40,8 @@ class WorkerView:
     pane: str  # alive | exited N | gone
     heartbeat_age: float | None
     last_message_age: float | None
+    question: str | None = None  # a HELP_REQUEST it is waiting on an answer to (`swarm reply` answers it)
+    asked_age: float | None = None
 
 
 class Operator:
@@ -61,16 +70,19 @@ class Operator:
         now = now or utcnow()
         board, registry = self.ledger.board(), self.ledger.registry()
         panes = self.tmux.panes()
-        last_seen = self._last_messages()
+        recent = self.ledger.events(since_seq=max(0, self.ledger.last_seq() - RECENT_EVENTS))
+        last_seen, questions = _last_messages(recent), unanswered(recent)
         workers = []
         for entry in registry.values():
             pane = panes.get(entry.session or "")
-            if entry.role == "supervisor" or (entry.status in (AgentStatus.STOPPED, AgentStatus.DEAD) and pane is None):
+            if entry.role == "supervisor" or (entry.status in ENDED and pane is None):
                 continue
+            asked = _waiting_on(entry, questions.get(entry.name))
             workers.append(WorkerView(
                 name=entry.name, role=entry.role, task=entry.task, state=entry.status, session=entry.session,
                 pane="gone" if pane is None else (f"exited {pane.exit_status}" if pane.dead else "alive"),
                 heartbeat_age=_age(now, entry.last_heartbeat), last_message_age=_age(now, last_seen.get(entry.name)),
+                question=asked.text if asked else None, asked_age=_age(now, asked.asked) if asked else None,
             ))
         by_status: dict[str, int] = {}
         for task in board.values():
@@ -79,20 +91,21 @@ class Operator:
         return {"home": str(self.home.root), "supervisor": {"running": pid is not None, "pid": pid},
                 "workers": workers, "tasks": by_status}
 
-    def _last_messages(self) -> dict[str, datetime]:
-        since = max(0, self.ledger.last_seq() - RECENT_EVENTS)
-        seen: dict[str, datetime] = {}
-        for event in self.ledger.events(since_seq=since):
-            seen[event.agent] = event.ts
-            if worker := event.detail.get("worker"):
-                if event.type in (EventType.TASK_STARTED, EventType.TASK_VALIDATING, EventType.TASK_CHECKPOINT):
-                    seen[worker] = event.ts
-        return seen
-
     # ----- acting ---------------------------------------------------------------------------------------
-    def steer(self, worker: str, text: str, nudge: bool = False) -> str:
-        """STEER mail to the worker; with `nudge`, also type the text into its pane (literally, then Enter)."""
+    def live_entry(self, worker: str, doing: str) -> RegistryEntry:
+        """The worker's entry; WorkerEnded if it has stopped or died (and its pane is not running)."""
         entry = self.entry(worker)
+        if entry.status in ENDED:
+            pane = self.tmux.pane(self.session(entry.name))
+            if pane is None or pane.dead:
+                raise WorkerEnded(f"{entry.name} has ended ({entry.status}): nothing to {doing}; "
+                                  f"see `swarm logs {entry.name}`")
+        return entry
+
+    def steer(self, worker: str, text: str, nudge: bool = False) -> str:
+        """STEER mail to the worker; with `nudge`, also type the text into its pane (literally, then Enter).
+        Raises WorkerEnded for a worker that has ended."""
+        entry = self.live_entry(worker, "steer")
         message = PostOffice(self.home.root).send(
             make_message(MessageType.STEER, OPERATOR, entry.name, {"text": text, "task": entry.task},
                          thread=entry.task))
@@ -102,19 +115,21 @@ class Operator:
         return message.id
 
     def reply(self, worker: str, text: str) -> str:
-        """Answer a worker's HELP_REQUEST."""
+        """Answer a worker's HELP_REQUEST (HELP_RESPONSE mail); the answer goes in the feed too."""
         entry = self.entry(worker)
         if not entry.task:
             raise SwarmError(f"{entry.name} has no task to answer about")
         message = PostOffice(self.home.root).send(
             make_message(MessageType.HELP_RESPONSE, OPERATOR, entry.name, {"task": entry.task, "answer": text},
                          thread=entry.task))
+        record_answer(self.ledger, OPERATOR, entry.name, entry.task, text, message.id)
         return message.id
 
     def kill(self, worker: str, hold: bool = False) -> str | None:
         """End a worker's session; its task goes back to open without spending an attempt, or with `hold` to
-        blocked (held: it waits for `swarm retry`). Returns the task."""
-        entry = self.entry(worker)
+        blocked (held: it waits for `swarm retry`). Returns the task. Raises WorkerEnded for a worker that has
+        ended."""
+        entry = self.live_entry(worker, "kill")
         task = self.ledger.board().get(entry.task or "")
         if task is not None and task.status in LIVE_STATUSES and task.assignee == entry.name:
             status, outcome = (TaskStatus.BLOCKED, "held until `swarm retry`") if hold else (TaskStatus.OPEN,
@@ -144,9 +159,9 @@ class Operator:
             if keep_failed and pane.dead and pane.exit_status != 0:
                 continue
             if session in recorded:
-                self.kill(recorded[session])
-            else:
-                self.tmux.kill_session(session)
+                with suppress(WorkerEnded):  # an ended worker has no task to reopen: only its session goes
+                    self.kill(recorded[session])
+            self.tmux.kill_session(session)
             ended.append(session)
         return ended
 
@@ -167,11 +182,58 @@ class Operator:
             raise SwarmError(f"worker {worker} has no tmux session (it has ended): see `swarm logs {worker}`")
         return self.tmux.attach_argv(session)
 
+    def running(self, worker: str) -> bool:
+        """Whether the worker's pane is still running (its session exists and its command has not ended)."""
+        pane = self.tmux.pane(self.session(worker))
+        return pane is not None and not pane.dead
+
+    def when_ended(self, worker: str) -> threading.Event:
+        """An event set once the worker's pane has ended or its session is gone (at once if it already has).
+        Pane deaths and ledger writes wake the check; a slow timer covers a whole tmux server killed."""
+        ended = threading.Event()
+        if not self.running(worker):
+            ended.set()
+            return ended
+        wake = threading.Event()
+        watches = [watch_file(Spawner(self.home, self.config, self.tmux).pane_died_file, wake.set),
+                   watch_file(self.ledger.path, wake.set)]
+
+        def check() -> None:
+            try:
+                while self.running(worker):
+                    wake.wait(_ENDED_SAFETY_WAIT)
+                    wake.clear()
+            finally:
+                for watch in watches:
+                    watch.stop()
+                ended.set()
+
+        threading.Thread(target=check, name=f"ended-{worker}", daemon=True).start()
+        return ended
+
     def log_path(self, worker: str) -> Path:
         path = self.home.logs_dir / f"{validate_agent_name(worker)}.log"
         if not path.exists():
             raise SwarmError(f"no log for {worker!r} in {self.home.logs_dir}")
         return path
+
+
+def _last_messages(events: list[Event]) -> dict[str, datetime]:
+    """When each agent was last heard of in `events`: its own events, and the supervisor's about its mail."""
+    seen: dict[str, datetime] = {}
+    for event in events:
+        seen[event.agent] = event.ts
+        if worker := event.detail.get("worker"):
+            if event.type in (EventType.TASK_STARTED, EventType.TASK_VALIDATING, EventType.TASK_CHECKPOINT):
+                seen[worker] = event.ts
+    return seen
+
+
+def _waiting_on(entry: RegistryEntry, question: Question | None) -> Question | None:
+    """The question a live worker asked about its current task, if it is still unanswered."""
+    if question is None or entry.status in ENDED or question.task != entry.task:
+        return None
+    return question
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:

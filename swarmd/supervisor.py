@@ -32,6 +32,7 @@ from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger import Ledger, LedgerUnwritable, StaleTransition, clip_fields, clip_text
 from swarmd.repeats import RepeatedErrors
 from swarmd.prompt import render_help_prompt
+from swarmd.questions import record_answer
 from swarmd.settings import clear_settings, read_settings
 from swarmd.spawner import Spawner
 from swarmd.tmux import PaneInfo, TmuxServer
@@ -413,6 +414,7 @@ class Supervisor:
         if task and task.assignee and task.assignee != msg.sender:
             self.post.send(make_message(MessageType.HELP_RESPONSE, SUPERVISOR, task.assignee,
                                         msg.body.model_dump(), thread=task.id, reply_to=msg.id))
+            record_answer(self.ledger, msg.sender, task.assignee, task.id, msg.body.answer, msg.id)
 
     def on_spawn_request(self, msg: Message) -> None:
         if msg.sender not in self.post.agents():

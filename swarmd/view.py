@@ -6,6 +6,7 @@ through `safe()` before it reaches the terminal.
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -70,6 +71,29 @@ def summary_table(tasks: Iterable[Task]) -> Table:
         table.add_row(safe(task.id), Text(task.status, style=STATUS_STYLE.get(task.status, "")),
                       str(len(task.attempts)), safe(failures[-1] if failures else "", 90))
     return table
+
+
+def status_view(report: dict[str, Any]) -> Group:
+    """`Operator.status()` for people: the supervisor's line, a table of workers, the tasks' counts, and each
+    question a worker is waiting on an answer to."""
+    sup = report["supervisor"]
+    table = Table()
+    for column in ("worker", "role", "task", "state", "pane", "heartbeat", "last message", "waiting on"):
+        table.add_column(column)
+    for w in report["workers"]:
+        table.add_row(safe(w.name), safe(w.role), safe(w.task or ""), safe(w.state), safe(w.pane),
+                      _age(w.heartbeat_age), _age(w.last_message_age),
+                      Text("-") if w.question is None else safe(w.question, 60))
+    waiting = [w.name for w in report["workers"] if w.question is not None]
+    hint = [Text(f"waiting on an answer: {', '.join(waiting)} (answer with `swarm reply WORKER TEXT`; "
+                 "the whole question is in `swarm status --json`)")] if waiting else []
+    running = f"running (pid {sup['pid']})" if sup["running"] else "not running"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report["tasks"].items())) or "none"
+    return Group(Text(f"supervisor: {running}"), table, Text(f"tasks: {counts}"), *hint)
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s ago"
 
 
 def counts_line(tasks: Iterable[Task]) -> Text:

@@ -36,7 +36,7 @@ class SwarmGroup(OneLineGroup):
                 traceback.print_exc()
             if isinstance(exc, OSError) and not isinstance(exc, USER_ERRORS):
                 fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
-            fail(str(exc))
+            fail(str(exc), getattr(exc, "exit_code", 2))
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -5,11 +5,11 @@ import logging
 import os
 import signal
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
@@ -174,33 +174,31 @@ def _interrupted(ledger: "Ledger", ids: list[str], plan: str, home: "SwarmHome",
 
 @main.command()
 @home_option
+@click.option("--watch", "-w", is_flag=True,
+              help="Keep the view up to date as the swarm changes, until Ctrl-C or the supervisor stops.")
 @json_option
-def status(home: str | None, as_json: bool) -> None:
-    """The supervisor, its workers (task, state, heartbeat and last message age) and tasks by status."""
+def status(home: str | None, watch: bool, as_json: bool) -> None:
+    """The supervisor, its workers (task, state, heartbeat, last message, a question waiting on an answer)
+    and tasks by status."""
     from dataclasses import asdict
 
     from swarmd.operate import Operator
+    from swarmd.view import status_view
 
-    report = Operator(get_home(home)).status()
+    operator = Operator(get_home(home))
+    if watch:
+        if as_json:
+            raise click.UsageError("--watch is for people; for programs, follow `swarm feed --follow --json`")
+        from swarmd.monitor import watch_status
+
+        with suppress(KeyboardInterrupt):  # Ctrl-C is how a person ends it
+            watch_status(operator, console)
+        return
+    report = operator.status()
     if as_json:
         dump_json({**report, "workers": [asdict(w) for w in report["workers"]]})
         return
-    sup = report["supervisor"]
-    click.echo(f"supervisor: {'running (pid %s)' % sup['pid'] if sup['running'] else 'not running'}")
-    table = Table()
-    for column in ("worker", "role", "task", "state", "pane", "heartbeat", "last message"):
-        table.add_column(column)
-    from swarmd.view import safe
-
-    for w in report["workers"]:
-        table.add_row(w.name, w.role, safe(w.task or ""), w.state, w.pane, _age(w.heartbeat_age),
-                      _age(w.last_message_age))
-    console.print(table)
-    click.echo("tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(report["tasks"].items())) or "none"))
-
-
-def _age(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.0f}s ago"
+    console.print(status_view(report))
 
 
 @main.command()
@@ -217,15 +215,18 @@ def attach(worker: str, home: str | None) -> None:
 @main.command()
 @click.argument("worker")
 @home_option
-@click.option("--follow", "-f", is_flag=True, help="Keep printing as the worker writes.")
-def logs(worker: str, home: str | None, follow: bool) -> None:
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the worker writes, until it ends.")
+@click.option("--plain", "as_plain", is_flag=True, help="Strip terminal escapes (colours, cursor moves, titles).")
+def logs(worker: str, home: str | None, follow: bool, as_plain: bool) -> None:
     """Print what a worker's pane printed (kept after it ends)."""
     from swarmd.operate import Operator
-    from swarmd.tail import tail_file
+    from swarmd.tail import plain, tail_file
 
-    path = Operator(get_home(home)).log_path(worker)
+    operator = Operator(get_home(home))
+    path = operator.log_path(worker)
+    chunks = tail_file(path, follow=follow, stop=operator.when_ended(worker) if follow else None)
     try:
-        for chunk in tail_file(path, follow=follow):
+        for chunk in plain(chunks) if as_plain else chunks:
             sys.stdout.write(chunk)
             sys.stdout.flush()
     except KeyboardInterrupt:
