@@ -63,6 +63,14 @@ class Config(BaseModel):
         "`{agent}` `{home}` become `\"${SWARM_TASK_ID}\"` etc.: values are never read as shell code."))
     hook_timeout: float = Field(default=120.0, gt=0, description=(
         "Seconds `on_task_done` may run before its whole process group is killed."))
+    keep_logs_days: float = Field(default=14.0, gt=0, description=(
+        "Days an ended worker's log, prompt and exit status file are kept (`swarm clean --older-than` overrides)."))
+    max_log_mb: float = Field(default=50.0, gt=0, description=(
+        "A log (a worker's or the supervisor's) past this many MiB keeps only its newest half."))
+    keep_mail_days: float = Field(default=7.0, gt=0, description=(
+        "Days read mail (a mailbox's `cur/`) is kept; each mailbox keeps its newest read message."))
+    max_mail_mb: float = Field(default=20.0, gt=0, description=(
+        "MiB of read mail a mailbox keeps; past it the oldest goes first."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
         "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude` and `codex` "
         "(or replace one of the same name)."))
@@ -110,6 +118,11 @@ default_profile = "script"  # the profile used by tasks that name none
 # on_task_done = "gh issue close {task_id}"   # runs after a task is validated; its failure is logged, not fatal.
 #   {task_id} {title} {agent} {home} become "${SWARM_TASK_ID}" etc.: values are never read as shell code
 hook_timeout = 120.0        # seconds on_task_done may run before its whole process group is killed
+# Retention (the supervisor applies it at most once a minute; `swarm clean` applies it by hand):
+keep_logs_days = 14.0       # an ended worker's log and prompt are removed once this old
+max_log_mb = 50.0           # a log (a worker's or the supervisor's) past this size keeps only its newest half
+keep_mail_days = 7.0        # read mail (a mailbox's cur/) is removed once this old
+max_mail_mb = 20.0          # and the oldest read mail goes while a mailbox's cur/ is bigger than this
 
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
 # The task's text is in the prompt file, never on the command line: give the agent the file's path, or its

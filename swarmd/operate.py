@@ -19,7 +19,9 @@ from swarmd.daemon import running_pid
 from swarmd.errors import SwarmError, WorkerEnded
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
+from swarmd import retention
 from swarmd.questions import Question, record_answer, unanswered
+from swarmd.retention import Report
 from swarmd.spawner import Spawner
 from swarmd.tmux import TmuxServer
 from swarmd.watch import watch_file
@@ -164,6 +166,30 @@ class Operator:
             self.tmux.kill_session(session)
             ended.append(session)
         return ended
+
+    def clean(self, *, older_than_days: float | None = None, dry_run: bool = False,
+              now: datetime | None = None) -> retention.Report:
+        """Remove what ended workers left: their dead panes' sessions, prompts and exit files (any age), logs
+        older than `older_than_days` (default: keep_logs_days), and whatever the retention settings say
+        (see `swarmd.retention`). A live worker's session and files are never touched."""
+        now = now or utcnow()
+        prefix = f"{self.config.name}-"
+        recorded = {e.session: e.name for e in self.ledger.registry().values() if e.session and e.role != "supervisor"}
+        panes = {s: p for s, p in self.tmux.panes().items() if s in recorded or s.startswith(prefix)}
+        worker_of = {s: recorded.get(s, s[len(prefix):]) for s in panes}
+        live = retention.live_agents(self.ledger) | {worker_of[s] for s, p in panes.items() if not p.dead}
+        sessions = [retention.Removal("session", s, 0, f"{worker_of[s]} has ended") for s, p in sorted(panes.items())
+                    if p.dead and worker_of[s] not in live]
+        leftovers = [r for r in retention.ended_worker_files(self.home, live, now.timestamp(), 0.0)
+                     if r.kind in ("prompt", "exit")]
+        config = retention.with_log_age(self.config, older_than_days)
+        removals = sessions + leftovers + [r for r in retention.plan(self.home, config, live, now)
+                                           if r.kind not in ("prompt", "exit")]
+        if dry_run:
+            return retention.Report(True, removals)
+        for removal in sessions:
+            self.tmux.kill_session(removal.path)
+        return retention.Report(False, retention.apply(removals))
 
     def _own_pane(self) -> str | None:
         """The pane this command runs in, if it is one of the swarm's (pane ids are only unique per server)."""

@@ -33,6 +33,7 @@ from swarmd.ledger import Ledger, LedgerUnwritable, StaleTransition, clip_fields
 from swarmd.repeats import RepeatedErrors
 from swarmd.prompt import render_help_prompt
 from swarmd.questions import record_answer
+from swarmd.retention import prune_if_due
 from swarmd.settings import clear_settings, read_settings
 from swarmd.spawner import Spawner
 from swarmd.tmux import PaneInfo, TmuxServer
@@ -166,6 +167,7 @@ class Supervisor:
         if not self.stopping.is_set():
             self.dispatch()
         self.planning.on_step()
+        prune_if_due(self.home, self.config, self.ledger, self.clock())  # old logs and mail: at most once a minute
 
     def reload_config(self) -> None:
         """Take up a changed swarm.toml (new profiles, limits, timeouts) before the step acts on it. One that

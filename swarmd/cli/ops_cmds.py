@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from protocol.text import inert
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.errors import NotRunning, SwarmError
@@ -287,6 +288,31 @@ def teardown(home: str | None, keep_failed: bool, as_json: bool) -> None:
 
     ended = Operator(get_home(home)).teardown(keep_failed=keep_failed)
     dump_json({"ended": ended}) if as_json else click.echo(f"ended {len(ended)} worker sessions")
+
+
+@main.command()
+@home_option
+@click.option("--older-than", "older_than", default=None,
+              help="Remove ended workers' logs older than this (90s, 10m, 2h, 3d; default: keep_logs_days).")
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be removed; remove nothing.")
+@json_option
+def clean(home: str | None, older_than: str | None, dry_run: bool, as_json: bool) -> None:
+    """Remove what ended workers left behind (dead sessions, prompts, old logs) and prune old mail and logs
+    by swarm.toml's retention settings. Live workers are never touched."""
+    from swarmd.operate import Operator
+    from swarmd.plan import parse_duration
+    from swarmd.retention import DAY
+
+    days = parse_duration(older_than) / DAY if older_than else None
+    report = Operator(get_home(home)).clean(older_than_days=days, dry_run=dry_run)
+    if as_json:
+        dump_json(report.as_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for removal in report.removals:
+        click.echo(inert(f"{verb} {removal.kind} {removal.path} ({removal.reason})"))
+    click.echo(f"{len(report.removals)} {verb}; {report.freed / (1 << 20):.1f} MiB "
+               f"{'would be ' if dry_run else ''}freed")
 
 
 @main.command()
