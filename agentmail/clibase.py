@@ -11,6 +11,9 @@ from protocol.text import inert
 
 # What a shell reports for a process ended by SIGPIPE (128 + 13), as `yes | head -1` leaves `yes`.
 EXIT_BROKEN_PIPE = 141
+# click 8.2+ raises this usage error, whose message is the whole help, for a group run without a command.
+_NO_ARGS_IS_HELP: tuple[type[click.UsageError], ...] = tuple(
+    filter(None, [getattr(click.exceptions, "NoArgsIsHelpError", None)]))
 
 
 def usage_line(prog: str, exc: click.UsageError) -> str:
@@ -46,6 +49,9 @@ class OneLineGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # a group run without a command: its help, as click prints it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             click.echo(usage_line(self.prog, exc), err=True)
             sys.exit(exc.exit_code)

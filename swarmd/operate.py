@@ -14,14 +14,13 @@ from protocol.ids import utcnow
 from protocol.messages import MessageType, make_message
 from protocol.names import validate_agent_name
 from protocol.task import LIVE_STATUSES, AttemptOutcome, TaskStatus
+from swarmd import retention
 from swarmd.config import load_config
 from swarmd.daemon import running_pid
 from swarmd.errors import SwarmError, WorkerEnded
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
-from swarmd import retention
 from swarmd.questions import Question, record_answer, unanswered
-from swarmd.retention import Report
 from swarmd.spawner import Spawner
 from swarmd.tmux import TmuxServer
 from swarmd.watch import watch_file

@@ -28,6 +28,13 @@ def test_usage_errors_are_one_line_naming_the_help_to_read(argv: tuple[str, ...]
     assert "Usage:" not in lines[0] and "Traceback" not in result.stderr
 
 
+def test_a_group_without_a_command_still_prints_its_whole_help() -> None:
+    for argv in (("swarm",), ("swarm", "task"), ("agentmail",)):
+        result = run_cli(*argv)
+        text = result.stdout + result.stderr
+        assert text.startswith(f"Usage: {' '.join(argv)} ") and "Commands:" in text and "error" not in text
+
+
 def test_agentmail_takes_short_help_and_version() -> None:
     short = run_cli("agentmail", "-h")
     assert short.returncode == 0 and "Usage: agentmail" in short.stdout
