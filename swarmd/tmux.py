@@ -33,7 +33,9 @@ _PANE_FORMAT = _SEP.join(("#{session_name}", "#{pane_id}", "#{pane_pid}", "#{pan
 _TIMEOUT = 10.0
 # What tmux says when no server answers (or it exits while answering, as after kill-server).
 _NOT_RUNNING = ("no server running", "error connecting to", "server exited unexpectedly")
-_NO_SESSION = "can't find session"
+# What tmux says of a session that is not there: never was, or ended while we asked ("no current target":
+# tmux 3.3 when the session is being destroyed by another client at the same moment).
+_NO_SESSION = ("can't find session", "no current target")
 # What list-panes says on a server whose last session has just ended (it exits a moment later).
 _NO_PANES = "no current target"
 
@@ -250,7 +252,7 @@ class TmuxServer:
     def kill_session(self, session: str) -> bool:
         """Kill `session` and its processes; False if it did not exist."""
         result = self._run(["kill-session", "-t", f"={_tmux_name(session)}"])
-        if self._not_running(result) or (result.returncode != 0 and _NO_SESSION in result.stderr):
+        if self._not_running(result) or (result.returncode != 0 and any(m in result.stderr for m in _NO_SESSION)):
             return False
         self._check(result, f"kill session {session!r}")
         return True
