@@ -49,6 +49,14 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "t
         time.sleep(0.02)
 
 
+def start_one_task(home: SwarmHome, tmp_path: Path, description: str) -> str:
+    """Run a one-task plan (task `job`, one worker at a time) in the background; return its worker's name."""
+    init_home(home, max_workers=1)
+    plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": description}])
+    assert run_cli("swarm", "run", str(plan), "--home", str(home.root)).returncode == 0
+    return wait_until(lambda: Ledger(home).task("job").assignee, 30, "the task to be assigned")
+
+
 def events(home: SwarmHome) -> list[Event]:
     return list(Ledger(home).events())
 

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import run_cli
-from swarmkit import init_home, wait_until, write_plan
+from swarmkit import start_one_task, init_home, wait_until, write_plan
 
 from agentmail import PostOffice
 from protocol.event import EventType
@@ -20,16 +20,9 @@ from swarmd.tmux import TmuxServer
 READER = 'echo ready; read line; echo "$line" > {out}'
 
 
-def start(swarm_home: SwarmHome, tmp_path: Path, description: str) -> str:
-    init_home(swarm_home, max_workers=1)
-    plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": description}])
-    assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root)).returncode == 0
-    return wait_until(lambda: Ledger(swarm_home).task("job").assignee, 30, "the task to be assigned")
-
-
 def test_status_steer_nudge_reply_and_logs(swarm_home: SwarmHome, tmp_path: Path) -> None:
     out = tmp_path / "typed.txt"
-    worker = start(swarm_home, tmp_path, READER.format(out=out))
+    worker = start_one_task(swarm_home, tmp_path, READER.format(out=out))
     home = ["--home", str(swarm_home.root)]
     wait_until(lambda: Ledger(swarm_home).task("job").status == TaskStatus.IN_PROGRESS, 30, "ACCEPTED")
 
@@ -63,7 +56,7 @@ def test_status_steer_nudge_reply_and_logs(swarm_home: SwarmHome, tmp_path: Path
 
 
 def test_second_up_is_refused_and_attach_targets_the_private_socket(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    worker = start(swarm_home, tmp_path, "sleep 60")
+    worker = start_one_task(swarm_home, tmp_path, "sleep 60")
     home = ["--home", str(swarm_home.root)]
     again = run_cli("swarm", "up", *home)
     assert again.returncode == 2 and "already running" in again.stderr and "Traceback" not in again.stderr

@@ -8,9 +8,8 @@ import threading
 from pathlib import Path
 
 from conftest import run_cli
-from swarmkit import events, init_home, wait_until, write_plan
+from swarmkit import events, start_one_task, wait_until
 
-from protocol.event import EventType
 from protocol.task import TaskStatus
 from swarmd.home import SwarmHome
 from swarmd.ledger import Ledger
@@ -23,13 +22,6 @@ ASKS = ('agentmail send --from "$SWARM_AGENT" --to supervisor --type HELP_REQUES
 NOISY = r"printf '\033[31mred\033[0m text\033]0;title\007\n'; echo ready; read line; echo \"got $line\""
 
 
-def start(swarm_home: SwarmHome, tmp_path: Path, description: str) -> str:
-    init_home(swarm_home, max_workers=1)
-    plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": description}])
-    assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root)).returncode == 0
-    return wait_until(lambda: Ledger(swarm_home).task("job").assignee, 30, "the task to be assigned")
-
-
 def status(swarm_home: SwarmHome, worker: str) -> dict:
     report = json.loads(run_cli("swarm", "status", "--home", str(swarm_home.root), "--json").stdout)
     return next((w for w in report["workers"] if w["name"] == worker), {})
@@ -38,7 +30,7 @@ def status(swarm_home: SwarmHome, worker: str) -> dict:
 def test_a_question_shows_in_status_until_answered_and_the_answer_is_in_the_feed(swarm_home: SwarmHome,
                                                                                  tmp_path: Path) -> None:
     answer = tmp_path / "answer.json"
-    worker = start(swarm_home, tmp_path, ASKS.format(out=answer))
+    worker = start_one_task(swarm_home, tmp_path, ASKS.format(out=answer))
     home = ["--home", str(swarm_home.root)]
     asked = wait_until(lambda: status(swarm_home, worker).get("question"), 30, "the question in status")
     assert asked == "which API version? v1 or v2" and status(swarm_home, worker)["asked_age"] is not None
@@ -57,7 +49,7 @@ def test_a_question_shows_in_status_until_answered_and_the_answer_is_in_the_feed
 
 def test_steer_and_kill_of_a_worker_that_has_ended_say_so_and_exit_1(swarm_home: SwarmHome,
                                                                      tmp_path: Path) -> None:
-    worker = start(swarm_home, tmp_path, "true")
+    worker = start_one_task(swarm_home, tmp_path, "true")
     home = ["--home", str(swarm_home.root)]
     wait_until(lambda: Ledger(swarm_home).registry()[worker].status == "stopped", 30, "the worker to stop")
     for argv in (("steer", worker, "too late"), ("kill", worker)):
@@ -69,7 +61,7 @@ def test_steer_and_kill_of_a_worker_that_has_ended_say_so_and_exit_1(swarm_home:
 
 
 def test_logs_follow_ends_when_its_worker_does(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    worker = start(swarm_home, tmp_path, NOISY)
+    worker = start_one_task(swarm_home, tmp_path, NOISY)
     home = ["--home", str(swarm_home.root)]
     log = swarm_home.logs_dir / f"{worker}.log"
     wait_until(lambda: log.exists() and "ready" in log.read_text(errors="replace"), 30, "the worker's first output")
@@ -87,7 +79,7 @@ def test_logs_follow_ends_when_its_worker_does(swarm_home: SwarmHome, tmp_path: 
 
 
 def test_logs_plain_strips_terminal_escapes(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    worker = start(swarm_home, tmp_path, NOISY)
+    worker = start_one_task(swarm_home, tmp_path, NOISY)
     home = ["--home", str(swarm_home.root)]
     log = swarm_home.logs_dir / f"{worker}.log"
     wait_until(lambda: log.exists() and "ready" in log.read_text(errors="replace"), 30, "the worker's first output")
@@ -101,7 +93,7 @@ def test_logs_plain_strips_terminal_escapes(swarm_home: SwarmHome, tmp_path: Pat
 
 def test_status_watch_prints_lines_off_a_terminal_and_ends_with_the_supervisor(swarm_home: SwarmHome,
                                                                               tmp_path: Path) -> None:
-    start(swarm_home, tmp_path, "sleep 600")
+    start_one_task(swarm_home, tmp_path, "sleep 600")
     home = ["--home", str(swarm_home.root)]
     watcher = subprocess.Popen([str(Path(sys.executable).parent / "swarm"), "status", "--watch", *home],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -122,7 +114,7 @@ def test_status_watch_prints_lines_off_a_terminal_and_ends_with_the_supervisor(s
 
 
 def test_status_watch_is_a_live_view_on_a_terminal_that_ctrl_c_ends(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    worker = start(swarm_home, tmp_path, "sleep 600")
+    worker = start_one_task(swarm_home, tmp_path, "sleep 600")
     tmux = TmuxServer(swarm_home.tmux_socket)
     swarm = str(Path(sys.executable).parent / "swarm")
     code = tmp_path / "code"  # its exit status, as the shell saw it (`trap :` keeps the shell past Ctrl-C)
