@@ -74,12 +74,7 @@ def clean_tail(text: str, limit: int = TAIL_BYTES) -> str:
 def read_tail(path: Path | None, since: int, until: bytes | None = None) -> str:
     """The cleaned tail of the log at `path` from byte `since` on (at most 4 * TAIL_BYTES read), cut before the
     first occurrence of `until` if given; "" when there is no log."""
-    if path is None or not path.exists():
-        return ""
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(since, size - 4 * TAIL_BYTES))
-        data = f.read()
+    data = _log_window(path, since)
     if until is not None and until in data:
         data = data[: data.index(until)]
     return clean_tail(data.decode("utf-8", "replace"))
@@ -97,19 +92,22 @@ def settled_tail(path: Path | None, since: int, marker: str, timeout: float = LO
         return ""
     needle = marker.encode()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not _contains(path, since, needle):
+    while time.monotonic() < deadline and needle not in _log_window(path, since):
         time.sleep(LOG_SETTLE_POLL)
     return read_tail(path, since, until=needle)
 
 
-def _contains(path: Path, since: int, needle: bytes) -> bool:
+def _log_window(path: Path | None, since: int) -> bytes:
+    """The log's bytes from `since` on, at most its last 4 * TAIL_BYTES; b"" when there is no log (yet)."""
+    if path is None:
+        return b""
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
-            f.seek(max(since, size - 4 * TAIL_BYTES - len(needle)))
-            return needle in f.read()
+            f.seek(max(since, size - 4 * TAIL_BYTES))
+            return f.read()
     except FileNotFoundError:
-        return False
+        return b""
 
 
 class Heartbeat(threading.Thread):
