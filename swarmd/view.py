@@ -162,6 +162,6 @@ def ratchet_table(tasks: Iterable[Task]) -> Table:
             table.add_row(safe(bead), "", Text("not run", style="dim"), "")
             continue
         verdict = Text("complete", style="green") if result.passed else Text(
-            f"failed ({'did not finish' if result.code is None else f'exit {result.code}'})", style="red")
+            f"failed ({result.how})", style="red")
         table.add_row(safe(bead), safe(result.quest), verdict, safe(result.stderr, 90))
     return table

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.task import Task
-from swarmd.integrations.tool import TOOL_TIMEOUT, run_tool
+from swarmd.integrations.tool import TOOL_TIMEOUT, ending, run_tool
 
 OL_REQUIRED = "Error: ol CLI required for --from-wave. Install ol or use swarm without wave integration."
 BEAD_KEY = "ol_bead_id"
@@ -45,10 +45,14 @@ class Ratchet:
     def passed(self) -> bool:
         return self.code == 0
 
+    @property
+    def how(self) -> str:
+        """How ratchet ended: `exit N` or `did not finish`."""
+        return ending(self.code)
+
     def reason(self) -> str:
         """Why the attempt failed: ratchet's stderr, under the command that said it."""
-        how = "did not finish" if self.code is None else f"exit {self.code}"
-        return f"{' '.join(ratchet_argv(self.bead))} failed ({how}):\n{self.stderr.strip() or '(no stderr)'}"
+        return f"{' '.join(ratchet_argv(self.bead))} failed ({self.how}):\n{self.stderr.strip() or '(no stderr)'}"
 
     def record(self) -> dict[str, Any]:
         """The result as JSON for the task's metadata (`ol_ratchet`)."""

@@ -33,9 +33,13 @@ class ToolResult:
 
     def describe(self) -> str:
         """One line saying how it ended, for a feed event or a refusal."""
-        how = "did not finish" if self.code is None else f"exit {self.code}"
         first = self.stderr.strip().splitlines()[:1]
-        return f"`{' '.join(self.argv)}` {how}" + (f": {first[0]}" if first else "")
+        return f"`{' '.join(self.argv)}` {ending(self.code)}" + (f": {first[0]}" if first else "")
+
+
+def ending(code: int | None) -> str:
+    """How a program ended, in a few words: `exit N`, or `did not finish` (None: killed, or never started)."""
+    return "did not finish" if code is None else f"exit {code}"
 
 
 def on_path(name: str) -> bool:
