@@ -23,11 +23,11 @@ from typing import Any
 
 from protocol.event import Event, EventType
 from protocol.task import Task
-from swarmd import board as board_fold
-from swarmd import feed
+from swarmd.ledger import board as board_fold
+from swarmd.ledger import feed
 from swarmd.config import write_default_config
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 # Per task lifecycle: create, several attempts of assign/start/progress.../finish; the rest is feed chatter.

@@ -126,7 +126,7 @@ def drain(root: Path, count: int) -> tuple[float, float]:
     floor lists `new/` once, reads and parses each file and renames it into `cur/`.
     """
     from swarmd.home import SwarmHome, init_home
-    from swarmd.supervisor import SUPERVISOR, Supervisor
+    from swarmd.supervisor.loop import SUPERVISOR, Supervisor
 
     home = SwarmHome(root / f"drain-{count}")
     init_home(home)

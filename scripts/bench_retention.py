@@ -19,8 +19,8 @@ from protocol.ids import utcnow
 from protocol.messages import MessageType, make_message
 from swarmd.config import load_config
 from swarmd.home import SwarmHome, init_home
-from swarmd.ledger import Ledger
-from swarmd.retention import DAY, prune, prune_if_due
+from swarmd.ledger.log import Ledger
+from swarmd.supervisor.retention import DAY, prune, prune_if_due
 
 NOT_DUE_CALLS = 1000
 

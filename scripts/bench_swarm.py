@@ -40,9 +40,9 @@ from protocol.event import Event, EventType
 from protocol.task import LIVE_STATUSES, Task, TaskStatus
 from swarmd.config import DEFAULT_TOML
 from swarmd.home import SwarmHome
-from swarmd.plan import Plan
-from swarmd.runner import load_onto_board
-from swarmd.supervisor import SUPERVISOR, Supervisor
+from swarmd.plans.plan import Plan
+from swarmd.plans.runner import load_onto_board
+from swarmd.supervisor.loop import SUPERVISOR, Supervisor
 
 NAME = "bench"
 TARGET_SPAWN_S = 3.0
@@ -376,7 +376,7 @@ def bench_throughput(base: Path, count: int, parallel: int) -> dict[str, Any]:
 def probe_worker(home: SwarmHome, label: str, runs: int = 3) -> dict[str, Any]:
     """`python -m swarmd worker run --script` of a `true` task, run by hand in `home` (its supervisor stopped):
     the wall time of one whole no-op worker, against this home's ledger as it is."""
-    from swarmd.ledger import Ledger
+    from swarmd.ledger.log import Ledger
 
     ledger = Ledger(home, durable=False)
     events_before = ledger.last_seq()

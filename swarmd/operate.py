@@ -14,15 +14,15 @@ from protocol.ids import utcnow
 from protocol.messages import MessageType, make_message
 from protocol.names import validate_agent_name
 from protocol.task import LIVE_STATUSES, AttemptOutcome, TaskStatus
-from swarmd import retention
+from swarmd.supervisor import retention
 from swarmd.config import load_config
-from swarmd.daemon import running_pid
+from swarmd.supervisor.daemon import running_pid
 from swarmd.errors import SwarmError, WorkerEnded
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.questions import Question, record_answer, unanswered
-from swarmd.spawner import Spawner
-from swarmd.tmux import TmuxServer
+from swarmd.ledger.log import Ledger
+from swarmd.ledger.questions import Question, record_answer, unanswered
+from swarmd.workers.spawner import Spawner
+from swarmd.workers.tmux import TmuxServer
 from swarmd.watch import watch_file
 
 OPERATOR = "operator"
@@ -170,7 +170,7 @@ class Operator:
               now: datetime | None = None) -> retention.Report:
         """Remove what ended workers left: their dead panes' sessions, prompts and exit files (any age), logs
         older than `older_than_days` (default: keep_logs_days), and whatever the retention settings say
-        (see `swarmd.retention`). A live worker's session and files are never touched."""
+        (see `swarmd.supervisor.retention`). A live worker's session and files are never touched."""
         now = now or utcnow()
         prefix = f"{self.config.name}-"
         recorded = {e.session: e.name for e in self.ledger.registry().values() if e.session and e.role != "supervisor"}

@@ -24,7 +24,7 @@ from agentmail import PostOffice
 from protocol import MessageType, faults, make_message
 from protocol.event import EventType
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 INBOX = "inbox"
 Body = Callable[[int], None]

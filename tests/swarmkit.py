@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from protocol.event import Event, EventType
 from protocol.task import LIVE_STATUSES, TaskStatus
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 from conftest import run_cli
 
 T = TypeVar("T")

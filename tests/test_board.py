@@ -6,7 +6,7 @@ import pytest
 
 from protocol.event import Event, EventType
 from protocol.task import AttemptOutcome, NoteKind, Task, TaskStatus
-from swarmd.board import apply, find_cycle, fold
+from swarmd.ledger.board import apply, find_cycle, fold
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from swarmkit import events, init_home, write_plan
 
 from protocol.event import Event, EventType
 from swarmd.home import SwarmHome
-from swarmd.view import event_line
+from swarmd.cli.view import event_line
 
 
 @pytest.mark.parametrize("argv", [

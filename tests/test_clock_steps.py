@@ -12,8 +12,8 @@ import pytest
 from protocol.ids import utcnow
 from protocol.task import Task, TaskStatus
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.supervisor import SUPERVISOR, Supervisor
+from swarmd.ledger.log import Ledger
+from swarmd.supervisor.loop import SUPERVISOR, Supervisor
 from swarmkit import init_home, wait_until
 
 

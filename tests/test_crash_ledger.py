@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from protocol.event import EventType
-from swarmd import feed
+from swarmd.ledger import feed
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 import crashproc
 

@@ -28,7 +28,7 @@ from conftest import run_cli
 from protocol import InvalidMessage, MessageType, make_message, parse_message
 from swarmd.cli import main as swarm_cli
 from swarmd.errors import ConfigError
-from swarmd.plan import TASK_KEYS, load_plan, load_wave
+from swarmd.plans.plan import TASK_KEYS, load_plan, load_wave
 
 EXAMPLES = int(os.environ.get("SWARM_FUZZ_EXAMPLES", "150"))
 SOAK = 20

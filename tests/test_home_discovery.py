@@ -14,7 +14,7 @@ from conftest import run_cli
 from protocol.event import EventType
 from protocol.task import TaskStatus
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 from swarmkit import FAST_CONFIG, events, write_plan
 
 NO_HOME = "swarm: error: no swarm home here or in any parent: run `swarm init`"

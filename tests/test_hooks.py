@@ -5,9 +5,9 @@ from pathlib import Path
 
 from protocol.event import EventType
 from protocol.task import TaskStatus
-from swarmd.daemon import running_pid
+from swarmd.supervisor.daemon import running_pid
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 from conftest import run_cli
 from swarmkit import init_home, statuses, wait_until, write_plan
 

@@ -21,9 +21,9 @@ from protocol import MessageType, make_message
 from standins import StandIns
 from swarmd.cli import main as swarm_cli
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.plan import PlanError, load_plan
-from swarmd.prompt import render_prompt, write_prompt
+from swarmd.ledger.log import Ledger
+from swarmd.plans.plan import PlanError, load_plan
+from swarmd.workers.prompt import render_prompt, write_prompt
 
 ESC = "\x1b"
 BAD_AGENT_NAMES = ["..", "../escape", "../../escape", "a/../../escape", "/abs-escape", "A", "x" * 65, "a\nb", "."]

@@ -15,12 +15,12 @@ from protocol.agent import RegistryEntry
 from protocol.errors import InvalidName, InvalidTransition
 from protocol.event import EventType
 from protocol.task import NoteKind, Task, TaskStatus
-from swarmd import board as board_fold
-from swarmd import feed
-from swarmd import registry as registry_fold
+from swarmd.ledger import board as board_fold
+from swarmd.ledger import feed
+from swarmd.ledger import registry as registry_fold
 from swarmd.errors import LedgerError
 from swarmd.home import SwarmHome
-from swarmd.ledger import DuplicateTask, Ledger, UnknownTask
+from swarmd.ledger.log import DuplicateTask, Ledger, UnknownTask
 
 FIXED = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from protocol.event import EventType
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 APPENDER = """
 import sys
 from protocol.event import EventType
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 home, name, count, durable = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 led = Ledger(SwarmHome.at(home), durable=durable)
 print("ready", flush=True)
@@ -28,7 +28,7 @@ ADDER = """
 import sys
 from protocol.task import Task
 from swarmd.home import SwarmHome
-from swarmd.ledger import DuplicateTask, Ledger
+from swarmd.ledger.log import DuplicateTask, Ledger
 led = Ledger(SwarmHome.at(sys.argv[1]), durable=False)
 print("ready", flush=True)
 sys.stdin.readline()
@@ -101,7 +101,7 @@ def test_follow_sees_another_process_append(swarm_home: SwarmHome) -> None:
     follower = threading.Thread(target=lambda: [seen.put(e) for e in events], daemon=True)
     follower.start()
     script = ("import sys; from protocol.event import EventType; from swarmd.home import SwarmHome; "
-              "from swarmd.ledger import Ledger; led = Ledger(SwarmHome.at(sys.argv[1]), durable=False); "
+              "from swarmd.ledger.log import Ledger; led = Ledger(SwarmHome.at(sys.argv[1]), durable=False); "
               "led.append(EventType.PROGRESS, 'w2', summary='skipped'); "
               "led.append(EventType.FINDING, 'w2', summary='from afar')")
     subprocess.run([sys.executable, "-c", script, str(swarm_home.root)], check=True, timeout=60)

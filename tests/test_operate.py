@@ -11,10 +11,10 @@ from agentmail import PostOffice
 from protocol.event import EventType
 from protocol.messages import MessageType
 from protocol.task import TaskStatus
-from swarmd.daemon import running_pid
+from swarmd.supervisor.daemon import running_pid
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.tmux import TmuxServer
+from swarmd.ledger.log import Ledger
+from swarmd.workers.tmux import TmuxServer
 
 # A worker that waits for a line on its terminal, then writes it where the test can see it.
 READER = 'echo ready; read line; echo "$line" > {out}'

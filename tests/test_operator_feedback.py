@@ -12,8 +12,8 @@ from swarmkit import events, start_one_task, wait_until
 
 from protocol.task import TaskStatus
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.tmux import TmuxServer
+from swarmd.ledger.log import Ledger
+from swarmd.workers.tmux import TmuxServer
 
 ASKS = ('agentmail send --from "$SWARM_AGENT" --to supervisor --type HELP_REQUEST --task job '
         '--field question="which API version? v1 or v2" >/dev/null && '

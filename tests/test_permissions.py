@@ -162,7 +162,7 @@ def _start_tmux(home: SwarmHome) -> None:
 
 
 def test_supervisor_lock_file_is_private(home_dir: Path) -> None:
-    from swarmd.daemon import running_pid, supervisor_lock
+    from swarmd.supervisor.daemon import running_pid, supervisor_lock
 
     home = SwarmHome(home_dir)
     home.ensure_dirs()

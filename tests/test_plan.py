@@ -7,7 +7,7 @@ import pytest
 
 from protocol.task import Task, TaskStatus
 from swarmd.errors import ConfigError
-from swarmd.plan import DurationError, PlanError, find_cycle, load_plan, load_wave, parse_duration
+from swarmd.plans.plan import DurationError, PlanError, find_cycle, load_plan, load_wave, parse_duration
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

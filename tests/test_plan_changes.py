@@ -12,7 +12,7 @@ from conftest import run_cli
 from protocol.event import EventType
 from protocol.task import AttemptOutcome, TaskStatus
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 from swarmkit import events, init_home, wait_until, write_plan
 
 # A PATH with the usual tools and no agent CLI on it (the worker wrapper's own directory is added by swarmd).

@@ -14,12 +14,12 @@ from conftest import run_cli
 from protocol.event import EventType
 from protocol.task import AttemptOutcome, TaskStatus
 from standins import StandIns, issue, path_without
-from swarmd.daemon import running_pid
+from swarmd.supervisor.daemon import running_pid
 from swarmd.home import SwarmHome
 from swarmd.integrations.bead_sync import BeadFollower
 from swarmd.integrations.beads import Bead, bead_task
 from swarmd.integrations.ol import quest_id
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 from swarmkit import init_home, wait_until
 
 OL_REQUIRED = "Error: ol CLI required for --from-wave. Install ol or use swarm without wave integration."

@@ -15,8 +15,8 @@ from agentmail import PostOffice
 from conftest import REPO, run_cli
 from swarmd.config import DEFAULT_PROFILES, DEFAULT_TOML
 from swarmd.home import SwarmHome
-from swarmd.spawner import render_command
-from swarmd.worker import parse_args
+from swarmd.workers.spawner import render_command
+from swarmd.workers.wrapper import parse_args
 from swarmkit import init_home
 
 # What each CLI prints when it has parsed its arguments and then finds the prompt on stdin empty: a run that

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from conftest import REPO, run_cli
-from swarmd.reference import render_reference, undocumented
+from swarmd.cli.reference import render_reference, undocumented
 
 
 def test_the_committed_reference_is_current() -> None:

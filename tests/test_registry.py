@@ -9,8 +9,8 @@ from protocol.errors import InvalidName
 from protocol.event import EventType
 from swarmd.errors import LedgerError
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.registry import LIVE_STATUSES
+from swarmd.ledger.log import Ledger
+from swarmd.ledger.registry import LIVE_STATUSES
 
 
 class Clock:

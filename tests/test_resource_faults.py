@@ -20,7 +20,7 @@ from protocol import MessageType, make_message
 from protocol.event import EventType
 from swarmd.errors import LedgerError
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 import crashproc
 from conftest import run_cli

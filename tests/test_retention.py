@@ -16,9 +16,9 @@ from protocol.messages import MessageType, make_message
 from protocol.task import TaskStatus
 from swarmd.config import load_config
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.retention import DAY, live_agents, prune, prune_if_due
-from swarmd.tmux import TmuxServer
+from swarmd.ledger.log import Ledger
+from swarmd.supervisor.retention import DAY, live_agents, prune, prune_if_due
+from swarmd.workers.tmux import TmuxServer
 
 NOW = utcnow()
 

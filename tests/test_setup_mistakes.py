@@ -6,8 +6,8 @@ from pathlib import Path
 from protocol.event import EventType
 from protocol.task import AttemptOutcome, TaskStatus
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.supervisor import Supervisor
+from swarmd.ledger.log import Ledger
+from swarmd.supervisor.loop import Supervisor
 from conftest import run_cli
 from swarmkit import init_home, write_plan
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from protocol.event import EventType
 from protocol.task import AttemptOutcome, Task, TaskStatus
 from swarmd.config import load_config
-from swarmd.daemon import running_pid, wait_exit
+from swarmd.supervisor.daemon import running_pid, wait_exit
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.supervisor import Supervisor
-from swarmd.tmux import TmuxServer
+from swarmd.ledger.log import Ledger
+from swarmd.supervisor.loop import Supervisor
+from swarmd.workers.tmux import TmuxServer
 from conftest import run_cli
 from swarmkit import first_seq, init_home, max_live, statuses, wait_until, write_plan
 

@@ -25,10 +25,10 @@ from swarmkit import events, init_home, statuses, wait_until, write_plan
 from protocol.agent import AgentStatus
 from protocol.event import Event, EventType
 from protocol.task import LIVE_STATUSES, AttemptOutcome, TaskStatus
-from swarmd.daemon import running_pid, wait_exit
+from swarmd.supervisor.daemon import running_pid, wait_exit
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.tmux import TmuxServer
+from swarmd.ledger.log import Ledger
+from swarmd.workers.tmux import TmuxServer
 
 # A run of a task, as the task itself records it. The trap records the end of a run that is hung up (its
 # session killed), so a run that was stopped is not taken for one still running.

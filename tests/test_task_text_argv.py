@@ -15,7 +15,7 @@ import pytest
 
 from protocol.task import TaskStatus
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 from agentclis import RefusingModel, agent_env
 from swarmkit import init_home, statuses, wait_until, write_plan
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from protocol.task import TaskStatus
-from swarmd.daemon import running_pid, wait_exit
+from swarmd.supervisor.daemon import running_pid, wait_exit
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.tmux import TmuxServer
+from swarmd.ledger.log import Ledger
+from swarmd.workers.tmux import TmuxServer
 from conftest import REPO, run_cli
 from swarmkit import init_home, wait_until, write_plan
 

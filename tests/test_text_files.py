@@ -13,8 +13,8 @@ from conftest import run_cli
 from protocol import parse_message
 from protocol.task import Check, Task, TaskStatus, ValidationSpec
 from swarmd.home import SwarmHome
-from swarmd.plan import load_plan, load_wave
-from swarmd.validation import run_checks
+from swarmd.plans.plan import load_plan, load_wave
+from swarmd.supervisor.validation import run_checks
 from swarmkit import init_home, statuses
 
 BOM = "\ufeff"

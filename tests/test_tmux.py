@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.home import SOCKET_FALLBACK_DIR, SwarmHome
-from swarmd.tmux import PaneInfo, TmuxError, TmuxServer
+from swarmd.workers.tmux import PaneInfo, TmuxError, TmuxServer
 from swarmkit import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")

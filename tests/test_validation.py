@@ -8,8 +8,8 @@ import pytest
 from swarmkit import wait_until
 
 from protocol.task import Check, ValidationSpec
-from swarmd.shell import OUTPUT_TAIL_BYTES
-from swarmd.validation import MAX_CONTENT_BYTES, run_checks
+from swarmd.supervisor.shell import OUTPUT_TAIL_BYTES
+from swarmd.supervisor.validation import MAX_CONTENT_BYTES, run_checks
 
 
 def spec(*checks: dict, workdir: str | None = None) -> ValidationSpec:

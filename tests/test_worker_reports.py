@@ -7,9 +7,9 @@ from agentmail import PostOffice
 from protocol.messages import MessageType, make_message
 from swarmd.home import SwarmHome
 from protocol.task import TaskStatus
-from swarmd.ledger import Ledger
-from swarmd.tmux import TmuxServer
-from swarmd.worker import WorkerContext, run_worker
+from swarmd.ledger.log import Ledger
+from swarmd.workers.tmux import TmuxServer
+from swarmd.workers.wrapper import WorkerContext, run_worker
 from conftest import run_cli
 from swarmkit import init_home, wait_until, write_plan
 

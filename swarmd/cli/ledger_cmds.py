@@ -18,8 +18,8 @@ from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.config import load_config
 from swarmd.errors import HomeError
 from swarmd.home import SwarmHome, home_to_create, init_home
-from swarmd.ledger import DuplicateTask, Ledger, validated
-from swarmd.registry import LIVE_STATUSES
+from swarmd.ledger.log import DuplicateTask, Ledger, validated
+from swarmd.ledger.registry import LIVE_STATUSES
 
 _NEW_ID_TRIES = 20
 # The ledger's files: the log, the lock and the projection snapshots (ledger/<name>.json).
@@ -58,7 +58,7 @@ def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[obj
     from rich.table import Table
     from rich.text import Text
 
-    from swarmd.view import terminal
+    from swarmd.cli.view import terminal
 
     table = Table(title=Text(inert(title)), title_justify="left")
     for column in columns:

@@ -15,11 +15,11 @@ from protocol.text import inert
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.errors import NotRunning, SwarmError
-from swarmd.view import terminal
+from swarmd.cli.view import terminal
 
 if TYPE_CHECKING:
     from swarmd.home import SwarmHome
-    from swarmd.ledger import Ledger
+    from swarmd.ledger.log import Ledger
 
 console = terminal()
 
@@ -31,14 +31,14 @@ console = terminal()
 @json_option
 def up(home: str | None, foreground: bool, max_workers: int | None, as_json: bool) -> None:
     """Start the supervisor for a home (a second `up` says it is already running)."""
-    from swarmd.daemon import start_daemon, supervisor_lock
+    from swarmd.supervisor.daemon import start_daemon, supervisor_lock
 
     h = get_home(home)
     if not foreground:
         pid = start_daemon(h, max_workers)
         dump_json({"pid": pid, "home": str(h.root)}) if as_json else click.echo(f"supervisor running (pid {pid})")
         return
-    from swarmd.supervisor import Supervisor
+    from swarmd.supervisor.loop import Supervisor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with supervisor_lock(h):
@@ -54,7 +54,7 @@ def up(home: str | None, foreground: bool, max_workers: int | None, as_json: boo
 @json_option
 def down(home: str | None, and_teardown: bool, as_json: bool) -> None:
     """Stop the supervisor gracefully; workers keep running unless --teardown."""
-    from swarmd.daemon import stop_daemon
+    from swarmd.supervisor.daemon import stop_daemon
     from swarmd.operate import Operator
 
     h = get_home(home)
@@ -89,17 +89,17 @@ def run(plan_file: str | None, wave_file: str | None, use_beads: bool, bead_ids:
     """Load a plan (TOML or JSON, an OL wave, or beads) onto the board and start the supervisor if it is not
     running."""
     from swarmd.config import load_config
-    from swarmd.daemon import running_pid, start_daemon, stop_daemon, wait_exit
+    from swarmd.supervisor.daemon import running_pid, start_daemon, stop_daemon, wait_exit
     from swarmd.home import SwarmHome, explicit_home, find_home_upward, home_to_create, init_home
     from swarmd.integrations.sources import ToolMissing, read_plan
-    from swarmd.ledger import Ledger
-    from swarmd.board import in_wave_order
-    from swarmd.plan import parse_duration
-    from swarmd.revision import compare
-    from swarmd.revision import replace as replace_definitions
-    from swarmd.runner import OPERATOR, check_profiles, load_onto_board, wait_for_plan, when_done
-    from swarmd.settings import write_settings
-    from swarmd.view import PlanView, ratchet_table, summary_table
+    from swarmd.ledger.log import Ledger
+    from swarmd.ledger.board import in_wave_order
+    from swarmd.plans.plan import parse_duration
+    from swarmd.plans.revision import compare
+    from swarmd.plans.revision import replace as replace_definitions
+    from swarmd.plans.runner import OPERATOR, check_profiles, load_onto_board, wait_for_plan, when_done
+    from swarmd.supervisor.settings import write_settings
+    from swarmd.cli.view import PlanView, ratchet_table, summary_table
 
     if sum((plan_file is not None, wave_file is not None, use_beads or bead_ids is not None)) != 1:
         raise SwarmError("give a PLAN file, --from-wave FILE, or --beads / --bead-ids IDS (one of them)")
@@ -184,13 +184,13 @@ def status(home: str | None, watch: bool, as_json: bool) -> None:
     from dataclasses import asdict
 
     from swarmd.operate import Operator
-    from swarmd.view import status_view
+    from swarmd.cli.view import status_view
 
     operator = Operator(get_home(home))
     if watch:
         if as_json:
             raise click.UsageError("--watch is for people; for programs, follow `swarm feed --follow --json`")
-        from swarmd.monitor import watch_status
+        from swarmd.cli.monitor import watch_status
 
         with suppress(KeyboardInterrupt):  # Ctrl-C is how a person ends it
             watch_status(operator, console)
@@ -300,8 +300,8 @@ def clean(home: str | None, older_than: str | None, dry_run: bool, as_json: bool
     """Remove what ended workers left behind (dead sessions, prompts, old logs) and prune old mail and logs
     by swarm.toml's retention settings. Live workers are never touched."""
     from swarmd.operate import Operator
-    from swarmd.plan import parse_duration
-    from swarmd.retention import DAY
+    from swarmd.plans.plan import parse_duration
+    from swarmd.supervisor.retention import DAY
 
     days = parse_duration(older_than) / DAY if older_than else None
     report = Operator(get_home(home)).clean(older_than_days=days, dry_run=dry_run)
@@ -320,7 +320,7 @@ def clean(home: str | None, older_than: str | None, dry_run: bool, as_json: bool
 @click.option("--keep", is_flag=True, help="Keep the demo's home directory afterwards.")
 def demo(max_workers: int, keep: bool) -> None:
     """Run a ready-made 8-task plan in 3 waves with script workers, live."""
-    from swarmd.demo import run_demo
+    from swarmd.cli.demo import run_demo
 
     sys.exit(run_demo(console, max_workers=max_workers, keep=keep))
 
@@ -345,7 +345,7 @@ def worker_run(home: str | None, agent: str | None, task_id: str | None, script:
 
     Example: swarm worker run --task t1 --prompt-stdin prompt.md -- claude -p
     """
-    from swarmd.worker import WorkerContext, check_usage, run_worker
+    from swarmd.workers.wrapper import WorkerContext, check_usage, run_worker
 
     check_usage(script, list(command), prompt_stdin)
     ctx = WorkerContext.from_env(home, agent, task_id, heartbeat)

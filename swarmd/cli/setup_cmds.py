@@ -36,8 +36,8 @@ def plan_check(plan_file: Path, home: str | None, as_json: bool) -> None:
 
     Exit 0 if it would load, 2 with each problem on a line of its own."""
     from swarmd.config import Config, load_config
-    from swarmd.ledger import Ledger
-    from swarmd.plancheck import check_plan
+    from swarmd.ledger.log import Ledger
+    from swarmd.plans.check import check_plan
 
     found = _home_if_any(home)
     config = load_config(found.config_file) if found else Config()
@@ -75,7 +75,7 @@ def doctor(home: str | None, as_json: bool) -> None:
     """Check this machine for a swarm: tmux, the socket path, inotify limits, each profile's program and its
     version, the home's permissions and free disk. Exit 1 if any check fails."""
     from swarmd.config import Config, load_config
-    from swarmd.doctor import FAIL, run_doctor
+    from swarmd.cli.doctor import FAIL, run_doctor
 
     found = _home_if_any(home)
     findings = run_doctor(found, load_config(found.config_file) if found else Config())
@@ -90,6 +90,6 @@ def doctor(home: str | None, as_json: bool) -> None:
 @main.command()
 def reference() -> None:
     """Print the reference of plan keys, check kinds and swarm.toml settings (docs/reference.md)."""
-    from swarmd.reference import render_reference
+    from swarmd.cli.reference import render_reference
 
     click.echo(render_reference(), nl=False)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from protocol.event import Event, EventType
-from swarmd import feed
+from swarmd.ledger import feed
 from swarmd.integrations.beads import BEAD_KEY, BEAD_STATUS, DIR_KEY, STATUS_KEY, show_bead, status_argv
 from swarmd.integrations.tool import ToolError, run_tool
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 log = logging.getLogger("swarmd.beads")
 RECORD = "bead_status"  # detail.kind of the follower's own events

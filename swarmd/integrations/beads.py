@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from protocol.names import TaskId
 from protocol.task import Task
 from swarmd.integrations.tool import ToolError, run_tool
-from swarmd.plan import Plan
+from swarmd.plans.plan import Plan
 
 BD_REQUIRED = "Error: bd CLI required for --beads. Install bd (beads) or use swarm without beads integration."
 BEAD_KEY = "bead_id"  # task metadata: the bead it stands for

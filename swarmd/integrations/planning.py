@@ -11,7 +11,7 @@ from protocol.task import Task
 from swarmd.integrations import ol
 from swarmd.integrations.bead_sync import BeadFollower
 from swarmd.integrations.beads import BEAD_KEY
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 AGENT = "supervisor"
 

@@ -8,7 +8,7 @@ from protocol.names import validate_task_id
 from swarmd.errors import SwarmError
 from swarmd.integrations import beads, ol
 from swarmd.integrations.tool import on_path
-from swarmd.plan import Plan, load_plan, load_wave
+from swarmd.plans.plan import Plan, load_plan, load_wave
 
 
 class ToolMissing(SwarmError):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from swarmd.errors import SwarmError
-from swarmd.shell import wait_or_kill
+from swarmd.supervisor.shell import wait_or_kill
 
 TOOL_TIMEOUT = 60.0  # seconds
 OUTPUT_LIMIT = 1024 * 1024  # bytes of stdout kept (JSON listings); stderr is cut to its tail
@@ -49,7 +49,7 @@ def on_path(name: str) -> bool:
 
 def run_tool(argv: list[str], *, cwd: Path | None = None, timeout: float = TOOL_TIMEOUT) -> ToolResult:
     """Run `argv` (never through a shell) in a new session, so that on timeout its whole process group is
-    killed (see swarmd.shell.wait_or_kill; a stopping supervisor lets it finish). Output goes to temporary files:
+    killed (see swarmd.supervisor.shell.wait_or_kill; a stopping supervisor lets it finish). Output goes to temporary files:
     a grandchild that keeps a pipe open cannot keep us waiting."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:

@@ -27,27 +27,27 @@ from protocol.task import LIVE_STATUSES, AttemptOutcome, Task, TaskStatus
 from swarmd.config import Config, load_config
 from swarmd.errors import ConfigError, LedgerError, SwarmError
 from swarmd.home import SwarmHome, project_dir
-from swarmd.hooks import run_task_done_hook
+from swarmd.supervisor.hooks import run_task_done_hook
 from swarmd.integrations.planning import PlanningTools
-from swarmd.ledger import Ledger, LedgerUnwritable, StaleTransition, clip_fields, clip_text
-from swarmd.repeats import RepeatedErrors
-from swarmd.prompt import render_help_prompt
-from swarmd.questions import record_answer
-from swarmd.retention import prune_if_due
-from swarmd.settings import clear_settings, read_settings
-from swarmd.spawner import Spawner
-from swarmd.tmux import PaneInfo, TmuxServer
-from swarmd.shell import kill_all as kill_running_commands
-from swarmd.validation import ValidationReport, run_checks
+from swarmd.ledger.log import Ledger, LedgerUnwritable, StaleTransition, clip_fields, clip_text
+from swarmd.supervisor.repeats import RepeatedErrors
+from swarmd.workers.prompt import render_help_prompt
+from swarmd.ledger.questions import record_answer
+from swarmd.supervisor.retention import prune_if_due
+from swarmd.supervisor.settings import clear_settings, read_settings
+from swarmd.workers.spawner import Spawner
+from swarmd.workers.tmux import PaneInfo, TmuxServer
+from swarmd.supervisor.shell import kill_all as kill_running_commands
+from swarmd.supervisor.validation import ValidationReport, run_checks
 from swarmd.watch import watch_file
-from swarmd.worker import read_tail
+from swarmd.workers.wrapper import read_tail
 
 SUPERVISOR = "supervisor"
 EXIT_STATUS_GRACE = 2.0  # seconds to wait for tmux to report a dead pane's exit status
 MAIL_BATCH = 256  # messages handled in one step; the rest of a backlog waits for the step's other duties
 STOP_GRACE = 10.0  # seconds a stopping supervisor gives released workers to exit (less than `swarm down` waits)
 MAX_HANDLE_TRIES = 3  # steps that may fail to handle one message before it is set aside in bad/
-log = logging.getLogger("swarmd.supervisor")
+log = logging.getLogger("swarmd.supervisor.loop")
 
 
 @dataclass

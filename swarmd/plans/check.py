@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarmd.config import Config
-from swarmd.plan import PlanError, load_plan
-from swarmd.runner import profile_problems
+from swarmd.plans.plan import PlanError, load_plan
+from swarmd.plans.runner import profile_problems
 
 
 @dataclass

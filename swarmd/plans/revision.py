@@ -4,8 +4,8 @@ of those not yet done (`swarm run PLAN --replace`)."""
 from dataclasses import dataclass, field
 
 from protocol.task import Task, TaskStatus
-from swarmd.ledger import Ledger
-from swarmd.plan import TASK_KEYS, Plan
+from swarmd.ledger.log import Ledger
+from swarmd.plans.plan import TASK_KEYS, Plan
 
 # What a plan defines about a task (its id aside); the rest (status, attempts, notes) is the ledger's.
 DEFINED_FIELDS = tuple(k for k in TASK_KEYS if k != "id")

@@ -17,7 +17,7 @@ from agentmail.clibase import quiet_broken_pipe
 from protocol.event import Event, EventType
 from protocol.task import Task, TaskStatus
 from protocol.text import inert
-from swarmd.board import in_wave_order
+from swarmd.ledger.board import in_wave_order
 
 STATUS_STYLE = {
     TaskStatus.OPEN: "white", TaskStatus.ASSIGNED: "cyan", TaskStatus.IN_PROGRESS: "yellow",

@@ -12,8 +12,8 @@ from pathlib import Path
 from protocol.event import EventType
 from protocol.task import Task
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.shell import run_shell
+from swarmd.ledger.log import Ledger
+from swarmd.supervisor.shell import run_shell
 
 _VARIABLES = {"task_id": "SWARM_TASK_ID", "title": "SWARM_TASK_TITLE", "agent": "SWARM_AGENT", "home": "SWARM_HOME"}
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(_VARIABLES) + r")\}")
@@ -26,7 +26,7 @@ def render_hook(template: str) -> str:
 def run_task_done_hook(template: str, task: Task, home: SwarmHome, ledger: Ledger, *, cwd: Path,
                        timeout: float) -> None:
     """Run the hook for `task` in `cwd` (the project; in its own process group, output to a file: see
-    swarmd.shell) and record a failure or a timeout (seconds) in the feed. A background command it starts (`sleep 200 &`) neither holds it up nor
+    swarmd.supervisor.shell) and record a failure or a timeout (seconds) in the feed. A background command it starts (`sleep 200 &`) neither holds it up nor
     outlives it; a timeout kills its whole group."""
     values = {"task_id": task.id, "title": task.title, "agent": task.assignee or "", "home": str(home.root)}
     env = {**os.environ, **{_VARIABLES[k]: v for k, v in values.items()}}

@@ -15,10 +15,10 @@ from rich.console import Console
 
 from protocol.task import Check, Task, TaskStatus, ValidationSpec
 from swarmd.home import SwarmHome, init_home
-from swarmd.plan import Plan
-from swarmd.runner import load_onto_board, wait_for_plan, when_done
-from swarmd.supervisor import Supervisor
-from swarmd.view import PlanView, summary_table, task_table
+from swarmd.plans.plan import Plan
+from swarmd.plans.runner import load_onto_board, wait_for_plan, when_done
+from swarmd.supervisor.loop import Supervisor
+from swarmd.cli.view import PlanView, summary_table, task_table
 
 REPORT = 'agentmail send --from "$SWARM_AGENT" --to supervisor --type PROGRESS --task "$SWARM_TASK" --field step={step}'
 

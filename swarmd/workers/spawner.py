@@ -9,8 +9,8 @@ from protocol.task import Task
 from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
-from swarmd.prompt import render_prompt, write_prompt
-from swarmd.tmux import PaneInfo, TmuxServer
+from swarmd.workers.prompt import render_prompt, write_prompt
+from swarmd.workers.tmux import PaneInfo, TmuxServer
 
 _PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python)\}")
 

@@ -22,7 +22,7 @@ from protocol.names import TaskId
 from protocol.task import Task
 from protocol.text import read_text
 from swarmd.errors import ConfigError
-from swarmd.validation import check_problem
+from swarmd.supervisor.validation import check_problem
 
 # The Task fields a plan's author may set; the rest (status, attempts, notes...) belong to the ledger.
 TASK_KEYS = ("id", "title", "description", "blocked_by", "tags", "priority", "profile", "timeout",

@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from swarmd.daemon import running_pid, wait_exit
+from swarmd.supervisor.daemon import running_pid, wait_exit
 from swarmd.operate import Operator
-from swarmd.runner import when_done
-from swarmd.spawner import Spawner
-from swarmd.view import QUIET, event_line, status_view
+from swarmd.plans.runner import when_done
+from swarmd.workers.spawner import Spawner
+from swarmd.cli.view import QUIET, event_line, status_view
 from swarmd.watch import watch_file
 
 # Ledger writes and pane deaths redraw the view at once; this only keeps the heartbeat ages moving.

@@ -22,8 +22,8 @@ from typing import Any
 
 from swarmd.config import Config
 from swarmd.home import SwarmHome
-from swarmd.ledger import Ledger
-from swarmd.registry import STOPPED_STATUSES
+from swarmd.ledger.log import Ledger
+from swarmd.ledger.registry import STOPPED_STATUSES
 
 MIB = 1 << 20
 DAY = 86400.0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from protocol.event import Event, EventType
-from swarmd.ledger import Ledger
+from swarmd.ledger.log import Ledger
 
 
 @dataclass(frozen=True)

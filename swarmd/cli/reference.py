@@ -13,7 +13,7 @@ from pydantic_core import PydanticUndefined
 
 from protocol.task import Check, Task, ValidationSpec
 from swarmd.config import Config, Profile
-from swarmd.plan import TASK_KEYS, BlockedEntry, CompletedEntry, PlanDefaults, WaveEntry
+from swarmd.plans.plan import TASK_KEYS, BlockedEntry, CompletedEntry, PlanDefaults, WaveEntry
 
 HEADER = """\
 # Reference

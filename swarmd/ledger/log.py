@@ -27,9 +27,9 @@ from protocol.ids import new_id, utcnow
 from protocol.messages import describe_validation_error
 from protocol.names import validate_agent_name, validate_task_id
 from protocol.task import LIVE_STATUSES, NoteKind, Task, TaskStatus, check_transition
-from swarmd import board as board_fold
-from swarmd import feed
-from swarmd import registry as registry_fold
+from swarmd.ledger import board as board_fold
+from swarmd.ledger import feed
+from swarmd.ledger import registry as registry_fold
 from swarmd.errors import LedgerError
 from swarmd.home import SwarmHome
 

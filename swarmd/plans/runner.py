@@ -9,8 +9,8 @@ from protocol.task import FINAL_STATUSES, Task, TaskStatus
 from swarmd.config import Config
 from swarmd.errors import ConfigError, SwarmError
 from swarmd.executables import missing_programs
-from swarmd.ledger import Ledger
-from swarmd.plan import Plan
+from swarmd.ledger.log import Ledger
+from swarmd.plans.plan import Plan
 
 OPERATOR = "operator"
 

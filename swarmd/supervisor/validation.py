@@ -11,7 +11,7 @@ from pathlib import Path
 
 from protocol.task import Check, ValidationSpec
 from protocol.text import read_text
-from swarmd.shell import run_shell
+from swarmd.supervisor.shell import run_shell
 
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
 COMMAND_KINDS = frozenset({"command", "tests", "lint"})
@@ -103,7 +103,7 @@ def _content_check(check: Check, workdir: Path) -> CheckOutcome:
 
 
 def _command(check: Check, workdir: Path, env: dict[str, str]) -> CheckOutcome:
-    """Run `check.run` in its own process group (see swarmd.shell); the group is killed when the check ends."""
+    """Run `check.run` in its own process group (see swarmd.supervisor.shell); the group is killed when the check ends."""
     if not workdir.is_dir():
         return CheckOutcome(check, False, f"skipped: workdir {workdir} does not exist")
     try:

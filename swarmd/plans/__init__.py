@@ -1,0 +1,1 @@
+"""Plans: reading, checking and revising a plan, and `swarm run` putting one on the board."""
