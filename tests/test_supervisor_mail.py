@@ -13,7 +13,8 @@ from protocol.messages import Message, MessageType, make_message
 from protocol.task import Task, TaskStatus
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import MAX_FIELD_CHARS, Ledger
-from swarmd.supervisor.loop import MAIL_BATCH, MAX_HANDLE_TRIES, SUPERVISOR, Supervisor
+from swarmd.supervisor.loop import Supervisor
+from swarmd.supervisor.state import MAIL_BATCH, MAX_HANDLE_TRIES, SUPERVISOR
 from conftest import run_cli
 from swarmkit import init_home, statuses, wait_until, write_plan
 
@@ -62,7 +63,7 @@ def test_a_message_that_keeps_failing_is_set_aside_and_the_mail_behind_it_is_han
     PostOffice(swarm_home.root, durable=False).register("w1", role="worker")
     poison = _send(swarm_home, MessageType.PROGRESS, {"task": "t", "step": "boom"})
     steer = _send(swarm_home, MessageType.STEER, {"task": "t", "text": "after the poison"})
-    caplog.set_level(logging.ERROR, logger="swarmd.supervisor.loop")
+    caplog.set_level(logging.ERROR, logger="swarmd.supervisor")
     for _ in range(MAX_HANDLE_TRIES + 5):
         supervisor.handle_mail()
     assert supervisor.mailbox.list() == [], "nothing is left unread"
@@ -83,7 +84,7 @@ def test_a_repeated_step_error_is_logged_once_with_a_count(swarm_home: SwarmHome
         raise OSError("the same fault every time")
 
     supervisor.step = broken  # type: ignore[method-assign]
-    caplog.set_level(logging.ERROR, logger="swarmd.supervisor.loop")
+    caplog.set_level(logging.ERROR, logger="swarmd.supervisor")
     for _ in range(200):
         supervisor.guarded_step()
     supervisor.errors.clear()

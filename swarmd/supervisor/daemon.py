@@ -8,8 +8,8 @@ import struct
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from agentmail import PostOffice
 from protocol.messages import MessageType, make_message

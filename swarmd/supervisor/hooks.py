@@ -26,8 +26,8 @@ def render_hook(template: str) -> str:
 def run_task_done_hook(template: str, task: Task, home: SwarmHome, ledger: Ledger, *, cwd: Path,
                        timeout: float) -> None:
     """Run the hook for `task` in `cwd` (the project; in its own process group, output to a file: see
-    swarmd.supervisor.shell) and record a failure or a timeout (seconds) in the feed. A background command it starts (`sleep 200 &`) neither holds it up nor
-    outlives it; a timeout kills its whole group."""
+    `supervisor.shell`) and record a failure or a timeout (seconds) in the feed. A background command it
+    starts (`sleep 200 &`) neither holds it up nor outlives it; a timeout kills its whole group."""
     values = {"task_id": task.id, "title": task.title, "agent": task.assignee or "", "home": str(home.root)}
     env = {**os.environ, **{_VARIABLES[k]: v for k, v in values.items()}}
     try:

@@ -103,7 +103,7 @@ def _content_check(check: Check, workdir: Path) -> CheckOutcome:
 
 
 def _command(check: Check, workdir: Path, env: dict[str, str]) -> CheckOutcome:
-    """Run `check.run` in its own process group (see swarmd.supervisor.shell); the group is killed when the check ends."""
+    """Run `check.run` in its own process group (`supervisor.shell`); the group is killed when the check ends."""
     if not workdir.is_dir():
         return CheckOutcome(check, False, f"skipped: workdir {workdir} does not exist")
     try:

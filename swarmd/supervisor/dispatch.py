@@ -1,0 +1,100 @@
+"""Dispatch: ready tasks are assigned before a worker is spawned for them, at most `max_workers` at a time;
+helpers are spawned on a worker's SPAWN_REQUEST."""
+
+import logging
+import socket
+
+from protocol.agent import AgentStatus, RegistryEntry
+from protocol.event import EventType
+from protocol.messages import Message, MessageType, make_message
+from protocol.task import LIVE_STATUSES, Task, TaskStatus
+from swarmd.errors import SwarmError
+from swarmd.supervisor.state import SUPERVISOR, WorkerState
+from swarmd.workers.prompt import render_help_prompt
+from swarmd.workers.tmux import PaneInfo
+
+log = logging.getLogger("swarmd.supervisor")
+
+
+class Dispatch:
+    """The part of `Supervisor` that starts attempts and helpers.
+
+    A mixin: it uses the loop's ledger, spawner and workers: it holds no state of its own.
+    """
+
+    def dispatch(self) -> None:
+        """Assign ready tasks, best priority first, while fewer than max_workers tasks are live."""
+        board = self.ledger.board()
+        live = sum(t.status in LIVE_STATUSES for t in board.values())
+        free = self.max_workers - live - len(self.helpers)
+        if free <= 0:
+            return
+        done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
+        ready = sorted((t for t in board.values() if t.is_ready(done)), key=lambda t: (t.priority, t.created, t.id))
+        for task in ready[:free]:
+            self.start_attempt(task)
+
+    def start_attempt(self, task: Task) -> None:
+        """Assign first (the ledger says who owns the task), then start the worker's session."""
+        for old in [w for w in self.workers.values() if w.task == task.id]:
+            self._end_worker(old, AgentStatus.STOPPED)  # never two workers on one task
+        worker = f"w{self._next_worker}"
+        self._next_worker += 1
+        attempt = len(task.attempts) + 1
+        session = self.spawner.session_name(worker)
+        self.ledger.transition(task.id, TaskStatus.ASSIGNED, SUPERVISOR, EventType.TASK_ASSIGNED,
+                               summary=f"{task.id} assigned to {worker} (attempt {attempt})", worker=worker,
+                               attempt=attempt)
+        self.ledger.register_agent(RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
+                                                 session=session, task=task.id, host=socket.gethostname()), SUPERVISOR)
+        self.post.register(worker, role="worker")
+        state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started_at=self.monotonic())
+        self.workers[worker] = state
+        self.post.send(make_message(MessageType.TASK_ASSIGN, SUPERVISOR, worker, {
+            "task": task.id, "title": task.title, "description": task.description, "attempt": attempt,
+            "max_attempts": self.max_attempts(task), "prompt_file": str(self.home.prompts_dir / f"{worker}.md"),
+        }, thread=task.id))
+        try:
+            pane = self.spawner.spawn(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task))
+        except SwarmError as exc:
+            self._launch_failed(self.ledger.task(task.id), state, str(exc))
+            return
+        self.ledger.update_agent(worker, SUPERVISOR, pid=pane.pid)
+        self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, summary=f"{worker} started in tmux "
+                           f"session {session}", worker=worker, session=session, pid=pane.pid, attempt=attempt)
+
+    def _spawn_helper(self, msg: Message) -> None:
+        """One helper at a time per task, counted against max_workers; a replayed request starts none."""
+        task = self.ledger.task(msg.task or "")
+        registry = self.ledger.registry()
+        if msg.id in {e.metadata.get("request") for e in registry.values()} or task.id in self.helpers.values():
+            return
+        if len(self.helpers) + sum(t.status in LIVE_STATUSES for t in self.ledger.board().values()) >= self.max_workers:
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary="no free worker slot for a helper: "
+                               f"answer with `swarm reply {msg.sender} TEXT`")
+            return
+        helper = f"h{self._next_worker}"
+        self._next_worker += 1
+        self.ledger.register_agent(RegistryEntry(name=helper, role="helper", status=AgentStatus.STARTING,
+                                                 task=task.id, session=self.spawner.session_name(helper),
+                                                 metadata={"request": msg.id}), SUPERVISOR)
+        self.post.register(helper, role="helper")
+        self.helpers[helper] = task.id
+        prompt = render_help_prompt(task, msg.body, helper=helper, asker=msg.sender)
+        try:
+            self.spawner.spawn(task, worker=helper, attempt=1, role="helper", prompt=prompt)
+        except SwarmError as exc:
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary=f"could not start helper: {exc}")
+
+    def reap_helpers(self, panes: dict[str, PaneInfo]) -> None:
+        """A helper whose pane has ended is done: its session goes, its slot frees up."""
+        registry = self.ledger.registry()
+        for helper in list(self.helpers):
+            session = self._recorded_session(registry, helper)
+            pane = panes.get(session)
+            if pane is None or pane.dead:
+                del self.helpers[helper]
+                self.tmux.kill_session(session)
+                self._mark_agent(helper, AgentStatus.STOPPED)
+
+

@@ -1,0 +1,42 @@
+"""What the supervisor holds about each worker and each validation, and the limits of its loop."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from swarmd.supervisor.validation import ValidationReport
+
+SUPERVISOR = "supervisor"
+EXIT_STATUS_GRACE = 2.0  # seconds to wait for tmux to report a dead pane's exit status
+MAIL_BATCH = 256  # messages handled in one step; the rest of a backlog waits for the step's other duties
+STOP_GRACE = 10.0  # seconds a stopping supervisor gives released workers to exit (less than `swarm down` waits)
+MAX_HANDLE_TRIES = 3  # steps that may fail to handle one message before it is set aside in bad/
+
+
+@dataclass
+class WorkerState:
+    """A worker the supervisor is responsible for: one attempt at one task.
+
+    Durations are measured on the monotonic clock (seconds): a wall clock stepped forward or back must neither
+    time a worker out early nor keep it from timing out. The wall clock is for display and the ledger only.
+    """
+
+    name: str
+    task: str
+    attempt: int
+    session: str
+    started_at: float  # monotonic seconds when the attempt started
+    reported: bool = False  # DONE, FAILED or CHECKPOINT received: its pane may now end
+    dead_since: float | None = None  # monotonic seconds when first seen dead, before tmux had its exit status
+    last_beat: datetime | None = None  # the heartbeat last seen (a file's mtime, written by the worker's clock)
+    beat_seen_at: float | None = None  # monotonic seconds when that heartbeat was first seen
+
+
+@dataclass
+class ValidationResult:
+    task: str
+    worker: str
+    report: ValidationReport | None
+    error: str = ""  # the checks could not run at all
+    refused: str = ""  # the checks passed, but a planning tool (OL's ratchet) refused the work: why
+
+
