@@ -88,7 +88,8 @@ class Config(BaseModel):
     max_mail_mb: float = Field(default=20.0, gt=0, description=(
         "MiB of read mail a mailbox keeps; past it the oldest goes first."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
-        "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude` and `codex` "
+        "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude`, `claude-tui` "
+        "and `codex` "
         "(or replace one of the same name)."))
 
     @field_validator("profiles", mode="after")
@@ -110,6 +111,10 @@ DEFAULT_PROFILES = {
     # The prompt goes on the agent's stdin (`claude -p` and `codex exec -` read it there), never into argv.
     "claude": Profile(agent="claude", command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
                                               "claude -p --permission-mode acceptEdits --session-id {session_id}"),
+    # Claude Code's own interface in the pane (attach to watch or steer it); swarmd pastes the prompt into it.
+    "claude-tui": Profile(agent="claude", mode="interactive", command="{python} -m swarmd.worker -- claude "
+                                                                      "--permission-mode acceptEdits "
+                                                                      "--session-id {session_id}"),
     "codex": Profile(agent="codex", command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
                                             "codex exec --sandbox workspace-write --skip-git-repo-check "
                                             "--add-dir {home} -"),
@@ -159,6 +164,11 @@ command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p -
 # env = { ANTHROPIC_MODEL = "..." }
 # workdir = "."
 # allow = ["pytest", "npm test"]
+
+[profiles.claude-tui]   # Claude Code's own interface in the pane: attach to watch or steer; swarmd pastes the prompt
+agent = "claude"
+mode = "interactive"
+command = "{python} -m swarmd.worker -- claude --permission-mode acceptEdits --session-id {session_id}"
 
 [profiles.codex]   # `codex exec` never asks for approval; `-` reads the prompt from stdin
 agent = "codex"

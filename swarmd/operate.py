@@ -46,6 +46,8 @@ class WorkerView:
     question: str | None = None  # a HELP_REQUEST it is waiting on an answer to (`swarm reply` answers it)
     asked_age: float | None = None
     queued: list[str] = field(default_factory=list)  # prompts waiting for its agent to be idle, oldest first
+    agent_state: str | None = None  # what its agent's hooks last said: starting, working, idle, needs_input, ...
+    agent_detail: str = ""  # the dialog's text (needs_input), the limit's message (rate_limited)
 
 
 class Operator:
@@ -88,6 +90,7 @@ class Operator:
                 heartbeat_age=_age(now, entry.last_heartbeat), last_message_age=_age(now, last_seen.get(entry.name)),
                 question=asked.text if asked else None, asked_age=_age(now, asked.asked) if asked else None,
                 queued=[item.text for item in PromptQueue(self.home.run_dir, entry.name).items()],
+                agent_state=entry.metadata.get("agent_state"), agent_detail=entry.metadata.get("state_detail") or "",
             ))
         by_status: dict[str, int] = {}
         for task in board.values():

@@ -79,10 +79,12 @@ def status_view(report: dict[str, Any]) -> Group:
     answer to."""
     sup = report["supervisor"]
     table = Table()
-    for column in ("worker", "role", "task", "state", "pane", "heartbeat", "last message", "waiting on", "queued"):
+    for column in ("worker", "role", "task", "state", "agent", "pane", "heartbeat", "last message", "waiting on",
+                   "queued"):
         table.add_column(column)
     for w in report["workers"]:
-        table.add_row(safe(w.name), safe(w.role), safe(w.task or ""), safe(w.state), safe(w.pane),
+        agent = (w.agent_state or "-") + (f": {w.agent_detail}" if w.agent_detail else "")
+        table.add_row(safe(w.name), safe(w.role), safe(w.task or ""), safe(w.state), safe(agent, 40), safe(w.pane),
                       _age(w.heartbeat_age), _age(w.last_message_age),
                       Text("-") if w.question is None else safe(w.question, 60),
                       Text("-") if not w.queued else safe(f"{len(w.queued)}: {w.queued[0]}", 40))

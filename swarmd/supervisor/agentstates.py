@@ -4,9 +4,20 @@ agent's own usage records becomes a `cost_update` event carrying the difference.
 
 from typing import Any
 
+import shlex
+
 from protocol.event import EventType
 from protocol.messages import AgentRunState, Message
+from protocol.task import LIVE_STATUSES
+from swarmd.errors import SwarmError
 from swarmd.supervisor.state import SUPERVISOR
+
+ASK_TO_REPORT = """You have stopped without reporting on task {task}. If it is done, report DONE; if you cannot finish it,
+report FAILED with the reason:
+
+    agentmail send --home {home} --from {agent} --to supervisor --type DONE --task {task} --field summary="..."
+    agentmail send --home {home} --from {agent} --to supervisor --type FAILED --task {task} --field reason="..."
+"""
 
 STATE_KEYS = ("agent_state", "state_detail", "session_id", "usage")
 
@@ -32,6 +43,8 @@ class AgentStates:
             summary = f"{msg.sender} is {state.value}" + (f": {body.detail.splitlines()[0][:200]}"
                                                            if body.detail.strip() else "")
             self.ledger.update_agent(msg.sender, SUPERVISOR, summary=summary, metadata=new)
+        if state == AgentRunState.IDLE and old.get("agent_state") == AgentRunState.WORKING:
+            self.idle_after_work(msg.sender)
         delta = usage_delta(old.get("usage") or {}, usage)
         if delta:
             cost = delta.get("cost_usd", 0.0)
@@ -40,6 +53,31 @@ class AgentStates:
                                        f"+{int(delta.get('output_tokens', 0))} out tokens"
                                        + (f", +${cost:.4f}" if cost else ""),
                                worker=msg.sender, delta=delta, total=usage)
+
+
+    def idle_after_work(self, name: str) -> None:
+        """An interactive agent that went idle after working without DONE or FAILED is asked once to report
+        (the question is queued into its pane); idle again without a report, its attempt fails as stuck, with
+        the pane's last screen as the reason."""
+        worker = self.workers.get(name)
+        if worker is None or worker.reported or not self.interactive(name):
+            return
+        task = self.ledger.board().get(worker.task)
+        if task is None or task.assignee != name or task.status not in LIVE_STATUSES:
+            return
+        if not worker.asked_to_report:
+            worker.asked_to_report = True
+            text = ASK_TO_REPORT.format(task=task.id, agent=name, home=shlex.quote(str(self.home.root)))
+            self.queue(name).push(text, kind="reminder", sender=SUPERVISOR)
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id,
+                               summary=f"{name} went idle without reporting; asked it once to report")
+            return
+        try:
+            screen = self.tmux.screen(worker.session).rstrip()
+        except SwarmError as exc:
+            screen = f"(the pane could not be read: {exc})"
+        self._fail(task, worker, f"stuck: {name} stayed idle without reporting DONE or FAILED, even when asked."
+                                 f"\nIts last screen:\n{screen}")
 
 
 def usage_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -29,6 +29,7 @@ class WorkerState:
     dead_since: float | None = None  # monotonic seconds when first seen dead, before tmux had its exit status
     last_beat: datetime | None = None  # the heartbeat last seen (a file's mtime, written by the worker's clock)
     beat_seen_at: float | None = None  # monotonic seconds when that heartbeat was first seen
+    asked_to_report: bool = False  # an interactive agent went idle without reporting and was asked to, once
 
 
 @dataclass

@@ -13,6 +13,7 @@ from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
 from swarmd.workers.prompt import render_prompt, write_prompt
+from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.tmux import PaneInfo, TmuxServer
 
 _PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python|session_id)\}")
@@ -44,8 +45,11 @@ class Spawner:
         """Write the prompt and start the worker's session; the task text stays in the prompt file."""
         profile = self.profile(task.profile if role == "worker" else self.config.helper_profile)
         prompt_file = self.home.prompts_dir / f"{worker}.md"
-        write_prompt(prompt_file, prompt or render_prompt(task, agent=worker, attempt=attempt, max_attempts=max_attempts,
-                                                         home=self.home.root))
+        text = prompt or render_prompt(task, agent=worker, attempt=attempt, max_attempts=max_attempts,
+                                       home=self.home.root)
+        write_prompt(prompt_file, text)
+        if profile.mode == "interactive":  # its first prompt, delivered into the pane once the agent is idle
+            PromptQueue(self.home.run_dir, worker).push(text, kind="task", sender="supervisor")
         log = self.log_path(worker)
         env = {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
