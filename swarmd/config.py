@@ -87,6 +87,11 @@ class Config(BaseModel):
         "Days read mail (a mailbox's `cur/`) is kept; each mailbox keeps its newest read message."))
     max_mail_mb: float = Field(default=20.0, gt=0, description=(
         "MiB of read mail a mailbox keeps; past it the oldest goes first."))
+    budget_tokens: int | None = Field(default=None, gt=0, description=(
+        "Input plus output tokens the agents may use in all (from their own records, as `swarm stats` sums "
+        "them); once spent, no new attempt starts (running ones finish). Unset: no limit."))
+    budget_usd: float | None = Field(default=None, gt=0, description=(
+        "The same in US dollars, as the agents record their cost (Claude Code does, at each session's end)."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
         "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude`, `claude-tui` "
         "and `codex` "
@@ -145,6 +150,8 @@ keep_logs_days = 14.0       # an ended worker's log and prompt are removed once 
 max_log_mb = 50.0           # a log (a worker's or the supervisor's) past this size keeps only its newest half
 keep_mail_days = 7.0        # read mail (a mailbox's cur/) is removed once this old
 max_mail_mb = 20.0          # and the oldest read mail goes while a mailbox's cur/ is bigger than this
+# budget_tokens = 5000000   # input + output tokens the agents may use in all; once spent no new attempt starts
+# budget_usd = 20.0         # the same in US dollars, as the agents record their cost
 
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}
 # {session_id}.

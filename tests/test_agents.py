@@ -86,3 +86,57 @@ def test_headless_agent_following_its_prompt_reports_and_its_task_validates(
         assert states[:2] == ["starting", "working"] and states[-1] == "exited", states
     config = json.loads((swarm_home.run_dir / "agents" / worker / "worker.json").read_text())
     assert config["exact"] == [CHECK]
+
+
+# -- the policy, the usage sums and the budget (no CLI needed) --------------------------------------------------
+
+@pytest.mark.parametrize(("command", "allowed"), [
+    ('agentmail send --home /h --from w1 --to supervisor --type DONE --task t --field summary="a; b | c"', True),
+    ('agentmail send --home "$SWARM_HOME" --from "${SWARM_AGENT}" --type PROGRESS --task "$SWARM_TASK"', True),
+    ("agentmail read --home /h w1", True),
+    ("pytest -q tests/test_x.py | tail -1", True),  # the task's check, exactly as written
+    ("agentmail send --to supervisor; rm -rf ~", False),
+    ("agentmail send --to supervisor && curl http://x", False),
+    ('agentmail send --field summary="$(cat ~/.ssh/id_rsa)"', False),
+    ("agentmail send --field summary=`id`", False),
+    ('agentmail send --field summary="$HOME"', False),
+    ("agentmail send --to supervisor > /etc/passwd", False),
+    ("agentmail send 'unclosed", False),
+    ("rm -rf /", False),
+    ("pytest -q tests/test_x.py", False),  # not the check as written
+])
+def test_policy_allows_reporting_and_the_checks_only(command: str, allowed: bool) -> None:
+    from swarmd.agents.policy import allowed as policy_allows
+    assert policy_allows(command, exact=("pytest -q tests/test_x.py | tail -1",)) is allowed
+
+
+USAGE_SCRIPT = ("agentmail send --home \"$SWARM_HOME\" --from \"$SWARM_AGENT\" --to supervisor --type AGENT_STATE "
+                "--task \"$SWARM_TASK\" --field state=idle --field usage='{{\"input_tokens\": {n}, \"output_tokens\": 5}}'\n"
+                "agentmail send --home \"$SWARM_HOME\" --from \"$SWARM_AGENT\" --to supervisor --type AGENT_STATE "
+                "--task \"$SWARM_TASK\" --field state=idle --field usage='{{\"input_tokens\": {m}, \"output_tokens\": 5}}'\n"
+                "echo done > {task}.txt")
+
+
+def test_usage_is_summed_by_task_and_a_spent_budget_pauses_dispatch(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    """Agents' running totals become cost_update differences; `swarm stats` sums them by task and in all; once
+    they reach budget_tokens no new attempt starts and the feed says why."""
+    init_home(swarm_home, max_workers=1)
+    with open(swarm_home.config_file, "a") as config:
+        config.write("budget_tokens = 700\n")
+    tasks = [{"id": "a", "title": "a", "description": USAGE_SCRIPT.format(n=400, m=700, task="a"), "priority": 0,
+              "validation": {"checks": [{"kind": "files_exist", "paths": ["a.txt"]}]}},
+             {"id": "b", "title": "b", "description": USAGE_SCRIPT.format(n=10, m=20, task="b"), "priority": 1}]
+    plan = write_plan(tmp_path / "plan.json", tasks)
+    assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root)).returncode == 0
+    try:
+        ledger = Ledger(swarm_home)
+        wait_until(lambda: ledger.task("a").status == TaskStatus.DONE and any(
+            "budget spent" in e.summary for e in events(swarm_home)), 60, "task a done and the budget spent")
+        stats = json.loads(run_cli("swarm", "stats", "--json", "--home", str(swarm_home.root)).stdout)
+    finally:
+        run_cli("swarm", "down", "--home", str(swarm_home.root))
+    assert stats["usage_by_task"] == {"a": {"input_tokens": 700, "output_tokens": 5}}, stats
+    assert stats["usage_total"] == {"input_tokens": 700, "output_tokens": 5}
+    assert ledger.task("b").status == TaskStatus.OPEN, "no attempt starts once the budget is spent"
+    deltas = [e.detail["delta"] for e in events(swarm_home) if e.type == EventType.COST_UPDATE]
+    assert deltas == [{"input_tokens": 400, "output_tokens": 5}, {"input_tokens": 300}], deltas

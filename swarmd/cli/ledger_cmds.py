@@ -296,7 +296,7 @@ def feed_publish(summary: str, agent: str, event_type: str, task_id: str | None,
 @home_option
 @json_option
 def stats(home: str | None, as_json: bool) -> None:
-    """Events by type and by agent, tasks and agents by status."""
+    """Events by type and by agent, tasks and agents by status, the agents' usage by task and in all."""
     figures = open_ledger(home).stats()
     if as_json:
         dump_json(figures)
@@ -306,6 +306,16 @@ def stats(home: str | None, as_json: bool) -> None:
                        ("agents_by_status", "agents by status")):
         counts = figures[key]
         _print_table(title, ("", "count"), sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    if figures["usage_total"]:
+        rows = [(task or "-", *_usage_cells(usage)) for task, usage in sorted(figures["usage_by_task"].items())]
+        _print_table("agents' usage by task", ("task", "input tokens", "output tokens", "cost (USD)"),
+                     [*rows, ("all", *_usage_cells(figures["usage_total"]))])
+
+
+def _usage_cells(usage: dict[str, float]) -> tuple[str, str, str]:
+    cost = usage.get("cost_usd")
+    return (f"{int(usage.get('input_tokens', 0))}", f"{int(usage.get('output_tokens', 0))}",
+            "-" if cost is None else f"{cost:.4f}")
 
 
 # -- the registry ------------------------------------------------------------------------------------------------

@@ -58,10 +58,17 @@ class StaleTransition(LedgerError):
     """A change made for a worker that no longer holds the task (someone else already moved it on)."""
 
 
-def _count(stats: dict[str, dict[str, int]], event: Event) -> dict[str, dict[str, int]]:
+def _count(stats: dict[str, dict[str, int | float]], event: Event) -> dict[str, dict[str, int | float]]:
+    """Events by type and by agent; a cost_update's usage (tokens, cost_usd) summed by task as `usage:<key>`."""
     for key, value in (("by_type", event.type.value), ("by_agent", event.agent)):
         counts = stats.setdefault(key, {})
         counts[value] = counts.get(value, 0) + 1
+    delta = event.detail.get("delta") if event.type == EventType.COST_UPDATE else None
+    if isinstance(delta, dict):
+        for key, value in delta.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(key, str):
+                by_task = stats.setdefault(f"usage:{key}", {})
+                by_task[event.task or ""] = by_task.get(event.task or "", 0) + value
     return stats
 
 
@@ -84,7 +91,7 @@ def _projection(name: str, key: str, state_type: Any, apply: Callable[[Any, Even
 BOARD = _projection("board", "tasks", dict[str, Task], board_fold.apply, lambda e: e.task, board_fold.clone)
 REGISTRY = _projection("registry", "agents", dict[str, RegistryEntry], registry_fold.apply,
                        lambda e: e.detail.get("name", e.agent), lambda entry: entry.model_copy())
-STATS = _projection("stats", "events", dict[str, dict[str, int]], _count, lambda e: None, lambda counts: counts)
+STATS = _projection("stats", "events", dict[str, dict[str, int | float]], _count, lambda e: None, lambda counts: counts)
 PROJECTIONS = (BOARD, REGISTRY, STATS)
 
 
@@ -241,7 +248,8 @@ class Ledger:
         return registry_fold.with_liveness(agents, self._heartbeats, self._clock(), self.stale_after)
 
     def stats(self) -> dict[str, Any]:
-        """Events by type and by agent, tasks by status, agents by status."""
+        """Events by type and by agent, tasks by status, agents by status, and the agents' usage from their
+        cost_update events (tokens, `cost_usd`) by task and in all."""
         counts = self._load(STATS).state
         tasks: dict[str, int] = {}
         for task in self.board().values():
@@ -249,8 +257,18 @@ class Ledger:
         agents: dict[str, int] = {}
         for entry in self.registry().values():
             agents[entry.status.value] = agents.get(entry.status.value, 0) + 1
+        by_task: dict[str, dict[str, int | float]] = {}
+        for key, tasks_usage in counts.items():
+            if key.startswith("usage:"):
+                for task_id, value in tasks_usage.items():
+                    by_task.setdefault(task_id, {})[key.removeprefix("usage:")] = value
+        total: dict[str, int | float] = {}
+        for usage in by_task.values():
+            for key, value in usage.items():
+                total[key] = total.get(key, 0) + value
         return {"events": sum(counts.get("by_type", {}).values()), "events_by_type": counts.get("by_type", {}),
-                "events_by_agent": counts.get("by_agent", {}), "tasks_by_status": tasks, "agents_by_status": agents}
+                "events_by_agent": counts.get("by_agent", {}), "tasks_by_status": tasks, "agents_by_status": agents,
+                "usage_by_task": by_task, "usage_total": total}
 
     def events(self, *, since_seq: int = 0, types: list[str] | None = None, agent: str | None = None,
                task: str | None = None, limit: int | None = None) -> list[Event]:

@@ -27,12 +27,28 @@ class Dispatch:
         board = self.ledger.board()
         live = sum(t.status in LIVE_STATUSES for t in board.values())
         free = self.max_workers - live - len(self.helpers)
-        if free <= 0:
+        if free <= 0 or self.budget_spent():
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
         ready = sorted((t for t in board.values() if t.is_ready(done)), key=lambda t: (t.priority, t.created, t.id))
         for task in ready[:free]:
             self.start_attempt(task)
+
+    def budget_spent(self) -> bool:
+        """Whether the agents' usage (their cost_update events) has reached swarm.toml's budget_tokens or
+        budget_usd; the first time, the feed says that dispatch is paused and why."""
+        if self.config.budget_tokens is None and self.config.budget_usd is None:
+            return False
+        total = self.ledger.stats()["usage_total"]
+        tokens = total.get("input_tokens", 0) + total.get("output_tokens", 0)
+        spent = [f"{label} {used:g} of {limit:g}" for label, used, limit in (
+            ("tokens", tokens, self.config.budget_tokens), ("USD", total.get("cost_usd", 0), self.config.budget_usd))
+            if limit is not None and used >= limit]
+        if spent and not self.budget_noted:
+            self.budget_noted = True
+            self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"budget spent ({', '.join(spent)}): no new "
+                               "attempt starts; raise budget_tokens / budget_usd in swarm.toml to go on")
+        return bool(spent)
 
     def start_attempt(self, task: Task) -> None:
         """Assign first (the ledger says who owns the task), then start the worker's session."""

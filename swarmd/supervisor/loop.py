@@ -69,6 +69,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.workers: dict[str, WorkerState] = {}
         self.watchers: dict[str, PaneWatcher] = {}  # interactive worker -> its pane watcher (see Queues)
         self.helpers: dict[str, str] = {}  # helper name -> the task it helps with
+        self.budget_noted = False  # the feed has said that the budget is spent
         self.finishing: dict[str, tuple[str, float]] = {}  # released worker -> (session, monotonic deadline)
         self.wake = threading.Event()
         self.stopping = threading.Event()
