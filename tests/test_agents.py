@@ -10,7 +10,7 @@ import pytest
 
 from agentclis import agent_env
 from conftest import run_cli
-from modelserver import ModelServer, Shell, Text, WriteFile, from_prompt
+from modelserver import ModelServer, Shell, Text, Turn, WriteFile, from_prompt
 from protocol.event import EventType
 from protocol.task import TaskStatus
 from swarmd.home import SwarmHome
@@ -23,14 +23,14 @@ BY_VARIABLES = ('agentmail send --home "$SWARM_HOME" --from "$SWARM_AGENT" --to 
 CHECK = "grep -q 'made by the agent' out.txt"
 
 
-def follow_the_prompt(model: ModelServer, project: Path) -> None:
-    """The model's turns: report progress twice, write the file, run the task's check, report DONE, stop."""
+def follow_the_prompt(model: ModelServer, project: Path, last: Turn) -> None:
+    """The model's turns: report progress twice, write the file, run the task's check, report DONE, then `last`."""
     model.script([Text("Starting."), from_prompt(REPORT.format(kind="PROGRESS"))],
                  [Shell(BY_VARIABLES)],
                  [WriteFile(str(project / "out.txt"), "made by the agent\n")],
                  [Shell(CHECK)],
                  [from_prompt(REPORT.format(kind="DONE"))],
-                 [Text("All done.")])
+                 last)
 
 
 def refusals(model: ModelServer) -> list[str]:
@@ -46,7 +46,7 @@ def test_headless_agent_following_its_prompt_reports_and_its_task_validates(
         tmp_path: Path) -> None:
     project = swarm_home.root.parent
     init_home(swarm_home, max_workers=1)
-    follow_the_prompt(model_server, project)
+    follow_the_prompt(model_server, project, [Text("All done.")])
     plan = write_plan(tmp_path / "plan.json", [{
         "id": "job", "title": "write out.txt", "profile": profile,
         "description": "Write out.txt saying 'made by the agent', then report DONE.",

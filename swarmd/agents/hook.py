@@ -9,18 +9,25 @@ imports the mail layer only when it has something to send, and it never fails th
 
 import signal
 
-# An agent that exits right after its last turn closes the pane's terminal: the hook it started must still get
-# its report out (Codex does not wait for `notify`; the pane's SIGHUP would end it mid-send).
-signal.signal(signal.SIGHUP, signal.SIG_IGN)
+# An agent that exits right after its last turn ends the hooks it started (Claude Code's StopFailure and Codex's
+# `notify` are not waited for; the pane's SIGHUP or the agent's SIGTERM would end one mid-send): a report must
+# still get out. The hook is short-lived and bounded by the agent's hook timeout.
+for _signal in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    signal.signal(_signal, signal.SIG_IGN)
 
 import fcntl  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from swarmd.agents.base import CONTEXT_FILE  # noqa: E402
+
+# Events whose hook Claude Code (2.1.332) cuts short ("Hook cancelled" as `claude -p` exits): reported from a
+# child process of our own, detached, so that the agent's end still reaches the supervisor.
+DETACHED = frozenset({"SessionEnd", "StopFailure"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         raw = args[2] if len(args) > 2 else sys.stdin.read()
         payload = json.loads(raw or "{}")
+        if isinstance(payload, dict) and payload.get("hook_event_name") in DETACHED and _forked_off():
+            return 0
         context = json.loads((agent_dir / CONTEXT_FILE).read_text())
         answer = handle(cli, payload if isinstance(payload, dict) else {}, context, agent_dir)
         if answer is not None:
@@ -40,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(agent_dir / "hook-errors.log", "a") as log:
             log.write(traceback.format_exc())
     return 0
+
+
+def _forked_off() -> bool:
+    """In the parent: True at once (the agent goes on); the child, in a session of its own, makes the report."""
+    if os.fork() != 0:
+        return True
+    os.setsid()
+    return False
 
 
 def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir: Path) -> dict[str, Any] | None:
