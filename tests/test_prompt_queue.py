@@ -90,16 +90,18 @@ def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_
         steered = run_cli("swarm", "steer", worker, "STEER-4 and the docs", "--json", *home)
         assert steered.returncode == 0 and json.loads(steered.stdout) == {"id": "queued"}
         shown = json.loads(run_cli("swarm", "status", "--json", *home).stdout)["workers"][0]
-        assert shown["queued"] == ["STEER-3 look at the tests", "STEER-4 and the docs"]
+        # an interactive worker's first prompt is its task, queued until the agent's composer shows
+        assert shown["queued"][0].startswith("# Task job: a job")
+        assert shown["queued"][1:] == ["STEER-3 look at the tests", "STEER-4 and the docs"]
         console = Console(width=250, record=True)
         console.print(status_view(operator.status()))
-        assert "2: STEER-3" in console.export_text()
+        assert "3: # Task job" in console.export_text()
         # the supervisor looks at the pane at every step: no composer, so never idle, never typed into
         tmux = TmuxServer(swarm_home.tmux_socket)
         watcher = PaneWatcher(tmux, next(iter(tmux.sessions())))
         for _ in range(5):
             assert watcher.look().state == PaneState.STARTING
         assert "STEER-3" not in tmux.screen(watcher.session)
-        assert len(operator.status()["workers"][0].queued) == 2
+        assert len(operator.status()["workers"][0].queued) == 3
     finally:
         run_cli("swarm", "down", "--teardown", *home)
