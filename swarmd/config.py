@@ -16,13 +16,13 @@ from swarmd.errors import ConfigError
 
 class Profile(BaseModel):
     """How to start one kind of worker. `command` is a template; placeholders are shell-quoted on use:
-    {prompt_file} {task_id} {agent} {home} {python} {session_id}."""
+    {prompt_file} {task_id} {agent} {home} {python} {session_id} {claude_session}."""
 
     model_config = ConfigDict(extra="forbid")
 
     command: str = Field(min_length=1, description=(
         "The shell command that starts a worker. Placeholders, shell-quoted for you: `{prompt_file}` `{task_id}` "
-        "`{agent}` `{home}` `{python}` `{session_id}`. `{python} -m swarmd.worker -- CMD` wraps an agent CLI (ACCEPTED, "
+        "`{agent}` `{home}` `{python}` `{session_id}` `{claude_session}`. `{python} -m swarmd.worker -- CMD` wraps an agent CLI (ACCEPTED, "
         "heartbeats, DONE/FAILED by its exit code); the first word after `--` must be on PATH when a plan loads."))
     env: dict[str, str] = Field(default={}, description="Environment variables set for the worker.")
     workdir: str | None = Field(default=None, description=(
@@ -32,7 +32,9 @@ class Profile(BaseModel):
         "`run/agents/<worker>/` (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`; the user's settings and login carried over, "
         "never changed), written before launch so that no onboarding, trust or API-key dialog shows, with "
         "hooks that report the agent's state and usage to the supervisor. `{session_id}` in `command` is a "
-        "fresh session id per worker."))
+        "fresh session id per worker; `{claude_session}` is Claude Code's arguments for it: `--session-id ID`, or, "
+        "for a successor after a CHECKPOINT, `--resume PREVIOUS --fork-session --session-id ID` (the predecessor's "
+        "conversation goes on)."))
     mode: Literal["headless", "interactive"] = Field(default="headless", description=(
         "`headless`: the command runs the task to its end by itself (`claude -p`, `codex exec`). "
         "`interactive`: the agent's own interface runs in the pane and swarmd delivers the prompt into it."))
@@ -115,11 +117,11 @@ DEFAULT_PROFILES = {
     "script": Profile(command="{python} -m swarmd.worker --script"),
     # The prompt goes on the agent's stdin (`claude -p` and `codex exec -` read it there), never into argv.
     "claude": Profile(agent="claude", command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
-                                              "claude -p --permission-mode acceptEdits --session-id {session_id}"),
+                                              "claude -p --permission-mode acceptEdits {claude_session}"),
     # Claude Code's own interface in the pane (attach to watch or steer it); swarmd pastes the prompt into it.
     "claude-tui": Profile(agent="claude", mode="interactive", command="{python} -m swarmd.worker -- claude "
                                                                       "--permission-mode acceptEdits "
-                                                                      "--session-id {session_id}"),
+                                                                      "{claude_session}"),
     "codex": Profile(agent="codex", command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
                                             "codex exec --sandbox workspace-write --skip-git-repo-check "
                                             "--add-dir {home} -"),
@@ -154,7 +156,7 @@ max_mail_mb = 20.0          # and the oldest read mail goes while a mailbox's cu
 # budget_usd = 20.0         # the same in US dollars, as the agents record their cost
 
 # A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}
-# {session_id}.
+# {session_id} {claude_session} (claude's `--session-id ID`, or `--resume` of the predecessor after a CHECKPOINT).
 # The task's text is in the prompt file, never on the command line: give the agent the file's path, or its
 # content on stdin with `--prompt-stdin {prompt_file}` (never "$(cat {prompt_file})": any local user reads
 # argv, and more than 128 KiB does not fit in it).
@@ -167,7 +169,7 @@ command = "{python} -m swarmd.worker --script"   # runs the task's description a
 # state and usage). It may run the reporting commands, the task's checks and `allow`'s commands unasked.
 [profiles.claude]
 agent = "claude"
-command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p --permission-mode acceptEdits --session-id {session_id}"
+command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p --permission-mode acceptEdits {claude_session}"
 # env = { ANTHROPIC_MODEL = "..." }
 # workdir = "."
 # allow = ["pytest", "npm test"]
@@ -175,7 +177,7 @@ command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p -
 [profiles.claude-tui]   # Claude Code's own interface in the pane: attach to watch or steer; swarmd pastes the prompt
 agent = "claude"
 mode = "interactive"
-command = "{python} -m swarmd.worker -- claude --permission-mode acceptEdits --session-id {session_id}"
+command = "{python} -m swarmd.worker -- claude --permission-mode acceptEdits {claude_session}"
 
 [profiles.codex]   # `codex exec` never asks for approval; `-` reads the prompt from stdin
 agent = "codex"

@@ -86,10 +86,11 @@ class Request:
 
 
 def from_prompt(pattern: str, make: Callable[[str], Block] = Shell) -> Callable[[Conversation], Block]:
-    """A block built from the first match of `pattern` (a regex, MULTILINE) in the conversation: e.g. the
+    """A block built from the last match of `pattern` (a regex, MULTILINE) in the conversation: e.g. the
     prompt's `agentmail send ... --type DONE ...` line, run as a shell command. Fails loudly when absent."""
     def build(text: Conversation) -> Block:
-        found = re.search(pattern, text, re.MULTILINE)
+        matches = list(re.finditer(pattern, text, re.MULTILINE))
+        found = matches[-1] if matches else None
         if found is None:
             raise LookupError(f"the scripted model found no {pattern!r} in the conversation")
         return make(found.group(0).strip())

@@ -140,3 +140,28 @@ def test_usage_is_summed_by_task_and_a_spent_budget_pauses_dispatch(swarm_home: 
     assert ledger.task("b").status == TaskStatus.OPEN, "no attempt starts once the budget is spent"
     deltas = [e.detail["delta"] for e in events(swarm_home) if e.type == EventType.COST_UPDATE]
     assert deltas == [{"input_tokens": 400, "output_tokens": 5}, {"input_tokens": 300}], deltas
+
+
+def test_successor_after_checkpoint_resumes_the_claude_session(agent_clis: dict[str, Path], model_server: ModelServer,
+                                                               swarm_home: SwarmHome, tmp_path: Path) -> None:
+    """Each Claude worker has its own session id; the successor of a worker that sent CHECKPOINT resumes (a fork
+    of) its session, so its model sees the conversation so far."""
+    init_home(swarm_home, max_workers=1)
+    model_server.script([Text("Halfway there: the secret word is PAPAYA."), from_prompt(REPORT.format(kind="CHECKPOINT"))],
+                        [Text("Checkpointed.")],  # the first worker's last turn (it ends long before the next starts)
+                        [from_prompt(REPORT.format(kind="DONE"))],
+                        [Text("Done.")])
+    plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "two halves", "profile": "claude",
+                                                "description": "Do it in two halves."}])
+    env = agent_env(tmp_path / "clis", model_server.url)
+    assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), env=env).returncode == 0
+    try:
+        ledger = Ledger(swarm_home)
+        wait_until(lambda: ledger.task("job").status == TaskStatus.DONE, 120, "the successor's DONE")
+    finally:
+        run_cli("swarm", "down", "--home", str(swarm_home.root))
+    first, second = (a.worker for a in ledger.task("job").attempts)
+    successor = model_server.scripted()[2].text()
+    assert f"agent `{second}`" in successor and "PAPAYA" in successor, "the successor goes on from the conversation"
+    sessions = [ledger.registry()[w].metadata.get("session_id") for w in (first, second)]
+    assert all(sessions) and sessions[0] != sessions[1], sessions

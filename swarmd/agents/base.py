@@ -4,7 +4,7 @@ lives in, and the context file its hook reads (`worker.json`)."""
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from swarmd.agents.policy import REPORTING
@@ -30,8 +30,7 @@ class WorkerSetup:
     allow: tuple[str, ...] = ()
     mode: str = "headless"
     session_id: str = ""
-    resume: str = ""  # a predecessor's session to resume, if any
-    extra: dict[str, str] = field(default_factory=dict)
+    resume: tuple[Path, str] | None = None  # a predecessor's agent directory and session id, to go on from
 
 
 class Agent:
@@ -47,6 +46,15 @@ class Agent:
     def hook_argv(self, setup: WorkerSetup) -> list[str]:
         """The command the agent's hooks run: this Python, `-m swarmd.agents.hook`, the CLI and the worker's dir."""
         return [sys.executable, "-m", "swarmd.agents.hook", self.name, str(setup.agent_dir)]
+
+
+def last_session(agent_dir: Path) -> str | None:
+    """The session id the agent in `agent_dir` last reported through its hooks (its `state` file), if any."""
+    try:
+        session = json.loads((agent_dir / "state").read_text()).get("session_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return session if isinstance(session, str) and session else None
 
 
 def write_context(setup: WorkerSetup, cli: str) -> None:

@@ -14,6 +14,8 @@ Facts checked against claude-code 2.1.332 (tests/test_agents.py runs the real CL
   `error` ("rate_limit" for a 429); `Notification` carries `message` and `notification_type`.
 - The transcript holds each assistant message's final `usage` (one line per content block, same message id)
   and `cost-state` lines with `totalCostUSD`.
+- `--resume OLD --fork-session --session-id NEW` goes on from session OLD's transcript (found under the
+  config directory's `projects/`) as the new session NEW.
 """
 
 import json
@@ -59,11 +61,31 @@ class ClaudeAgent(Agent):
         if key:
             state["customApiKeyResponses"] = {"approved": [key[-20:]], "rejected": []}
         write_private(config_dir / ".claude.json", json.dumps(state, indent=1))
+        if setup.resume is not None:
+            carry_transcript(setup.resume[0] / "claude", config_dir, setup.resume[1])
         if base and (base / ".credentials.json").is_file():  # a logged-in user's workers stay logged in
             link = config_dir / ".credentials.json"
             link.unlink(missing_ok=True)
             link.symlink_to(base / ".credentials.json")
         return {"CLAUDE_CONFIG_DIR": str(config_dir)}
+
+
+def session_args(session_id: str, resume: str | None) -> list[str]:
+    """Claude Code's arguments for a worker's session: a fresh `--session-id`, or the predecessor's session
+    resumed and forked into the fresh id (claude-code 2.1.332 accepts `--session-id` with `--fork-session`)."""
+    fresh = ["--session-id", session_id]
+    return ["--resume", resume, "--fork-session", *fresh] if resume else fresh
+
+
+def carry_transcript(old_config: Path, new_config: Path, session: str) -> bool:
+    """Copy session `session`'s transcript (`projects/<cwd>/<session>.jsonl`) from one worker's config directory
+    into the next one's, where `--resume` looks for it; False when there is none."""
+    found = sorted((old_config / "projects").glob(f"*/{session}.jsonl")) if (old_config / "projects").is_dir() else []
+    for transcript in found[:1]:
+        target = new_config / "projects" / transcript.parent.name / transcript.name
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(target, transcript.read_text(encoding="utf-8", errors="replace"))
+    return bool(found)
 
 
 def _user_config_dir(env: dict[str, str]) -> Path | None:

@@ -6,9 +6,11 @@ import sys
 import uuid
 from pathlib import Path
 
-from protocol.task import Task
+from protocol.names import validate_agent_name
+from protocol.task import AttemptOutcome, Task
 from swarmd.agents import adapter
-from swarmd.agents.base import WorkerSetup
+from swarmd.agents.base import WorkerSetup, last_session
+from swarmd.agents.claude import session_args
 from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
@@ -16,12 +18,15 @@ from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.tmux import PaneInfo, TmuxServer
 
-_PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python|session_id)\}")
+_PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python|session_id|claude_session)\}")
+_WORDS = frozenset({"claude_session"})  # placeholders whose value is already a list of quoted words
 
 
 def render_command(template: str, values: dict[str, str]) -> str:
-    """Fill the known placeholders, each shell-quoted; everything else in the template is left as written."""
-    return _PLACEHOLDER.sub(lambda m: shlex.quote(values.get(m.group(1), "")), template)
+    """Fill the known placeholders, each shell-quoted (`claude_session`: already quoted words); everything else in
+    the template is left as written."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), "") if m.group(1) in _WORDS
+                            else shlex.quote(values.get(m.group(1), "")), template)
 
 
 class Spawner:
@@ -58,11 +63,13 @@ class Spawner:
         }
         workdir = self.workdir(task, profile)
         session_id = str(uuid.uuid4())
+        resume = self.predecessor(task) if role == "worker" else None
         if profile.agent is not None:
-            env.update(self.prepare_agent(profile, task, worker, workdir, env, session_id))
+            env.update(self.prepare_agent(profile, task, worker, workdir, env, session_id, resume))
         command = render_command(profile.command, {
             "prompt_file": str(prompt_file), "task_id": task.id, "agent": worker,
             "home": str(self.home.root), "python": sys.executable, "session_id": session_id,
+            "claude_session": shlex.join(session_args(session_id, resume[1] if resume else None)),
         })
         # `agentmail` and `swarm` in a worker are the ones this supervisor runs from, venv or not. (tmux gives a
         # new pane the PATH of its client, whatever -e says, so it is set in the shell.)
@@ -75,8 +82,17 @@ class Spawner:
                                cwd=workdir, log_path=log,
                                on_exit=["touch", str(self.pane_died_file)])
 
+    def predecessor(self, task: Task) -> tuple[Path, str] | None:
+        """After a CHECKPOINT: the agent directory and session id of the worker that took it, to go on from."""
+        last = task.attempts[-1] if task.attempts else None
+        if last is None or last.outcome != AttemptOutcome.CHECKPOINT or not last.worker:
+            return None
+        agent_dir = self.home.run_dir / "agents" / validate_agent_name(last.worker)
+        session = last_session(agent_dir)
+        return (agent_dir, session) if session else None
+
     def prepare_agent(self, profile: Profile, task: Task, worker: str, workdir: Path, env: dict[str, str],
-                      session_id: str) -> dict[str, str]:
+                      session_id: str, resume: tuple[Path, str] | None = None) -> dict[str, str]:
         """Write the agent CLI's own config for this worker (swarmd/agents/) and return the environment that
         points the CLI at it."""
         assert profile.agent is not None
@@ -84,7 +100,7 @@ class Spawner:
         return adapter(profile.agent).prepare(WorkerSetup(
             home=self.home.root, worker=worker, task=task.id, workdir=workdir,
             agent_dir=self.home.run_dir / "agents" / worker, env=env, checks=checks, allow=tuple(profile.allow),
-            mode=profile.mode, session_id=session_id))
+            mode=profile.mode, session_id=session_id, resume=resume))
 
     @property
     def pane_died_file(self) -> Path:
