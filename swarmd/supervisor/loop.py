@@ -27,6 +27,7 @@ from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
+from swarmd.supervisor.notify import Notifier
 from swarmd.supervisor.outcomes import Outcomes
 from swarmd.supervisor.reactions import MailReactions
 from swarmd.supervisor.recovery import Recovery
@@ -98,6 +99,8 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
         pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
+        notifier = Notifier(self.home, lambda: self.config.notify, durable=self.config.durable)
+        notifier.start()  # its own threads: a slow receiver never holds up a step
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -109,6 +112,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
             arrivals.stop()
             ledger_watch.stop()
             pane_watch.stop()
+            notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
