@@ -1,5 +1,6 @@
 """The dashboard in a real headless Chromium (the system's, driven by playwright): sign in with a magic link,
-watch the board and the feed change as a plan runs, read a worker's pane, answer its question from the page.
+watch the board and the feed change as a plan runs, read a worker's pane and steer it, answer its question
+from the page.
 A screenshot of each panel is kept in test-artifacts/web/."""
 
 import json
@@ -13,6 +14,8 @@ from conftest import REPO, run_cli
 from swarmkit import events, init_home, wait_until, write_plan
 from webkit import dashboard
 
+from agentmail import PostOffice
+from protocol.messages import MessageType
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 
@@ -73,6 +76,13 @@ def test_an_operator_watches_a_plan_and_answers_a_question_from_the_page(swarm_h
         page.locator(f'#registry tr[data-agent="{worker}"] button.view').click()
         page.locator("#pane pre", has_text="waiting for an answer").wait_for(timeout=WAIT)
         shoot(page, "pane")
+        page.locator("#steer input").fill("use the staging port")
+        page.locator("#steer button").click()
+        page.locator("#feed li", has_text=f"alice custom asks: steered {worker}: use the staging port").wait_for(
+            timeout=WAIT)
+        [steer] = [d.message for d in PostOffice(swarm_home.root).mailbox(worker).list()
+                   if d.message.type == MessageType.STEER]
+        assert steer.body.text == "use the staging port" and steer.sender == "alice"
 
         form = page.locator(f'#waiting form[data-worker="{worker}"]')
         form.locator(".question", has_text="which port?").wait_for(timeout=WAIT)

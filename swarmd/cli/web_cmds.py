@@ -24,7 +24,7 @@ def web(home: str | None, host: str, port: int, allow_remote: bool, link: bool, 
     """Serve the dashboard of a swarm home until Ctrl-C. Nothing is shown without a session: open the link
     that --link prints (once; it sets an HttpOnly cookie)."""
     from protocol.names import validate_agent_name
-    from swarmd.web.server import Address, bind, default_actor, new_link, running, serve
+    from swarmd.web.server import Address, bind, default_actor, is_loopback, new_link, running, serve
 
     h = get_home(home)
     who = validate_agent_name(actor) if actor else default_actor()
@@ -36,7 +36,7 @@ def web(home: str | None, host: str, port: int, allow_remote: bool, link: bool, 
 
     def ready(address: Address) -> None:
         said = {"url": address.url, "link": new_link(h, address, who) if link else None, "running": False}
-        if not address.url.startswith(("http://127.", "http://[::1]", "http://localhost")):
+        if not is_loopback(address.host):
             click.echo(f"warning: serving beyond loopback on {address.url} (plain HTTP: prefer an SSH tunnel)",
                        err=True)
         _say(said, as_json)

@@ -54,7 +54,9 @@ class Auth:
             make_private_dir(path)
 
     def mint_link(self, actor: str) -> str:
-        """A new one-time login token for `actor`, valid for LINK_TTL seconds."""
+        """A new one-time login token for `actor`, valid for LINK_TTL seconds (expired links and sessions are
+        removed first)."""
+        self._prune()
         token = secrets.token_urlsafe(32)
         _write_new(self._path("links", token), {"actor": actor, "expires": self.clock() + LINK_TTL})
         return token
@@ -87,6 +89,13 @@ class Auth:
         if data is None or data.get("expires", 0) < self.clock():
             return None
         return Session(actor=str(data["actor"]), csrf=str(data["csrf"]), expires=float(data["expires"]))
+
+    def _prune(self) -> None:
+        now = self.clock()
+        for path in [*(self.root / "links").glob("*.json"), *(self.root / "sessions").glob("*.json")]:
+            data = _read(path)
+            if data is None or float(data.get("expires", 0)) < now:  # type: ignore[arg-type]
+                path.unlink(missing_ok=True)
 
     def _path(self, kind: str, token: str) -> Path:
         return self.root / kind / f"{hashlib.sha256(token.encode()).hexdigest()}.json"

@@ -7,12 +7,14 @@ falls too far behind is cut off; its browser reconnects with `Last-Event-ID` and
 """
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass, field
 
 from protocol.event import Event
 from swarmd.ledger.log import Ledger
 
+log = logging.getLogger("swarmd.web")
 MAX_BEHIND = 10_000  # events a subscriber may have queued before it is cut off (it reconnects and replays)
 PING_EVERY = 25.0  # seconds between comment lines on every stream, so a dead peer is noticed
 CLOSE = b""  # queued to a subscriber that must end its stream
@@ -69,8 +71,11 @@ class FeedHub:
 
     def _follow(self, since: int) -> None:
         assert self._loop is not None
-        for event in self.ledger.follow(since_seq=since, stop=self._stop):
-            self._loop.call_soon_threadsafe(self._publish, event.seq, sse(event))
+        try:
+            for event in self.ledger.follow(since_seq=since, stop=self._stop):
+                self._loop.call_soon_threadsafe(self._publish, event.seq, sse(event))
+        except Exception:  # noqa: BLE001 - said once; streams still catch up from the file on reconnect
+            log.exception("the dashboard stopped following the ledger")
 
     def _publish(self, seq: int, data: bytes) -> None:
         self.last_seq = seq
