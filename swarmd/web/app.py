@@ -174,12 +174,15 @@ class Dashboard:
                 yield b"".join(sse(e) for e in batch)
                 sent = batch[-1].seq
             while True:
-                seq, data = await subscriber.queue.get()
-                if data == CLOSE:
+                items = [await subscriber.queue.get()]
+                while not subscriber.queue.empty():  # a burst goes out in one write
+                    items.append(subscriber.queue.get_nowait())
+                fresh = b"".join(data for seq, data in items if data != CLOSE and (seq == 0 or seq > sent))
+                sent = max(sent, *(seq for seq, _ in items))
+                if fresh:
+                    yield fresh
+                if any(data == CLOSE for _, data in items):
                     return
-                if seq == 0 or seq > sent:
-                    sent = max(sent, seq)
-                    yield data
         finally:
             self.hub.unsubscribe(subscriber)
 
