@@ -13,6 +13,7 @@ from protocol.event import EventType
 from protocol.task import Task
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
+from swarmd.web.auth import LINK_TTL, SESSION_TTL, Auth
 
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 PAGES = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/state"), ("GET", "/events"),
@@ -105,3 +106,17 @@ def test_serving_beyond_loopback_needs_allow_remote(swarm_home: SwarmHome, tmp_p
     refused = run_cli("swarm", "web", "--home", str(swarm_home.root), "--host", "0.0.0.0", "--port", "0")
     assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
     assert "0.0.0.0 is not a loopback address" in refused.stderr and "--allow-remote" in refused.stderr
+
+
+def test_links_and_sessions_expire_by_the_clock(swarm_home: SwarmHome) -> None:
+    now = [1_000_000.0]
+    auth = Auth(swarm_home, clock=lambda: now[0])
+    late = auth.mint_link("alice")
+    now[0] += LINK_TTL + 1
+    assert auth.redeem(late) is None, "a link not used in time is refused"
+    session_id, session = auth.redeem(auth.mint_link("alice")) or ("", None)
+    assert session is not None and auth.session(session_id) == session and session.actor == "alice"
+    now[0] += SESSION_TTL + 1
+    assert auth.session(session_id) is None, "and a session ends"
+    auth.mint_link("bob")  # making a link clears what has expired
+    assert [p.parent.name for p in (swarm_home.run_dir / "web").rglob("*.json")] == ["links"]
