@@ -12,7 +12,7 @@ its chain) -> its `task_assigned`, and -> its `task_started` (the worker's ACCEP
 clients/baseline of each percentile is printed. Every client must receive every event of the run, each
 once, in seq order (checked, not sampled).
 
-    python scripts/bench_web.py [--tasks 200] [--chains 4] [--clients 100]
+    python scripts/bench_web.py [--tasks 200] [--chains 4] [--clients 100] [--rounds 1]
 """
 
 import argparse
@@ -110,8 +110,7 @@ def run_plan(base: Path, label: str, args: argparse.Namespace, clients: int) -> 
         wall = time.monotonic() - started
         swarm("down", "--home", str(home.root))
         events = ledger.events()
-        result: dict[str, Any] = {"wall_s": round(wall, 2), "events": len(events),
-                                  **{f"ready_to_{k}": dist_ms(v) for k, v in latencies(events).items()}}
+        result: dict[str, Any] = {"wall_s": wall, "events": len(events), "latencies": latencies(events)}
         if reader is not None:
             out, _ = reader.communicate(f"{ledger.last_seq()}\n", timeout=120)
             result["clients"] = json.loads(out)
@@ -178,19 +177,30 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1, help="baseline/clients pairs, alternated")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-web-"))
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "with_clients": []}
     try:
-        baseline = run_plan(base, "baseline", args, 0)
-        loaded = run_plan(base, "clients", args, args.clients)
+        for n in range(args.rounds):  # alternated, so a machine whose load drifts favours neither
+            runs["baseline"].append(run_plan(base, f"baseline{n}", args, 0))
+            runs["with_clients"].append(run_plan(base, f"clients{n}", args, args.clients))
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    ratio = {f"{k}_{p}": round(loaded[k][p] / baseline[k][p], 3) if baseline[k][p] else None
+    summary = {label: pooled(results) for label, results in runs.items()}
+    ratio = {f"{k}_{p}": round(summary["with_clients"][k][p] / summary["baseline"][k][p], 3)
              for k in ("ready_to_assigned", "ready_to_started") for p in ("p50_ms", "p90_ms")}
-    print(json.dumps({"tasks": args.tasks, "chains": args.chains, "clients": args.clients, "baseline": baseline,
-                      "with_clients": loaded, "ratio_clients_to_baseline": ratio,
-                      "wall_ratio": round(loaded["wall_s"] / baseline["wall_s"], 3)}, indent=2))
+    print(json.dumps({"tasks": args.tasks, "chains": args.chains, "clients": args.clients, "rounds": args.rounds,
+                      **summary, "streams": [r["clients"] for r in runs["with_clients"]],
+                      "ratio_clients_to_baseline": ratio,
+                      "wall_ratio": round(summary["with_clients"]["wall_s"] / summary["baseline"]["wall_s"], 3)},
+                     indent=2))
 
+
+def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latencies of all rounds of one condition together, and the mean wall time."""
+    return {"wall_s": round(sum(r["wall_s"] for r in results) / len(results), 2),
+            **{f"ready_to_{k}": dist_ms([x for r in results for x in r["latencies"][k]]) for k in ("assigned", "started")}}
 
 if __name__ == "__main__":
     main()
