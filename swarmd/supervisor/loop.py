@@ -76,6 +76,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)
+        self.notifier: Notifier | None = None  # started once swarm.toml has a [notify] command or webhook
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -99,8 +100,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
         pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
-        notifier = Notifier(self.home, lambda: self.config.notify, durable=self.config.durable)
-        notifier.start()  # its own threads: a slow receiver never holds up a step
+        self.start_notifier()
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -112,13 +112,21 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
             arrivals.stop()
             ledger_watch.stop()
             pane_watch.stop()
-            notifier.stop()
+            if self.notifier is not None:
+                self.notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
+
+    def start_notifier(self) -> None:
+        """Start notifications (threads of their own: a slow receiver never holds up a step) once `[notify]`
+        names a command or a webhook; until then nothing follows the ledger for them."""
+        if self.notifier is None and (self.config.notify.command or self.config.notify.webhook):
+            self.notifier = Notifier(self.home, lambda: self.config.notify, durable=self.config.durable)
+            self.notifier.start()
 
     def guarded_step(self) -> None:
         """One step; an error in it is logged and put in the feed (once while it repeats, then with a count),
@@ -160,6 +168,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         self.config = self.spawner.config = config
         self.ledger.durable, self.ledger.stale_after = config.durable, config.stale_after
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary="swarm.toml changed: settings reloaded")
+        self.start_notifier()
 
     # ----- recovery ---------------------------------------------------------------------------------------
 
