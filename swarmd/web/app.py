@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from protocol.errors import ProtocolError
 from protocol.names import validate_agent_name
-from swarmd.errors import SwarmError
+from swarmd.errors import SwarmError, WorkerEnded
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 from swarmd.operate import Operator
@@ -94,8 +94,8 @@ def _cookie(header: str) -> str | None:
 
 
 class Dashboard:
-    """The routes' handlers over one home: a shared reader (`Operator` as `operator`, under a lock) for the
-    panels, a new `Operator` acting as the session's person for each action, and one `FeedHub`."""
+    """The routes' handlers over one home: one shared `Operator` that only reads (one call at a time) for the
+    panels, a new `Operator` acting as the session's person for each action, and one `FeedHub` for streams."""
 
     def __init__(self, home: SwarmHome) -> None:
         self.home = home
@@ -156,7 +156,7 @@ class Dashboard:
             operator = await run_in_threadpool(Operator, self.home, session.actor)
             result = await run_in_threadpool(act, operator, request.path_params["name"], body)
         except (SwarmError, ProtocolError) as exc:
-            return JSONResponse({"error": str(exc)}, 409 if "has ended" in str(exc) else 400)
+            return JSONResponse({"error": str(exc)}, 409 if isinstance(exc, WorkerEnded) else 400)
         return JSONResponse(result)
 
     async def events(self, request: Request) -> Response:
