@@ -14,7 +14,8 @@ from swarmkit import events, init_home, statuses, wait_until, write_plan
 
 from protocol.event import Event, EventType
 from swarmd.home import SwarmHome
-from swarmd.supervisor.notify import classify
+from swarmd.config import Notify
+from swarmd.supervisor.notify import Notifier, classify
 
 ASK = ('agentmail send --from "$SWARM_AGENT" --to supervisor --type HELP_REQUEST --task {task} '
        '--field question="which port?" >/dev/null')
@@ -121,10 +122,21 @@ def test_a_failing_command_is_reported_and_a_silent_webhook_holds_up_no_dispatch
 
 
 @pytest.mark.parametrize("detail", [{"state": "needs_input", "dialog": "Allow edit?"},
-                                    {"name": "w1", "fields": {"state": "needs_input"}}])
-def test_an_agent_waiting_on_a_dialog_is_needs_input(detail: dict) -> None:
-    event = Event(seq=7, agent="w1", type=EventType.AGENT_UPDATED, task="t1", summary="w1 needs input", detail=detail)
+                                    {"name": "w1", "fields": {"metadata": {"agent_state": "needs_input",
+                                                                           "state_detail": "Allow edit?"}}}])
+def test_an_agent_waiting_on_a_dialog_is_needs_input_once(swarm_home: SwarmHome, detail: dict) -> None:
+    event = Event(seq=7, agent="w1", type=EventType.AGENT_UPDATED, task="t1", summary="w1 is needs_input",
+                  detail=detail)
     kind, worker, reason, action = classify(event) or ("", "", "", "")
-    assert (kind, worker) == ("needs_input", "w1") and reason in ("Allow edit?", "w1 needs input")
-    assert "swarm attach w1" in action
+    assert (kind, worker, reason) == ("needs_input", "w1", "Allow edit?") and "swarm attach w1" in action
     assert classify(event.model_copy(update={"detail": {"state": "working"}})) is None
+
+    notifier = Notifier(swarm_home, lambda: Notify(command="true"))
+    for state in ("working", "needs_input", "needs_input", "working", "needs_input"):  # its usage grew between
+        again = {"state": state} if "state" in detail else {
+            "name": "w1", "fields": {"metadata": {"agent_state": state, "state_detail": "Allow edit?"}}}
+        notifier.look_at(event.model_copy(update={"detail": again}))
+    told = []
+    while not notifier.outboxes["command"].empty():
+        told.append(notifier.outboxes["command"].get().event)
+    assert told == ["needs_input", "needs_input"], "once each time it comes to need input"

@@ -53,12 +53,12 @@ class Notification:
 
 def classify(event: Event) -> tuple[str, str | None, str, str] | None:
     """(kind, worker, reason, action) if `event` is one a person may want to hear of, else None. `plan_done`
-    needs the board: see `Notifier`."""
+    needs the board, and a repeated needs_input the worker's last state: see `Notifier`."""
     detail, task = event.detail, event.task
-    worker = str(detail.get("worker") or event.agent)
-    if _needs_input(detail):
-        reason = str(detail.get("dialog") or detail.get("text") or event.summary)
-        return NEEDS_INPUT, worker, reason, f"look at its pane: swarm attach {worker} (or the dashboard)"
+    worker = str(detail.get("worker") or detail.get("name") or event.agent)
+    if agent_state(detail) == NEEDS_INPUT:
+        return NEEDS_INPUT, worker, _state_detail(detail) or event.summary, \
+            f"look at its pane: swarm attach {worker} (or the dashboard)"
     if event.type == EventType.QUESTION:
         reason = str(detail.get("question") or detail.get("problem") or event.summary)
         return "question", event.agent, reason, f"answer it: swarm reply {event.agent} 'ANSWER'"
@@ -73,10 +73,19 @@ def classify(event: Event) -> tuple[str, str | None, str, str] | None:
     return None
 
 
-def _needs_input(detail: dict[str, Any]) -> bool:
-    """An agent waits on a dialog: its state (in the event, or in an agent update's fields) is needs_input."""
+def agent_state(detail: dict[str, Any]) -> str | None:
+    """The agent state an event reports, if any: `state` in its detail, or in an agent update's fields (the
+    registry entry's `metadata.agent_state`, which the agents' hooks keep)."""
     fields = detail.get("fields") if isinstance(detail.get("fields"), dict) else {}
-    return NEEDS_INPUT in (detail.get("state"), fields.get("state"), fields.get("status"))
+    metadata = fields.get("metadata") if isinstance(fields.get("metadata"), dict) else {}
+    state = detail.get("state") or fields.get("state") or metadata.get("agent_state")
+    return str(state) if state else None
+
+
+def _state_detail(detail: dict[str, Any]) -> str:
+    fields = detail.get("fields") if isinstance(detail.get("fields"), dict) else {}
+    metadata = fields.get("metadata") if isinstance(fields.get("metadata"), dict) else {}
+    return str(detail.get("dialog") or metadata.get("state_detail") or "")
 
 
 class Notifier:
@@ -94,6 +103,7 @@ class Notifier:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._plan_open = False  # some task is open or live: the plan is not done yet
+        self._states: dict[str, str] = {}  # each worker's last reported agent state
 
     def start(self) -> None:
         since = self._saved_seq()
@@ -116,13 +126,19 @@ class Notifier:
     def _follow(self, since: int) -> None:
         for event in self.ledger.follow(since_seq=since, stop=self._stop):
             try:
-                self._look_at(event)
+                self.look_at(event)
             except Exception:  # noqa: BLE001 - one odd event must not end notifications
                 log.exception("could not look at event %s for notifications", event.seq)
 
-    def _look_at(self, event: Event) -> None:
+    def look_at(self, event: Event) -> None:
+        """Queue the notification `event` calls for, if `[notify]` selects it (on the follower thread)."""
         settings = self.settings()
         found = classify(event)
+        if (state := agent_state(event.detail)) is not None:
+            worker = str(event.detail.get("worker") or event.detail.get("name") or event.agent)
+            if self._states.get(worker) == state:  # still in the state it was (its usage grew): said already
+                found = None
+            self._states[worker] = state
         if found is None and ("status" in event.detail or event.type == EventType.TASK_CREATED):
             found = self._plan_done(event)
         if found is not None and found[0] in settings.events and (settings.command or settings.webhook):

@@ -26,6 +26,7 @@ def state(operator: Operator) -> dict[str, Any]:
         "supervisor": status["supervisor"],
         "tasks": [_task(t) for t in in_wave_order(operator.ledger.board().values())],
         "agents": [{"name": e.name, "role": e.role, "status": e.status.value, "task": e.task,
+                    "agent_state": e.metadata.get("agent_state"),
                     "pane": workers[e.name].pane if e.name in workers else "gone",
                     "heartbeat_age": workers[e.name].heartbeat_age if e.name in workers else None}
                    for e in operator.ledger.registry().values()],

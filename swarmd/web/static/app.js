@@ -79,7 +79,7 @@ function renderRegistry(agents) {
   body.replaceChildren();
   for (const agent of agents) {
     const row = el("tr", {"data-agent": agent.name},
-      el("td", {}, agent.name), el("td", {}, agent.role), el("td", {class: "state"}, agent.status),
+      el("td", {}, agent.name), el("td", {}, agent.role), el("td", {class: "state"}, agent.agent_state ? `${agent.status} (${agent.agent_state})` : agent.status),
       el("td", {}, agent.task || ""), el("td", {class: "age"}, age(agent.heartbeat_age, fetchedAt)), el("td", {}));
     const actions = row.lastChild;
     if (agent.pane !== "gone") {
