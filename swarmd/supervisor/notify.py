@@ -131,27 +131,30 @@ class Notifier:
                 log.exception("could not look at event %s for notifications", event.seq)
 
     def look_at(self, event: Event) -> None:
-        """Queue the notification `event` calls for, if `[notify]` selects it (on the follower thread)."""
+        """Queue the notifications `event` calls for that `[notify]` selects (on the follower thread): its own
+        kind, and `plan_done` when it settles the last open task."""
         settings = self.settings()
-        found = classify(event)
+        found = [classify(event)]
         if (state := agent_state(event.detail)) is not None:
             worker = str(event.detail.get("worker") or event.detail.get("name") or event.agent)
             if self._states.get(worker) == state:  # still in the state it was (its usage grew): said already
-                found = None
+                found = []
             self._states[worker] = state
-        if found is None and ("status" in event.detail or event.type == EventType.TASK_CREATED):
-            found = self._plan_done(event)
-        if found is not None and found[0] in settings.events and (settings.command or settings.webhook):
-            kind, worker, reason, action = found
+        if "status" in event.detail or event.type == EventType.TASK_CREATED:
+            found.append(self._plan_done())
+        for kind, worker, reason, action in filter(None, found):
+            if kind not in settings.events:
+                continue
             note = Notification(kind, worker, event.task, reason, action, event.summary, event.seq,
                                 event.ts.isoformat(), str(self.home.root))
             for channel, target in (("command", settings.command), ("webhook", settings.webhook)):
                 if target:
                     self.outboxes[channel].put(note)
-            self._save_seq(event.seq)
+                    self._save_seq(event.seq)
 
-    def _plan_done(self, event: Event) -> tuple[str, str | None, str, str] | None:
-        """`plan_done` once, when the last open or live task settles (armed again by any task reopening)."""
+    def _plan_done(self) -> tuple[str, str | None, str, str] | None:
+        """`plan_done` once, when the last open or live task settles (armed again by any task reopening), as the
+        board is when the event is read (the follower runs milliseconds behind the log)."""
         was_open, self._plan_open = self._plan_open, self._some_task_open()
         if not was_open or self._plan_open:
             return None
