@@ -13,7 +13,9 @@ from conftest import run_cli
 from swarmkit import events, init_home, statuses, wait_until, write_plan
 
 from protocol.event import Event, EventType
+from protocol.task import Task, TaskStatus
 from swarmd.home import SwarmHome
+from swarmd.ledger.log import Ledger
 from swarmd.config import Notify
 from swarmd.supervisor.notify import Notifier, classify
 
@@ -140,3 +142,21 @@ def test_an_agent_waiting_on_a_dialog_is_needs_input_once(swarm_home: SwarmHome,
     while not notifier.outboxes["command"].empty():
         told.append(notifier.outboxes["command"].get().event)
     assert told == ["needs_input", "needs_input"], "once each time it comes to need input"
+
+
+def test_the_last_task_blocked_is_told_and_so_is_the_plan_done(swarm_home: SwarmHome) -> None:
+    ledger = Ledger(swarm_home)
+    notifier = Notifier(swarm_home, lambda: Notify(command="true", events=["task_blocked", "plan_done"]))
+    told = []
+
+    def look_at(event: Event) -> None:  # as the follower does, just after each append
+        notifier.look_at(event)
+        while not notifier.outboxes["command"].empty():
+            told.append((event.seq, notifier.outboxes["command"].get().event))
+
+    look_at(ledger.add_task(Task(id="only", title="the only task"), "operator"))
+    look_at(ledger.transition("only", TaskStatus.ASSIGNED, "supervisor", EventType.TASK_ASSIGNED, worker="w1"))
+    blocked = ledger.transition("only", TaskStatus.BLOCKED, "supervisor", EventType.TASK_FAILED, worker="w1",
+                                reason="exit 3")
+    look_at(blocked)
+    assert told == [(blocked.seq, "task_blocked"), (blocked.seq, "plan_done")]
