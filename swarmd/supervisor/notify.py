@@ -96,7 +96,8 @@ class Notifier:
     def __init__(self, home: SwarmHome, settings: Callable[[], Notify], *, durable: bool = True) -> None:
         self.home = home
         self.settings = settings
-        self.ledger = Ledger(home, durable=durable)
+        self.ledger = Ledger(home, durable=durable)  # the follower's (its board is folded as events come)
+        self.reports = Ledger(home, durable=durable)  # the senders' (appends serialize on the ledger's lock)
         self.state_file = home.run_dir / "notify.json"
         self.outboxes: dict[str, queue.SimpleQueue[Notification | None]] = {
             channel: queue.SimpleQueue() for channel in CHANNELS}
@@ -214,11 +215,12 @@ class Notifier:
     def _report(self, note: Notification, channel: str, error: str, tries: int) -> None:
         log.warning("notification %s by %s failed after %d tries: %s", note.event, channel, tries, error)
         try:
-            self.ledger.append(EventType.CUSTOM, SUPERVISOR, note.task, summary=(
+            self.reports.append(EventType.CUSTOM, SUPERVISOR, note.task, summary=(
                 f"notification {note.event} by {channel} failed after {tries} tries: {error}")[:300],
                 notify_failed=note.event, channel=channel, about_seq=note.seq)
         except LedgerError:
             pass  # the log says it; the ledger cannot
+
 
 def _run_command(command: str, note: Notification, home: SwarmHome, timeout: float) -> str | None:
     """Run the notify command with the JSON on stdin; None if it exited 0, else why not."""
