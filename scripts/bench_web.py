@@ -200,7 +200,8 @@ def main() -> None:
 def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The latencies of all rounds of one condition together, and the mean wall time."""
     return {"wall_s": round(sum(r["wall_s"] for r in results) / len(results), 2),
-            **{f"ready_to_{k}": dist_ms([x for r in results for x in r["latencies"][k]]) for k in ("assigned", "started")}}
+            **{f"ready_to_{k}": dist_ms([x for r in results for x in r["latencies"][k]])
+               for k in ("assigned", "started")}}
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,9 @@ from swarmd.ledger.log import Ledger
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "test-artifacts" / "web"
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
-ASKS = ('echo waiting for an answer; agentmail send --from "$SWARM_AGENT" --to supervisor --type HELP_REQUEST '
+# Escapes (a title, colours) around the text the pane shows; then a question, and a wait for its answer.
+ASKS = (r"printf '\033]0;a title\007\033[31mwaiting\033[0m for an answer\n'; "
+        'agentmail send --from "$SWARM_AGENT" --to supervisor --type HELP_REQUEST '
         '--task asks --field question="which port?" >/dev/null && '
         'agentmail wait "$SWARM_AGENT" --type HELP_RESPONSE --timeout 120 --json > {out}')
 WAIT = 60_000  # ms: a deadline for what the page shows, far above how long it takes
@@ -75,6 +77,7 @@ def test_an_operator_watches_a_plan_and_answers_a_question_from_the_page(swarm_h
         worker = wait_until(lambda: Ledger(swarm_home).task("asks").assignee, 30, "asks to be assigned")
         page.locator(f'#registry tr[data-agent="{worker}"] button.view').click()
         page.locator("#pane pre", has_text="waiting for an answer").wait_for(timeout=WAIT)
+        assert "\x1b" not in page.locator("#pane pre").text_content(), "terminal escapes never reach the page"
         shoot(page, "pane")
         page.locator("#steer input").fill("use the staging port")
         page.locator("#steer button").click()
