@@ -4,8 +4,8 @@ Threads of their own, so the supervisor's loop never waits on a receiver: a foll
 grows (the same file watching as `swarm feed --follow`) and queues a `Notification` for each event
 `[notify]` selects; a sender per channel (command, webhook) delivers them in order, each tried again with
 doubling backoff, and a delivery that keeps failing becomes a `custom` event in the feed. The seq of the
-last event notified is kept in `run/notify.json`, so a restarted supervisor neither repeats nor skips what
-happened while it was down.
+last event queued is kept in `run/notify.json`: a restarted supervisor goes on after it, so what happened
+while it was down is told and nothing is told twice (one still queued when it stopped is lost).
 """
 
 import json
