@@ -234,7 +234,11 @@ def process_tree(pid: int, proc: Path = Path("/proc")) -> list[int]:
     while todo:
         current = todo.pop()
         tree.append(current)
-        for task in (proc / str(current) / "task").glob("*"):
+        try:
+            tasks = list((proc / str(current) / "task").iterdir())
+        except OSError:
+            continue  # ended while we looked
+        for task in tasks:
             try:
                 todo.extend(int(child) for child in (task / "children").read_text().split())
             except (OSError, ValueError):
