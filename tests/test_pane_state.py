@@ -62,13 +62,13 @@ def test_idle_only_after_two_quiet_looks_with_the_same_screen() -> None:
     watcher = PaneWatcher(tmux=None, session="w", now=lambda: NOW)  # type: ignore[arg-type]
     working, idle = read_screen(screen("claude-working"), CLAUDE), read_screen(screen("claude-idle"), CLAUDE)
     assert watcher.judge(read_screen("starting...\n", CLAUDE)).state == PaneState.STARTING
-    assert watcher._set(watcher.judge(working)).state == PaneState.WORKING
-    assert watcher._set(watcher.judge(idle)).state == PaneState.WORKING  # one quiet look is not enough
-    assert watcher._set(watcher.judge(idle)).state == PaneState.IDLE
-    assert watcher._set(watcher.judge(working)).state == PaneState.WORKING
+    assert watcher.judge(working).state == PaneState.WORKING
+    assert watcher.judge(idle).state == PaneState.WORKING  # one quiet look is not enough
+    assert watcher.judge(idle).state == PaneState.IDLE
+    assert watcher.judge(working).state == PaneState.WORKING
     silent = read_screen("a screen that stopped changing, no composer\n", CLAUDE)
     for _ in range(3):  # silence alone is never idleness
-        assert watcher._set(watcher.judge(silent)).state == PaneState.WORKING
+        assert watcher.judge(silent).state == PaneState.WORKING
     look = watcher.judge(read_screen(screen("claude-perm"), CLAUDE))
     assert look.state == PaneState.NEEDS_INPUT and look.reading.dialog.options[-1] == "No"
     limited = watcher.judge(read_screen(screen("claude-ratelimit"), CLAUDE))

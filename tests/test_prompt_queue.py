@@ -15,6 +15,7 @@ from swarmd.cli.view import status_view
 from swarmd.operate import Operator
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
+from swarmd.ledger.log import Ledger
 from swarmd.workers.delivery import deliver_prompt
 from swarmd.workers.panestate import PaneState, PaneWatcher
 from swarmd.workers.promptqueue import MAX_QUEUED, PromptQueue
@@ -66,18 +67,19 @@ def test_a_queue_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
         PromptQueue(tmp_path, "../escape")
 
 
+# An interactive worker whose pane shows claude's permission dialog (a captured screen) and waits.
 INTERACTIVE = """
 [profiles.tui]
-command = "sh -c 'echo a program with no composer; exec sleep 600'"
+command = "cat {dialog}; exec sleep 600"
 mode = "interactive"
 """
 
 
 def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_home: SwarmHome,
                                                                           tmp_path: Path) -> None:
-    init_home(swarm_home, max_workers=1)
+    init_home(swarm_home, max_workers=1, stale=600)  # the pane sends no heartbeats: never stale in the test
     with swarm_home.config_file.open("a") as config:
-        config.write(INTERACTIVE)
+        config.write(INTERACTIVE.format(dialog=Path(__file__).parent / "panes" / "claude-perm.txt"))
     plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": "work",
                                                 "profile": "tui"}])
     home = ["--home", str(swarm_home.root)]
@@ -94,12 +96,16 @@ def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_
         console = Console(width=250, record=True)
         console.print(status_view(operator.status()))
         assert "2: STEER-3" in console.export_text()
-        # the supervisor looks at the pane at every step: no composer, so never idle, never typed into
+        # the supervisor looks at the pane at every step: a dialog, not an idle composer, so nothing is typed
         tmux = TmuxServer(swarm_home.tmux_socket)
         watcher = PaneWatcher(tmux, next(iter(tmux.sessions())))
-        for _ in range(5):
-            assert watcher.look().state == PaneState.STARTING
+        wait_until(lambda: watcher.look().state == PaneState.NEEDS_INPUT, 30, "the dialog on screen")
         assert "STEER-3" not in tmux.screen(watcher.session)
         assert len(operator.status()["workers"][0].queued) == 2
+        refused = run_cli("swarm", "answer", worker, "Yes", *home)
+        assert refused.returncode == 2 and "destructive" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        unknown = run_cli("swarm", "answer", worker, "perhaps", *home)
+        assert unknown.returncode == 2 and "names no option" in unknown.stderr
+        assert not any("supervisor error" in event.summary for event in Ledger(swarm_home).events())
     finally:
         run_cli("swarm", "down", "--teardown", *home)

@@ -12,8 +12,10 @@ One delivery, under the worker's own file lock:
    the delivery failed.
 
 Every wait is on a condition with a deadline, never a fixed pause. The recipe is the one the tmux agent
-managers converged on (claude-squad, ntm, Gas Town's `nudge`): a paste and its Enter sent together are read
-by the agent as one paste, so the Enter becomes a newline in the composer and the prompt is never sent.
+managers converged on (claude-squad, ntm, Gas Town's `nudge`): an Enter that arrives while the agent still
+takes in a paste may be read as part of it (a newline) or lost, leaving the prompt unsent. With claude-code
+2.1.332 a paste and an Enter sent back to back are still one turn, but the newlines of a paste that is not
+bracketed are Enters (its first line goes alone), and keys sent as a dialog first shows are dropped.
 """
 
 import itertools

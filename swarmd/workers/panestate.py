@@ -274,18 +274,21 @@ class PaneWatcher:
     agent: AgentScreen = CLAUDE
     now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     state: PaneState = PaneState.STARTING
-    _previous: Reading | None = None
-    _quiet: int = 0
+    _previous: Reading | None = field(default=None, init=False, repr=False)
+    _quiet: int = field(default=0, init=False, repr=False)  # quiet looks in a row
 
     def look(self) -> Look:
+        """Look at the pane now: its process tree, then its screen. Raises TmuxError if tmux fails."""
         pane = self.tmux.pane(self.session)
         if pane is None or pane.dead or not process_alive(pane.pid):
             return self._set(Look(PaneState.EXITED, None))
-        reading = read_screen(self.tmux.screen(self.session), self.agent)
-        return self._set(self.judge(reading))
+        return self.judge(read_screen(self.tmux.screen(self.session), self.agent))
 
     def judge(self, reading: Reading) -> Look:
-        """The state after `reading`, given the looks before it (updates the quiet-look count)."""
+        """The state after `reading`, given the looks before it; it becomes the watcher's state."""
+        return self._set(self._judge(reading))
+
+    def _judge(self, reading: Reading) -> Look:
         same = self._previous is not None and reading.fingerprint == self._previous.fingerprint
         self._quiet = self._quiet + 1 if not reading.busy and reading.composer is not None else 0
         self._previous = reading
