@@ -23,8 +23,8 @@ from swarmkit import wait_until
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 WORDS = ["fix", "the", "parser", "ünïcødé", "naïve", "日本語のテキスト", "Ελληνικά", "кириллица", "emoji 🚀✨",
-         "tab\there", "a/b/c.py", "/tmp/out.txt", "x = y;", "$HOME", "`code`", "'quoted'", '"double"', "#hash",
-         "50%", "a\\b", "<tag>", "{brace}", "C-c", "Enter", "-- --", "~/.bashrc"]
+         "tab\there", "a/b/c.py", "/tmp/out.txt", "x = y;", "$HOME", "`code`", "'quoted'", '"double"',
+         "#hash", "50%", "a\\b", "<tag>", "{brace}", "C-c", "Enter", "-- --", "~/.bashrc"]
 
 
 def random_prompt(rng: random.Random, index: int) -> str:

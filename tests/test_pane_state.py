@@ -110,7 +110,7 @@ def test_a_dialog_is_answered_by_its_label_in_claude(agent_clis: dict[str, Path]
         assert "trust" in look.reading.dialog.options[1]
         with pytest.raises(SwarmError, match="names no option"):
             answer_dialog(tmux, "agent", "maybe")
-        assert answer_dialog(tmux, "agent", "yes, i trust") == "Yes, I trust this folder"
+        assert answer_dialog(tmux, "agent", "yes, i trust", timeout=60) == "Yes, I trust this folder"
         wait_for_composer(tmux, "agent")
         assert wait_until(lambda: watcher.look().state == PaneState.IDLE, 60, "claude idle at its composer")
 

@@ -33,18 +33,20 @@ def test_a_steer_is_delivered_only_after_the_busy_agent_is_idle(agent_clis: dict
     with RefusingModel(hold_timeout=120).running() as model:  # holds each answer until released: claude works
         config_dir, _ = start_claude(tmux, "agent", agent_clis["claude"], tmp_path / "claude", model.url)
         wait_for_composer(tmux, "agent")
-        deliver_prompt(tmux, "agent", "TASK-1 start on the work", lock_dir=locks)
+        deliver_prompt(tmux, "agent", "TASK-1 start on the work", lock_dir=locks, timeout=60)
         watcher = PaneWatcher(tmux, "agent")
         wait_until(lambda: watcher.look().state == PaneState.WORKING, 60, "claude working")
         queue = PromptQueue(swarm_home.run_dir, "w1")
         queue.push("STEER-7 change course: use the v2 API;", sender="operator")
         for _ in range(10):  # ten looks at a busy agent: nothing typed into it
-            assert queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE, lock_dir=locks) == 0
+            assert queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE, lock_dir=locks,
+                               timeout=60) == 0
         assert watcher.state == PaneState.WORKING and len(queue.items()) == 1
         assert not model.received("STEER-7")
         model.release.set()
-        wait_until(lambda: queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE,
-                                       lock_dir=locks) == 1, 60, "the steer delivered once claude is idle")
+        idle = lambda: watcher.look().state == PaneState.IDLE  # noqa: E731
+        wait_until(lambda: queue.flush(tmux, "agent", idle, lock_dir=locks, timeout=60) == 1, 60,
+                   "the steer delivered once claude is idle")
         assert queue.items() == []
         wait_until(lambda: model.received("STEER-7"), 60, "the steer sent to the model")
         wait_until(lambda: len(user_turns(config_dir)) >= 2, 60, "the steer in claude's transcript")

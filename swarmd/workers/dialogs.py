@@ -18,7 +18,7 @@ _RESEND = 1.0  # seconds a key may take to show before it is taken as lost and s
 
 
 def answer_dialog(tmux: TmuxServer, session: str, choice: str, *, destructive: bool = False,
-                  timeout: float = 10.0) -> str:
+                  timeout: float = 30.0) -> str:
     """Pick the option `choice` (its label, the start of one, or its number) in the dialog on `session`'s
     screen; return the label picked. Raises SwarmError when no dialog shows, `choice` names no single option,
     the dialog is destructive and `destructive` is false, or the selection did not move within `timeout` s."""
