@@ -40,7 +40,7 @@ def random_prompt(rng: random.Random, index: int) -> str:
     elif kind == 4 and index % 12 == 4:
         lines.append("".join(rng.choices("abcdefghij klmnop\n", k=20_000)))
     text = "\n".join(lines)
-    return f"P{index:03d}Q {text}" if kind != 5 else f"P{index:03d}Q short and plain"
+    return f"P{index:03d}Q {text}" if kind != 5 else f"P{index:03d}Q short and plain;"
 
 
 @pytest.fixture

@@ -54,13 +54,13 @@ def deliver_prompt(tmux: TmuxServer, session: str, text: str, *, lock_dir: Path,
     (seconds) bounds each wait (the lock, the composer, the text showing, the submission). Raises
     DeliveryError (also for a tmux failure or an empty text); the caller decides whether to retry.
     """
-    check_session_name(session)
     text = normalize(text)
     if not text.strip():
         raise DeliveryError(f"nothing to deliver to {session}: the prompt is empty")
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        with FileLock(str(lock_dir / f"{session}.lock"), timeout=timeout):
+        check_session_name(session)
+        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with FileLock(str(lock_dir / f"{session}.lock"), timeout=timeout, mode=0o600):
             _deliver(tmux, session, text, timeout)
     except Timeout:
         raise DeliveryError(f"another delivery to {session} held its lock for {timeout:.0f}s") from None
