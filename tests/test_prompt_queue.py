@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from agentclis import RefusingModel
-from claudepane import start_claude, user_turns, wait_for_composer
+from agentclis import RefusingModel, agent_env
+from claudepane import preconfigure, start_claude, user_turns, wait_for_composer
 from conftest import run_cli
 from swarmd.cli.view import status_view
 from swarmd.operate import Operator
@@ -111,3 +111,32 @@ def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_
         assert not any("supervisor error" in event.summary for event in Ledger(swarm_home).events())
     finally:
         run_cli("swarm", "down", "--teardown", *home)
+
+
+def test_the_supervisor_delivers_a_steer_to_an_idle_interactive_claude(agent_clis: dict[str, Path],
+                                                                       swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home, max_workers=1, stale=600)  # the pane sends no heartbeats: never stale in the test
+    project = tmp_path  # a plan's task runs in the plan file's directory
+    with RefusingModel(hold_timeout=0).running() as model:
+        model.release.set()
+        env = agent_env(tmp_path / "claude", model.url)
+        preconfigure(Path(env["CLAUDE_CONFIG_DIR"]), project, env["ANTHROPIC_API_KEY"])
+        with swarm_home.config_file.open("a") as config:
+            config.write(f'\n[profiles.claude-tui]\ncommand = {json.dumps(str(agent_clis["claude"]))}\n'
+                         'mode = "interactive"\n'
+                         f'env = {{ {", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items())} }}\n')
+        plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": "work",
+                                                    "profile": "claude-tui"}])
+        home = ["--home", str(swarm_home.root)]
+        assert run_cli("swarm", "run", str(plan), *home).returncode == 0
+        try:
+            operator = Operator(swarm_home)
+            worker = wait_until(lambda: [w.name for w in operator.status()["workers"] if w.pane == "alive"], 60,
+                                "the worker running")[0]
+            assert operator.steer(worker, "STEER-9 please also update the docs") == "queued"
+            wait_until(lambda: model.received("STEER-9"), 120, "the steer delivered by the supervisor")
+            wait_until(lambda: not operator.status()["workers"][0].queued, 60, "the queue emptied")
+            turns = wait_until(lambda: user_turns(Path(env["CLAUDE_CONFIG_DIR"])), 60, "the turn in the transcript")
+            assert turns == ["[steer from operator]\nSTEER-9 please also update the docs"]
+        finally:
+            run_cli("swarm", "down", "--teardown", *home)
