@@ -95,15 +95,17 @@ def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_
         assert steered.returncode == 0 and json.loads(steered.stdout) == {"id": "queued"}
         shown = json.loads(run_cli("swarm", "status", "--json", *home).stdout)["workers"][0]
         assert shown["queued"] == ["STEER-3 look at the tests", "STEER-4 and the docs"]
+        operator.reply(worker, "REPLY-5 use the v2 API")
+        assert [item.kind for item in PromptQueue(swarm_home.run_dir, worker).items()] == ["steer", "steer", "reply"]
         console = Console(width=250, record=True)
         console.print(status_view(operator.status()))
-        assert "2: STEER-3" in console.export_text()
+        assert "3: STEER-3" in console.export_text()
         # the supervisor looks at the pane at every step: a dialog, not an idle composer, so nothing is typed
         tmux = TmuxServer(swarm_home.tmux_socket)
         watcher = PaneWatcher(tmux, next(iter(tmux.sessions())))
         wait_until(lambda: watcher.look().state == PaneState.NEEDS_INPUT, 30, "the dialog on screen")
         assert "STEER-3" not in tmux.screen(watcher.session)
-        assert len(operator.status()["workers"][0].queued) == 2
+        assert len(operator.status()["workers"][0].queued) == 3
         refused = run_cli("swarm", "answer", worker, "Yes", *home)
         assert refused.returncode == 2 and "destructive" in refused.stderr and len(refused.stderr.splitlines()) == 1
         unknown = run_cli("swarm", "answer", worker, "perhaps", *home)
