@@ -14,9 +14,8 @@ from agentclis import RefusingModel
 from claudepane import start_claude, wait_for_composer
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
-from swarmd.workers.dialogs import answer_dialog
-from swarmd.workers.panestate import (CLAUDE, CODEX, PaneState, PaneWatcher, parse_dialog, parse_reset,
-                                      process_alive, read_screen)
+from swarmd.workers.dialogs import answer_dialog, parse_dialog
+from swarmd.workers.panestate import CLAUDE, CODEX, PaneState, PaneWatcher, parse_reset, process_alive, read_screen
 from swarmd.workers.tmux import TmuxServer
 from swarmkit import wait_until
 
