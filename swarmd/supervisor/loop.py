@@ -28,6 +28,7 @@ from swarmd.ledger.log import Ledger
 from swarmd.supervisor.agentstates import AgentStates
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
+from swarmd.supervisor.notify import Notifier
 from swarmd.supervisor.outcomes import Outcomes
 from swarmd.supervisor.queues import Queues
 from swarmd.supervisor.reactions import MailReactions
@@ -80,6 +81,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)
+        self.notifier: Notifier | None = None  # started once swarm.toml has a [notify] command or webhook
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -103,6 +105,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
         pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
+        self.start_notifier()
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -114,12 +117,21 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             arrivals.stop()
             ledger_watch.stop()
             pane_watch.stop()
+            if self.notifier is not None:
+                self.notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
+
+    def start_notifier(self) -> None:
+        """Start notifications (threads of their own: a slow receiver never holds up a step) once `[notify]`
+        names a command or a webhook; until then nothing follows the ledger for them."""
+        if self.notifier is None and (self.config.notify.command or self.config.notify.webhook):
+            self.notifier = Notifier(self.home, lambda: self.config.notify, durable=self.config.durable)
+            self.notifier.start()
 
     def guarded_step(self) -> None:
         """One step; an error in it is logged and put in the feed (once while it repeats, then with a count),
@@ -162,6 +174,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.config = self.spawner.config = config
         self.ledger.durable, self.ledger.stale_after = config.durable, config.stale_after
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary="swarm.toml changed: settings reloaded")
+        self.start_notifier()
 
     # ----- recovery ---------------------------------------------------------------------------------------
 
