@@ -142,6 +142,10 @@ def test_the_supervisor_delivers_a_steer_to_an_idle_interactive_claude(agent_cli
             wait_until(lambda: model.received("STEER-9"), 120, "the steer delivered by the supervisor")
             wait_until(lambda: not operator.status()["workers"][0].queued, 60, "the queue emptied")
             turns = wait_until(lambda: user_turns(Path(env["CLAUDE_CONFIG_DIR"])), 60, "the turn in the transcript")
-            assert turns == ["[steer from operator]\nSTEER-9 please also update the docs"]
+            # the worker's first prompt is its task (queued at its start); the steer comes after it, once each
+            said = "\n\n".join(turns)
+            task_at = said.index("[task from supervisor]\n# Task job: a job")
+            assert said.count("STEER-9") == 1
+            assert said.index("[steer from operator]\nSTEER-9 please also update the docs") > task_at
         finally:
             run_cli("swarm", "down", "--teardown", *home)
