@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from protocol.messages import describe_validation_error
 from protocol.text import read_text
 from swarmd.errors import ConfigError
+from swarmd.git.settings import GitSettings
 
 
 class Profile(BaseModel):
@@ -71,6 +72,8 @@ class Config(BaseModel):
         "Days read mail (a mailbox's `cur/`) is kept; each mailbox keeps its newest read message."))
     max_mail_mb: float = Field(default=20.0, gt=0, description=(
         "MiB of read mail a mailbox keeps; past it the oldest goes first."))
+    git: GitSettings = Field(default_factory=GitSettings, description=(
+        "`[git]`: isolation of attempts in worktrees and the merge queue (a plan's `[git]` overrides it)."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
         "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude` and `codex` "
         "(or replace one of the same name)."))

@@ -1,0 +1,117 @@
+"""Isolation and integration end to end: a real git repository, a real supervisor and script workers, each
+attempt in its own worktree, validated work landing through the merge queue."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from protocol.event import EventType
+from protocol.task import AttemptOutcome, TaskStatus
+from swarmd.home import SwarmHome
+from swarmd.ledger.log import Ledger
+from conftest import run_cli
+from gitkit import dangling_commits, git, isolate_git, make_repo, task_commits, tree_snapshot
+from swarmkit import init_home
+
+README = "top line\n" + "".join(f"filler {i}\n" for i in range(20)) + "bottom line\n"
+INTEGRATION = "swarm/demo/_integration"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    isolate_git(monkeypatch, tmp_path)
+    path = make_repo(tmp_path / "repo", {"README": README, "lib.txt": "header\n", ".env": "ignored\n",
+                                         ".gitignore": ".env\n"})
+    (path / "notes.txt").write_text("the user's own uncommitted notes\n")  # untracked, must stay as is
+    (path / "README").write_text(README + "an uncommitted edit of the user\n")
+    return path
+
+
+def commit(msg: str) -> str:
+    return f" && git add -A && git commit -q -m '{msg}'"
+
+
+def eight_tasks() -> list[dict]:
+    """A diamond (a -> b, c -> d) and four independent tasks; b and c append at the same place of lib.txt
+    (a conflicting pair), e and f edit README far apart (they merge cleanly)."""
+    lib = {"kind": "content_check", "path": "lib.txt"}
+    return [
+        {"id": "a", "title": "root", "description": "echo 'from a' >> lib.txt" + commit("a: lib"),
+         "validation": {"checks": [{**lib, "pattern": "from a"}]}},
+        {"id": "b", "title": "left", "description": "echo 'from b' >> lib.txt" + commit("b: lib"),
+         "blocked_by": ["a"], "validation": {"checks": [{**lib, "pattern": "from b"}]}},
+        {"id": "c", "title": "right", "description": "echo 'from c' >> lib.txt", "blocked_by": ["a"],
+         "validation": {"checks": [{**lib, "pattern": "from c"}]}},
+        {"id": "d", "title": "join", "description": "cat lib.txt > joined.txt" + commit("d: joined"),
+         "blocked_by": ["b", "c"],
+         "validation": {"checks": [{**lib, "pattern": "from a\nfrom [bc]\nfrom [bc]"},
+                                   {"kind": "files_exist", "paths": ["joined.txt"]}]}},
+        {"id": "e", "title": "top", "description": "sed -i 's/^top line$/top line (e)/' README" + commit("e")},
+        {"id": "f", "title": "bottom", "description": "sed -i 's/^bottom line$/bottom line (f)/' README"},
+        {"id": "g", "title": "own file", "description": "mkdir -p g && echo g > g/out.txt" + commit("g"),
+         "validation": {"checks": [{"kind": "command", "run": "test -f g/out.txt && test -f .env"}]}},
+        {"id": "h", "title": "uncommitted", "description": "echo h > h.txt",
+         "validation": {"checks": [{"kind": "files_exist", "paths": ["h.txt"]}]}},
+    ]
+
+
+def run_plan(home: SwarmHome, tmp_path: Path, tasks: list[dict], git_table: dict | None = None,
+             timeout: int = 150) -> None:
+    plan = tmp_path / "demo.json"
+    plan.write_text(json.dumps({"git": {"include": [".env"], **(git_table or {})},
+                                "defaults": {"workdir": "repo", "max_attempts": 3}, "tasks": tasks}))
+    result = run_cli("swarm", "run", str(plan), "--home", str(home.root), "--wait", "--timeout", f"{timeout}s",
+                     timeout=timeout + 30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_eight_tasks_land_once_each_and_the_user_tree_is_untouched(swarm_home: SwarmHome, tmp_path: Path,
+                                                                  repo: Path) -> None:
+    init_home(swarm_home, max_workers=4)
+    before = tree_snapshot(repo)
+    run_plan(swarm_home, tmp_path, eight_tasks())
+    board = Ledger(swarm_home).board()
+    assert {t.id: t.status for t in board.values()} == {t: TaskStatus.DONE for t in "abcdefgh"}
+    assert tree_snapshot(repo) == before, "the user's branch and working tree are byte-for-byte unchanged"
+
+    # every task's change is on the integration branch, each landed exactly once
+    landings = git(repo, "log", "--format=%B%x00", INTEGRATION).split("\0")
+    for task in "abcdefgh":
+        assert sum(f"Swarm-Task: {task}\n" in m and m.strip().startswith("Merge ") for m in landings) == 1, task
+    assert git(repo, "show", f"{INTEGRATION}:README").splitlines()[0] == "top line (e)"
+    assert git(repo, "show", f"{INTEGRATION}:README").splitlines()[-1] == "bottom line (f)"
+    assert git(repo, "show", f"{INTEGRATION}:h.txt") == "h"
+    assert ".env" not in git(repo, "ls-tree", "-r", "--name-only", INTEGRATION)  # carried in, never committed
+    lib = git(repo, "show", f"{INTEGRATION}:lib.txt").splitlines()
+    assert lib[:2] == ["header", "from a"] and sorted(lib[2:]) == ["from b", "from c"]
+
+    # the conflicting pair: one merged at once, the other failed on the conflict and was retried from the
+    # new tip with the conflict in its prompt
+    retried = [board[t] for t in "bc" if len(board[t].attempts) > 1]
+    assert len(retried) == 1, [board[t].attempts for t in "bc"]
+    loser = retried[0]
+    first, last = loser.attempts[0], loser.attempts[-1]
+    assert first.outcome == AttemptOutcome.FAILED and "merge conflict" in first.reason and "lib.txt" in first.reason
+    prompt = (swarm_home.prompts_dir / f"{last.worker}.md").read_text()
+    assert "merge conflict" in prompt and "lib.txt" in prompt
+    events = list(Ledger(swarm_home).events())
+    winner = "c" if loser.id == "b" else "b"
+    landed = next(e for e in events if e.type == EventType.TASK_COMPLETED and e.task == winner).detail["merge"]
+    retry_tree = [e for e in events if e.type == EventType.WORKTREE_CREATED and e.task == loser.id][-1].detail
+    assert git(repo, "merge-base", "--is-ancestor", landed["new"], retry_tree["base"]) == ""
+
+    # the worker's leftovers were committed on its branch, by the worker, with task and attempt
+    h_tree = next(e for e in events if e.type == EventType.WORKTREE_CREATED and e.task == "h").detail
+    message = git(repo, "log", "-1", "--format=%an|%B", h_tree["branch"])
+    assert message.startswith(f"t {board['h'].attempts[-1].worker}|[h] attempt 1")
+    assert "Swarm-Task: h" in message
+    assert not set(dangling_commits(repo)) & task_commits(repo)
+
+    # the faces: diff of a task, the (now empty) queue, landing on the user's branch only when asked
+    diff = run_cli("swarm", "diff", "h", "--home", str(swarm_home.root))
+    assert diff.returncode == 0 and "+h" in diff.stdout, diff.stderr
+    queue = json.loads(run_cli("swarm", "queue", "--json", "--home", str(swarm_home.root)).stdout)
+    assert queue["waiting"] == [] and {e["task"] for e in queue["failed"]} == {loser.id}
+    assert {e["task"] for e in queue["landed"]} == set("abcdefgh")
