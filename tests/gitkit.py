@@ -63,9 +63,6 @@ def task_commits(repo: Path) -> set[str]:
     out = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch-check"],
                          capture_output=True, text=True, check=True).stdout
     commits = [line.split()[0] for line in out.splitlines() if line.split()[1] == "commit"]
-    found = set()
-    for sha in commits:
-        author = git(repo, "log", "-1", "--format=%ae", sha)
-        if author.endswith(".swarm.invalid") and not author.startswith("merge-queue@"):
-            found.add(sha)
-    return found
+    authors = git(repo, "log", "--no-walk=unsorted", "--format=%H %ae", *commits).splitlines() if commits else []
+    return {sha for sha, author in (line.split() for line in authors)
+            if author.endswith(".swarm.invalid") and not author.startswith("merge-queue@")}

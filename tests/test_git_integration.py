@@ -115,3 +115,28 @@ def test_eight_tasks_land_once_each_and_the_user_tree_is_untouched(swarm_home: S
     queue = json.loads(run_cli("swarm", "queue", "--json", "--home", str(swarm_home.root)).stdout)
     assert queue["waiting"] == [] and {e["task"] for e in queue["failed"]} == {loser.id}
     assert {e["task"] for e in queue["landed"]} == set("abcdefgh")
+
+    # landing: only a fast-forward, never over the user's uncommitted edits; a branch not checked out moves
+    tip = git(repo, "rev-parse", INTEGRATION)
+    refused = run_cli("swarm", "land", "--into", "main", "--home", str(swarm_home.root))
+    assert refused.returncode == 2 and refused.stderr.startswith("swarm: error:"), refused.stderr
+    assert tree_snapshot(repo) == before
+    git(repo, "branch", "diverged", "main")
+    git(repo, "update-ref", "refs/heads/diverged", git(repo, "commit-tree", "-p", "main", "-m", "x",
+                                                          "main^{tree}"))
+    assert run_cli("swarm", "land", "--into", "diverged", "--home", str(swarm_home.root)).returncode == 2
+    git(repo, "branch", "release", "main")
+    landed_json = run_cli("swarm", "land", "--into", "release", "--json", "--home", str(swarm_home.root))
+    assert json.loads(landed_json.stdout)["new"] == tip and git(repo, "rev-parse", "release") == tip
+
+    # clean: worktrees of attempts that are over go; merged branches go; the never-merged one stays
+    cleaned = json.loads(run_cli("swarm", "clean", "--json", "--home", str(swarm_home.root)).stdout)["git"]
+    kept = {g["path"] for g in cleaned if g["kind"] == "kept"}
+    assert kept == {first_branch(events, loser.id)}
+    assert git(repo, "rev-parse", "--verify", f"refs/heads/{first_branch(events, loser.id)}")
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") <= 2  # the user's and the queue's
+    assert not set(dangling_commits(repo)) & task_commits(repo)
+
+
+def first_branch(events: list, task: str) -> str:
+    return next(e.detail["branch"] for e in events if e.type == EventType.WORKTREE_CREATED and e.task == task)
