@@ -143,6 +143,17 @@ command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p -
 
 [profiles.codex]   # `codex exec` never asks for approval; `-` reads the prompt from stdin
 command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- codex exec --sandbox workspace-write --skip-git-repo-check -"
+
+# Git (a plan's own [git] table overrides these for its tasks; see docs/reference.md):
+# [git]
+# isolation = "auto"        # "worktree": each attempt in its own worktree and branch swarm/<plan>/<task>;
+#                           # "none": one shared directory; "auto": worktree when the task's directory is in a repo
+# integration = "release"   # where validated work lands (default swarm/<plan>/_integration); yours never move
+# checks = [ { kind = "tests", run = "pytest -q" } ]   # the merge queue's gate, on the merged result
+# include = [".env"]        # untracked files copied into each worktree (and those in .worktreeinclude)
+# setup = "npm ci"          # run in each new worktree before its worker starts
+# strategy = "merge"        # or "rebase": how a branch goes onto the integration tip
+# reservations = "warn"     # or "refuse": a worker's commit touching another's exclusive file reservation
 """
 
 

@@ -43,6 +43,11 @@ class GitPlan(BaseModel):
 class GitSettings(GitPlan):
     """`[git]` in swarm.toml: the defaults of every plan."""
 
+    isolation: Literal["auto", "worktree", "none"] = Field(default="auto", description=GitPlan.model_fields[
+        "isolation"].description)
+    strategy: Literal["merge", "rebase"] = Field(default="merge", description=GitPlan.model_fields[
+        "strategy"].description)
+
     reservations: Literal["warn", "refuse"] = Field(default="warn", description=(
         "What a worktree's pre-commit hook does with a commit that touches another worker's exclusive file "
         "reservation: print a warning, or refuse the commit."))

@@ -126,7 +126,7 @@ class Integration:
         def job() -> None:
             try:
                 outcome = merge_entry(entry, scratch=scratch, task_checks=task.validation, gate=settings.gate,
-                                      strategy=settings.strategy or "merge", include=settings.include,
+                                      strategy=settings.strategy, include=settings.include,
                                       env=dict(os.environ))
             except Exception as exc:  # noqa: BLE001 - an outcome must come back, or the queue stalls
                 outcome = MergeOutcome(entry, False, error=f"{type(exc).__name__}: {exc}")
