@@ -97,6 +97,7 @@ def test_eight_tasks_land_once_each_and_the_user_tree_is_untouched(swarm_home: S
     prompt = (swarm_home.prompts_dir / f"{last.worker}.md").read_text()
     assert "merge conflict" in prompt and "lib.txt" in prompt
     events = list(Ledger(swarm_home).events())
+    assert not [e.summary for e in events if "supervisor error" in e.summary]
     winner = "c" if loser.id == "b" else "b"
     landed = next(e for e in events if e.type == EventType.TASK_COMPLETED and e.task == winner).detail["merge"]
     retry_tree = [e for e in events if e.type == EventType.WORKTREE_CREATED and e.task == loser.id][-1].detail

@@ -147,7 +147,9 @@ class Integration:
                 self.errors.report(f"merge:{outcome.error}", f"merge of {entry.task} failed: {outcome.error}")
             self.queue.insert(0, entry)  # the branch moved meanwhile, or git hiccuped: try again from the tip
             return
-        worker = WorkerState(name=entry.worker, task=entry.task, attempt=entry.attempt, session="", started_at=0.0)
+        session = self._recorded_session(self.ledger.registry(), entry.worker)
+        worker = WorkerState(name=entry.worker, task=entry.task, attempt=entry.attempt, session=session,
+                             started_at=self.monotonic())
         try:
             if outcome.landed:
                 self._complete(task, worker, None, merge={"branch": entry.branch, "commit": entry.commit,
