@@ -94,7 +94,9 @@ class Dispatch:
         self.helpers[helper] = task.id
         prompt = render_help_prompt(task, msg.body, helper=helper, asker=msg.sender)
         try:
-            self.spawner.spawn(task, worker=helper, attempt=1, role="helper", prompt=prompt)
+            tree = self.trees.get(task.id)  # a helper works where the worker it helps does
+            self.spawner.spawn(task, worker=helper, attempt=1, role="helper", prompt=prompt,
+                               workdir=tree.workdir if tree else None)
         except SwarmError as exc:
             self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary=f"could not start helper: {exc}")
 

@@ -26,13 +26,14 @@ from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 
 log = logging.getLogger("swarmd.supervisor")
+MERGE_TRIES = 3  # merges of one attempt that may fail to run at all before the attempt counts as failed
 
 
 class Integration:
     """The part of `Supervisor` that isolates attempts and runs the merge queue.
 
     A mixin: `trees` (task -> its live attempt's worktree), `queue` (entries waiting), `merging` (the entry in
-    flight) and `merge_results` are set up by the loop.
+    flight), `merge_results` and `merge_errors` (task -> merges that could not run) are set up by the loop.
     """
 
     def git_settings(self, task: Task) -> GitSettings:
@@ -142,11 +143,16 @@ class Integration:
         if not _still_waiting(task, entry):
             return
         assert task is not None
-        if outcome.lost_race or (outcome.error and not outcome.conflict):
-            if outcome.error:
-                self.errors.report(f"merge:{outcome.error}", f"merge of {entry.task} failed: {outcome.error}")
-            self.queue.insert(0, entry)  # the branch moved meanwhile, or git hiccuped: try again from the tip
+        if outcome.lost_race:
+            self.queue.insert(0, entry)  # the branch moved meanwhile: try again from its new tip
             return
+        if outcome.error:
+            tries = self.merge_errors[entry.task] = self.merge_errors.get(entry.task, 0) + 1
+            self.errors.report(f"merge:{outcome.error}", f"merge of {entry.task} failed: {outcome.error}")
+            if tries < MERGE_TRIES:
+                self.queue.insert(0, entry)  # git hiccuped (a lock left by a killed process): once more
+                return
+        self.merge_errors.pop(entry.task, None)
         session = self._recorded_session(self.ledger.registry(), entry.worker)
         worker = WorkerState(name=entry.worker, task=entry.task, attempt=entry.attempt, session=session,
                              started_at=self.monotonic())

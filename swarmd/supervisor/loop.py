@@ -80,6 +80,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch, Integratio
         self.merging: QueueEntry | None = None
         self.merge_results: queue.SimpleQueue[MergeOutcome] = queue.SimpleQueue()
         self.merges = new_merge_pool()
+        self.merge_errors: dict[str, int] = {}
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)

@@ -28,10 +28,9 @@ class Outcomes:
 
     def _validate(self, task: Task, worker: WorkerState) -> None:
         """Run the task's checks off this thread; the result comes back through `results`."""
-        workdir = self.workdir_of(task)
-
         def job() -> None:
             try:
+                workdir = self.workdir_of(task)
                 commit = self.keep_leftovers(task.id, worker)
                 report = run_checks(task.validation, workdir=workdir)
                 refused = self.planning.after_checks(task, worker.attempt, workdir) if report.passed else None
