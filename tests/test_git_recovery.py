@@ -24,7 +24,12 @@ INTEGRATION = "swarm/kills/_integration"
 
 
 def reachable(repo: Path) -> set[str]:
-    return set(git(repo, "rev-list", "--all").split())
+    """Every commit reachable from a ref or a worktree's HEAD. (A worktree being added at this moment has no
+    HEAD yet and makes `--all` fail: asked again until git answers.)"""
+    def ask() -> set[str] | None:
+        proc = subprocess.run(["git", "-C", str(repo), "rev-list", "--all"], capture_output=True, text=True)
+        return set(proc.stdout.split()) if proc.returncode == 0 else None
+    return wait_until(ask, 30, "git rev-list --all to answer")
 
 
 def gated_tip(repo: Path, validated: set[str]) -> None:
@@ -54,6 +59,13 @@ def run_with_kills(home: SwarmHome, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                    "validation": {"checks": [{"kind": "files_exist", "paths": [f"t{i}.txt"]}]}}
                   for i in range(tasks)]}))
     assert run_cli("swarm", "run", str(plan), "--home", str(home.root)).returncode == 0
+    try:
+        return kill_and_check(home, repo, tasks, kills, main_before)
+    finally:
+        run_cli("swarm", "down", "--teardown", "--home", str(home.root), timeout=60)
+
+
+def kill_and_check(home: SwarmHome, repo: Path, tasks: int, kills: int, main_before: str) -> int:
     ledger = Ledger(home)
     rng = random.Random(11)
     done_kills = 0
@@ -77,7 +89,6 @@ def run_with_kills(home: SwarmHome, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert run_cli("swarm", "up", "--home", str(home.root)).returncode == 0
         assert seen <= reachable(repo), "a worker's commit became unreachable after the restart"
     wait_until(lambda: all(t.status == TaskStatus.DONE for t in ledger.board().values()), 120, "every task landed")
-    run_cli("swarm", "down", "--home", str(home.root), timeout=60)
     gated_tip(repo, {t.id for t in ledger.board().values()})
     assert {f"t{i}.txt" for i in range(tasks)} <= set(git(repo, "ls-tree", "--name-only", INTEGRATION).split())
     everything = task_commits(repo)

@@ -15,6 +15,8 @@ from swarmd.ledger.log import Ledger
 
 @dataclass(frozen=True)
 class GitRemoval:
+    """One thing `swarm clean` did (or would do) in git, or a branch it kept and why."""
+
     kind: str  # "worktree", "branch", or "kept" (a branch with work never merged)
     path: str
     reason: str

@@ -28,6 +28,7 @@ if [ -x "$own" ]; then exec "$own" "$@"; fi
 
 
 def hooks_dir(home: SwarmHome) -> Path:
+    """`<home>/git/hooks`: the `core.hooksPath` of every worker's git."""
     return home.root / "git" / "hooks"
 
 
@@ -65,6 +66,7 @@ def check_commit(home: SwarmHome, agent: str, repo: Path) -> tuple[list[str], bo
 
 
 def main() -> int:
+    """The hook: 0 to let the commit go on, 1 to refuse it (only with `reservations = "refuse"`)."""
     home, agent = os.environ.get("SWARM_HOME"), os.environ.get("SWARM_AGENT")
     if not home or not agent:
         return 0

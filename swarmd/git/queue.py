@@ -37,10 +37,12 @@ class QueueEntry:
     seq: int = 0  # the ledger event that queued it: the queue's order among equals
 
     def detail(self) -> dict[str, Any]:
+        """The entry as a `merge_queued` event's detail."""
         return {k: v for k, v in asdict(self).items() if k != "seq"}
 
     @classmethod
     def from_detail(cls, detail: dict[str, Any], seq: int = 0) -> "QueueEntry | None":
+        """The entry a `merge_queued` event recorded (with `task` added), or None if the detail is not one."""
         try:
             return cls(**{k: detail[k] for k in cls.__dataclass_fields__ if k != "seq"}, seq=seq)
         except (KeyError, TypeError):
@@ -155,6 +157,7 @@ def _scratch_at(git: Git, scratch: Path, commit: str) -> Git:
 
 
 def scratch_dir(home_root: Path, plan: str) -> Path:
+    """The queue's scratch worktree for one plan: `<home>/git/merge/<plan>`."""
     return home_root / "git" / "merge" / plan
 
 

@@ -33,6 +33,7 @@ class Identity:
     email: str
 
     def env(self) -> dict[str, str]:
+        """The environment variables that make git commit as this identity."""
         return {"GIT_AUTHOR_NAME": self.name, "GIT_AUTHOR_EMAIL": self.email,
                 "GIT_COMMITTER_NAME": self.name, "GIT_COMMITTER_EMAIL": self.email}
 
@@ -56,6 +57,7 @@ class Git:
         return proc.stdout[:-1] if proc.stdout.endswith("\n") else proc.stdout
 
     def ok(self, *args: str) -> bool:
+        """Whether `git args...` exits 0 (its output is dropped)."""
         try:
             self.run(*args)
         except GitError:
@@ -70,10 +72,6 @@ class Git:
         except (GitError, OSError):
             return None
 
-    def common_dir(self) -> Path:
-        """The repository's shared git directory (`.git` of the main worktree)."""
-        return (self.path / self.run("rev-parse", "--git-common-dir")).resolve()
-
     def commit_of(self, ref: str) -> str | None:
         """The commit `ref` names, or None if it names none."""
         try:
@@ -84,13 +82,6 @@ class Git:
     def is_ancestor(self, commit: str, of: str) -> bool:
         """Whether `commit` is reachable from `of` (or is it)."""
         return self.ok("merge-base", "--is-ancestor", commit, of)
-
-    def changed_files(self, base: str, head: str) -> list[str]:
-        return [f for f in self.run("diff", "--name-only", f"{base}...{head}").splitlines() if f]
-
-    def is_dirty(self) -> bool:
-        """Whether the working tree has changes or untracked (not ignored) files."""
-        return bool(self.run("status", "--porcelain", "--untracked-files=all"))
 
     # ----- writing ----------------------------------------------------------------------------------------
     def update_ref(self, ref: str, new: str, old: str, message: str) -> None:

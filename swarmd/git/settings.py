@@ -62,6 +62,7 @@ class GitSettings(GitPlan):
 
     @property
     def gate(self) -> list[Check]:
+        """The integration checks (none: only each task's own checks gate its merge)."""
         return self.checks or []
 
 

@@ -53,11 +53,15 @@ def attempt_diff(tree: AttemptTree, *, stat: bool = False) -> str:
 
 @dataclass
 class QueueView:
+    """The merge queue for `swarm queue`: rows of task, attempt, worker, branch, commit, integration, queued
+    (ISO time), and for landed/failed ones `seconds` in the queue and the new tip or the failure's reason."""
+
     waiting: list[dict[str, Any]]
     landed: list[dict[str, Any]]
     failed: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
+        """{"waiting": [...], "landed": [...], "failed": [...]}"""
         return {"waiting": self.waiting, "landed": self.landed, "failed": self.failed}
 
 

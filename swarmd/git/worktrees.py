@@ -41,13 +41,16 @@ class AttemptTree:
 
     @property
     def workdir(self) -> Path:
+        """The task's directory inside this worktree."""
         return Path(self.path) / self.subdir
 
     def detail(self) -> dict[str, Any]:
+        """The attempt as a `worktree_created` event's detail."""
         return asdict(self)
 
     @classmethod
     def from_detail(cls, detail: dict[str, Any]) -> "AttemptTree | None":
+        """The attempt a `worktree_created` event recorded (with `task` added), or None if it is not one."""
         try:
             return cls(**{k: detail[k] for k in cls.__dataclass_fields__})
         except (KeyError, TypeError):
@@ -60,10 +63,12 @@ def repository_of(workdir: Path) -> Path | None:
 
 
 def has_commits(top: Path) -> bool:
+    """Whether the repository's HEAD names a commit (a new repository has none to branch from)."""
     return Git(top).commit_of("HEAD") is not None
 
 
 def integration_branch(settings: GitSettings, plan: str) -> str:
+    """The branch the plan's validated work lands on."""
     return settings.integration or f"swarm/{plan}/{INTEGRATION_SUFFIX}"
 
 
@@ -169,6 +174,7 @@ def commit_leftovers(tree: AttemptTree, worker: str, swarm: str, note: str = "")
 
 
 def worker_identity(worker: str, swarm: str) -> Identity:
+    """Who a worker's commits are by: `<swarm> <worker>` at a `.invalid` address (it is no mailbox)."""
     return Identity(name=f"{swarm} {worker}", email=f"{worker}@{swarm}.swarm.invalid")
 
 

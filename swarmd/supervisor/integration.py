@@ -37,6 +37,7 @@ class Integration:
     """
 
     def git_settings(self, task: Task) -> GitSettings:
+        """swarm.toml's `[git]` with the task's plan's over it."""
         return self.config.git.effective(task.metadata)
 
     # ----- isolation --------------------------------------------------------------------------------------
