@@ -3,8 +3,8 @@ attempt suffix from the second on), checked out in `<home>/worktrees/`, made fro
 tip so the task sees its blockers' merged work. The user's branch and working tree are never touched: only
 new refs are made (by compare-and-swap) and worktrees are added beside the user's.
 
-The idea of one worktree per agent is the common one of claude-squad and ntm `--worktrees`; the files carried
-into a new worktree follow the `.worktreeinclude` convention of Claude Code's desktop app.
+The idea of one worktree per agent is the common one of claude-squad and ntm `--worktrees`. Untracked files
+a task needs (`.env`) are carried into a new worktree by `[git] include` globs and a `.worktreeinclude` file.
 """
 
 import glob
