@@ -104,6 +104,7 @@ def test_supervisor_killed_during_merges(swarm_home: SwarmHome, tmp_path: Path,
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_supervisor_killed_thirty_times_during_merges(swarm_home: SwarmHome, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     assert run_with_kills(swarm_home, tmp_path, monkeypatch, tasks=45, kills=32) >= 30
