@@ -11,17 +11,13 @@ from conftest import run_cli
 from swarmkit import init_home
 
 
-@pytest.mark.parametrize("args", [["diff", "nope"], ["land"], ["land", "--into", "x"],
-                                  ["reserve", "--agent", "W!", "a"], ["release", "--agent", "../x"]])
-def test_refusals_are_one_line(swarm_home: SwarmHome, args: list[str]) -> None:
+def test_refusals_are_one_line_and_the_empty_queue(swarm_home: SwarmHome) -> None:
     init_home(swarm_home)
-    result = run_cli("swarm", *args, "--home", str(swarm_home.root))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.startswith("swarm: error:") and len(result.stderr.strip().splitlines()) == 1
-
-
-def test_empty_queue(swarm_home: SwarmHome) -> None:
-    init_home(swarm_home)
+    for args in (["diff", "nope"], ["land"], ["land", "--into", "x"], ["reserve", "--agent", "W!", "a"],
+                 ["release", "--agent", "../x"]):
+        result = run_cli("swarm", *args, "--home", str(swarm_home.root))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith("swarm: error:") and len(result.stderr.strip().splitlines()) == 1, args
     out = run_cli("swarm", "queue", "--json", "--home", str(swarm_home.root))
     assert json.loads(out.stdout) == {"waiting": [], "landed": [], "failed": []}
 

@@ -100,7 +100,7 @@ def kill_and_check(home: SwarmHome, repo: Path, tasks: int, kills: int, main_bef
 
 def test_supervisor_killed_during_merges(swarm_home: SwarmHome, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    assert run_with_kills(swarm_home, tmp_path, monkeypatch, tasks=12, kills=8) >= 4
+    assert run_with_kills(swarm_home, tmp_path, monkeypatch, tasks=10, kills=8) >= 4
 
 
 @pytest.mark.soak
