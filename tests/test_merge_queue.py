@@ -1,6 +1,7 @@
 """The merge queue's git work on real repositories: merge or rebase onto the tip, the gate on the merged
 result, the compare-and-swap move, conflicts and red gates as outcomes; and an attempt's worktree."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from swarmd.git.repo import Git
 from swarmd.git.settings import GitSettings
 from swarmd.git.worktrees import SetupError, create_attempt
 from swarmd.home import SwarmHome
-from gitkit import git, isolate_git, make_repo
+from gitkit import USER, git, isolate_git, make_repo
 
 INTEGRATION = "integ"
 
@@ -93,3 +94,18 @@ def test_attempt_worktree_never_reuses_a_branch(repo: Path, tmp_path: Path) -> N
     with pytest.raises(SetupError, match="exit code 3"):
         create_attempt(home, repo, repo, plan="p", task="t", attempt=2,
                        settings=GitSettings(integration=INTEGRATION, setup="exit 3"))
+
+
+def test_a_merge_left_half_done_by_a_kill_is_cleared(repo: Path, tmp_path: Path) -> None:
+    first = branch(repo, "first", {"shared.txt": "one\nfirst\n"})
+    clash = branch(repo, "clash", {"shared.txt": "one\nclash\n"})
+    later = branch(repo, "later", {"later.txt": "x\n"})
+    assert land(first, tmp_path).landed
+    scratch = tmp_path / "scratch"
+    merging = subprocess.run(["git", "-C", str(scratch), *USER, "merge", "--no-edit", clash.commit],
+                             capture_output=True, text=True)  # as a supervisor killed mid-merge leaves it
+    assert merging.returncode != 0 and git(scratch, "rev-parse", "-q", "--verify", "MERGE_HEAD")
+    made = (scratch / ".git").stat().st_ino
+    assert land(later, tmp_path).landed
+    assert git(repo, "show", f"{INTEGRATION}:shared.txt") == "one\nfirst"
+    assert (scratch / ".git").stat().st_ino == made, "the merge was aborted in place, not the worktree made again"

@@ -141,8 +141,7 @@ def _scratch_at(git: Git, scratch: Path, commit: str) -> Git:
     work = Git(scratch)
     if (scratch / ".git").is_file():
         try:
-            work.ok("merge", "--abort")
-            work.ok("rebase", "--abort")
+            _abort_unfinished(work)
             work.run("checkout", "-q", "--detach", "-f", commit)
             work.run("clean", "-q", "-ffdx")
             return work
@@ -154,6 +153,17 @@ def _scratch_at(git: Git, scratch: Path, commit: str) -> Git:
     scratch.parent.mkdir(parents=True, exist_ok=True)
     git.run("worktree", "add", "-q", "--detach", "-f", str(scratch), commit)
     return work
+
+
+def _abort_unfinished(work: Git) -> None:
+    """Abort a merge or rebase that a killed supervisor left in the scratch worktree (only if there is one:
+    each git call costs a process)."""
+    text = (work.path / ".git").read_text().strip()
+    gitdir = Path(text.removeprefix("gitdir:").strip()) if text.startswith("gitdir:") else work.path / ".git"
+    if (gitdir / "MERGE_HEAD").exists():
+        work.ok("merge", "--abort")
+    if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
+        work.ok("rebase", "--abort")
 
 
 def scratch_dir(home_root: Path, plan: str) -> Path:
