@@ -2,7 +2,7 @@
 attempt in its own worktree, validated work landing through the merge queue."""
 
 import json
-import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -141,3 +141,28 @@ def test_eight_tasks_land_once_each_and_the_user_tree_is_untouched(swarm_home: S
 
 def first_branch(events: list, task: str) -> str:
     return next(e.detail["branch"] for e in events if e.type == EventType.WORKTREE_CREATED and e.task == task)
+
+
+def test_home_inside_the_repository_never_reaches_a_commit(tmp_path: Path, repo: Path) -> None:
+    """The usual layout (`.swarm/` in the repository): parallel workers that `git add -A` and commit each
+    commit only their own file, never each other's nor the swarm home (the failure that asked for worktrees)."""
+    home = SwarmHome(repo / ".swarm")
+    try:
+        init_home(home, max_workers=3)
+        before = tree_snapshot(repo)
+        plan = home.root / "plan.json"  # inside the home: nothing the user's tree would show
+        plan.write_text(json.dumps({"name": "demo", "defaults": {"workdir": str(repo)}, "tasks": [
+            {"id": f"p{i}", "title": f"file {i}", "description": f"echo {i} > p{i}.txt" + commit(f"p{i}")}
+            for i in range(3)]}))
+        result = run_cli("swarm", "run", str(plan), "--home", str(home.root), "--wait", "--timeout", "120s",
+                         timeout=150)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert tree_snapshot(repo) == before
+        for i in range(3):
+            branch = git(repo, "for-each-ref", "--format=%(refname:short)", f"refs/heads/swarm/demo/p{i}")
+            assert git(repo, "diff", "--name-only", f"{branch}~1", branch) == f"p{i}.txt"
+        files = set(git(repo, "ls-tree", "-r", "--name-only", INTEGRATION).split())
+        assert files == {"README", "lib.txt", ".gitignore", "p0.txt", "p1.txt", "p2.txt"}
+    finally:
+        run_cli("swarm", "down", "--teardown", "--home", str(home.root), timeout=60)
+        subprocess.run(["tmux", "-S", str(home.tmux_socket), "kill-server"], capture_output=True, check=False)

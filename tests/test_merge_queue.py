@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.task import Check, ValidationSpec
+from protocol.task import Check
 from swarmd.git.queue import QueueEntry, merge_entry
 from swarmd.git.repo import Git
 from swarmd.git.settings import GitSettings

@@ -15,12 +15,12 @@ from pathlib import Path
 from protocol.event import EventType
 from protocol.task import AttemptOutcome, Task, TaskStatus
 from swarmd.errors import ConfigError
+from swarmd.git.hook import hook_env, install_hook
 from swarmd.git.queue import MergeOutcome, QueueEntry, merge_entry, order, scratch_dir
 from swarmd.git.repo import Git, GitError
 from swarmd.git.settings import GitSettings, plan_of
 from swarmd.git.worktrees import (AttemptTree, commit_leftovers, create_attempt, has_commits, repository_of,
                                   worker_identity)
-from swarmd.git.hook import hook_env, install_hook
 from swarmd.ledger.board import in_wave_order
 from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
