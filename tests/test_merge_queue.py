@@ -10,7 +10,7 @@ from protocol.task import Check
 from swarmd.git.queue import QueueEntry, merge_entry
 from swarmd.git.repo import Git
 from swarmd.git.settings import GitSettings
-from swarmd.git.worktrees import SetupError, create_attempt
+from swarmd.git.worktrees import SetupError, create_attempt, remove_worktree
 from swarmd.home import SwarmHome
 from gitkit import USER, git, isolate_git, make_repo
 
@@ -91,6 +91,9 @@ def test_attempt_worktree_never_reuses_a_branch(repo: Path, tmp_path: Path) -> N
     assert tree.branch == "swarm/p/t-r2" and git(repo, "rev-parse", "swarm/p/t") == kept
     assert (Path(tree.path) / ".env").read_text() == "SECRET=1\n"
     assert Git(Path(tree.path)).run("rev-parse", "--abbrev-ref", "HEAD") == tree.branch
+    remove_worktree(tree, GitSettings(teardown=f"pwd > {tmp_path}/torn"))  # the teardown runs in it, then it goes
+    assert (tmp_path / "torn").read_text().strip() == tree.path and not Path(tree.path).exists()
+    assert git(repo, "rev-parse", tree.branch)  # the branch stays
     with pytest.raises(SetupError, match="exit code 3"):
         create_attempt(home, repo, repo, plan="p", task="t", attempt=2,
                        settings=GitSettings(integration=INTEGRATION, setup="exit 3"))
