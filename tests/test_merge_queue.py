@@ -112,3 +112,16 @@ def test_a_merge_left_half_done_by_a_kill_is_cleared(repo: Path, tmp_path: Path)
     assert land(later, tmp_path).landed
     assert git(repo, "show", f"{INTEGRATION}:shared.txt") == "one\nfirst"
     assert (scratch / ".git").stat().st_ino == made, "the merge was aborted in place, not the worktree made again"
+
+
+def test_a_rebase_left_half_done_by_a_kill_is_aborted(repo: Path, tmp_path: Path) -> None:
+    first = branch(repo, "first", {"shared.txt": "one\nfirst\n"})
+    clash = branch(repo, "clash", {"shared.txt": "one\nclash\n"})
+    later = branch(repo, "later", {"later.txt": "x\n"})
+    assert land(first, tmp_path, strategy="rebase").landed
+    scratch = tmp_path / "scratch"
+    git(scratch, "checkout", "-q", "--detach", clash.commit)
+    stuck = subprocess.run(["git", "-C", str(scratch), *USER, "rebase", first.commit], capture_output=True)
+    assert stuck.returncode != 0  # a conflict: the rebase waits, as a kill mid-rebase would leave it
+    outcome = land(later, tmp_path, strategy="rebase")
+    assert outcome.landed, outcome.reason
