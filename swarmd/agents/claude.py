@@ -20,6 +20,7 @@ Facts checked against claude-code 2.1.332 (tests/test_agents.py runs the real CL
 
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ class ClaudeAgent(Agent):
             state["customApiKeyResponses"] = {"approved": [key[-20:]], "rejected": []}
         write_private(config_dir / ".claude.json", json.dumps(state, indent=1))
         if setup.resume is not None:
-            carry_transcript(setup.resume[0] / "claude", config_dir, setup.resume[1])
+            carry_transcript(setup.resume[0] / "claude", config_dir, setup.resume[1], setup.workdir)
         if base and (base / ".credentials.json").is_file():  # a logged-in user's workers stay logged in
             link = config_dir / ".credentials.json"
             link.unlink(missing_ok=True)
@@ -77,12 +78,15 @@ def session_args(session_id: str, resume: str | None) -> list[str]:
     return ["--resume", resume, "--fork-session", *fresh] if resume else fresh
 
 
-def carry_transcript(old_config: Path, new_config: Path, session: str) -> bool:
+def carry_transcript(old_config: Path, new_config: Path, session: str, workdir: Path) -> bool:
     """Copy session `session`'s transcript (`projects/<cwd>/<session>.jsonl`) from one worker's config directory
-    into the next one's, where `--resume` looks for it; False when there is none."""
+    into the next one's, under the next one's working directory (its own worktree, perhaps), where `--resume`
+    looks for it; False when there is none. Claude Code names a project's directory after its path, every
+    character but a letter or digit made `-`."""
     found = sorted((old_config / "projects").glob(f"*/{session}.jsonl")) if (old_config / "projects").is_dir() else []
     for transcript in found[:1]:
-        target = new_config / "projects" / transcript.parent.name / transcript.name
+        project = re.sub(r"[^A-Za-z0-9]", "-", str(workdir.absolute()))
+        target = new_config / "projects" / project / transcript.name
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(target, transcript.read_text(encoding="utf-8", errors="replace"))
     return bool(found)

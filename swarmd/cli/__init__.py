@@ -17,6 +17,7 @@ def _load_commands() -> None:
     from swarmd.cli import dispatch_cmds  # noqa: F401
     from swarmd.cli import web_cmds  # noqa: F401
     from swarmd.cli import agent_cmds  # noqa: F401
+    from swarmd.cli import git_cmds  # noqa: F401
 
 
 _load_commands()

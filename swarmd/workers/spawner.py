@@ -46,12 +46,16 @@ class Spawner:
         return self.config.profiles[chosen]
 
     def spawn(self, task: Task, *, worker: str, attempt: int, max_attempts: int = 1, role: str = "worker",
-              prompt: str | None = None) -> PaneInfo:
-        """Write the prompt and start the worker's session; the task text stays in the prompt file."""
+              prompt: str | None = None, workdir: Path | None = None, env: dict[str, str] | None = None,
+              git_note: str = "") -> PaneInfo:
+        """Write the prompt and start the worker's session; the task text stays in the prompt file.
+
+        `workdir` (an attempt's worktree) replaces the task's directory, `env` adds to the worker's environment,
+        `git_note` is a section of the prompt about the attempt's branch."""
         profile = self.profile(task.profile if role == "worker" else self.config.helper_profile)
         prompt_file = self.home.prompts_dir / f"{worker}.md"
         text = prompt or render_prompt(task, agent=worker, attempt=attempt, max_attempts=max_attempts,
-                                       home=self.home.root)
+                                       home=self.home.root, git_note=git_note)
         write_prompt(prompt_file, text)
         if profile.mode == "interactive":  # its first prompt, delivered into the pane once the agent is idle
             PromptQueue(self.home.run_dir, worker).push(text, kind="task", sender="supervisor")
@@ -59,9 +63,9 @@ class Spawner:
         env = {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
-            **profile.env,
+            **(env or {}), **profile.env,
         }
-        workdir = self.workdir(task, profile)
+        workdir = workdir or self.workdir(task, profile)
         session_id = str(uuid.uuid4())
         resume = self.predecessor(task) if role == "worker" else None
         if profile.agent is not None:
