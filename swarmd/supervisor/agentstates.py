@@ -68,7 +68,7 @@ class AgentStates:
         if not worker.asked_to_report:
             worker.asked_to_report = True
             text = ASK_TO_REPORT.format(task=task.id, agent=name, home=shlex.quote(str(self.home.root)))
-            self.queue(name).push(text, kind="reminder", sender=SUPERVISOR)
+            self.prompt_queue(name).push(text, kind="reminder", sender=SUPERVISOR)
             self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id,
                                summary=f"{name} went idle without reporting; asked it once to report")
             return
