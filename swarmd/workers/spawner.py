@@ -9,6 +9,7 @@ from protocol.task import Task
 from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
+from swarmd.tokens import TOKEN_ENV, issue_token
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.tmux import PaneInfo, TmuxServer
 
@@ -47,7 +48,7 @@ class Spawner:
         env = {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
-            **profile.env,
+            TOKEN_ENV: issue_token(self.home, worker), **profile.env,
         }
         command = render_command(profile.command, {
             "prompt_file": str(prompt_file), "task_id": task.id, "agent": worker,
