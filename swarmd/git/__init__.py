@@ -1,0 +1,1 @@
+"""Git: a worktree per attempt, the merge queue that lands validated work, advisory file reservations."""
