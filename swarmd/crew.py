@@ -78,9 +78,10 @@ class Crew:
         self.ledger.register_agent(entry, self.coordinator)
         self.ledger.heartbeat(name)
         self.post.register(name, role="worker")
-        env = {"SWARM_HOME": str(self.home.root), "SWARM_AGENT": name, "SWARM_ROLE": "worker",
-               "SWARM_PROFILE": profile, "SWARM_LOG": str(spawner.log_path(name)),
-               TOKEN_ENV: issue_token(self.home, name)}
+        env = spawner.with_skills(name, {
+            "SWARM_HOME": str(self.home.root), "SWARM_AGENT": name, "SWARM_ROLE": "worker", "SWARM_PROFILE": profile,
+            "SWARM_LOG": str(spawner.log_path(name)), TOKEN_ENV: issue_token(self.home, name),
+            **spawner.profile(profile).env})
         base = project_dir(self.home, self.operator.config.project)
         command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n'
                    f"exec {shlex.quote(sys.executable)} -m swarmd.workers.standby")

@@ -21,7 +21,8 @@ from swarmkit import init_home, wait_until, write_plan
 EVERY_TOOL = {"board_create_task", "board_list_tasks", "board_update_task", "board_add_note", "feed_publish",
               "feed_list", "feed_stats", "registry_register", "registry_discover", "registry_heartbeat",
               "registry_list", "swarm_spawn", "swarm_task", "swarm_status", "swarm_read", "swarm_wait",
-              "swarm_teardown", "mail_send", "mail_inbox", "mail_read", "mail_ack", "mail_wait"}
+              "swarm_teardown", "mail_send", "mail_inbox", "mail_read", "mail_ack", "mail_wait",
+              "reserve_paths", "release_paths", "list_reservations"}
 
 
 class Swarm:
@@ -130,6 +131,16 @@ def test_mail_tools_answer_as_agentmail_does(swarm: Swarm) -> None:
     assert swarm.coordinator.call("mail_wait", {"types": ["ACK"], "timeoutSeconds": 30}) == ack
     with pytest.raises(ToolError, match="invalid message: body.text: Field required"):
         swarm.coordinator.call("mail_send", {"type": "STEER", "to": ["coordinator"], "body": {}})
+
+
+def test_reservation_tools_reserve_as_this_agent_and_answer_as_the_cli_does(swarm: Swarm) -> None:
+    mine = swarm.as_worker.call("reserve_paths", {"paths": ["src/auth/"]})
+    assert [g["agent"] for g in mine["granted"]] == [swarm.worker] and mine["conflicts"] == []
+    theirs = swarm.coordinator.call("reserve_paths", {"paths": ["src/auth/jwt.py"]})
+    assert [(c["holder"], c["held"]) for c in theirs["conflicts"]] == [(swarm.worker, "src/auth/")]
+    assert swarm.coordinator.call("list_reservations") == swarm.cli("reservations")
+    assert swarm.as_worker.call("release_paths") == {"released": 1}
+    assert [r["agent"] for r in swarm.cli("reservations")] == ["coordinator"]
 
 
 def test_a_worker_acts_only_as_itself_on_the_tasks_it_holds(swarm: Swarm) -> None:

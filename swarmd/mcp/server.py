@@ -15,7 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from agentmail.errors import MailError
 from protocol.errors import ProtocolError
 from swarmd.errors import SwarmError
-from swarmd.mcp import ledger_tools, mail_tools, swarm_tools
+from swarmd.mcp import ledger_tools, mail_tools, reservation_tools, swarm_tools
 from swarmd.mcp.context import ToolContext
 
 USER_ERRORS = (SwarmError, ProtocolError, MailError, OSError)
@@ -40,7 +40,8 @@ def build_server(ctx: ToolContext) -> MCPServer:
     """An MCPServer with every tool bound to `ctx`."""
     server = MCPServer("swarm", instructions=INSTRUCTIONS, log_level="WARNING")
     for module, owner in ((ledger_tools, ledger_tools.LedgerTools(ctx)), (swarm_tools, swarm_tools.SwarmTools(ctx)),
-                          (mail_tools, mail_tools.MailTools(ctx))):
+                          (mail_tools, mail_tools.MailTools(ctx)),
+                          (reservation_tools, reservation_tools.ReservationTools(ctx))):
         for name in module.TOOL_NAMES:
             server.add_tool(_one_line(getattr(owner, name)), name=name, structured_output=False)
     server._tool_manager.get_tool("mail_send").parameters = mail_tools.send_schema()  # the protocol's schema

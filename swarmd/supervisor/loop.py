@@ -22,9 +22,11 @@ from protocol.ids import utcnow
 from protocol.task import Task
 from swarmd.config import Config, load_config
 from swarmd.errors import ConfigError, LedgerError
-from swarmd.home import SwarmHome
+from swarmd.home import SwarmHome, make_private_dir
 from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
+from swarmd.ledger.registry import LIVE_STATUSES as LIVE_AGENTS
+from swarmd.skills import SkillHub
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
 from swarmd.supervisor.outcomes import Outcomes
@@ -75,6 +77,8 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)
+        self.skills = SkillHub(home)
+        self._skills_version = self.skills.version()
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -98,6 +102,8 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
         pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
+        make_private_dir(self.skills.root)
+        skills_watch = watch_file(self.skills.version_file, self.wake.set)
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -109,6 +115,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
             arrivals.stop()
             ledger_watch.stop()
             pane_watch.stop()
+            skills_watch.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
@@ -137,6 +144,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         if not self.stopping.is_set():
             self.dispatch()
         self.planning.on_step()
+        self.sync_skills()
         prune_if_due(self.home, self.config, self.ledger, self.clock())  # old logs and mail: at most once a minute
 
     def reload_config(self) -> None:
@@ -156,6 +164,17 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         self.config = self.spawner.config = config
         self.ledger.durable, self.ledger.stale_after = config.durable, config.stale_after
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary="swarm.toml changed: settings reloaded")
+
+    def sync_skills(self) -> None:
+        """A changed skills hub is mirrored into every live agent's skills directory, and said in the feed."""
+        version = self.skills.version()
+        if version == self._skills_version:
+            return
+        self._skills_version = version
+        synced = self.skills.sync_live(n for n, e in self.ledger.registry().items() if e.status in LIVE_AGENTS)
+        names = [s.name for s in self.skills.skills()]
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"skills hub changed: {len(names)} skills "
+                           f"mirrored into {len(synced)} workers", skills=names, workers=synced)
 
     # ----- recovery ---------------------------------------------------------------------------------------
 

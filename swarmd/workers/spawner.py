@@ -9,6 +9,7 @@ from protocol.task import Task
 from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
+from swarmd.skills import SkillHub, skills_dir
 from swarmd.tokens import TOKEN_ENV, issue_token
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.tmux import PaneInfo, TmuxServer
@@ -50,6 +51,7 @@ class Spawner:
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
             TOKEN_ENV: issue_token(self.home, worker), **profile.env,
         }
+        env = self.with_skills(worker, env)
         command = render_command(profile.command, {
             "prompt_file": str(prompt_file), "task_id": task.id, "agent": worker,
             "home": str(self.home.root), "python": sys.executable,
@@ -64,6 +66,13 @@ class Spawner:
         return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
                                cwd=self.workdir(task, profile), log_path=log,
                                on_exit=["touch", str(self.pane_died_file)])
+
+    def with_skills(self, worker: str, env: dict[str, str]) -> dict[str, str]:
+        """`env` plus SWARM_SKILLS: the worker's skills directory, filled from the hub now and kept in step with
+        it while the worker runs (see `swarmd.skills`)."""
+        target = skills_dir(self.home, worker, env)
+        SkillHub(self.home).attach(worker, target)
+        return {**env, "SWARM_SKILLS": str(target)}
 
     @property
     def pane_died_file(self) -> Path:
