@@ -77,10 +77,10 @@ class SkillHub:
         try:
             if source is None:
                 make_private_dir(staged)
-                (staged / SKILL_FILE).write_text(STUB.format(name=name))
+                _write_private(staged / SKILL_FILE, STUB.format(name=name))
             else:
                 _check_source(source)
-                shutil.copytree(source, staged, symlinks=True)
+                _copy_private(source, staged)
             _replace_dir(staged, self.root / name)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
@@ -115,7 +115,7 @@ class SkillHub:
 
     def _bump(self) -> None:
         tmp = self.root / f".version-{new_id()}"
-        tmp.write_text(new_id())
+        _write_private(tmp, new_id())
         os.replace(tmp, self.version_file)
 
     # -- the workers' copies -----------------------------------------------------------------------------------
@@ -123,18 +123,23 @@ class SkillHub:
     def attach(self, worker: str, target: Path) -> None:
         """Record `target` as worker's skills directory and fill it now (at spawn)."""
         make_private_dir(self.targets)
-        (self.targets / validate_agent_name(worker)).write_text(str(target))
+        record = self.targets / validate_agent_name(worker)
+        tmp = record.with_name(f".{record.name}.{new_id()}")
+        _write_private(tmp, str(target))
+        os.replace(tmp, record)
         self.mirror(target)
 
     def mirror(self, target: Path) -> None:
         """Make `target` hold exactly the hub's skills: each changed one replaced whole, removed ones removed."""
-        make_private_dir(target)
+        for directory in [*reversed(target.parents), target]:
+            if not directory.exists():
+                make_private_dir(directory)
         wanted = {s.name for s in self.skills()}
         for name in wanted:
             if _tree(self.root / name) != _tree(target / name):
                 staged = target / f".new-{new_id()}"
                 try:
-                    shutil.copytree(self.root / name, staged, symlinks=True)
+                    _copy_private(self.root / name, staged)
                     _replace_dir(staged, target / name)
                 finally:
                     shutil.rmtree(staged, ignore_errors=True)
@@ -168,6 +173,27 @@ def _check_source(source: Path) -> None:
     if files > MAX_FILES or total > MAX_BYTES:
         raise SkillError(f"{source} holds {files} files, {total} bytes: the limit is {MAX_FILES} files, "
                          f"{MAX_BYTES} bytes")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy the tree at `source` to `target` as the home keeps files: directories 0700, files 0600, no links."""
+    make_private_dir(target)
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            make_private_dir(dest)
+        elif path.is_file():
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f, open(path, "rb") as src:
+                shutil.copyfileobj(src, f)
 
 
 def _replace_dir(new: Path | None, path: Path) -> None:
