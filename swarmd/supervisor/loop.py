@@ -25,6 +25,7 @@ from swarmd.errors import ConfigError, LedgerError
 from swarmd.home import SwarmHome
 from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
+from swarmd.supervisor.agentstates import AgentStates
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
 from swarmd.supervisor.outcomes import Outcomes
@@ -42,7 +43,7 @@ from swarmd.workers.tmux import TmuxServer
 log = logging.getLogger("swarmd.supervisor")
 
 
-class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
+class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Dispatch):
     """One swarm home's supervisor: `serve()` runs `step()` until stopped; its parts (recovery, mail, outcomes,
     health, dispatch) are mixins in modules of their own, all over the state set up here.
 

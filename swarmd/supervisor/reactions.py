@@ -85,7 +85,7 @@ class MailReactions:
             MessageType.FAILED: self.on_failed, MessageType.CHECKPOINT: self.on_checkpoint,
             MessageType.HELP_REQUEST: self.on_help_request, MessageType.HELP_RESPONSE: self.on_help_response,
             MessageType.SPAWN_REQUEST: self.on_spawn_request, MessageType.SHUTDOWN: self.on_shutdown,
-            MessageType.STEER: self.on_steer,
+            MessageType.STEER: self.on_steer, MessageType.AGENT_STATE: self.on_agent_state,
         }.get(msg.type)
         if handler is not None:
             handler(msg)
