@@ -35,7 +35,8 @@ def follow_the_prompt(model: ModelServer, project: Path) -> None:
 
 def refusals(model: ModelServer) -> list[str]:
     """Tool results the CLI answered with a refusal instead of running the command."""
-    words = ("requires approval", "can't be checked", "Permission", "denied")
+    words = ("This command requires approval", "can't be checked before it runs", "command not found",
+             "Permission denied", "Read-only file system")
     return [text for r in model.scripted() for text in r.text().splitlines() if any(w in text for w in words)]
 
 

@@ -7,7 +7,9 @@ Facts checked against codex 0.171.0 (tests/test_agents.py runs the real CLI agai
   "thread-id", "turn-id", "cwd", "last-assistant-message", ...}.
 - `codex exec` never asks for approval; with `--sandbox workspace-write` it may write its cwd and the
   directories given with `--add-dir` (the swarm home, for the reporting commands' mail).
-- Its model runs shell commands through the `exec` tool (JavaScript calling `tools.exec_command`).
+- Its model runs shell commands through the `exec` tool (JavaScript calling `tools.exec_command`), by default in
+  a login shell (`bash -lc`) whose profile resets PATH, so the swarm's `agentmail` (beside swarmd's Python) is
+  "command not found": `allow_login_shell = false` keeps the worker's PATH.
 """
 
 import json
@@ -37,6 +39,8 @@ class CodexAgent(Agent):
         ours = []
         if "notify" not in user:
             ours.append(f"notify = {json.dumps(self.hook_argv(setup))}")
+        if "allow_login_shell" not in user:  # a login shell's profile resets PATH: `agentmail` would be lost
+            ours.append("allow_login_shell = false")
         projects = user.get("projects", {}) if isinstance(user.get("projects"), dict) else {}
         workdir = str(setup.workdir.absolute())
         trust = "" if workdir in projects else \

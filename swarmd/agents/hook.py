@@ -7,14 +7,20 @@ imports the mail layer only when it has something to send, and it never fails th
 `AGENT_DIR/hook-errors.log` and the hook exits 0.
 """
 
-import fcntl
-import json
-import sys
-import traceback
-from pathlib import Path
-from typing import Any
+import signal
 
-from swarmd.agents.base import CONTEXT_FILE
+# An agent that exits right after its last turn closes the pane's terminal: the hook it started must still get
+# its report out (Codex does not wait for `notify`; the pane's SIGHUP would end it mid-send).
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from swarmd.agents.base import CONTEXT_FILE  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
