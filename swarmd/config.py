@@ -5,6 +5,8 @@ import os
 import tomllib
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protocol.messages import describe_validation_error
@@ -25,6 +27,9 @@ class Profile(BaseModel):
     env: dict[str, str] = Field(default={}, description="Environment variables set for the worker.")
     workdir: str | None = Field(default=None, description=(
         "Where the worker runs when its task names no `workdir` (relative to the project)."))
+    mode: Literal["headless", "interactive"] = Field(default="headless", description=(
+        "`headless`: the command runs the task to its end by itself (`claude -p`, `codex exec`). "
+        "`interactive`: the agent's own interface runs in the pane and swarmd delivers the prompt into it."))
 
 
 class Config(BaseModel):

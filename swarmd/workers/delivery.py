@@ -77,16 +77,17 @@ def needs_paste(text: str) -> bool:
 
 
 def composer(screen: str) -> str | None:
-    """The text in the agent's composer on `screen` (its lines joined, the mark and indent removed); None when
-    the screen shows no composer."""
+    """The text in the agent's composer on `screen` (its lines, the mark and indents removed; a placeholder the
+    agent shows in an empty composer counts as text); None when the screen shows no composer."""
     lines = screen.splitlines()
     starts = [i for i, line in enumerate(lines) if line[:1] in COMPOSER_MARKS]
     if not starts:
         return None
     start = starts[-1]
+    boxed = any(_RULE.match(line) for line in lines[start + 1:])  # Claude's box; Codex's ends at a blank line
     body = [lines[start][1:]]
     for line in lines[start + 1:]:
-        if _RULE.match(line):
+        if _RULE.match(line) if boxed else not line.strip():
             break
         body.append(line)
     return "\n".join(line.strip() for line in body).strip()

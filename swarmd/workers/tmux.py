@@ -277,6 +277,11 @@ class TmuxServer:
         if commands:
             self._check(self._run(_chain(*commands)), f"send keys to session {session!r}")
 
+    def press(self, session: str, *keys: str) -> None:
+        """Send tmux key names (`Up`, `Down`, `Enter`, `Escape`) to the session's pane, in one invocation."""
+        if keys:
+            self._check(self._run(["send-keys", "-t", _target(session), *keys]), f"send keys to session {session!r}")
+
     def capture(self, session: str, lines: int = 200) -> str:
         """The pane's last `lines` lines of text (history included, blank screen below dropped)."""
         args = ["capture-pane", "-p", "-J", "-t", _target(session), "-S", str(-max(lines, 1))]
