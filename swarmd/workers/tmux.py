@@ -296,7 +296,7 @@ class TmuxServer:
     def leave_copy_mode(self, session: str) -> None:
         """Take the pane out of copy (or any other) mode, so keys reach the program, not the mode."""
         target = _target(session)
-        cancel = _tmux_quote(shlex.join(["send-keys", "-t", target, "-X", "cancel"]))
+        cancel = shlex.join(["send-keys", "-t", target, "-X", "cancel"])  # a command string tmux parses
         self._check(self._run(["if-shell", "-F", "-t", target, "#{pane_in_mode}", cancel]),
                     f"leave copy mode in session {session!r}")
 
