@@ -2,9 +2,11 @@
 20 KB, blank lines, paths) is submitted exactly once, as one turn, and none is lost; also into a pane left in
 copy mode. Claude talks to a model on 127.0.0.1 that refuses each request, so every turn ends at once."""
 
+import json
 import random
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +105,35 @@ def test_an_empty_prompt_or_a_pane_without_a_composer_is_refused(swarm_home: Swa
         deliver_prompt(tmux, "plain", " \n ", lock_dir=tmp_path / "locks")
     with pytest.raises(DeliveryError, match="no agent composer"):
         deliver_prompt(tmux, "plain", "hello", lock_dir=tmp_path / "locks", timeout=0.5)
+
+
+def dropping_tui(tmux: TmuxServer, tmp_path: Path, drop: int) -> Path:
+    out = tmp_path / "submitted.jsonl"
+    tmux.spawn("tui", [sys.executable, str(Path(__file__).parent / "droppingtui.py"), str(out), "--drop", str(drop)],
+               env={}, cwd=tmp_path)
+    return out
+
+
+def submitted(out: Path) -> list[str]:
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def test_enter_is_sent_again_once_when_the_text_still_sits_in_the_composer(swarm_home: SwarmHome,
+                                                                            tmp_path: Path) -> None:
+    swarm_home.ensure_dirs()
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    out = dropping_tui(tmux, tmp_path, drop=1)
+    deliver_prompt(tmux, "tui", "first line\nsecond line;", lock_dir=tmp_path / "locks", timeout=5)
+    assert submitted(out) == ["first line\nsecond line;"]
+    deliver_prompt(tmux, "tui", "plain words", lock_dir=tmp_path / "locks", timeout=5)
+    assert submitted(out) == ["first line\nsecond line;", "plain words"]
+
+
+def test_a_prompt_never_submitted_is_an_error_after_the_second_enter(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    swarm_home.ensure_dirs()
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    out = dropping_tui(tmux, tmp_path, drop=2)
+    with pytest.raises(DeliveryError, match="still sits"):
+        deliver_prompt(tmux, "tui", "see @notes.md", lock_dir=tmp_path / "locks", timeout=2)
+    tmux.press("tui", "Enter")  # a third Enter (not sent by delivery) is the one the TUI takes
+    wait_until(lambda: submitted(out) == ["see @notes.md"], 30, "the third Enter taken")
