@@ -14,6 +14,7 @@ def main() -> None:
 def _load_commands() -> None:
     # Each module adds its commands to `main`; imported here so `swarm --help` lists them all.
     from swarmd.cli import ledger_cmds, ops_cmds, setup_cmds  # noqa: F401
+    from swarmd.cli import agent_cmds  # noqa: F401
 
 
 _load_commands()
