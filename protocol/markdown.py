@@ -367,6 +367,11 @@ def _convert(model: type[Body] | None, name: str, text: str) -> Any:
         value = _number(_NUMBER, text, "a number or percentage (e.g. 45%)")
     elif isinstance(base, type) and issubclass(base, Enum):
         value = _enum(base, text)
+    elif base is dict:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise _BadValue("is not a JSON object") from None
     else:
         value = text
     try:
@@ -376,10 +381,11 @@ def _convert(model: type[Body] | None, name: str, text: str) -> Any:
 
 
 def _base_type(annotation: Any) -> Any:
-    """`X | None` -> X; `list[str]` -> list."""
+    """`X | None` -> X; `list[str]` -> list; `dict[str, float]` -> dict."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    return list if typing.get_origin(annotation) is list else annotation
+    origin = typing.get_origin(annotation)
+    return origin if origin in (list, dict) else annotation
 
 
 def _items(text: str) -> list[str]:
@@ -409,7 +415,7 @@ def _number(pattern: re.Pattern[str], text: str, expected: str) -> float | int:
 
 
 def _enum(enum: type[Enum], text: str) -> Enum:
-    table = {m.value: m.value for m in enum} | ENUM_WORDS.get(enum, {})
+    table = {norm_word(m.value): m.value for m in enum} | ENUM_WORDS.get(enum, {})
     found = _lookup(norm_word(text), table, prefix=True)
     if found is None:
         raise _BadValue(f"is not one of {', '.join(m.value for m in enum)}")

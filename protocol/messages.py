@@ -45,6 +45,7 @@ class MessageType(StrEnum):
     ACK = "ACK"
     STEER = "STEER"
     SHUTDOWN = "SHUTDOWN"
+    AGENT_STATE = "AGENT_STATE"
 
 
 class HelpKind(StrEnum):
@@ -176,6 +177,27 @@ class Shutdown(Body):
     reason: str = ""
 
 
+class AgentRunState(StrEnum):
+    """What a worker's agent is doing, as its lifecycle hooks (or its pane) tell."""
+    STARTING = "starting"
+    WORKING = "working"
+    IDLE = "idle"
+    NEEDS_INPUT = "needs_input"
+    RATE_LIMITED = "rate_limited"
+    EXITED = "exited"
+
+
+class AgentState(Body):
+    """A worker's agent changed state (sent by its hooks): `detail` is a dialog's text or a failure; `usage` is
+    the agent's own running total for its session (input/output/cache tokens, `cost_usd` when it records one)."""
+    task: TaskId | None = None
+    state: AgentRunState
+    detail: str = ""
+    resets_at: datetime | None = None
+    session_id: str = ""
+    usage: dict[str, float] = {}
+
+
 BODY_MODELS: dict[MessageType, type[Body]] = {
     MessageType.TASK_ASSIGN: TaskAssign,
     MessageType.ACCEPTED: Accepted,
@@ -191,6 +213,7 @@ BODY_MODELS: dict[MessageType, type[Body]] = {
     MessageType.ACK: Ack,
     MessageType.STEER: Steer,
     MessageType.SHUTDOWN: Shutdown,
+    MessageType.AGENT_STATE: AgentState,
 }
 
 # Types whose sender waits for an ACK whether or not it says so.

@@ -5,6 +5,8 @@ import os
 import tomllib
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protocol.messages import describe_validation_error
@@ -14,17 +16,31 @@ from swarmd.errors import ConfigError
 
 class Profile(BaseModel):
     """How to start one kind of worker. `command` is a template; placeholders are shell-quoted on use:
-    {prompt_file} {task_id} {agent} {home} {python}."""
+    {prompt_file} {task_id} {agent} {home} {python} {session_id}."""
 
     model_config = ConfigDict(extra="forbid")
 
     command: str = Field(min_length=1, description=(
         "The shell command that starts a worker. Placeholders, shell-quoted for you: `{prompt_file}` `{task_id}` "
-        "`{agent}` `{home}` `{python}`. `{python} -m swarmd.worker -- CMD` wraps an agent CLI (ACCEPTED, "
+        "`{agent}` `{home}` `{python}` `{session_id}`. `{python} -m swarmd.worker -- CMD` wraps an agent CLI (ACCEPTED, "
         "heartbeats, DONE/FAILED by its exit code); the first word after `--` must be on PATH when a plan loads."))
     env: dict[str, str] = Field(default={}, description="Environment variables set for the worker.")
     workdir: str | None = Field(default=None, description=(
         "Where the worker runs when its task names no `workdir` (relative to the project)."))
+    agent: Literal["claude", "codex", "script"] | None = Field(default=None, description=(
+        "The agent CLI the command starts. swarmd then gives each worker the CLI's own config directory under "
+        "`run/agents/<worker>/` (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`; the user's settings and login carried over, "
+        "never changed), written before launch so that no onboarding, trust or API-key dialog shows, with "
+        "hooks that report the agent's state and usage to the supervisor. `{session_id}` in `command` is a "
+        "fresh session id per worker."))
+    mode: Literal["headless", "interactive"] = Field(default="headless", description=(
+        "`headless`: the command runs the task to its end by itself (`claude -p`, `codex exec`). "
+        "`interactive`: the agent's own interface runs in the pane and swarmd delivers the prompt into it."))
+    allow: list[str] = Field(default=[], description=(
+        "Commands, by their leading words (`\"pytest\"`, `\"npm test\"`), the agent may run without asking. "
+        "Always allowed: the reporting commands (`agentmail send/read/list/ack`, also with `$SWARM_*` "
+        "variables) and the task's check commands exactly as written. Edits inside the worker's directory "
+        "follow the command's own mode (claude: `--permission-mode acceptEdits`; codex: its sandbox)."))
 
 
 class Config(BaseModel):
@@ -92,10 +108,11 @@ class Config(BaseModel):
 DEFAULT_PROFILES = {
     "script": Profile(command="{python} -m swarmd.worker --script"),
     # The prompt goes on the agent's stdin (`claude -p` and `codex exec -` read it there), never into argv.
-    "claude": Profile(command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
-                              "claude -p --permission-mode acceptEdits"),
-    "codex": Profile(command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
-                             "codex exec --sandbox workspace-write --skip-git-repo-check -"),
+    "claude": Profile(agent="claude", command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
+                                              "claude -p --permission-mode acceptEdits --session-id {session_id}"),
+    "codex": Profile(agent="codex", command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
+                                            "codex exec --sandbox workspace-write --skip-git-repo-check "
+                                            "--add-dir {home} -"),
 }
 
 _PROJECT_LINE = '# project = "/path/to/repo" # where workers run by default; unset: the directory that holds this home\n'
@@ -124,7 +141,8 @@ max_log_mb = 50.0           # a log (a worker's or the supervisor's) past this s
 keep_mail_days = 7.0        # read mail (a mailbox's cur/) is removed once this old
 max_mail_mb = 20.0          # and the oldest read mail goes while a mailbox's cur/ is bigger than this
 
-# A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}.
+# A profile starts one worker. Placeholders (shell-quoted for you): {prompt_file} {task_id} {agent} {home} {python}
+# {session_id}.
 # The task's text is in the prompt file, never on the command line: give the agent the file's path, or its
 # content on stdin with `--prompt-stdin {prompt_file}` (never "$(cat {prompt_file})": any local user reads
 # argv, and more than 128 KiB does not fit in it).
@@ -133,13 +151,18 @@ command = "{python} -m swarmd.worker --script"   # runs the task's description a
 
 # `swarm worker run --` wraps any agent: ACCEPTED at start, heartbeats, DONE/FAILED by its exit code (and a DONE
 # is only believed once the task's validation passes). An agent may also send its own mail (see the prompt).
+# `agent` gives each worker the CLI's own config directory, written before launch (no dialogs; hooks report its
+# state and usage). It may run the reporting commands, the task's checks and `allow`'s commands unasked.
 [profiles.claude]
-command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p --permission-mode acceptEdits"
+agent = "claude"
+command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p --permission-mode acceptEdits --session-id {session_id}"
 # env = { ANTHROPIC_MODEL = "..." }
 # workdir = "."
+# allow = ["pytest", "npm test"]
 
 [profiles.codex]   # `codex exec` never asks for approval; `-` reads the prompt from stdin
-command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- codex exec --sandbox workspace-write --skip-git-repo-check -"
+agent = "codex"
+command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- codex exec --sandbox workspace-write --skip-git-repo-check --add-dir {home} -"
 """
 
 

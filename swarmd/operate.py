@@ -3,7 +3,7 @@
 import os
 import threading
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from swarmd.errors import SwarmError, WorkerEnded
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.questions import Question, record_answer, unanswered
+from swarmd.workers.dialogs import answer_dialog
+from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
 from swarmd.watch import watch_file
@@ -43,6 +45,7 @@ class WorkerView:
     last_message_age: float | None
     question: str | None = None  # a HELP_REQUEST it is waiting on an answer to (`swarm reply` answers it)
     asked_age: float | None = None
+    queued: list[str] = field(default_factory=list)  # prompts waiting for its agent to be idle, oldest first
 
 
 class Operator:
@@ -84,6 +87,7 @@ class Operator:
                 pane="gone" if pane is None else (f"exited {pane.exit_status}" if pane.dead else "alive"),
                 heartbeat_age=_age(now, entry.last_heartbeat), last_message_age=_age(now, last_seen.get(entry.name)),
                 question=asked.text if asked else None, asked_age=_age(now, asked.asked) if asked else None,
+                queued=[item.text for item in PromptQueue(self.home.run_dir, entry.name).items()],
             ))
         by_status: dict[str, int] = {}
         for task in board.values():
@@ -105,8 +109,15 @@ class Operator:
 
     def steer(self, worker: str, text: str, nudge: bool = False) -> str:
         """STEER mail to the worker; with `nudge`, also type the text into its pane (literally, then Enter).
-        Raises WorkerEnded for a worker that has ended."""
+        An interactive worker's agent reads no mail and is never typed into while busy: the text is queued
+        instead (`swarm status` shows the queue) and the supervisor delivers it once the agent is idle; the
+        return value is then "queued". Raises WorkerEnded for a worker that has ended."""
         entry = self.live_entry(worker, "steer")
+        if self.interactive(entry):
+            PromptQueue(self.home.run_dir, entry.name).push(text, kind="steer", sender=OPERATOR)
+            self.ledger.append(EventType.CUSTOM, OPERATOR, entry.task,
+                               summary=f"steer queued for {entry.name}: {text}"[:300])
+            return "queued"
         message = PostOffice(self.home.root).send(
             make_message(MessageType.STEER, OPERATOR, entry.name, {"text": text, "task": entry.task},
                          thread=entry.task))
@@ -114,6 +125,19 @@ class Operator:
             self.tmux.send_keys(self.session(entry.name), text)
         self.ledger.append(EventType.CUSTOM, OPERATOR, entry.task, summary=f"steered {entry.name}: {text}"[:300])
         return message.id
+
+    def interactive(self, entry: RegistryEntry) -> bool:
+        """Whether the worker runs its agent interactively: its task's profile has `mode = "interactive"`."""
+        task = self.ledger.board().get(entry.task) if entry.task else None
+        profile = self.config.profiles.get(task.profile or self.config.default_profile) if task else None
+        return profile is not None and profile.mode == "interactive"
+
+    def answer(self, worker: str, choice: str, *, destructive: bool = False) -> str:
+        """Pick the option labelled `choice` in the dialog the worker's agent shows; return the label picked.
+        A dialog that would confirm something destructive is answered only with `destructive`. Raises
+        SwarmError when no dialog shows, `choice` names no single option, or the pick did not take."""
+        entry = self.live_entry(worker, "answer")
+        return answer_dialog(self.tmux, self.session(entry.name), choice, destructive=destructive)
 
     def reply(self, worker: str, text: str) -> str:
         """Answer a worker's HELP_REQUEST (HELP_RESPONSE mail); the answer goes in the feed too."""

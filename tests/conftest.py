@@ -11,6 +11,7 @@ import pytest
 
 from swarmd.home import SwarmHome
 from agentclis import MISSING, find_clis
+from modelserver import model_server  # noqa: F401 - the scripted model fixture, for every test module
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -293,6 +293,9 @@ def _values(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
     high = next((m.le for m in metadata if hasattr(m, "le")), 10**9)
     if typing.get_origin(annotation) is list:
         return st.lists(items, max_size=4)
+    if typing.get_origin(annotation) is dict:
+        return st.dictionaries(st.sampled_from(["input_tokens", "output_tokens", "cost_usd"]),
+                               st.integers(0, 10**9) | st.floats(0, 100), max_size=3)
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return st.sampled_from(list(annotation))
     if annotation is bool:

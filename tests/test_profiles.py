@@ -28,7 +28,8 @@ OLD_CODEX = '{python} -m swarmd.worker -- codex exec --full-auto "$(cat {prompt_
 def agent_part(template: str, prompt_file: Path) -> tuple[list[str], Path | None]:
     """Render a profile's command as the spawner does and split off the agent's argv the way the wrapper does."""
     rendered = render_command(template, {"prompt_file": str(prompt_file), "task_id": "t1", "agent": "w1",
-                                         "home": "/nonexistent", "python": sys.executable})
+                                         "home": "/nonexistent", "python": sys.executable,
+                                         "session_id": "3f0e2a49-8d0b-4d5e-9a56-0d9f0c2b7e11"})
     argv = shlex.split(rendered)
     assert argv[:3] == [sys.executable, "-m", "swarmd.worker"], rendered
     opts = parse_args(argv[3:])

@@ -40,6 +40,9 @@ BODIES: dict[MessageType, dict[str, Any]] = {
     T.ACK: {"message_id": "01HZX"},
     T.STEER: {"text": "focus on the tests", "task": "task-1"},
     T.SHUTDOWN: {"reason": "plan finished"},
+    T.AGENT_STATE: {"task": "task-1", "state": "rate_limited", "detail": "limit reached",
+                    "resets_at": "2024-05-06T08:00:00+00:00", "session_id": "s-1",
+                    "usage": {"input_tokens": 1200, "output_tokens": 34, "cost_usd": 0.0123}},
 }
 
 

@@ -74,16 +74,18 @@ def summary_table(tasks: Iterable[Task]) -> Table:
 
 
 def status_view(report: dict[str, Any]) -> Group:
-    """`Operator.status()` for people: the supervisor's line, a table of workers, the tasks' counts, and each
-    question a worker is waiting on an answer to."""
+    """`Operator.status()` for people: the supervisor's line, a table of workers (with the prompts queued for an
+    interactive one: how many, and the oldest), the tasks' counts, and each question a worker is waiting on an
+    answer to."""
     sup = report["supervisor"]
     table = Table()
-    for column in ("worker", "role", "task", "state", "pane", "heartbeat", "last message", "waiting on"):
+    for column in ("worker", "role", "task", "state", "pane", "heartbeat", "last message", "waiting on", "queued"):
         table.add_column(column)
     for w in report["workers"]:
         table.add_row(safe(w.name), safe(w.role), safe(w.task or ""), safe(w.state), safe(w.pane),
                       _age(w.heartbeat_age), _age(w.last_message_age),
-                      Text("-") if w.question is None else safe(w.question, 60))
+                      Text("-") if w.question is None else safe(w.question, 60),
+                      Text("-") if not w.queued else safe(f"{len(w.queued)}: {w.queued[0]}", 40))
     waiting = [w.name for w in report["workers"] if w.question is not None]
     hint = [Text(f"waiting on an answer: {', '.join(waiting)} (answer with `swarm reply WORKER TEXT`; "
                  "the whole question is in `swarm status --json`)")] if waiting else []

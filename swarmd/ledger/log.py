@@ -218,8 +218,9 @@ class Ledger:
             summary = f"{entry.name} registered as {entry.role}"
             return self._write([self._draft(EventType.AGENT_REGISTERED, agent, None, summary, detail)])[0]
 
-    def update_agent(self, name: str, agent: str, **fields: Any) -> Event:
-        """Change a registered agent's status, task, session, pid, role, host or metadata."""
+    def update_agent(self, name: str, agent: str, summary: str = "", **fields: Any) -> Event:
+        """Change a registered agent's status, task, session, pid, role, host or metadata; `summary` is the feed's
+        line (default: the fields changed)."""
         _check_field_names(fields, registry_fold.UPDATABLE_FIELDS, "agent", "")
         if fields.get("status") == AgentStatus.STALE:
             raise LedgerError("status stale is derived from heartbeats, never set: send a heartbeat instead")
@@ -229,7 +230,7 @@ class Ledger:
                 raise LedgerError(f"no agent {name!r} in the registry: see `swarm registry list`")
             dumped = validated(RegistryEntry, {**entry.model_dump(), **fields}).model_dump(mode="json")
             detail = {"name": name, "fields": {k: dumped[k] for k in fields}}
-            summary = f"{name}: updated {', '.join(sorted(fields))}"
+            summary = summary or f"{name}: updated {', '.join(sorted(fields))}"
             return self._write([self._draft(EventType.AGENT_UPDATED, agent, None, summary, detail)])[0]
 
     def heartbeat(self, name: str) -> None:

@@ -18,21 +18,25 @@ SERVER_NAME = "swarm"
 CLAUDE_ALLOWED_TOOLS = f"mcp__{SERVER_NAME}"  # Claude Code's rule allowing every tool of the server
 
 
-def server_entry(home: SwarmHome, agent: str | None, token: str) -> dict[str, Any]:
+def server_entry(home: SwarmHome | Path, agent: str | None, token: str) -> dict[str, Any]:
     """One stdio server entry: this Python running `swarmd.mcp` (no CLI framework: it starts faster)."""
-    env = {"SWARM_HOME": str(home.root), TOKEN_ENV: token}
+    env = {"SWARM_HOME": str(_home(home).root), TOKEN_ENV: token}
     if agent is not None:
         env["SWARM_AGENT"] = agent
     return {"type": "stdio", "command": sys.executable, "args": ["-m", "swarmd.mcp"], "env": env}
 
 
-def worker_mcp_config(home: SwarmHome, agent: str, token: str | None = None) -> dict[str, Any]:
+def _home(home: SwarmHome | Path) -> SwarmHome:
+    return home if isinstance(home, SwarmHome) else SwarmHome(Path(home))
+
+
+def worker_mcp_config(home: SwarmHome | Path, agent: str, token: str | None = None) -> dict[str, Any]:
     """Claude Code's MCP config for worker `agent`: `{"mcpServers": {"swarm": {...}}}`.
 
     `token` is the one the spawner put in the worker's environment (SWARM_AGENT_TOKEN); without it a fresh
     token is issued, which replaces the one on file (the environment's then no longer works). Write the
     result 0600 in the worker's own config directory: it holds the worker's token."""
-    return {"mcpServers": {SERVER_NAME: server_entry(home, agent, token or issue_token(home, agent))}}
+    return {"mcpServers": {SERVER_NAME: server_entry(home, agent, token or issue_token(_home(home), agent))}}
 
 
 def claude_args(config_file: Path) -> list[str]:

@@ -27,9 +27,11 @@ from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.registry import LIVE_STATUSES as LIVE_AGENTS
 from swarmd.skills import SkillHub
+from swarmd.supervisor.agentstates import AgentStates
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
 from swarmd.supervisor.outcomes import Outcomes
+from swarmd.supervisor.queues import Queues
 from swarmd.supervisor.reactions import MailReactions
 from swarmd.supervisor.recovery import Recovery
 from swarmd.supervisor.repeats import RepeatedErrors
@@ -38,15 +40,16 @@ from swarmd.supervisor.settings import read_settings
 from swarmd.supervisor.shell import kill_all as kill_running_commands
 from swarmd.supervisor.state import STOP_GRACE, SUPERVISOR, ValidationResult, WorkerState
 from swarmd.watch import watch_file
+from swarmd.workers.panestate import PaneWatcher
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
 
 log = logging.getLogger("swarmd.supervisor")
 
 
-class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
+class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch):
     """One swarm home's supervisor: `serve()` runs `step()` until stopped; its parts (recovery, mail, outcomes,
-    health, dispatch) are mixins in modules of their own, all over the state set up here.
+    health, queued prompts, dispatch) are mixins in modules of their own, all over the state set up here.
 
     Raises `ConfigError` from the constructor when swarm.toml is invalid.
     """
@@ -66,6 +69,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         self.spawner = Spawner(home, self.config, self.tmux)
         self.mailbox = self.post.register(SUPERVISOR, role="supervisor")
         self.workers: dict[str, WorkerState] = {}
+        self.watchers: dict[str, PaneWatcher] = {}  # interactive worker -> its pane watcher (see Queues)
         self.helpers: dict[str, str] = {}  # helper name -> the task it helps with
         self.finishing: dict[str, tuple[str, float]] = {}  # released worker -> (session, monotonic deadline)
         self.wake = threading.Event()
@@ -141,6 +145,7 @@ class Supervisor(Recovery, MailReactions, Outcomes, Health, Dispatch):
         self.handle_mail()
         self.handle_validations()
         self.check_workers()
+        self.flush_queues()
         if not self.stopping.is_set():
             self.dispatch()
         self.planning.on_step()

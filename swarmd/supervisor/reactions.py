@@ -8,7 +8,7 @@ from agentmail import Delivered
 from protocol.event import EventType
 from protocol.messages import FailureType, Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, AttemptOutcome, Task, TaskStatus
-from swarmd.errors import LedgerError
+from swarmd.errors import LedgerError, SwarmError
 from swarmd.ledger.log import LedgerUnwritable, StaleTransition, clip_fields, clip_text
 from swarmd.ledger.questions import record_answer
 from swarmd.supervisor.state import MAIL_BATCH, MAX_HANDLE_TRIES, SUPERVISOR, WorkerState
@@ -85,7 +85,7 @@ class MailReactions:
             MessageType.FAILED: self.on_failed, MessageType.CHECKPOINT: self.on_checkpoint,
             MessageType.HELP_REQUEST: self.on_help_request, MessageType.HELP_RESPONSE: self.on_help_response,
             MessageType.SPAWN_REQUEST: self.on_spawn_request, MessageType.SHUTDOWN: self.on_shutdown,
-            MessageType.STEER: self.on_steer,
+            MessageType.STEER: self.on_steer, MessageType.AGENT_STATE: self.on_agent_state,
         }.get(msg.type)
         if handler is not None:
             handler(msg)
@@ -200,6 +200,13 @@ class MailReactions:
         self.stop()
 
     def on_steer(self, msg: Message) -> None:
+        """STEER for a task: an interactive worker on it gets the text queued, delivered into its pane once its
+        agent is idle; otherwise the steer is only recorded."""
+        task = self.ledger.board().get(msg.body.task) if msg.body.task else None
+        worker = task.assignee if task is not None else None
+        if worker in self.workers and self.interactive(worker):
+            with suppress(SwarmError):  # a full queue: the steer is still recorded below
+                self.queue(worker).push(msg.body.text, kind="steer", sender=msg.sender)
         self.ledger.append(EventType.CUSTOM, msg.sender, msg.body.task, summary=f"steer: {msg.body.text}", msg=msg.id)
 
     # ----- validation -------------------------------------------------------------------------------------

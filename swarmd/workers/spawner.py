@@ -3,9 +3,12 @@
 import re
 import shlex
 import sys
+import uuid
 from pathlib import Path
 
 from protocol.task import Task
+from swarmd.agents import adapter
+from swarmd.agents.base import WorkerSetup
 from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
@@ -14,7 +17,7 @@ from swarmd.tokens import TOKEN_ENV, issue_token
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.tmux import PaneInfo, TmuxServer
 
-_PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python)\}")
+_PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python|session_id)\}")
 
 
 def render_command(template: str, values: dict[str, str]) -> str:
@@ -51,10 +54,14 @@ class Spawner:
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
             TOKEN_ENV: issue_token(self.home, worker), **profile.env,
         }
+        workdir = self.workdir(task, profile)
+        session_id = str(uuid.uuid4())
+        if profile.agent is not None:
+            env.update(self.prepare_agent(profile, task, worker, workdir, env, session_id))
         env = self.with_skills(worker, env)
         command = render_command(profile.command, {
             "prompt_file": str(prompt_file), "task_id": task.id, "agent": worker,
-            "home": str(self.home.root), "python": sys.executable,
+            "home": str(self.home.root), "python": sys.executable, "session_id": session_id,
         })
         # `agentmail` and `swarm` in a worker are the ones this supervisor runs from, venv or not. (tmux gives a
         # new pane the PATH of its client, whatever -e says, so it is set in the shell.)
@@ -64,7 +71,7 @@ class Spawner:
         command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{command}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
         return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
-                               cwd=self.workdir(task, profile), log_path=log,
+                               cwd=workdir, log_path=log,
                                on_exit=["touch", str(self.pane_died_file)])
 
     def with_skills(self, worker: str, env: dict[str, str]) -> dict[str, str]:
@@ -73,6 +80,17 @@ class Spawner:
         target = skills_dir(self.home, worker, env)
         SkillHub(self.home).attach(worker, target)
         return {**env, "SWARM_SKILLS": str(target)}
+
+    def prepare_agent(self, profile: Profile, task: Task, worker: str, workdir: Path, env: dict[str, str],
+                      session_id: str) -> dict[str, str]:
+        """Write the agent CLI's own config for this worker (swarmd/agents/) and return the environment that
+        points the CLI at it."""
+        assert profile.agent is not None
+        checks = tuple(c.run for c in (task.validation.checks if task.validation else []) if getattr(c, "run", None))
+        return adapter(profile.agent).prepare(WorkerSetup(
+            home=self.home.root, worker=worker, task=task.id, workdir=workdir,
+            agent_dir=self.home.run_dir / "agents" / worker, env=env, checks=checks, allow=tuple(profile.allow),
+            mode=profile.mode, session_id=session_id))
 
     @property
     def pane_died_file(self) -> Path:

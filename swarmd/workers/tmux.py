@@ -153,10 +153,10 @@ class TmuxServer:
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = Path(socket_path)
 
-    def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+    def _run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         argv = ["tmux", "-S", str(self.socket_path), *args]
         try:
-            return subprocess.run(argv, capture_output=True, text=True, errors="replace",
+            return subprocess.run(argv, capture_output=True, text=True, errors="replace", input=stdin,
                                   timeout=_TIMEOUT, check=False)
         except FileNotFoundError:
             raise TmuxError("tmux is not installed: install tmux 3.x and try again") from None
@@ -277,12 +277,41 @@ class TmuxServer:
         if commands:
             self._check(self._run(_chain(*commands)), f"send keys to session {session!r}")
 
+    def press(self, session: str, *keys: str) -> None:
+        """Send tmux key names (`Up`, `Down`, `Enter`, `Escape`) to the session's pane, in one invocation."""
+        if keys:
+            self._check(self._run(["send-keys", "-t", _target(session), *keys]), f"send keys to session {session!r}")
+
     def capture(self, session: str, lines: int = 200) -> str:
         """The pane's last `lines` lines of text (history included, blank screen below dropped)."""
         args = ["capture-pane", "-p", "-J", "-t", _target(session), "-S", str(-max(lines, 1))]
         text = self._check(self._run(args), f"capture session {session!r}")
         kept = text.rstrip().splitlines()[-lines:] if lines > 0 else []
         return "".join(line + "\n" for line in kept)
+
+    def screen(self, session: str) -> str:
+        """The pane's visible screen as text, one line per row (no history, no colours)."""
+        return self._check(self._run(["capture-pane", "-p", "-t", _target(session)]), f"capture session {session!r}")
+
+    def leave_copy_mode(self, session: str) -> None:
+        """Take the pane out of copy (or any other) mode, so keys reach the program, not the mode."""
+        target = _target(session)
+        cancel = shlex.join(["send-keys", "-t", target, "-X", "cancel"])  # a command string tmux parses
+        self._check(self._run(["if-shell", "-F", "-t", target, "#{pane_in_mode}", cancel]),
+                    f"leave copy mode in session {session!r}")
+
+    def load_buffer(self, name: str, text: str) -> None:
+        """Put `text` into the named paste buffer `name`, read from stdin: the text never is an argument."""
+        self._check(self._run(["load-buffer", "-b", name, "-"], stdin=text), f"load paste buffer {name!r}")
+
+    def paste_buffer(self, session: str, name: str) -> None:
+        """Paste buffer `name` into the pane as a bracketed paste (if the program asked for it), then delete it."""
+        self._check(self._run(["paste-buffer", "-p", "-d", "-b", name, "-t", _target(session)]),
+                    f"paste into session {session!r}")
+
+    def delete_buffer(self, name: str) -> None:
+        """Delete the named paste buffer; no error if it is gone already."""
+        self._run(["delete-buffer", "-b", name])
 
     def attach_argv(self, session: str) -> list[str]:
         """The argv that attaches a terminal to `session` (for os.execvp)."""

@@ -1,0 +1,139 @@
+"""Prompt delivery into the real Claude Code TUI in tmux: each random prompt (unicode, a `;` at the end, `@file`,
+20 KB, blank lines, paths) is submitted exactly once, as one turn, and none is lost; also into a pane left in
+copy mode. Claude talks to a model on 127.0.0.1 that refuses each request, so every turn ends at once."""
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentclis import RefusingModel
+from claudepane import start_claude, user_turns, wait_for_composer
+from swarmd.home import SwarmHome
+from swarmd.workers.delivery import DeliveryError, deliver_prompt, needs_paste, normalize
+from swarmd.workers.panestate import PaneState, PaneWatcher
+from swarmd.workers.tmux import TmuxServer
+from swarmkit import wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+WORDS = ["fix", "the", "parser", "ünïcødé", "naïve", "日本語のテキスト", "Ελληνικά", "кириллица", "emoji 🚀✨",
+         "tab\there", "a/b/c.py", "/tmp/out.txt", "x = y;", "$HOME", "`code`", "'quoted'", '"double"', "#hash",
+         "50%", "a\\b", "<tag>", "{brace}", "C-c", "Enter", "-- --", "~/.bashrc"]
+
+
+def random_prompt(rng: random.Random, index: int) -> str:
+    """A prompt that starts with its own marker and mixes the cases delivery must survive."""
+    lines = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(rng.randint(1, 6))]
+    kind = index % 6
+    if kind == 1:
+        lines[-1] += ";"
+    elif kind == 2:
+        lines.insert(rng.randrange(len(lines) + 1), "see @notes.md and @src/app.py")
+    elif kind == 3:
+        lines.extend(["", "", "after two blank lines"])
+    elif kind == 4 and index % 12 == 4:
+        lines.append("".join(rng.choices("abcdefghij klmnop\n", k=20_000)))
+    text = "\n".join(lines)
+    return f"P{index:03d}Q {text}" if kind != 5 else f"P{index:03d}Q short and plain"
+
+
+@pytest.fixture
+def claude_pane(agent_clis: dict[str, Path], swarm_home: SwarmHome, tmp_path: Path) -> Iterator[tuple]:
+    """(tmux, session, claude's config dir, model) with the claude TUI idle at its composer."""
+    swarm_home.ensure_dirs()
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    with RefusingModel(hold_timeout=0).running() as model:
+        model.release.set()
+        config_dir, project = start_claude(tmux, "agent", agent_clis["claude"], tmp_path / "claude", model.url)
+        (project / "notes.md").write_text("notes\n")
+        (project / "src").mkdir()
+        (project / "src" / "app.py").write_text("print('app')\n")
+        wait_for_composer(tmux, "agent")
+        yield tmux, "agent", config_dir, model
+
+
+def deliver_all(claude_pane: tuple, count: int, tmp_path: Path) -> None:
+    tmux, session, config_dir, model = claude_pane
+    rng = random.Random(20261130)
+    watcher = PaneWatcher(tmux, session)
+    prompts = [random_prompt(rng, i) for i in range(count)]
+    for index, prompt in enumerate(prompts):
+        if index % 7 == 3:
+            subprocess.run(["tmux", "-S", str(tmux.socket_path), "copy-mode", "-t", f"={session}:"], check=True)
+        deliver_prompt(tmux, session, prompt, lock_dir=tmp_path / "locks", timeout=30)
+        marker = f"P{index:03d}Q"
+        wait_until(lambda: any(marker in turn for turn in user_turns(config_dir)), 60, f"turn {marker}")
+        wait_until(lambda: watcher.look().state == PaneState.IDLE, 60, f"claude idle after {marker}")
+    turns = user_turns(config_dir)
+    for index, prompt in enumerate(prompts):
+        marker = f"P{index:03d}Q"
+        holding = [turn for turn in turns if marker in turn]
+        assert len(holding) == 1, f"{marker} was submitted {len(holding)} times"
+        expected = normalize(prompt).strip().replace("\t", "    ")  # claude's composer turns a tab into 4 spaces
+        assert expected in holding[0], f"{marker} did not arrive whole"
+        assert model.received(marker)
+    assert len(turns) == count, "a prompt was split into more than one turn"
+
+
+def test_random_prompts_are_each_submitted_once_as_one_turn(claude_pane: tuple, tmp_path: Path) -> None:
+    deliver_all(claude_pane, 16, tmp_path)
+
+
+@pytest.mark.soak
+def test_two_hundred_random_prompts(claude_pane: tuple, tmp_path: Path) -> None:
+    deliver_all(claude_pane, 200, tmp_path)
+
+
+def test_what_is_pasted_and_what_is_typed() -> None:
+    assert not needs_paste("continue with the next step")
+    for text in ("two\nlines", "see @notes.md", "edit src/app.py", "x" * 300, "!ls", "look at main.py"):
+        assert needs_paste(text), text
+    assert normalize("a\r\nb\rc\x1b[201~d\x00") == "a\nb\nc[201~d"
+
+
+def test_an_empty_prompt_or_a_pane_without_a_composer_is_refused(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    swarm_home.ensure_dirs()
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    tmux.spawn("plain", ["sh", "-c", "echo a shell, no agent; exec sleep 60"], env={}, cwd=tmp_path)
+    with pytest.raises(DeliveryError, match="empty"):
+        deliver_prompt(tmux, "plain", " \n ", lock_dir=tmp_path / "locks")
+    with pytest.raises(DeliveryError, match="no agent composer"):
+        deliver_prompt(tmux, "plain", "hello", lock_dir=tmp_path / "locks", timeout=0.5)
+
+
+def dropping_tui(tmux: TmuxServer, tmp_path: Path, drop: int) -> Path:
+    out = tmp_path / "submitted.jsonl"
+    tmux.spawn("tui", [sys.executable, str(Path(__file__).parent / "droppingtui.py"), str(out), "--drop", str(drop)],
+               env={}, cwd=tmp_path)
+    return out
+
+
+def submitted(out: Path) -> list[str]:
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def test_enter_is_sent_again_once_when_the_text_still_sits_in_the_composer(swarm_home: SwarmHome,
+                                                                            tmp_path: Path) -> None:
+    swarm_home.ensure_dirs()
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    out = dropping_tui(tmux, tmp_path, drop=1)
+    deliver_prompt(tmux, "tui", "first line\nsecond line;", lock_dir=tmp_path / "locks", timeout=5)
+    assert submitted(out) == ["first line\nsecond line;"]
+    deliver_prompt(tmux, "tui", "plain words", lock_dir=tmp_path / "locks", timeout=5)
+    assert submitted(out) == ["first line\nsecond line;", "plain words"]
+
+
+def test_a_prompt_never_submitted_is_an_error_after_the_second_enter(swarm_home: SwarmHome, tmp_path: Path) -> None:
+    swarm_home.ensure_dirs()
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    out = dropping_tui(tmux, tmp_path, drop=2)
+    with pytest.raises(DeliveryError, match="still sits"):
+        deliver_prompt(tmux, "tui", "see @notes.md", lock_dir=tmp_path / "locks", timeout=2)
+    tmux.press("tui", "Enter")  # a third Enter (not sent by delivery) is the one the TUI takes
+    wait_until(lambda: submitted(out) == ["see @notes.md"], 30, "the third Enter taken")

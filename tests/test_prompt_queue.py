@@ -1,0 +1,105 @@
+"""Prompts queued for an interactive worker (STEER, replies): never typed into a busy agent, delivered once it is
+idle; `swarm steer` queues them for interactive workers, and `swarm status` shows the queue."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from agentclis import RefusingModel
+from claudepane import start_claude, user_turns, wait_for_composer
+from conftest import run_cli
+from swarmd.cli.view import status_view
+from swarmd.operate import Operator
+from swarmd.errors import SwarmError
+from swarmd.home import SwarmHome
+from swarmd.workers.delivery import deliver_prompt
+from swarmd.workers.panestate import PaneState, PaneWatcher
+from swarmd.workers.promptqueue import MAX_QUEUED, PromptQueue
+from swarmd.workers.tmux import TmuxServer
+from swarmkit import init_home, wait_until, write_plan
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+
+def test_a_steer_is_delivered_only_after_the_busy_agent_is_idle(agent_clis: dict[str, Path], swarm_home: SwarmHome,
+                                                                 tmp_path: Path) -> None:
+    swarm_home.ensure_dirs()
+    tmux = TmuxServer(swarm_home.tmux_socket)
+    locks = tmp_path / "locks"
+    with RefusingModel(hold_timeout=120).running() as model:  # holds each answer until released: claude works
+        config_dir, _ = start_claude(tmux, "agent", agent_clis["claude"], tmp_path / "claude", model.url)
+        wait_for_composer(tmux, "agent")
+        deliver_prompt(tmux, "agent", "TASK-1 start on the work", lock_dir=locks)
+        watcher = PaneWatcher(tmux, "agent")
+        wait_until(lambda: watcher.look().state == PaneState.WORKING, 60, "claude working")
+        queue = PromptQueue(swarm_home.run_dir, "w1")
+        queue.push("STEER-7 change course: use the v2 API;", sender="operator")
+        for _ in range(10):  # ten looks at a busy agent: nothing typed into it
+            assert queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE, lock_dir=locks) == 0
+        assert watcher.state == PaneState.WORKING and len(queue.items()) == 1
+        assert not model.received("STEER-7")
+        model.release.set()
+        wait_until(lambda: queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE,
+                                       lock_dir=locks) == 1, 60, "the steer delivered once claude is idle")
+        assert queue.items() == []
+        wait_until(lambda: model.received("STEER-7"), 60, "the steer sent to the model")
+        wait_until(lambda: len(user_turns(config_dir)) >= 2, 60, "the steer in claude's transcript")
+        turns = user_turns(config_dir)
+        assert len(turns) == 2 and "TASK-1" in turns[0]
+        assert "[steer from operator]\nSTEER-7 change course: use the v2 API;" in turns[1]
+
+
+def test_a_queue_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
+    queue = PromptQueue(tmp_path, "w1")
+    with pytest.raises(SwarmError, match="empty"):
+        queue.push("  ")
+    for n in range(MAX_QUEUED):
+        queue.push(f"steer {n}")
+    with pytest.raises(SwarmError, match="already has"):
+        queue.push("one too many")
+    assert [item.text for item in queue.items()][:2] == ["steer 0", "steer 1"]
+    assert (queue.path.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(Exception, match="agent name"):
+        PromptQueue(tmp_path, "../escape")
+
+
+INTERACTIVE = """
+[profiles.tui]
+command = "sh -c 'echo a program with no composer; exec sleep 600'"
+mode = "interactive"
+"""
+
+
+def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_home: SwarmHome,
+                                                                          tmp_path: Path) -> None:
+    init_home(swarm_home, max_workers=1)
+    with swarm_home.config_file.open("a") as config:
+        config.write(INTERACTIVE)
+    plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": "work",
+                                                "profile": "tui"}])
+    home = ["--home", str(swarm_home.root)]
+    assert run_cli("swarm", "run", str(plan), *home).returncode == 0
+    try:
+        operator = Operator(swarm_home)
+        worker = wait_until(lambda: [w.name for w in operator.status()["workers"] if w.pane == "alive"], 60,
+                            "the worker running")[0]
+        assert operator.steer(worker, "STEER-3 look at the tests") == "queued"
+        steered = run_cli("swarm", "steer", worker, "STEER-4 and the docs", "--json", *home)
+        assert steered.returncode == 0 and json.loads(steered.stdout) == {"id": "queued"}
+        shown = json.loads(run_cli("swarm", "status", "--json", *home).stdout)["workers"][0]
+        assert shown["queued"] == ["STEER-3 look at the tests", "STEER-4 and the docs"]
+        console = Console(width=250, record=True)
+        console.print(status_view(operator.status()))
+        assert "2: STEER-3" in console.export_text()
+        # the supervisor looks at the pane at every step: no composer, so never idle, never typed into
+        tmux = TmuxServer(swarm_home.tmux_socket)
+        watcher = PaneWatcher(tmux, next(iter(tmux.sessions())))
+        for _ in range(5):
+            assert watcher.look().state == PaneState.STARTING
+        assert "STEER-3" not in tmux.screen(watcher.session)
+        assert len(operator.status()["workers"][0].queued) == 2
+    finally:
+        run_cli("swarm", "down", "--teardown", *home)
