@@ -86,6 +86,9 @@ def test_board_tools_answer_as_the_cli_does(swarm: Swarm) -> None:
     assert swarm.coordinator.call("board_list_tasks", {"status": "in_progress"}) == \
         swarm.cli("board", "--status", "in_progress")
     assert [t["id"] for t in swarm.coordinator.call("board_list_tasks", {"assignee": swarm.worker})] == ["mine"]
+    with pytest.raises(ToolError) as refused:
+        swarm.coordinator.call("board_list_tasks", {"status": "finished"})
+    assert len(str(refused.value).splitlines()) == 1 and "status" in str(refused.value)
     updated = swarm.coordinator.call("board_update_task", {"id": made["id"], "fields": {"priority": 3}})
     assert updated == swarm.cli("task", "show", made["id"]) and updated["priority"] == 3
     note = swarm.coordinator.call("board_add_note", {"id": made["id"], "kind": "finding", "text": "uses JWT"})

@@ -11,9 +11,11 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
 
 from agentmail.errors import MailError
 from protocol.errors import ProtocolError
+from protocol.messages import describe_validation_error
 from swarmd.errors import SwarmError
 from swarmd.mcp import ledger_tools, mail_tools, reservation_tools, swarm_tools
 from swarmd.mcp.context import ToolContext
@@ -36,9 +38,22 @@ def _one_line(fn: Callable[..., str]) -> Callable[..., str]:
     return tool
 
 
+class SwarmServer(MCPServer):
+    """MCPServer whose refusal of a call's arguments (the SDK validates them first) says it in one line."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                line = describe_validation_error(exc.__cause__).replace("invalid message", "invalid arguments", 1)
+                raise ToolError(f"{name}: {line}") from None
+            raise
+
+
 def build_server(ctx: ToolContext) -> MCPServer:
     """An MCPServer with every tool bound to `ctx`."""
-    server = MCPServer("swarm", instructions=INSTRUCTIONS, log_level="WARNING")
+    server = SwarmServer("swarm", instructions=INSTRUCTIONS, log_level="WARNING")
     for module, owner in ((ledger_tools, ledger_tools.LedgerTools(ctx)), (swarm_tools, swarm_tools.SwarmTools(ctx)),
                           (mail_tools, mail_tools.MailTools(ctx)),
                           (reservation_tools, reservation_tools.ReservationTools(ctx))):
