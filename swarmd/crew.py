@@ -10,6 +10,7 @@ worker runs `swarmd.workers.standby` until its TASK_ASSIGN comes, then its profi
 import shlex
 import socket
 import sys
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -118,8 +119,6 @@ class Crew:
     def wait(self, timeout: float) -> dict[str, list[str]]:
         """Block until every worker of this coordinator has ended (its pane exited or its session gone) or
         `timeout` seconds pass; ended ones are marked stopped. Returns {"ended": [...], "running": [...]}."""
-        import time
-
         deadline = time.monotonic() + max(0.0, timeout)
         waits = {name: self.operator.when_ended(name) for name in self.members()}
         for ended in waits.values():
