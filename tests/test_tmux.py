@@ -84,16 +84,23 @@ def test_log_path_with_shell_and_format_characters(server: TmuxServer, work: Pat
     assert sorted(p.name for p in work.iterdir()) == [log.name]
 
 
+def _ended(server: TmuxServer, session: str) -> PaneInfo | None:
+    """The session's pane once it is dead and tmux has its exit status or signal (it may report the pane dead a
+    moment before it has reaped the process, as the supervisor's EXIT_STATUS_GRACE allows for)."""
+    pane = server.pane(session)
+    return pane if pane and pane.dead and (pane.exit_status is not None or pane.signal is not None) else None
+
+
 def test_a_dead_pane_keeps_its_exit_status(server: TmuxServer, work: Path) -> None:
     server.spawn("w1", ["sh", "-c", "exit 3"], env={}, cwd=work)
-    pane = wait_until(lambda: (p := server.pane("w1")) is not None and p.dead and p)
+    pane = wait_until(lambda: _ended(server, "w1"))
     assert pane.exit_status == 3 and pane.signal is None
     assert server.sessions() == ["w1"]
 
 
 def test_a_pane_killed_by_a_signal_reports_it(server: TmuxServer, work: Path) -> None:
     server.spawn("w1", ["sh", "-c", "kill -9 $$"], env={}, cwd=work)
-    pane = wait_until(lambda: (p := server.pane("w1")) is not None and p.dead and p)
+    pane = wait_until(lambda: _ended(server, "w1"))
     assert pane.signal == 9 and pane.exit_status is None
 
 
