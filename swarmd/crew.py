@@ -24,7 +24,7 @@ from swarmd.errors import SwarmError
 from swarmd.home import project_dir
 from swarmd.operate import ENDED, Operator
 from swarmd.tail import plain, tail_file
-from swarmd.tokens import TOKEN_ENV, issue_token
+from swarmd.tokens import handover_line, issue_token
 from swarmd.workers.prompt import REPORTING, describe_checks, write_prompt
 from swarmd.workers.spawner import Spawner
 
@@ -81,10 +81,10 @@ class Crew:
         self.post.register(name, role="worker")
         env = spawner.with_skills(name, {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": name, "SWARM_ROLE": "worker", "SWARM_PROFILE": profile,
-            "SWARM_LOG": str(spawner.log_path(name)), TOKEN_ENV: issue_token(self.home, name),
-            **spawner.profile(profile).env})
+            "SWARM_LOG": str(spawner.log_path(name)), **spawner.profile(profile).env})
+        token = handover_line(self.home, name, issue_token(self.home, name))
         base = project_dir(self.home, self.operator.config.project)
-        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n'
+        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n'
                    f"exec {shlex.quote(sys.executable)} -m swarmd.workers.standby")
         pane = self.operator.tmux.spawn(session, ["sh", "-c", command], env=env,
                                         cwd=base / workdir if workdir else base, log_path=spawner.log_path(name),

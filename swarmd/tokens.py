@@ -1,7 +1,9 @@
 """Per-agent secrets that prove who is calling a face (the MCP server) from inside the swarm.
 
-At spawn the swarm makes a random token for the worker, passes it in the worker's environment
-(`SWARM_AGENT_TOKEN`) and keeps only its SHA-256 in `<home>/run/tokens/<agent>` (0600). A caller that
+At spawn the swarm makes a random token for the worker, puts it in the worker's environment
+(`SWARM_AGENT_TOKEN`) and keeps only its SHA-256 in `<home>/run/tokens/<agent>` (0600). The token never goes
+on a command line (any local user reads those): the worker's shell reads it from a one-shot file
+(`handover_line`) that it removes at once. A caller that
 names an agent must present the token whose hash is on file: reading the home (which every worker of the
 same user can) gives the hash, never the token. The idea is the one of API keys stored hashed.
 """
@@ -10,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import shlex
 from pathlib import Path
 
 from protocol.names import validate_agent_name
@@ -42,6 +45,18 @@ def issue_token(home: SwarmHome, agent: str) -> str:
         f.write(_digest(token))
     os.replace(tmp, path)
     return token
+
+
+def handover_line(home: SwarmHome, agent: str, token: str) -> str:
+    """A shell line that exports `token` as $SWARM_AGENT_TOKEN, read from a 0600 file it then removes."""
+    path = _path(home, agent).with_name(f"{agent}.handover")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    os.replace(tmp, path)
+    quoted = shlex.quote(str(path))
+    return f'{TOKEN_ENV}=$(cat {quoted}); rm -f {quoted}; export {TOKEN_ENV}'
 
 
 def check_token(home: SwarmHome, agent: str, token: str | None) -> None:

@@ -83,11 +83,19 @@ def coordinator_env(home: SwarmHome) -> dict[str, str]:
 
 
 def worker_env(home: SwarmHome, session: str, agent: str) -> dict[str, str]:
-    """The environment the swarm gave worker `agent` at spawn, read from its tmux session."""
-    shown = subprocess.run(["tmux", "-S", str(home.tmux_socket), "show-environment", "-t", session, TOKEN_ENV],
-                           capture_output=True, text=True, check=True)
-    token = shown.stdout.strip().split("=", 1)[1]
-    return {"SWARM_HOME": str(home.root), "SWARM_AGENT": agent, TOKEN_ENV: token}
+    """The environment the swarm gave worker `agent` at spawn, read from its processes (the pane's shell took
+    the token from a one-shot file, so the processes it started hold it)."""
+    shown = subprocess.run(["tmux", "-S", str(home.tmux_socket), "display-message", "-p", "-t", session,
+                            "#{pane_pid}"], capture_output=True, text=True, check=True)
+    pending = [shown.stdout.strip()]
+    while pending:
+        pid = pending.pop()
+        environ = dict(item.split("=", 1) for item in
+                       Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0") if "=" in item)
+        if TOKEN_ENV in environ:
+            return {"SWARM_HOME": str(home.root), "SWARM_AGENT": agent, TOKEN_ENV: environ[TOKEN_ENV]}
+        pending += Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    raise AssertionError(f"no process of {agent} holds {TOKEN_ENV}")
 
 
 def cli_json(*args: str, lines: bool = False) -> Any:

@@ -45,9 +45,10 @@ class Swarm:
                    "both workers to start")
         self.worker = self.ledger.task("mine").assignee
         self.other = self.ledger.task("theirs").assignee
-        session = self.ledger.registry()[self.worker].session
+        self.session = self.ledger.registry()[self.worker].session
         self.coordinator = McpSession(self.home, coordinator_env(self.home))
-        self.as_worker = McpSession(self.home, worker_env(self.home, session, self.worker))
+        self.worker_env = worker_env(self.home, self.session, self.worker)
+        self.as_worker = McpSession(self.home, self.worker_env)
 
     def close(self) -> None:
         for session in (self.coordinator, self.as_worker):
@@ -161,6 +162,14 @@ def test_a_worker_acts_only_as_itself_on_the_tasks_it_holds(swarm: Swarm) -> Non
     assert (note["agent"], note["task"]) == (swarm.worker, "mine")
     theirs = swarm.ledger.task("theirs")
     assert theirs.status == TaskStatus.IN_PROGRESS and not theirs.notes
+
+
+def test_the_workers_token_is_on_no_command_line_and_kept_only_hashed(swarm: Swarm) -> None:
+    token = swarm.worker_env[TOKEN_ENV]
+    shown = subprocess.run(["tmux", "-S", str(swarm.home.tmux_socket), "show-environment", "-t", swarm.session,
+                            TOKEN_ENV], capture_output=True, text=True, check=False)
+    assert token not in shown.stdout, "not given to tmux (its argv is public)"
+    assert not [p for p in swarm.home.root.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
 
 
 def test_a_server_without_the_workers_token_does_not_start(swarm: Swarm) -> None:

@@ -9,7 +9,8 @@ from swarmd.cli.common import get_home, home_option
 @main.command("mcp")
 @home_option
 @click.option("--print-config", "print_config", type=click.Choice(["claude", "codex"]), default=None,
-              help="Print what to add to your own claude or codex to drive this swarm as its coordinator.")
+              help="Print what to add to your own claude or codex to drive this swarm as its coordinator "
+                   "(with a fresh coordinator token: a config printed before stops working).")
 def mcp(home: str | None, print_config: str | None) -> None:
     """Serve the board, feed, registry, swarm and mail tools over stdio, as the agent the environment names
     (SWARM_AGENT and its token, set at spawn), else as the coordinator."""

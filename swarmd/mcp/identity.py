@@ -12,7 +12,7 @@ from protocol.names import validate_agent_name
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
-from swarmd.tokens import TOKEN_ENV, check_token
+from swarmd.tokens import TOKEN_ENV, BadToken, check_token
 
 COORDINATOR = "coordinator"
 SUPERVISOR = "supervisor"
@@ -44,7 +44,13 @@ def identify(environ: Mapping[str, str], home: SwarmHome, ledger: Ledger) -> Ide
     """The identity the environment proves. Raises SwarmError (bad name, BadToken, unknown agent)."""
     named = environ.get("SWARM_AGENT")
     agent = validate_agent_name(named) if named else COORDINATOR
-    check_token(home, agent, environ.get(TOKEN_ENV))
+    try:
+        check_token(home, agent, environ.get(TOKEN_ENV))
+    except BadToken:
+        if named:
+            raise
+        raise BadToken(f"no SWARM_AGENT and no valid coordinator token in ${TOKEN_ENV}: use the config "
+                       "`swarm mcp --print-config claude|codex` prints") from None
     if agent == SUPERVISOR:
         raise Refused("the MCP server never acts as the supervisor")
     if named and agent not in ledger.registry():

@@ -13,7 +13,7 @@ from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
 from swarmd.skills import SkillHub, skills_dir
-from swarmd.tokens import TOKEN_ENV, issue_token
+from swarmd.tokens import TOKEN_ENV, handover_line, issue_token
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.tmux import PaneInfo, TmuxServer
 
@@ -53,7 +53,7 @@ class Spawner:
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
             TOKEN_ENV: issue_token(self.home, worker), **profile.env,
-        }
+        }  # the token is for the agent adapter's config; it reaches the pane by handover, never on tmux's argv
         workdir = self.workdir(task, profile)
         session_id = str(uuid.uuid4())
         if profile.agent is not None:
@@ -68,7 +68,8 @@ class Spawner:
         # As its last act the shell records the exit status and wakes the supervisor: tmux 3.3 now and then
         # shows a pane dead without its status, and then fires no pane-died hook either.
         exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
-        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{command}\n'
+        token = handover_line(self.home, worker, env.pop(TOKEN_ENV))
+        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n{command}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
         return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
                                cwd=workdir, log_path=log,
