@@ -4,6 +4,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
+from typing import Literal, get_args
 
 from typing import Literal
 
@@ -41,6 +42,33 @@ class Profile(BaseModel):
         "Always allowed: the reporting commands (`agentmail send/read/list/ack`, also with `$SWARM_*` "
         "variables) and the task's check commands exactly as written. Edits inside the worker's directory "
         "follow the command's own mode (claude: `--permission-mode acceptEdits`; codex: its sandbox)."))
+
+
+NotifyEvent = Literal["needs_input", "question", "blocker_found", "task_failed", "task_blocked", "plan_done"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+
+
+class Notify(BaseModel):
+    """`[notify]`: tell a person when the swarm needs one. Each notification is a JSON object (`event`,
+    `worker`, `task`, `reason`, `action`, `summary`, `seq`, `ts`, `home`) given to `command` on its stdin and
+    POSTed to `webhook`; a failure is tried again with backoff, then reported in the feed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[NotifyEvent] = Field(default=list(NOTIFY_EVENTS), description=(
+        "What to notify about: `needs_input` (an agent waits on a dialog), `question` (a worker asked for help), "
+        "`blocker_found`, `task_failed` (an attempt failed; another follows), `task_blocked` (attempts spent or "
+        "held: it waits for `swarm retry`), `plan_done` (no task is open or running any more)."))
+    command: str | None = Field(default=None, min_length=1, description=(
+        "A shell command run for each notification with its JSON on stdin, e.g. `notify-send swarm \"$(jq -r "
+        ".summary)\"` or `ntfy publish mytopic`; it must exit 0. Also in its environment: `SWARM_NOTIFY_EVENT`, "
+        "`SWARM_NOTIFY_WORKER`, `SWARM_NOTIFY_TASK`."))
+    webhook: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", description=(
+        "A URL to POST each notification's JSON to; any 2xx answer counts as delivered."))
+    retries: int = Field(default=3, ge=0, le=10, description="Tries after the first before a failure is reported.")
+    backoff: float = Field(default=1.0, gt=0, le=600, description=(
+        "Seconds before the first retry; each retry waits twice as long as the one before."))
+    timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds one try (command or POST) may take.")
 
 
 class Config(BaseModel):
@@ -87,6 +115,8 @@ class Config(BaseModel):
         "Days read mail (a mailbox's `cur/`) is kept; each mailbox keeps its newest read message."))
     max_mail_mb: float = Field(default=20.0, gt=0, description=(
         "MiB of read mail a mailbox keeps; past it the oldest goes first."))
+    notify: Notify = Field(default_factory=Notify, description=(
+        "`[notify]`: a command and/or webhook told when a worker needs a person (see its table)."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
         "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude` and `codex` "
         "(or replace one of the same name)."))
@@ -163,6 +193,13 @@ command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- claude -p -
 [profiles.codex]   # `codex exec` never asks for approval; `-` reads the prompt from stdin
 agent = "codex"
 command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- codex exec --sandbox workspace-write --skip-git-repo-check --add-dir {home} -"
+
+# Tell a person when the swarm needs one: the event's JSON (event, worker, task, reason, action) goes to the
+# command's stdin and/or is POSTed to the webhook; failures are retried with backoff, then put in the feed.
+# [notify]
+# events = ["needs_input", "question", "blocker_found", "task_failed", "task_blocked", "plan_done"]
+# command = "ntfy publish my-swarm"
+# webhook = "https://example.com/hooks/swarm"
 """
 
 

@@ -14,7 +14,7 @@ from protocol.ids import utcnow
 from protocol.messages import MessageType, make_message
 from protocol.names import validate_agent_name
 from protocol.task import LIVE_STATUSES, AttemptOutcome, TaskStatus
-from swarmd.supervisor import retention
+from swarmd.supervisor import retention, settings
 from swarmd.config import load_config
 from swarmd.supervisor.daemon import running_pid
 from swarmd.errors import SwarmError, WorkerEnded
@@ -49,10 +49,14 @@ class WorkerView:
 
 
 class Operator:
-    def __init__(self, home: SwarmHome) -> None:
+    """The operator's library API over one home; `actor` is who acts (the feed's `agent` on every event an
+    action writes, the sender of its mail): `operator` from the CLI, the signed-in person from the web page."""
+
+    def __init__(self, home: SwarmHome, actor: str = OPERATOR) -> None:
         if not home.exists():
             raise SwarmError(f"no swarm home at {home.root}: run `swarm init` first")
         self.home = home
+        self.actor = validate_agent_name(actor)
         self.config = load_config(home.config_file)
         self.ledger = Ledger(home, durable=self.config.durable, stale_after=self.config.stale_after)
         self.tmux = TmuxServer(home.tmux_socket)
@@ -94,7 +98,7 @@ class Operator:
             by_status[task.status] = by_status.get(task.status, 0) + 1
         pid = running_pid(self.home)
         return {"home": str(self.home.root), "supervisor": {"running": pid is not None, "pid": pid},
-                "workers": workers, "tasks": by_status}
+                "dispatch": {"paused": settings.dispatch_paused(self.home)}, "workers": workers, "tasks": by_status}
 
     # ----- acting ---------------------------------------------------------------------------------------
     def live_entry(self, worker: str, doing: str) -> RegistryEntry:
@@ -119,11 +123,11 @@ class Operator:
                                summary=f"steer queued for {entry.name}: {text}"[:300])
             return "queued"
         message = PostOffice(self.home.root).send(
-            make_message(MessageType.STEER, OPERATOR, entry.name, {"text": text, "task": entry.task},
+            make_message(MessageType.STEER, self.actor, entry.name, {"text": text, "task": entry.task},
                          thread=entry.task))
         if nudge:
             self.tmux.send_keys(self.session(entry.name), text)
-        self.ledger.append(EventType.CUSTOM, OPERATOR, entry.task, summary=f"steered {entry.name}: {text}"[:300])
+        self.ledger.append(EventType.CUSTOM, self.actor, entry.task, summary=f"steered {entry.name}: {text}"[:300])
         return message.id
 
     def interactive(self, entry: RegistryEntry) -> bool:
@@ -145,9 +149,9 @@ class Operator:
         if not entry.task:
             raise SwarmError(f"{entry.name} has no task to answer about")
         message = PostOffice(self.home.root).send(
-            make_message(MessageType.HELP_RESPONSE, OPERATOR, entry.name, {"task": entry.task, "answer": text},
+            make_message(MessageType.HELP_RESPONSE, self.actor, entry.name, {"task": entry.task, "answer": text},
                          thread=entry.task))
-        record_answer(self.ledger, OPERATOR, entry.name, entry.task, text, message.id)
+        record_answer(self.ledger, self.actor, entry.name, entry.task, text, message.id)
         return message.id
 
     def kill(self, worker: str, hold: bool = False) -> str | None:
@@ -159,15 +163,35 @@ class Operator:
         if task is not None and task.status in LIVE_STATUSES and task.assignee == entry.name:
             status, outcome = (TaskStatus.BLOCKED, "held until `swarm retry`") if hold else (TaskStatus.OPEN,
                                                                                             "back to open")
-            self.ledger.transition(task.id, status, OPERATOR, EventType.TASK_FAILED, expect_assignee=entry.name,
+            self.ledger.transition(task.id, status, self.actor, EventType.TASK_FAILED, expect_assignee=entry.name,
                                    summary=f"{task.id} {outcome}: {entry.name} killed by the operator",
                                    worker=entry.name, reason="killed by the operator", held=hold,
                                    outcome=AttemptOutcome.ABANDONED.value)
         else:
             task = None
         self.tmux.kill_session(self.session(entry.name))
-        self.ledger.update_agent(entry.name, OPERATOR, status=AgentStatus.STOPPED)
+        self.ledger.update_agent(entry.name, self.actor, status=AgentStatus.STOPPED)
         return task.id if task else None
+
+    def retry(self, task_ids: list[str]) -> list[str]:
+        """Give blocked or failed tasks a fresh budget of attempts, all or none (see `Ledger.retry`); their ids."""
+        return [e.task or "" for e in self.ledger.retry(task_ids, self.actor)]
+
+    def pause(self) -> bool:
+        """Stop dispatch: the supervisor starts no new attempt (running ones go on) until `resume`; it lasts
+        across supervisor restarts. False if it was paused already."""
+        if not settings.pause_dispatch(self.home, self.actor):
+            return False
+        self.ledger.append(EventType.CUSTOM, self.actor, summary=f"dispatch paused by {self.actor}", dispatch="paused")
+        return True
+
+    def resume(self) -> bool:
+        """Let dispatch go on after `pause`; False if it was not paused."""
+        if not settings.resume_dispatch(self.home):
+            return False
+        self.ledger.append(EventType.CUSTOM, self.actor, summary=f"dispatch resumed by {self.actor}",
+                           dispatch="resumed")
+        return True
 
     def teardown(self, keep_failed: bool = False) -> list[str]:
         """End every worker session the swarm started, with or without a running supervisor; tasks of live

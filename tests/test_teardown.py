@@ -2,9 +2,11 @@
 supervisor, after a crash and a change of `name`; interrupted runs say what still runs."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from protocol.task import TaskStatus
@@ -128,15 +130,17 @@ def _plan_runs_to_done(home: SwarmHome, tmp_path: Path, env: dict[str, str] | No
 def test_a_socket_path_is_measured_in_bytes(tmp_path: Path) -> None:
     """A home under non-ASCII letters looked short in characters and was too long in bytes: every attempt
     failed on "File name too long"."""
-    base = len(str(tmp_path)) + len("/.swarm/run/tmux.sock") + 1
+    short = Path(tempfile.mkdtemp(prefix="sock-", dir="/tmp"))  # tmp_path's own length varies (pytest-xdist)
+    base = len(str(short)) + len("/.swarm/run/tmux.sock") + 1
     letters = 100 - base  # as many as fit in 100 characters...
     assert letters > 10 and base + 2 * letters > 108, "...which is over the kernel's limit in bytes"
-    home = SwarmHome(tmp_path / ("д" * letters) / ".swarm")
+    home = SwarmHome(short / ("д" * letters) / ".swarm")
     try:
         _plan_runs_to_done(home, tmp_path)
         assert len(os.fsencode(home.tmux_socket)) <= 100
     finally:
         TmuxServer(home.tmux_socket).kill_server()
+        shutil.rmtree(short)
 
 
 def test_the_socket_fallback_fits_under_any_tmpdir(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from protocol.task import Check, Task, ValidationSpec
-from swarmd.config import Config, Profile
+from swarmd.config import Config, Notify, Profile
 from swarmd.plans.plan import TASK_KEYS, BlockedEntry, CompletedEntry, PlanDefaults, WaveEntry
 
 HEADER = """\
@@ -46,6 +46,10 @@ def sections() -> list[tuple[str, str, type[BaseModel] | None, tuple[str, ...] |
         ("swarm.toml", "The swarm's settings, in `<home>/swarm.toml` (written, commented, by `swarm init`). "
          "Every setting is optional.", Config, None),
         ("`[profiles.NAME]`", "How to start one kind of worker.", Profile, None),
+        ("`[notify]`", "Who to tell when a worker needs a person: a command and/or a webhook, given each "
+         "notification's JSON (`event`, `worker`, `task`, `reason`, `action`, `summary`, `seq`, `ts`, `home`). "
+         "Sent from a thread of its own: a slow or failing receiver never holds up the supervisor; a failure "
+         "is tried again with backoff, then reported in the feed.", Notify, None),
     ]
 
 
@@ -111,6 +115,8 @@ def _default(info: FieldInfo) -> str:
         return "required"
     else:
         value = info.default
+    if isinstance(value, BaseModel):
+        return f"see `[{info.alias or type(value).__name__.lower()}]`"
     if isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
         return "built-in: " + ", ".join(f"`{k}`" for k in value)
     return "-" if value is None else f"`{json.dumps(value)}`"

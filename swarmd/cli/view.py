@@ -90,6 +90,8 @@ def status_view(report: dict[str, Any]) -> Group:
     hint = [Text(f"waiting on an answer: {', '.join(waiting)} (answer with `swarm reply WORKER TEXT`; "
                  "the whole question is in `swarm status --json`)")] if waiting else []
     running = f"running (pid {sup['pid']})" if sup["running"] else "not running"
+    if report.get("dispatch", {}).get("paused"):
+        running += "; dispatch paused (`swarm resume` lets it go on)"
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report["tasks"].items())) or "none"
     return Group(Text(f"supervisor: {running}"), table, Text(f"tasks: {counts}"), *hint)
 

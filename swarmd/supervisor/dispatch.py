@@ -9,6 +9,7 @@ from protocol.event import EventType
 from protocol.messages import Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, Task, TaskStatus
 from swarmd.errors import SwarmError
+from swarmd.supervisor.settings import dispatch_paused
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.prompt import render_help_prompt
 from swarmd.workers.tmux import PaneInfo
@@ -23,7 +24,10 @@ class Dispatch:
     """
 
     def dispatch(self) -> None:
-        """Assign ready tasks, best priority first, while fewer than max_workers tasks are live."""
+        """Assign ready tasks, best priority first, while fewer than max_workers tasks are live (none while
+        dispatch is paused)."""
+        if dispatch_paused(self.home):
+            return
         board = self.ledger.board()
         live = sum(t.status in LIVE_STATUSES for t in board.values())
         free = self.max_workers - live - len(self.helpers)

@@ -30,6 +30,7 @@ from swarmd.skills import SkillHub
 from swarmd.supervisor.agentstates import AgentStates
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
+from swarmd.supervisor.notify import Notifier
 from swarmd.supervisor.outcomes import Outcomes
 from swarmd.supervisor.queues import Queues
 from swarmd.supervisor.reactions import MailReactions
@@ -83,6 +84,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.errors = RepeatedErrors(log)
         self.skills = SkillHub(home)
         self._skills_version = self.skills.version()
+        self.notifier: Notifier | None = None  # started once swarm.toml has a [notify] command or webhook
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -108,6 +110,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
         make_private_dir(self.skills.root)
         skills_watch = watch_file(self.skills.version_file, self.wake.set)
+        self.start_notifier()
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -120,12 +123,21 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             ledger_watch.stop()
             pane_watch.stop()
             skills_watch.stop()
+            if self.notifier is not None:
+                self.notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
+
+    def start_notifier(self) -> None:
+        """Start notifications (threads of their own: a slow receiver never holds up a step) once `[notify]`
+        names a command or a webhook; until then nothing follows the ledger for them."""
+        if self.notifier is None and (self.config.notify.command or self.config.notify.webhook):
+            self.notifier = Notifier(self.home, lambda: self.config.notify, durable=self.config.durable)
+            self.notifier.start()
 
     def guarded_step(self) -> None:
         """One step; an error in it is logged and put in the feed (once while it repeats, then with a count),
@@ -169,6 +181,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.config = self.spawner.config = config
         self.ledger.durable, self.ledger.stale_after = config.durable, config.stale_after
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary="swarm.toml changed: settings reloaded")
+        self.start_notifier()
 
     def sync_skills(self) -> None:
         """A changed skills hub is mirrored into every live agent's skills directory, and said in the feed."""

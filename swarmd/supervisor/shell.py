@@ -36,15 +36,19 @@ class ShellResult:
 
 
 def run_shell(command: str, *, cwd: Path, env: dict[str, str], timeout: float,
-              tail_bytes: int = OUTPUT_TAIL_BYTES) -> ShellResult:
-    """Run `command` with /bin/sh in `cwd` with exactly `env`, for at most `timeout` seconds.
+              tail_bytes: int = OUTPUT_TAIL_BYTES, stdin: bytes | None = None) -> ShellResult:
+    """Run `command` with /bin/sh in `cwd` with exactly `env`, for at most `timeout` seconds, with `stdin`
+    (from a temporary file, never a pipe it could leave unread) or nothing on its standard input.
 
     Returns the exit code and the last `tail_bytes` of its stdout and stderr (interleaved, decoded as UTF-8
     with replacement). Raises OSError if the shell cannot be started.
     """
-    with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as given:
+        given.write(stdin or b"")
+        given.seek(0)
+        proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdin=given if stdin is not None
+                                else subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         timed_out = wait_or_kill(proc, timeout)
         tail = _tail(output, tail_bytes)
     return ShellResult(None if timed_out else proc.returncode, tail)
