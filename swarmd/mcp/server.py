@@ -11,6 +11,7 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from pydantic import ValidationError
 
 from agentmail.errors import MailError
@@ -52,15 +53,17 @@ class SwarmServer(MCPServer):
 
 
 def build_server(ctx: ToolContext) -> MCPServer:
-    """An MCPServer with every tool bound to `ctx`."""
-    server = SwarmServer("swarm", instructions=INSTRUCTIONS, log_level="WARNING")
+    """An MCPServer with every tool bound to `ctx`; mail_send advertises the protocol's schema."""
+    tools = []
     for module, owner in ((ledger_tools, ledger_tools.LedgerTools(ctx)), (swarm_tools, swarm_tools.SwarmTools(ctx)),
                           (mail_tools, mail_tools.MailTools(ctx)),
                           (reservation_tools, reservation_tools.ReservationTools(ctx))):
         for name in module.TOOL_NAMES:
-            server.add_tool(_one_line(getattr(owner, name)), name=name, structured_output=False)
-    server._tool_manager.get_tool("mail_send").parameters = mail_tools.send_schema()  # the protocol's schema
-    return server
+            tool = Tool.from_function(_one_line(getattr(owner, name)), name=name, structured_output=False)
+            if name == "mail_send":
+                tool.parameters = mail_tools.send_schema()
+            tools.append(tool)
+    return SwarmServer("swarm", instructions=INSTRUCTIONS, log_level="WARNING", tools=tools)
 
 
 def main() -> int:
