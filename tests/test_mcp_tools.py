@@ -51,10 +51,13 @@ class Swarm:
         self.as_worker = McpSession(self.home, self.worker_env)
 
     def close(self) -> None:
-        for session in (self.coordinator, self.as_worker):
-            session.close()
-        run_cli("swarm", "down", "--teardown", "--home", str(self.home.root))
-        subprocess.run(["tmux", "-S", str(self.home.tmux_socket), "kill-server"], capture_output=True, check=False)
+        try:
+            for session in (self.coordinator, self.as_worker):
+                session.close()
+        finally:
+            run_cli("swarm", "down", "--teardown", "--home", str(self.home.root))
+            subprocess.run(["tmux", "-S", str(self.home.tmux_socket), "kill-server"], capture_output=True,
+                           check=False)
 
     def cli(self, *args: str) -> Any:
         return cli_json(*args, "--home", str(self.home.root), lines=args[0] == "feed")
