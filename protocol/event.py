@@ -40,6 +40,10 @@ class EventType(StrEnum):
     SUPERVISOR_STOPPED = "supervisor_stopped"
     SUPERVISOR_RECOVERED = "supervisor_recovered"
     WORKER_SPAWNED = "worker_spawned"
+    # git isolation and integration
+    WORKTREE_CREATED = "worktree_created"  # an attempt's branch and worktree
+    MERGE_QUEUED = "merge_queued"  # a validated attempt joins the merge queue (task_completed says it landed)
+    WORKTREE_REMOVED = "worktree_removed"  # `swarm clean` removed an attempt's worktree (its branch if merged)
 
 
 class Event(Model):

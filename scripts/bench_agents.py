@@ -134,6 +134,7 @@ def main() -> None:
     delivered, argument = summary(times["delivered"]), summary(times["argument"])
     print(json.dumps({
         "bench": "agents", "cli": "claude", "workers": args.workers, "cores": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "measure": "tmux spawn to the first model request carrying the prompt",
         "delivered": delivered, "argument": argument,
         "ratio_p50": round(delivered["p50_s"] / argument["p50_s"], 3),

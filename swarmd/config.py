@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from protocol.messages import describe_validation_error
 from protocol.text import read_text
 from swarmd.errors import ConfigError
+from swarmd.git.settings import GitSettings
 
 
 class Profile(BaseModel):
@@ -117,6 +118,8 @@ class Config(BaseModel):
         "MiB of read mail a mailbox keeps; past it the oldest goes first."))
     notify: Notify = Field(default_factory=Notify, description=(
         "`[notify]`: a command and/or webhook told when a worker needs a person (see its table)."))
+    git: GitSettings = Field(default_factory=GitSettings, description=(
+        "`[git]`: isolation of attempts in worktrees and the merge queue (a plan's `[git]` overrides it)."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
         "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude` and `codex` "
         "(or replace one of the same name)."))
@@ -200,6 +203,17 @@ command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- codex exec 
 # events = ["needs_input", "question", "blocker_found", "task_failed", "task_blocked", "plan_done"]
 # command = "ntfy publish my-swarm"
 # webhook = "https://example.com/hooks/swarm"
+
+# Git (a plan's own [git] table overrides these for its tasks; see docs/reference.md):
+# [git]
+# isolation = "auto"        # "worktree": each attempt in its own worktree and branch swarm/<plan>/<task>;
+#                           # "none": one shared directory; "auto": worktree when the task's directory is in a repo
+# integration = "release"   # where validated work lands (default swarm/<plan>/_integration); yours never move
+# checks = [ { kind = "tests", run = "pytest -q" } ]   # the merge queue's gate, on the merged result
+# include = [".env"]        # untracked files copied into each worktree (and those in .worktreeinclude)
+# setup = "npm ci"          # run in each new worktree before its worker starts
+# strategy = "merge"        # or "rebase": how a branch goes onto the integration tip
+# reservations = "warn"     # or "refuse": a worker's commit touching another's exclusive file reservation
 """
 
 

@@ -144,10 +144,13 @@ class Operator:
         return answer_dialog(self.tmux, self.session(entry.name), choice, destructive=destructive)
 
     def reply(self, worker: str, text: str) -> str:
-        """Answer a worker's HELP_REQUEST (HELP_RESPONSE mail); the answer goes in the feed too."""
+        """Answer a worker's HELP_REQUEST (HELP_RESPONSE mail); the answer goes in the feed too. For an
+        interactive worker it is also queued, to be delivered into its pane once its agent is idle."""
         entry = self.entry(worker)
         if not entry.task:
             raise SwarmError(f"{entry.name} has no task to answer about")
+        if self.interactive(entry):
+            PromptQueue(self.home.run_dir, entry.name).push(text, kind="reply", sender=OPERATOR)
         message = PostOffice(self.home.root).send(
             make_message(MessageType.HELP_RESPONSE, self.actor, entry.name, {"task": entry.task, "answer": text},
                          thread=entry.task))

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ from swarmkit import wait_until
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 WORDS = ["fix", "the", "parser", "ünïcødé", "naïve", "日本語のテキスト", "Ελληνικά", "кириллица", "emoji 🚀✨",
-         "tab\there", "a/b/c.py", "/tmp/out.txt", "x = y;", "$HOME", "`code`", "'quoted'", '"double"', "#hash",
-         "50%", "a\\b", "<tag>", "{brace}", "C-c", "Enter", "-- --", "~/.bashrc"]
+         "tab\there", "a/b/c.py", "/tmp/out.txt", "x = y;", "$HOME", "`code`", "'quoted'", '"double"',
+         "#hash", "50%", "a\\b", "<tag>", "{brace}", "C-c", "Enter", "-- --", "~/.bashrc"]
 
 
 def random_prompt(rng: random.Random, index: int) -> str:
@@ -40,54 +41,73 @@ def random_prompt(rng: random.Random, index: int) -> str:
     elif kind == 4 and index % 12 == 4:
         lines.append("".join(rng.choices("abcdefghij klmnop\n", k=20_000)))
     text = "\n".join(lines)
-    return f"P{index:03d}Q {text}" if kind != 5 else f"P{index:03d}Q short and plain"
+    return f"P{index:03d}Q {text}" if kind != 5 else f"P{index:03d}Q short and plain;"
 
 
-@pytest.fixture
-def claude_pane(agent_clis: dict[str, Path], swarm_home: SwarmHome, tmp_path: Path) -> Iterator[tuple]:
-    """(tmux, session, claude's config dir, model) with the claude TUI idle at its composer."""
-    swarm_home.ensure_dirs()
-    tmux = TmuxServer(swarm_home.tmux_socket)
+@contextmanager
+def claude_pane(claude: Path, tmux: TmuxServer, root: Path, session: str) -> Iterator[tuple]:
+    """(claude's config dir, model) with the claude TUI in `session` idle at its composer."""
     with RefusingModel(hold_timeout=0).running() as model:
         model.release.set()
-        config_dir, project = start_claude(tmux, "agent", agent_clis["claude"], tmp_path / "claude", model.url)
+        config_dir, project = start_claude(tmux, session, claude, root, model.url)
         (project / "notes.md").write_text("notes\n")
         (project / "src").mkdir()
         (project / "src" / "app.py").write_text("print('app')\n")
-        wait_for_composer(tmux, "agent")
-        yield tmux, "agent", config_dir, model
+        wait_for_composer(tmux, session)
+        yield config_dir, model
+    tmux.kill_session(session)
 
 
-def deliver_all(claude_pane: tuple, count: int, tmp_path: Path) -> None:
-    tmux, session, config_dir, model = claude_pane
+def deliver_all(claude: Path, tmux: TmuxServer, tmp_path: Path, count: int, per_agent: int) -> None:
+    """Deliver `count` random prompts, `per_agent` to each fresh claude, and check each agent's turns."""
     rng = random.Random(20261130)
-    watcher = PaneWatcher(tmux, session)
     prompts = [random_prompt(rng, i) for i in range(count)]
-    for index, prompt in enumerate(prompts):
+    for first in range(0, count, per_agent):
+        session = f"agent{first}"
+        with claude_pane(claude, tmux, tmp_path / session, session) as (config_dir, model):
+            batch = list(enumerate(prompts))[first:first + per_agent]
+            deliver_batch(tmux, session, config_dir, batch, tmp_path / "locks")
+            check_turns(user_turns(config_dir), model, batch)
+
+
+def deliver_batch(tmux: TmuxServer, session: str, config_dir: Path, batch: list[tuple[int, str]],
+                  locks: Path) -> None:
+    watcher = PaneWatcher(tmux, session)
+    for index, prompt in batch:
         if index % 7 == 3:
             subprocess.run(["tmux", "-S", str(tmux.socket_path), "copy-mode", "-t", f"={session}:"], check=True)
-        deliver_prompt(tmux, session, prompt, lock_dir=tmp_path / "locks", timeout=30)
+        deliver_prompt(tmux, session, prompt, lock_dir=locks, timeout=30)
         marker = f"P{index:03d}Q"
         wait_until(lambda: any(marker in turn for turn in user_turns(config_dir)), 60, f"turn {marker}")
         wait_until(lambda: watcher.look().state == PaneState.IDLE, 60, f"claude idle after {marker}")
-    turns = user_turns(config_dir)
-    for index, prompt in enumerate(prompts):
+
+
+def check_turns(turns: list[str], model: RefusingModel, batch: list[tuple[int, str]]) -> None:
+    for index, prompt in batch:
         marker = f"P{index:03d}Q"
         holding = [turn for turn in turns if marker in turn]
         assert len(holding) == 1, f"{marker} was submitted {len(holding)} times"
         expected = normalize(prompt).strip().replace("\t", "    ")  # claude's composer turns a tab into 4 spaces
         assert expected in holding[0], f"{marker} did not arrive whole"
         assert model.received(marker)
-    assert len(turns) == count, "a prompt was split into more than one turn"
+    assert len(turns) == len(batch), "a prompt was split into more than one turn"
 
 
-def test_random_prompts_are_each_submitted_once_as_one_turn(claude_pane: tuple, tmp_path: Path) -> None:
-    deliver_all(claude_pane, 16, tmp_path)
+@pytest.fixture
+def tmux(swarm_home: SwarmHome) -> TmuxServer:
+    swarm_home.ensure_dirs()
+    return TmuxServer(swarm_home.tmux_socket)
+
+
+def test_random_prompts_are_each_submitted_once_as_one_turn(agent_clis: dict[str, Path], tmux: TmuxServer,
+                                                             tmp_path: Path) -> None:
+    deliver_all(agent_clis["claude"], tmux, tmp_path, 16, per_agent=16)
 
 
 @pytest.mark.soak
-def test_two_hundred_random_prompts(claude_pane: tuple, tmp_path: Path) -> None:
-    deliver_all(claude_pane, 200, tmp_path)
+@pytest.mark.timeout(3600)
+def test_two_hundred_random_prompts(agent_clis: dict[str, Path], tmux: TmuxServer, tmp_path: Path) -> None:
+    deliver_all(agent_clis["claude"], tmux, tmp_path, 200, per_agent=20)  # a fresh agent for each 20
 
 
 def test_what_is_pasted_and_what_is_typed() -> None:
@@ -97,9 +117,7 @@ def test_what_is_pasted_and_what_is_typed() -> None:
     assert normalize("a\r\nb\rc\x1b[201~d\x00") == "a\nb\nc[201~d"
 
 
-def test_an_empty_prompt_or_a_pane_without_a_composer_is_refused(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    swarm_home.ensure_dirs()
-    tmux = TmuxServer(swarm_home.tmux_socket)
+def test_an_empty_prompt_or_a_pane_without_a_composer_is_refused(tmux: TmuxServer, tmp_path: Path) -> None:
     tmux.spawn("plain", ["sh", "-c", "echo a shell, no agent; exec sleep 60"], env={}, cwd=tmp_path)
     with pytest.raises(DeliveryError, match="empty"):
         deliver_prompt(tmux, "plain", " \n ", lock_dir=tmp_path / "locks")
@@ -118,10 +136,7 @@ def submitted(out: Path) -> list[str]:
     return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
 
 
-def test_enter_is_sent_again_once_when_the_text_still_sits_in_the_composer(swarm_home: SwarmHome,
-                                                                            tmp_path: Path) -> None:
-    swarm_home.ensure_dirs()
-    tmux = TmuxServer(swarm_home.tmux_socket)
+def test_enter_is_sent_again_once_when_the_text_still_sits_in_the_composer(tmux: TmuxServer, tmp_path: Path) -> None:
     out = dropping_tui(tmux, tmp_path, drop=1)
     deliver_prompt(tmux, "tui", "first line\nsecond line;", lock_dir=tmp_path / "locks", timeout=5)
     assert submitted(out) == ["first line\nsecond line;"]
@@ -129,9 +144,7 @@ def test_enter_is_sent_again_once_when_the_text_still_sits_in_the_composer(swarm
     assert submitted(out) == ["first line\nsecond line;", "plain words"]
 
 
-def test_a_prompt_never_submitted_is_an_error_after_the_second_enter(swarm_home: SwarmHome, tmp_path: Path) -> None:
-    swarm_home.ensure_dirs()
-    tmux = TmuxServer(swarm_home.tmux_socket)
+def test_a_prompt_never_submitted_is_an_error_after_the_second_enter(tmux: TmuxServer, tmp_path: Path) -> None:
     out = dropping_tui(tmux, tmp_path, drop=2)
     with pytest.raises(DeliveryError, match="still sits"):
         deliver_prompt(tmux, "tui", "see @notes.md", lock_dir=tmp_path / "locks", timeout=2)

@@ -14,9 +14,8 @@ from agentclis import RefusingModel
 from claudepane import start_claude, wait_for_composer
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
-from swarmd.workers.dialogs import answer_dialog
-from swarmd.workers.panestate import (CLAUDE, CODEX, PaneState, PaneWatcher, parse_dialog, parse_reset,
-                                      process_alive, read_screen)
+from swarmd.workers.dialogs import answer_dialog, parse_dialog
+from swarmd.workers.panestate import CLAUDE, CODEX, PaneState, PaneWatcher, parse_reset, process_alive, read_screen
 from swarmd.workers.tmux import TmuxServer
 from swarmkit import wait_until
 
@@ -62,13 +61,13 @@ def test_idle_only_after_two_quiet_looks_with_the_same_screen() -> None:
     watcher = PaneWatcher(tmux=None, session="w", now=lambda: NOW)  # type: ignore[arg-type]
     working, idle = read_screen(screen("claude-working"), CLAUDE), read_screen(screen("claude-idle"), CLAUDE)
     assert watcher.judge(read_screen("starting...\n", CLAUDE)).state == PaneState.STARTING
-    assert watcher._set(watcher.judge(working)).state == PaneState.WORKING
-    assert watcher._set(watcher.judge(idle)).state == PaneState.WORKING  # one quiet look is not enough
-    assert watcher._set(watcher.judge(idle)).state == PaneState.IDLE
-    assert watcher._set(watcher.judge(working)).state == PaneState.WORKING
+    assert watcher.judge(working).state == PaneState.WORKING
+    assert watcher.judge(idle).state == PaneState.WORKING  # one quiet look is not enough
+    assert watcher.judge(idle).state == PaneState.IDLE
+    assert watcher.judge(working).state == PaneState.WORKING
     silent = read_screen("a screen that stopped changing, no composer\n", CLAUDE)
     for _ in range(3):  # silence alone is never idleness
-        assert watcher._set(watcher.judge(silent)).state == PaneState.WORKING
+        assert watcher.judge(silent).state == PaneState.WORKING
     look = watcher.judge(read_screen(screen("claude-perm"), CLAUDE))
     assert look.state == PaneState.NEEDS_INPUT and look.reading.dialog.options[-1] == "No"
     limited = watcher.judge(read_screen(screen("claude-ratelimit"), CLAUDE))
@@ -110,7 +109,7 @@ def test_a_dialog_is_answered_by_its_label_in_claude(agent_clis: dict[str, Path]
         assert "trust" in look.reading.dialog.options[1]
         with pytest.raises(SwarmError, match="names no option"):
             answer_dialog(tmux, "agent", "maybe")
-        assert answer_dialog(tmux, "agent", "yes, i trust") == "Yes, I trust this folder"
+        assert answer_dialog(tmux, "agent", "yes, i trust", timeout=60) == "Yes, I trust this folder"
         wait_for_composer(tmux, "agent")
         assert wait_until(lambda: watcher.look().state == PaneState.IDLE, 60, "claude idle at its composer")
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from agentclis import RefusingModel
-from claudepane import start_claude, user_turns, wait_for_composer
+from agentclis import RefusingModel, agent_env
+from claudepane import preconfigure, start_claude, user_turns, wait_for_composer
 from conftest import run_cli
 from swarmd.cli.view import status_view
 from swarmd.operate import Operator
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
+from swarmd.ledger.log import Ledger
 from swarmd.workers.delivery import deliver_prompt
 from swarmd.workers.panestate import PaneState, PaneWatcher
 from swarmd.workers.promptqueue import MAX_QUEUED, PromptQueue
@@ -32,18 +33,20 @@ def test_a_steer_is_delivered_only_after_the_busy_agent_is_idle(agent_clis: dict
     with RefusingModel(hold_timeout=120).running() as model:  # holds each answer until released: claude works
         config_dir, _ = start_claude(tmux, "agent", agent_clis["claude"], tmp_path / "claude", model.url)
         wait_for_composer(tmux, "agent")
-        deliver_prompt(tmux, "agent", "TASK-1 start on the work", lock_dir=locks)
+        deliver_prompt(tmux, "agent", "TASK-1 start on the work", lock_dir=locks, timeout=60)
         watcher = PaneWatcher(tmux, "agent")
         wait_until(lambda: watcher.look().state == PaneState.WORKING, 60, "claude working")
         queue = PromptQueue(swarm_home.run_dir, "w1")
         queue.push("STEER-7 change course: use the v2 API;", sender="operator")
         for _ in range(10):  # ten looks at a busy agent: nothing typed into it
-            assert queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE, lock_dir=locks) == 0
+            assert queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE, lock_dir=locks,
+                               timeout=60) == 0
         assert watcher.state == PaneState.WORKING and len(queue.items()) == 1
         assert not model.received("STEER-7")
         model.release.set()
-        wait_until(lambda: queue.flush(tmux, "agent", lambda: watcher.look().state == PaneState.IDLE,
-                                       lock_dir=locks) == 1, 60, "the steer delivered once claude is idle")
+        idle = lambda: watcher.look().state == PaneState.IDLE  # noqa: E731
+        wait_until(lambda: queue.flush(tmux, "agent", idle, lock_dir=locks, timeout=60) == 1, 60,
+                   "the steer delivered once claude is idle")
         assert queue.items() == []
         wait_until(lambda: model.received("STEER-7"), 60, "the steer sent to the model")
         wait_until(lambda: len(user_turns(config_dir)) >= 2, 60, "the steer in claude's transcript")
@@ -66,18 +69,19 @@ def test_a_queue_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
         PromptQueue(tmp_path, "../escape")
 
 
+# An interactive worker whose pane shows claude's permission dialog (a captured screen) and waits.
 INTERACTIVE = """
 [profiles.tui]
-command = "sh -c 'echo a program with no composer; exec sleep 600'"
+command = "cat {dialog}; exec sleep 600"
 mode = "interactive"
 """
 
 
 def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_home: SwarmHome,
                                                                           tmp_path: Path) -> None:
-    init_home(swarm_home, max_workers=1)
+    init_home(swarm_home, max_workers=1, stale=600)  # the pane sends no heartbeats: never stale in the test
     with swarm_home.config_file.open("a") as config:
-        config.write(INTERACTIVE)
+        config.write(INTERACTIVE.format(dialog=Path(__file__).parent / "panes" / "claude-perm.txt"))
     plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": "work",
                                                 "profile": "tui"}])
     home = ["--home", str(swarm_home.root)]
@@ -91,15 +95,50 @@ def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_
         assert steered.returncode == 0 and json.loads(steered.stdout) == {"id": "queued"}
         shown = json.loads(run_cli("swarm", "status", "--json", *home).stdout)["workers"][0]
         assert shown["queued"] == ["STEER-3 look at the tests", "STEER-4 and the docs"]
+        operator.reply(worker, "REPLY-5 use the v2 API")
+        assert [item.kind for item in PromptQueue(swarm_home.run_dir, worker).items()] == ["steer", "steer", "reply"]
         console = Console(width=250, record=True)
         console.print(status_view(operator.status()))
-        assert "2: STEER-3" in console.export_text()
-        # the supervisor looks at the pane at every step: no composer, so never idle, never typed into
+        assert "3: STEER-3" in console.export_text()
+        # the supervisor looks at the pane at every step: a dialog, not an idle composer, so nothing is typed
         tmux = TmuxServer(swarm_home.tmux_socket)
         watcher = PaneWatcher(tmux, next(iter(tmux.sessions())))
-        for _ in range(5):
-            assert watcher.look().state == PaneState.STARTING
+        wait_until(lambda: watcher.look().state == PaneState.NEEDS_INPUT, 30, "the dialog on screen")
         assert "STEER-3" not in tmux.screen(watcher.session)
-        assert len(operator.status()["workers"][0].queued) == 2
+        assert len(operator.status()["workers"][0].queued) == 3
+        refused = run_cli("swarm", "answer", worker, "Yes", *home)
+        assert refused.returncode == 2 and "destructive" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        unknown = run_cli("swarm", "answer", worker, "perhaps", *home)
+        assert unknown.returncode == 2 and "names no option" in unknown.stderr
+        assert not any("supervisor error" in event.summary for event in Ledger(swarm_home).events())
     finally:
         run_cli("swarm", "down", "--teardown", *home)
+
+
+def test_the_supervisor_delivers_a_steer_to_an_idle_interactive_claude(agent_clis: dict[str, Path],
+                                                                       swarm_home: SwarmHome, tmp_path: Path) -> None:
+    init_home(swarm_home, max_workers=1, stale=600)  # the pane sends no heartbeats: never stale in the test
+    project = tmp_path  # a plan's task runs in the plan file's directory
+    with RefusingModel(hold_timeout=0).running() as model:
+        model.release.set()
+        env = agent_env(tmp_path / "claude", model.url)
+        preconfigure(Path(env["CLAUDE_CONFIG_DIR"]), project, env["ANTHROPIC_API_KEY"])
+        with swarm_home.config_file.open("a") as config:
+            config.write(f'\n[profiles.claude-tui]\ncommand = {json.dumps(str(agent_clis["claude"]))}\n'
+                         'mode = "interactive"\n'
+                         f'env = {{ {", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items())} }}\n')
+        plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "a job", "description": "work",
+                                                    "profile": "claude-tui"}])
+        home = ["--home", str(swarm_home.root)]
+        assert run_cli("swarm", "run", str(plan), *home).returncode == 0
+        try:
+            operator = Operator(swarm_home)
+            worker = wait_until(lambda: [w.name for w in operator.status()["workers"] if w.pane == "alive"], 60,
+                                "the worker running")[0]
+            assert operator.steer(worker, "STEER-9 please also update the docs") == "queued"
+            wait_until(lambda: model.received("STEER-9"), 120, "the steer delivered by the supervisor")
+            wait_until(lambda: not operator.status()["workers"][0].queued, 60, "the queue emptied")
+            turns = wait_until(lambda: user_turns(Path(env["CLAUDE_CONFIG_DIR"])), 60, "the turn in the transcript")
+            assert turns == ["[steer from operator]\nSTEER-9 please also update the docs"]
+        finally:
+            run_cli("swarm", "down", "--teardown", *home)

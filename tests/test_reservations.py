@@ -1,7 +1,6 @@
 """Advisory file reservations: granted even when they overlap, with the conflict reported to both sides."""
 
 import json
-from pathlib import Path
 
 import pytest
 

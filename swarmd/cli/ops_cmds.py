@@ -303,14 +303,21 @@ def clean(home: str | None, older_than: str | None, dry_run: bool, as_json: bool
     from swarmd.plans.plan import parse_duration
     from swarmd.supervisor.retention import DAY
 
+    from swarmd.git.cleanup import clean_attempts
+
     days = parse_duration(older_than) / DAY if older_than else None
-    report = Operator(get_home(home)).clean(older_than_days=days, dry_run=dry_run)
+    operator = Operator(get_home(home))
+    report = operator.clean(older_than_days=days, dry_run=dry_run)
+    git = clean_attempts(operator.ledger, operator.config, dry_run=dry_run)
     if as_json:
-        dump_json(report.as_dict())
+        dump_json({**report.as_dict(), "git": [vars(g) for g in git]})
         return
     verb = "would remove" if dry_run else "removed"
     for removal in report.removals:
         click.echo(inert(f"{verb} {removal.kind} {removal.path} ({removal.reason})"))
+    for g in git:
+        click.echo(inert(f"kept branch {g.path} ({g.reason})" if g.kind == "kept" else
+                         f"{verb} {g.kind} {g.path} ({g.reason})"))
     click.echo(f"{len(report.removals)} {verb}; {report.freed / (1 << 20):.1f} MiB "
                f"{'would be ' if dry_run else ''}freed")
 

@@ -22,12 +22,14 @@ from protocol.names import TaskId
 from protocol.task import Task
 from protocol.text import read_text
 from swarmd.errors import ConfigError
+from swarmd.git.repo import valid_branch
+from swarmd.git.settings import PLAN_NAME_RE, GitPlan, plan_name
 from swarmd.supervisor.validation import check_problem
 
 # The Task fields a plan's author may set; the rest (status, attempts, notes...) belong to the ledger.
 TASK_KEYS = ("id", "title", "description", "blocked_by", "tags", "priority", "profile", "timeout",
              "max_attempts", "workdir", "validation")
-PLAN_KEYS = ("defaults", "tasks")
+PLAN_KEYS = ("name", "git", "defaults", "tasks")
 WAVE_KEYS = ("wave", "blocked", "completed")
 MAX_SPEC_BYTES = 1024 * 1024
 
@@ -129,6 +131,9 @@ def load_plan(path: Path, known: Collection[str] = ()) -> Plan:
         raise PlanError(f"{path}: no tasks: add a list 'tasks' ([[tasks]] tables in TOML)")
     tasks = [_plan_task(path, base, i, raw, defaults) for i, raw in enumerate(raw_tasks)]
     _check_graph(path, tasks, known)
+    git = _git_table(path, data)
+    for task in tasks:
+        task.metadata = {**task.metadata, "git": git}
     return Plan(tasks=_run_beside(tasks, base))
 
 
@@ -215,6 +220,25 @@ def _defaults(path: Path, base: Path, raw: Any) -> PlanDefaults:
     if defaults.workdir is not None:
         defaults.workdir = _resolve(base, defaults.workdir)
     return defaults
+
+
+def _git_table(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The plan's name (`name`, else its file's stem) and its `[git]` settings, as each task carries them."""
+    name = data.get("name", plan_name(path.stem))
+    if not isinstance(name, str) or not PLAN_NAME_RE.fullmatch(name):
+        raise PlanError(f"{path}: name: {name!r} cannot name branches: use 1-64 characters of a-z, 0-9, '.', '_', "
+                        "'-', starting with a letter or digit")
+    raw = data.get("git", {})
+    if not isinstance(raw, dict):
+        raise PlanError(f"{path}: git: must be a table of settings")
+    _refuse_unknown(path, "git", raw, tuple(GitPlan.model_fields))
+    settings = _validated(GitPlan, raw, path, "git")
+    if settings.integration is not None and not valid_branch(settings.integration):
+        raise PlanError(f"{path}: git: integration: {settings.integration!r} is not a valid branch name")
+    for i, check in enumerate(settings.checks or []):
+        if problem := check_problem(check):
+            raise PlanError(f"{path}: git: checks.{i}: {problem}")
+    return {"plan": name, **settings.model_dump(mode="json", exclude_none=True)}
 
 
 def _plan_task(path: Path, base: Path, index: int, raw: Any, defaults: PlanDefaults) -> Task:

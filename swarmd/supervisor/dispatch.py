@@ -3,12 +3,14 @@ helpers are spawned on a worker's SPAWN_REQUEST."""
 
 import logging
 import socket
+from typing import Any
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.messages import Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, Task, TaskStatus
 from swarmd.errors import SwarmError
+from swarmd.git.worktrees import AttemptTree
 from swarmd.supervisor.settings import dispatch_paused
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.prompt import render_help_prompt
@@ -59,13 +61,23 @@ class Dispatch:
             "max_attempts": self.max_attempts(task), "prompt_file": str(self.home.prompts_dir / f"{worker}.md"),
         }, thread=task.id))
         try:
-            pane = self.spawner.spawn(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task))
+            tree = self.isolate(task, worker, attempt)
+            pane = self.spawner.spawn(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task),
+                                      **(self._isolated(tree, worker) if tree else {}))
         except SwarmError as exc:
             self._launch_failed(self.ledger.task(task.id), state, str(exc))
             return
         self.ledger.update_agent(worker, SUPERVISOR, pid=pane.pid)
         self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, summary=f"{worker} started in tmux "
                            f"session {session}", worker=worker, session=session, pid=pane.pid, attempt=attempt)
+
+    def _isolated(self, tree: AttemptTree, worker: str) -> dict[str, Any]:
+        """How a worker in a worktree is spawned: where, with what environment, told what about its branch."""
+        note = (f"## Git\nYou work in your own git worktree `{tree.path}` on branch `{tree.branch}`, made from "
+                f"`{tree.integration}` at {tree.base[:12]}. Commit your work on this branch (what you leave "
+                f"uncommitted is committed for you when you report). Do not switch branches; other workers' "
+                f"changes reach you through `{tree.integration}` once they are merged.")
+        return {"workdir": tree.workdir, "env": self.worker_env(tree, worker), "git_note": note}
 
     def _spawn_helper(self, msg: Message) -> None:
         """One helper at a time per task, counted against max_workers; a replayed request starts none."""
@@ -86,7 +98,9 @@ class Dispatch:
         self.helpers[helper] = task.id
         prompt = render_help_prompt(task, msg.body, helper=helper, asker=msg.sender)
         try:
-            self.spawner.spawn(task, worker=helper, attempt=1, role="helper", prompt=prompt)
+            tree = self.trees.get(task.id)  # a helper works where the worker it helps does
+            self.spawner.spawn(task, worker=helper, attempt=1, role="helper", prompt=prompt,
+                               workdir=tree.workdir if tree else None)
         except SwarmError as exc:
             self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary=f"could not start helper: {exc}")
 

@@ -22,6 +22,8 @@ from protocol.ids import utcnow
 from protocol.task import Task
 from swarmd.config import Config, load_config
 from swarmd.errors import ConfigError, LedgerError
+from swarmd.git.queue import MergeOutcome, QueueEntry
+from swarmd.git.worktrees import AttemptTree
 from swarmd.home import SwarmHome, make_private_dir
 from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
@@ -30,6 +32,7 @@ from swarmd.skills import SkillHub
 from swarmd.supervisor.agentstates import AgentStates
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
+from swarmd.supervisor.integration import Integration, new_merge_pool
 from swarmd.supervisor.notify import Notifier
 from swarmd.supervisor.outcomes import Outcomes
 from swarmd.supervisor.queues import Queues
@@ -48,7 +51,7 @@ from swarmd.workers.tmux import TmuxServer
 log = logging.getLogger("swarmd.supervisor")
 
 
-class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch):
+class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration):
     """One swarm home's supervisor: `serve()` runs `step()` until stopped; its parts (recovery, mail, outcomes,
     health, queued prompts, dispatch) are mixins in modules of their own, all over the state set up here.
 
@@ -79,6 +82,12 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
         self.hooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hook")  # never delays a validation
         self.planning = PlanningTools(self.ledger)
+        self.trees: dict[str, AttemptTree] = {}  # task -> its live attempt's worktree
+        self.queue: list[QueueEntry] = []  # validated attempts waiting to land
+        self.merging: QueueEntry | None = None
+        self.merge_results: queue.SimpleQueue[MergeOutcome] = queue.SimpleQueue()
+        self.merges = new_merge_pool()
+        self.merge_errors: dict[str, int] = {}
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)
@@ -127,6 +136,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
                 self.notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
+            self.merges.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
@@ -156,6 +166,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.reload_config()
         self.handle_mail()
         self.handle_validations()
+        self.handle_merges()
         self.check_workers()
         self.flush_queues()
         if not self.stopping.is_set():

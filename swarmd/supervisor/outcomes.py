@@ -3,6 +3,7 @@ to the next attempt), abandoned or blocked; a released worker gets SHUTDOWN and 
 
 import logging
 from contextlib import suppress
+from typing import Any
 
 from agentmail.errors import MailError
 from protocol.agent import AgentStatus
@@ -29,10 +30,11 @@ class Outcomes:
         """Run the task's checks off this thread; the result comes back through `results`."""
         def job() -> None:
             try:
-                workdir = self.spawner.workdir_for(task)
+                workdir = self.workdir_of(task)
+                commit = self.keep_leftovers(task.id, worker)
                 report = run_checks(task.validation, workdir=workdir)
                 refused = self.planning.after_checks(task, worker.attempt, workdir) if report.passed else None
-                result = ValidationResult(task.id, worker.name, report, refused=refused or "")
+                result = ValidationResult(task.id, worker.name, report, refused=refused or "", commit=commit)
             except Exception as exc:  # noqa: BLE001 - a result must come back, or the task waits forever
                 result = ValidationResult(task.id, worker.name, None, f"{type(exc).__name__}: {exc}")
             self.results.put(result)
@@ -60,6 +62,8 @@ class Outcomes:
             self._fail(task, worker, f"validation could not run: {result.error}")
         elif result.refused:
             self._fail(task, worker, result.refused)
+        elif result.report.passed and task.id in self.trees:
+            self.enqueue(task, worker, result.commit or self.trees[task.id].base)
         elif result.report.passed:
             self._complete(task, worker, result.report)
         else:
@@ -67,11 +71,16 @@ class Outcomes:
             self._fail(task, worker, f"validation failed ({failed} of {len(result.report.outcomes)} checks)\n"
                        + result.report.summary())
 
-    def _complete(self, task: Task, worker: WorkerState, report: ValidationReport) -> None:
+    def _complete(self, task: Task, worker: WorkerState, report: ValidationReport | None, **merged: Any) -> None:
+        """Done: validated (`report`), or validated and landed by the merge queue (`merge=...`, no report)."""
+        landed = f", landed on {merged['merge']['integration']}" if merged else ""
         self.ledger.transition(task.id, TaskStatus.DONE, SUPERVISOR, EventType.TASK_COMPLETED,
-                               expect_assignee=worker.name, summary=f"{task.id} done and validated ({worker.name}, attempt {worker.attempt})",
-                               worker=worker.name, attempt=worker.attempt, validation=report.summary())
-        self._release(worker, "task done and validated")
+                               expect_assignee=worker.name,
+                               summary=f"{task.id} done and validated ({worker.name}, attempt {worker.attempt}{landed})",
+                               worker=worker.name, attempt=worker.attempt,
+                               validation=report.summary() if report else "passed before the merge", **merged)
+        if report is not None:
+            self._release(worker, "task done and validated")
         if self.config.on_task_done:
             self.hooks.submit(run_task_done_hook, self.config.on_task_done, task, self.home, self.ledger,
                               cwd=project_dir(self.home, self.config.project), timeout=self.config.hook_timeout)
@@ -90,6 +99,8 @@ class Outcomes:
                                summary=f"{task.id} blocked after {failed} failed attempts: {first_line}",
                                reason=reason)
         self._end_worker(worker, AgentStatus.DEAD, why)
+        self.keep_leftovers(task.id, worker, " (failed)")  # its branch and worktree stay for inspection
+        self.trees.pop(task.id, None)
 
     def _launch_failed(self, task: Task, worker: WorkerState, error: str) -> None:
         """The worker could not be started at all (a missing executable or directory, a broken profile): a setup

@@ -1,7 +1,7 @@
 """Delivering the prompts queued for interactive workers (STEER, replies) once each agent is idle."""
 
 from protocol.event import EventType
-from swarmd.errors import SwarmError
+from swarmd.errors import ConfigError, SwarmError
 from swarmd.supervisor.state import SUPERVISOR
 from swarmd.workers.panestate import PaneState, PaneWatcher, agent_screen
 from swarmd.workers.promptqueue import PromptQueue
@@ -15,7 +15,12 @@ class Queues:
         """Whether `worker` runs its agent interactively (its task's profile says `mode = "interactive"`)."""
         state = self.workers.get(worker)
         task = self.ledger.board().get(state.task) if state is not None else None
-        return task is not None and self.spawner.profile(task.profile).mode == "interactive"
+        if task is None:
+            return False
+        try:
+            return self.spawner.profile(task.profile).mode == "interactive"
+        except ConfigError:  # its profile left swarm.toml since it started
+            return False
 
     def queue(self, worker: str) -> PromptQueue:
         return PromptQueue(self.home.run_dir, worker)

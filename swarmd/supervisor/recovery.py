@@ -35,8 +35,9 @@ class Recovery:
             self.ledger.update_agent(SUPERVISOR, SUPERVISOR, status=AgentStatus.BUSY, pid=os.getpid())
         panes = self.tmux.panes()
         adopted, reopened = [], []
+        queued = self.recover_git()
         for task in board.values():
-            if task.status not in LIVE_STATUSES or task.coordinated():
+            if task.status not in LIVE_STATUSES or task.id in queued or task.coordinated():
                 continue
             session = self._recorded_session(registry, task.assignee or "")
             if task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):

@@ -38,5 +38,6 @@ class ValidationResult:
     report: ValidationReport | None
     error: str = ""  # the checks could not run at all
     refused: str = ""  # the checks passed, but a planning tool (OL's ratchet) refused the work: why
+    commit: str | None = None  # the attempt's branch tip when its checks ran (isolated attempts only)
 
 

@@ -12,8 +12,10 @@ One delivery, under the worker's own file lock:
    the delivery failed.
 
 Every wait is on a condition with a deadline, never a fixed pause. The recipe is the one the tmux agent
-managers converged on (claude-squad, ntm, Gas Town's `nudge`): a paste and its Enter sent together are read
-by the agent as one paste, so the Enter becomes a newline in the composer and the prompt is never sent.
+managers converged on (claude-squad, ntm, Gas Town's `nudge`): an Enter that arrives while the agent still
+takes in a paste may be read as part of it (a newline) or lost, leaving the prompt unsent. With claude-code
+2.1.332 a paste and an Enter sent back to back are still one turn, but the newlines of a paste that is not
+bracketed are Enters (its first line goes alone), and keys sent as a dialog first shows are dropped.
 """
 
 import itertools
@@ -52,13 +54,13 @@ def deliver_prompt(tmux: TmuxServer, session: str, text: str, *, lock_dir: Path,
     (seconds) bounds each wait (the lock, the composer, the text showing, the submission). Raises
     DeliveryError (also for a tmux failure or an empty text); the caller decides whether to retry.
     """
-    check_session_name(session)
     text = normalize(text)
     if not text.strip():
         raise DeliveryError(f"nothing to deliver to {session}: the prompt is empty")
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        with FileLock(str(lock_dir / f"{session}.lock"), timeout=timeout):
+        check_session_name(session)
+        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with FileLock(str(lock_dir / f"{session}.lock"), timeout=timeout, mode=0o600):
             _deliver(tmux, session, text, timeout)
     except Timeout:
         raise DeliveryError(f"another delivery to {session} held its lock for {timeout:.0f}s") from None

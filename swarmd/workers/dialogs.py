@@ -1,24 +1,114 @@
-"""Answering a dialog in an agent's pane by its option's label (`swarm answer W CHOICE`).
+"""Dialogs in an agent's pane: reading one (its text, its options, the selected one) and answering it by its
+option's label (`swarm answer W CHOICE`).
 
-The selection is moved with the arrow keys, checked on the screen, and only then confirmed with Enter: a
-label is never guessed from a number typed blind. A dialog that would confirm something destructive (see
-`panestate.parse_dialog`) is answered only when the caller says so.
+A dialog is a selection mark (`❯`, `›`) on an indented option line: claude-code 2.1.332 numbers the options
+of a permission dialog ("❯ 1. Yes") but not those of its trust or API-key dialogs. To answer, the selection is
+moved with the arrow keys, checked on the screen, and only then confirmed with Enter: a label is never guessed
+from a number typed blind. A dialog that would confirm something destructive is answered only when the caller
+says so.
 """
 
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from swarmd.errors import SwarmError
-from swarmd.workers.panestate import Dialog, parse_dialog
 from swarmd.workers.tmux import TmuxServer
 
 _POLL = 0.02  # seconds between looks at the pane
 _RESEND = 1.0  # seconds a key may take to show before it is taken as lost and sent again
+_SELECTED = re.compile(r"^(\s*)([❯›])\s*(?:(\d+)\.\s+)?(\S.*?)\s*$")
+_NUMBERED = re.compile(r"^\s*(?:[❯›]\s*)?(\d+)\.\s+(\S.*?)\s*$")
+_DIALOG_RULE = re.compile(r"^\s*[─━]{8,}")
+_DESTRUCTIVE = re.compile(r"\brm\s+-|\bdelete\b|\bremove\b|\bdrop\b|\boverwrite\b|--force\b|\breset --hard\b|"
+                          r"\bdestroy\b|\bwipe\b|\btruncate\b|\bgit push\b|\bmkfs\b|\bdd\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Dialog:
+    """A dialog on the agent's screen: its text, its options' labels in screen order, the selected one (index)
+    and whether it would confirm something destructive (then it is never answered automatically)."""
+
+    text: str
+    options: tuple[str, ...]
+    selected: int
+    destructive: bool
+
+    def choose(self, label: str) -> int:
+        """The index of the option `label` names: its exact label, its number, or the one label it starts;
+        ValueError when none or several match."""
+        wanted = label.strip().casefold()
+        labels = [option.casefold() for option in self.options]
+        if wanted in labels:
+            return labels.index(wanted)
+        if wanted.isdigit() and 1 <= int(wanted) <= len(labels):
+            return int(wanted) - 1
+        matches = [i for i, option in enumerate(labels) if option.startswith(wanted)]
+        if len(matches) != 1:
+            raise ValueError(f"{label!r} names {'no' if not matches else 'more than one'} option of: "
+                             + "; ".join(self.options))
+        return matches[0]
+
+
+def parse_dialog(screen: str) -> Dialog | None:
+    """The dialog on `screen`: a selection mark (`❯`, `›`) on an indented or numbered option; None if none."""
+    lines = screen.splitlines()
+    at = next((i for i in range(len(lines) - 1, -1, -1) if _is_option_mark(lines[i])), None)
+    if at is None:
+        return None
+    first, last = _option_block(lines, at)
+    options = tuple(_label(line) for line in lines[first:last + 1])
+    top = next((i for i in range(first - 1, -1, -1) if _DIALOG_RULE.match(lines[i])), -1)
+    body = [line.strip() for line in lines[top + 1:first] if line.strip() and not set(line.strip()) <= {"╌"}]
+    text = "\n".join(body)
+    return Dialog(text=text, options=options, selected=at - first,
+                  destructive=bool(_DESTRUCTIVE.search(text)))
+
+
+def _is_option_mark(line: str) -> bool:
+    match = _SELECTED.match(line)
+    return bool(match) and bool(match.group(1))  # indented: a composer or a sent prompt starts in column 0
+
+
+def _label(line: str) -> str:
+    match = _NUMBERED.match(line) or _SELECTED.match(line)
+    if match is None:
+        return line.strip()
+    return match.group(match.lastindex or 0)
+
+
+def _option_block(lines: list[str], at: int) -> tuple[int, int]:
+    """The first and last line of the options around the selected line `at`: numbered lines, or lines whose
+    label starts in the same column."""
+    numbered = _NUMBERED.match(lines[at]) is not None
+    column = _label_column(lines[at])
+
+    def option(line: str) -> bool:
+        if numbered:
+            return _NUMBERED.match(line) is not None
+        return bool(line.strip()) and _label_column(line) == column and line[:column].strip() in ("", "❯", "›")
+
+    first = at
+    while first > 0 and option(lines[first - 1]):
+        first -= 1
+    last = at
+    while last + 1 < len(lines) and option(lines[last + 1]):
+        last += 1
+    return first, last
+
+
+def _label_column(line: str) -> int:
+    match = _SELECTED.match(line)
+    return match.start(4) if match else len(line) - len(line.lstrip())
+
+
+
 
 
 def answer_dialog(tmux: TmuxServer, session: str, choice: str, *, destructive: bool = False,
-                  timeout: float = 10.0) -> str:
+                  timeout: float = 30.0) -> str:
     """Pick the option `choice` (its label, the start of one, or its number) in the dialog on `session`'s
     screen; return the label picked. Raises SwarmError when no dialog shows, `choice` names no single option,
     the dialog is destructive and `destructive` is false, or the selection did not move within `timeout` s."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from swarmd.workers.delivery import COMPOSER_MARKS, composer
+from swarmd.workers.dialogs import Dialog, parse_dialog
 from swarmd.workers.tmux import TmuxServer
 
 
@@ -50,46 +51,12 @@ class AgentScreen:
 CLAUDE = AgentScreen("claude", busy=(r"esc to interrupt", r"^[·✢✳✶✻✽*∗] \S[^\n]*…"))
 # Codex 0.171.0: "• Working (2s • esc to interrupt)".
 CODEX = AgentScreen("codex", busy=(r"esc to interrupt", r"^• Working \("))
-AGENTS = {screen.name: screen for screen in (CLAUDE, CODEX)}
 
 
 def agent_screen(command: str) -> AgentScreen:
     """The screen patterns of the agent CLI a profile's command starts (`codex` named in it: Codex's; else
     Claude Code's)."""
     return CODEX if "codex" in re.findall(r"[\w.-]+", command) else CLAUDE
-
-_SELECTED = re.compile(r"^(\s*)([❯›])\s*(?:(\d+)\.\s+)?(\S.*?)\s*$")
-_NUMBERED = re.compile(r"^\s*(?:[❯›]\s*)?(\d+)\.\s+(\S.*?)\s*$")
-_DIALOG_RULE = re.compile(r"^\s*[─━]{8,}")
-_DESTRUCTIVE = re.compile(r"\brm\s+-|\bdelete\b|\bremove\b|\bdrop\b|\boverwrite\b|--force\b|\breset --hard\b|"
-                          r"\bdestroy\b|\bwipe\b|\btruncate\b|\bgit push\b|\bmkfs\b|\bdd\b", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Dialog:
-    """A dialog on the agent's screen: its text, its options' labels in screen order, the selected one (index)
-    and whether it would confirm something destructive (then it is never answered automatically)."""
-
-    text: str
-    options: tuple[str, ...]
-    selected: int
-    destructive: bool
-
-    def choose(self, label: str) -> int:
-        """The index of the option `label` names: its exact label, its number, or the one label it starts;
-        ValueError when none or several match."""
-        wanted = label.strip().casefold()
-        labels = [option.casefold() for option in self.options]
-        if wanted in labels:
-            return labels.index(wanted)
-        if wanted.isdigit() and 1 <= int(wanted) <= len(labels):
-            return int(wanted) - 1
-        matches = [i for i, option in enumerate(labels) if option.startswith(wanted)]
-        if len(matches) != 1:
-            raise ValueError(f"{label!r} names {'no' if not matches else 'more than one'} option of: "
-                             + "; ".join(self.options))
-        return matches[0]
-
 
 @dataclass(frozen=True)
 class Reading:
@@ -118,58 +85,6 @@ def read_screen(screen: str, agent: AgentScreen) -> Reading:
         fingerprint=hashlib.sha256(text.encode()).hexdigest()[:16],
         busy=any(re.search(marker, text, re.MULTILINE) for marker in agent.busy),
         composer=composer(text), dialog=parse_dialog(text), limit=_limit_notice(text, agent))
-
-
-def parse_dialog(screen: str) -> Dialog | None:
-    """The dialog on `screen`: a selection mark (`❯`, `›`) on an indented or numbered option; None if none."""
-    lines = screen.splitlines()
-    at = next((i for i in range(len(lines) - 1, -1, -1) if _is_option_mark(lines[i])), None)
-    if at is None:
-        return None
-    first, last = _option_block(lines, at)
-    options = tuple(_label(line) for line in lines[first:last + 1])
-    top = next((i for i in range(first - 1, -1, -1) if _DIALOG_RULE.match(lines[i])), -1)
-    body = [line.strip() for line in lines[top + 1:first] if line.strip() and not set(line.strip()) <= {"╌"}]
-    text = "\n".join(body)
-    return Dialog(text=text, options=options, selected=at - first,
-                  destructive=bool(_DESTRUCTIVE.search(text)))
-
-
-def _is_option_mark(line: str) -> bool:
-    match = _SELECTED.match(line)
-    return bool(match) and bool(match.group(1))  # indented: a composer or a sent prompt starts in column 0
-
-
-def _label(line: str) -> str:
-    match = _NUMBERED.match(line) or _SELECTED.match(line)
-    if match is None:
-        return line.strip()
-    return match.group(match.lastindex or 0)
-
-
-def _option_block(lines: list[str], at: int) -> tuple[int, int]:
-    """The first and last line of the options around the selected line `at`: numbered lines, or lines whose
-    label starts in the same column."""
-    numbered = _NUMBERED.match(lines[at]) is not None
-    column = _label_column(lines[at])
-
-    def option(line: str) -> bool:
-        if numbered:
-            return _NUMBERED.match(line) is not None
-        return bool(line.strip()) and _label_column(line) == column and line[:column].strip() in ("", "❯", "›")
-
-    first = at
-    while first > 0 and option(lines[first - 1]):
-        first -= 1
-    last = at
-    while last + 1 < len(lines) and option(lines[last + 1]):
-        last += 1
-    return first, last
-
-
-def _label_column(line: str) -> int:
-    match = _SELECTED.match(line)
-    return match.start(4) if match else len(line) - len(line.lstrip())
 
 
 def _limit_notice(screen: str, agent: AgentScreen) -> str | None:
@@ -234,7 +149,11 @@ def process_tree(pid: int, proc: Path = Path("/proc")) -> list[int]:
     while todo:
         current = todo.pop()
         tree.append(current)
-        for task in (proc / str(current) / "task").glob("*"):
+        try:
+            tasks = list((proc / str(current) / "task").iterdir())
+        except OSError:
+            continue  # ended while we looked
+        for task in tasks:
             try:
                 todo.extend(int(child) for child in (task / "children").read_text().split())
             except (OSError, ValueError):
@@ -270,18 +189,21 @@ class PaneWatcher:
     agent: AgentScreen = CLAUDE
     now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     state: PaneState = PaneState.STARTING
-    _previous: Reading | None = None
-    _quiet: int = 0
+    _previous: Reading | None = field(default=None, init=False, repr=False)
+    _quiet: int = field(default=0, init=False, repr=False)  # quiet looks in a row
 
     def look(self) -> Look:
+        """Look at the pane now: its process tree, then its screen. Raises TmuxError if tmux fails."""
         pane = self.tmux.pane(self.session)
         if pane is None or pane.dead or not process_alive(pane.pid):
             return self._set(Look(PaneState.EXITED, None))
-        reading = read_screen(self.tmux.screen(self.session), self.agent)
-        return self._set(self.judge(reading))
+        return self.judge(read_screen(self.tmux.screen(self.session), self.agent))
 
     def judge(self, reading: Reading) -> Look:
-        """The state after `reading`, given the looks before it (updates the quiet-look count)."""
+        """The state after `reading`, given the looks before it; it becomes the watcher's state."""
+        return self._set(self._judge(reading))
+
+    def _judge(self, reading: Reading) -> Look:
         same = self._previous is not None and reading.fingerprint == self._previous.fingerprint
         self._quiet = self._quiet + 1 if not reading.busy and reading.composer is not None else 0
         self._previous = reading

@@ -57,7 +57,7 @@ def previous_attempts(task: Task) -> str:
     return "\n\n".join(parts)
 
 
-def render_prompt(task: Task, *, agent: str, attempt: int, max_attempts: int, home: Path) -> str:
+def render_prompt(task: Task, *, agent: str, attempt: int, max_attempts: int, home: Path, git_note: str = "") -> str:
     """The prompt of attempt `attempt` (the ledger's number) at `task`. It is numbered for the worker within the
     task's budget: failures before the last `swarm retry`, hand-overs and abandoned attempts do not count."""
     history = previous_attempts(task)
@@ -71,6 +71,8 @@ def render_prompt(task: Task, *, agent: str, attempt: int, max_attempts: int, ho
     ]
     if history:
         sections.append("## Earlier attempts (fix what went wrong; continue from a checkpoint)\n" + history)
+    if git_note:
+        sections.append(git_note)
     sections.append(REPORTING.format(agent=agent, home=shlex.quote(str(home)), task=task.id,
                                      checks=describe_checks(task)))
     return "\n\n".join(sections)

@@ -42,19 +42,23 @@ class Spawner:
         return self.config.profiles[chosen]
 
     def spawn(self, task: Task, *, worker: str, attempt: int, max_attempts: int = 1, role: str = "worker",
-              prompt: str | None = None) -> PaneInfo:
-        """Write the prompt and start the worker's session; the task text stays in the prompt file."""
+              prompt: str | None = None, workdir: Path | None = None, env: dict[str, str] | None = None,
+              git_note: str = "") -> PaneInfo:
+        """Write the prompt and start the worker's session; the task text stays in the prompt file.
+
+        `workdir` (an attempt's worktree) replaces the task's directory, `env` adds to the worker's environment,
+        `git_note` is a section of the prompt about the attempt's branch."""
         profile = self.profile(task.profile if role == "worker" else self.config.helper_profile)
         prompt_file = self.home.prompts_dir / f"{worker}.md"
         write_prompt(prompt_file, prompt or render_prompt(task, agent=worker, attempt=attempt, max_attempts=max_attempts,
-                                                         home=self.home.root))
+                                                         home=self.home.root, git_note=git_note))
         log = self.log_path(worker)
         env = {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
-            TOKEN_ENV: issue_token(self.home, worker), **profile.env,
+            TOKEN_ENV: issue_token(self.home, worker), **(env or {}), **profile.env,
         }  # the token is for the agent adapter's config; it reaches the pane by handover, never on tmux's argv
-        workdir = self.workdir(task, profile)
+        workdir = workdir or self.workdir(task, profile)
         session_id = str(uuid.uuid4())
         if profile.agent is not None:
             env.update(self.prepare_agent(profile, task, worker, workdir, env, session_id))
