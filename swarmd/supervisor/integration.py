@@ -105,22 +105,22 @@ class Integration:
             branch=tree.branch, commit=commit, integration=tree.integration, subdir=tree.subdir)
         entry = QueueEntry.from_detail({**event.detail, "task": task.id}, seq=event.seq)
         assert entry is not None
-        self.queue.append(entry)
+        self.merge_queue.append(entry)
         self._release(worker, "validated: your work waits in the merge queue")
 
     def handle_merges(self) -> None:
         """Record finished merges, then start the next one (one at a time, in dependency order)."""
         while not self.merge_results.empty():
             self._record_merge(self.merge_results.get_nowait())
-        if self.merging is not None or not self.queue:
+        if self.merging is not None or not self.merge_queue:
             return
         board = self.ledger.board()
-        self.queue = [e for e in self.queue if _still_waiting(board.get(e.task), e)]
-        if not self.queue:
+        self.merge_queue = [e for e in self.merge_queue if _still_waiting(board.get(e.task), e)]
+        if not self.merge_queue:
             return
         waves = {t.id: i for i, t in enumerate(in_wave_order(board.values()))}
-        self.queue = order(self.queue, waves)
-        entry = self.merging = self.queue.pop(0)
+        self.merge_queue = order(self.merge_queue, waves)
+        entry = self.merging = self.merge_queue.pop(0)
         task = board[entry.task]
         settings = self.git_settings(task)
         scratch = scratch_dir(self.home.root, entry.plan)
@@ -145,13 +145,13 @@ class Integration:
             return
         assert task is not None
         if outcome.lost_race:
-            self.queue.insert(0, entry)  # the branch moved meanwhile: try again from its new tip
+            self.merge_queue.insert(0, entry)  # the branch moved meanwhile: try again from its new tip
             return
         if outcome.error:
             tries = self.merge_errors[entry.task] = self.merge_errors.get(entry.task, 0) + 1
             self.errors.report(f"merge:{outcome.error}", f"merge of {entry.task} failed: {outcome.error}")
             if tries < MERGE_TRIES:
-                self.queue.insert(0, entry)  # git hiccuped (a lock left by a killed process): once more
+                self.merge_queue.insert(0, entry)  # git hiccuped (a lock left by a killed process): once more
                 return
         self.merge_errors.pop(entry.task, None)
         session = self._recorded_session(self.ledger.registry(), entry.worker)
@@ -189,7 +189,7 @@ class Integration:
                 entry = QueueEntry.from_detail({**event.detail, "task": task.id}, seq=event.seq)
                 if entry is not None:
                     queued[task.id] = entry
-        self.queue = list(queued.values())
+        self.merge_queue = list(queued.values())
         self.wake.set()
         return set(queued)
 

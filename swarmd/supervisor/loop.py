@@ -83,7 +83,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.hooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hook")  # never delays a validation
         self.planning = PlanningTools(self.ledger)
         self.trees: dict[str, AttemptTree] = {}  # task -> its live attempt's worktree
-        self.queue: list[QueueEntry] = []  # validated attempts waiting to land
+        self.merge_queue: list[QueueEntry] = []  # validated attempts waiting to land
         self.merging: QueueEntry | None = None
         self.merge_results: queue.SimpleQueue[MergeOutcome] = queue.SimpleQueue()
         self.merges = new_merge_pool()

@@ -22,14 +22,14 @@ class Queues:
         except ConfigError:  # its profile left swarm.toml since it started
             return False
 
-    def queue(self, worker: str) -> PromptQueue:
+    def prompt_queue(self, worker: str) -> PromptQueue:
         return PromptQueue(self.home.run_dir, worker)
 
     def flush_queues(self) -> None:
         """Look at each interactive worker with prompts waiting; deliver them when its pane shows it idle. A
         failed delivery leaves them queued and is tried again at a later step."""
         for name in list(self.workers):
-            queue = self.queue(name)
+            queue = self.prompt_queue(name)
             if not queue.path.exists() or not self.interactive(name):
                 continue
             watcher = self.watcher(name)

@@ -206,7 +206,7 @@ class MailReactions:
         worker = task.assignee if task is not None else None
         if worker in self.workers and self.interactive(worker):
             with suppress(SwarmError):  # a full queue: the steer is still recorded below
-                self.queue(worker).push(msg.body.text, kind="steer", sender=msg.sender)
+                self.prompt_queue(worker).push(msg.body.text, kind="steer", sender=msg.sender)
         self.ledger.append(EventType.CUSTOM, msg.sender, msg.body.task, summary=f"steer: {msg.body.text}", msg=msg.id)
 
     # ----- validation -------------------------------------------------------------------------------------
