@@ -34,6 +34,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.BLOCKED: frozenset({S.OPEN, S.CANCELLED}),
     S.CANCELLED: frozenset({S.OPEN}),
 }
+COORDINATED = "coordinator"  # metadata.dispatch of a task that a coordinator agent dispatches itself
 LIVE_STATUSES = frozenset({S.ASSIGNED, S.IN_PROGRESS, S.VALIDATING})
 FINAL_STATUSES = frozenset({S.DONE, S.BLOCKED, S.CANCELLED})
 
@@ -144,8 +145,14 @@ class Task(Model):
     updated: datetime = Field(default_factory=utcnow)
 
     def is_ready(self, done: set[str]) -> bool:
-        """Open, with every blocker done."""
-        return self.status == TaskStatus.OPEN and all(dep in done for dep in self.blocked_by)
+        """Open, with every blocker done, and left to the supervisor (not kept by a coordinator)."""
+        return (self.status == TaskStatus.OPEN and not self.coordinated()
+                and all(dep in done for dep in self.blocked_by))
+
+    def coordinated(self) -> bool:
+        """Whether a coordinator agent assigns and dispatches this task itself (`metadata.dispatch`), so the
+        supervisor never starts a worker for it nor reopens it after a restart."""
+        return self.metadata.get("dispatch") == COORDINATED
 
     def failed_attempts(self) -> int:
         """The failed attempts that count against the task's budget: those since the last `swarm retry`."""

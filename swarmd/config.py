@@ -6,6 +6,8 @@ import tomllib
 from pathlib import Path
 from typing import Literal, get_args
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protocol.messages import describe_validation_error

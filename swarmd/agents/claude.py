@@ -27,6 +27,8 @@ from typing import Any
 
 from swarmd.agents.base import Agent, WorkerSetup, write_context, write_private
 from swarmd.agents.policy import allowed
+from swarmd.mcp.config import CLAUDE_ALLOWED_TOOLS, worker_mcp_config
+from swarmd.tokens import TOKEN_ENV
 
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PermissionRequest", "Stop",
                "StopFailure", "Notification", "SessionEnd")
@@ -47,7 +49,7 @@ class ClaudeAgent(Agent):
         base = _user_config_dir(setup.env)
         settings = _read_json(base / "settings.json") if base else {}
         permissions = settings.setdefault("permissions", {})
-        permissions["allow"] = [*permissions.get("allow", []), *ALLOW_RULES,
+        permissions["allow"] = [*permissions.get("allow", []), *ALLOW_RULES, CLAUDE_ALLOWED_TOOLS,
                                 *(f"Bash({rule.strip()} *)" for rule in setup.allow if rule.strip())]
         hook = {"type": "command", "command": shlex.join(self.hook_argv(setup)), "timeout": 30}
         settings["hooks"] = {**settings.get("hooks", {}), **{
@@ -58,6 +60,8 @@ class ClaudeAgent(Agent):
             "hasCompletedOnboarding": True, "numStartups": 1,
             "projects": {str(setup.workdir.absolute()): {"hasTrustDialogAccepted": True,
                                                          "hasCompletedProjectOnboarding": True}}}
+        # The swarm's MCP server, user-scoped in this config dir: its tools are allowed above (no dialog).
+        state["mcpServers"] = worker_mcp_config(setup.home, setup.worker, setup.env.get(TOKEN_ENV))["mcpServers"]
         key = setup.env.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_API_KEY")
         if key:
             state["customApiKeyResponses"] = {"approved": [key[-20:]], "rejected": []}

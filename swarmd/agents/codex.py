@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.agents.base import Agent, WorkerSetup, write_context, write_private
+from swarmd.home import SwarmHome
+from swarmd.mcp.config import SERVER_NAME, codex_toml, server_entry
+from swarmd.tokens import TOKEN_ENV, issue_token
 
 
 class CodexAgent(Agent):
@@ -45,8 +48,12 @@ class CodexAgent(Agent):
         workdir = str(setup.workdir.absolute())
         trust = "" if workdir in projects else \
             f"\n[projects.{json.dumps(workdir)}]\ntrust_level = \"trusted\"\n"
+        servers = user.get("mcp_servers", {}) if isinstance(user.get("mcp_servers"), dict) else {}
+        mcp = "" if SERVER_NAME in servers else "\n" + codex_toml(
+            server_entry(setup.home, setup.worker, setup.env.get(TOKEN_ENV) or issue_token(SwarmHome(setup.home),
+                                                                                             setup.worker)))
         # Top-level keys go first: after a [table] header they would belong to that table.
-        write_private(codex_home / "config.toml", "\n".join(ours) + "\n" + text + "\n" + trust)
+        write_private(codex_home / "config.toml", "\n".join(ours) + "\n" + text + "\n" + trust + mcp)
         if base and (base / "auth.json").is_file():
             link = codex_home / "auth.json"
             link.unlink(missing_ok=True)

@@ -13,11 +13,8 @@ def main() -> None:
 
 def _load_commands() -> None:
     # Each module adds its commands to `main`; imported here so `swarm --help` lists them all.
-    from swarmd.cli import ledger_cmds, ops_cmds, setup_cmds  # noqa: F401
-    from swarmd.cli import dispatch_cmds  # noqa: F401
-    from swarmd.cli import web_cmds  # noqa: F401
-    from swarmd.cli import agent_cmds  # noqa: F401
-    from swarmd.cli import git_cmds  # noqa: F401
+    from swarmd.cli import git_cmds, ledger_cmds, ops_cmds, setup_cmds  # noqa: F401
+    from swarmd.cli import agent_cmds, dispatch_cmds, mcp_cmds, skills_cmds, web_cmds  # noqa: F401
 
 
 _load_commands()

@@ -1,7 +1,6 @@
 """Commands over the ledger: init, task, board, feed, stats, registry."""
 
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.config import load_config
 from swarmd.errors import HomeError
 from swarmd.home import SwarmHome, home_to_create, init_home
-from swarmd.ledger.log import DuplicateTask, Ledger, validated
+from swarmd.ledger.log import Ledger, validated
 from swarmd.ledger.registry import LIVE_STATUSES
 
-_NEW_ID_TRIES = 20
 # The ledger's files: the log, the lock and the projection snapshots (ledger/<name>.json).
 LEDGER_FILES = ("events.jsonl", ".lock", "board.json", "registry.json", "stats.json")
 EVENT_TYPES = click.Choice([t.value for t in EventType])
@@ -90,12 +88,6 @@ def task() -> None:
     """Add, change, annotate and show tasks."""
 
 
-def next_task_id(board: dict[str, Task]) -> str:
-    """t-<n>, one past the highest t-<n> on the board."""
-    numbers = [int(m.group(1)) for tid in board if (m := re.fullmatch(r"t-(\d+)", tid))]
-    return f"t-{max(numbers, default=0) + 1}"
-
-
 @task.command("add")
 @click.argument("title")
 @click.option("--description", default="", help="What to do, in full.")
@@ -109,21 +101,13 @@ def next_task_id(board: dict[str, Task]) -> str:
 def task_add(title: str, description: str, tags: tuple[str, ...], blocked_by: tuple[str, ...], priority: int,
              task_id: str | None, agent: str | None, home: str | None, as_json: bool) -> None:
     """Add a task to the board and print its id."""
-    led = open_ledger(home)
     fields = {"title": title, "description": description, "tags": list(tags), "blocked_by": list(blocked_by),
               "priority": priority}
-    for attempt in range(_NEW_ID_TRIES):
-        new = validated(Task, {"id": task_id or next_task_id(led.board()), "created_by": agent or _me(), **fields})
-        try:
-            event = led.add_task(new, agent or _me())
-            break
-        except DuplicateTask:
-            if task_id or attempt == _NEW_ID_TRIES - 1:
-                raise  # a racing `swarm task add` took the generated id: try the next one
+    event = open_ledger(home).add_new_task(fields, agent or _me(), task_id)
     if as_json:
         dump_json(event.detail["task"])
     else:
-        click.echo(new.id)
+        click.echo(event.task)
 
 
 @task.command("update")

@@ -5,6 +5,7 @@ the start of the log or from a snapshot. It never raises on an odd event (an unk
 does not validate): appends are validated by the ledger, and a reader must survive whatever is on disk.
 """
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -182,3 +183,9 @@ def in_wave_order(tasks: Iterable[Task]) -> list[Task]:
             stack.pop()
             wave[task_id] = 1 + max((wave.get(d, -1) for d in by_id[task_id].blocked_by if d in by_id), default=-1)
     return sorted(by_id.values(), key=lambda t: (wave[t.id], t.priority, t.id))
+
+
+def next_task_id(board: Mapping[str, Task]) -> str:
+    """t-<n>, one past the highest t-<n> on the board."""
+    numbers = [int(m.group(1)) for tid in board if (m := re.fullmatch(r"t-(\d+)", tid))]
+    return f"t-{max(numbers, default=0) + 1}"

@@ -40,6 +40,7 @@ MAX_EVENT_BYTES = 1 << 20
 # MAX_EVENT_BYTES, so any message the mail accepts (up to 1 MiB) can be recorded.
 MAX_FIELD_CHARS = 16_384
 MAX_SUMMARY_CHARS = 1_000
+_NEW_ID_TRIES = 20
 
 
 class LedgerUnwritable(LedgerError):
@@ -135,6 +136,19 @@ class Ledger:
     def add_task(self, task: Task, agent: str) -> Event:
         return self.add_tasks([task], agent)[0]
 
+    def add_new_task(self, fields: dict[str, Any], agent: str, task_id: str | None = None) -> Event:
+        """Create one task from its plan fields, with `task_id` or the next free t-<n> (taken again if a racing
+        writer got it first). Raises LedgerError for invalid fields, DuplicateTask for a taken `task_id`."""
+        for attempt in range(_NEW_ID_TRIES):
+            new = validated(Task, {"id": task_id or board_fold.next_task_id(self.board()), "created_by": agent,
+                                   **fields})
+            try:
+                return self.add_task(new, agent)
+            except DuplicateTask:
+                if task_id or attempt == _NEW_ID_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def add_tasks(self, tasks: list[Task], agent: str) -> list[Event]:
         """Create tasks, all or none: ids unique, every blocker known (on the board or in the batch), no cycle."""
         with self._locked():
@@ -154,11 +168,7 @@ class Ledger:
         """
         status = _enum(TaskStatus, status, "task status")
         with self._locked():
-            current = self._task(task_id)
-            if expect_assignee is not None and (current.assignee != expect_assignee
-                                                or current.status not in LIVE_STATUSES):
-                raise StaleTransition(f"task {task_id} is no longer {expect_assignee}'s (it is {current.status}"
-                                      f"{', with ' + current.assignee if current.assignee else ''})")
+            current = self._held(task_id, expect_assignee)
             check_transition(task_id, current.status, status)
             detail = {**detail, "status": status.value}
             text = summary or f"{task_id}: {current.status} -> {status}"
@@ -183,12 +193,13 @@ class Ledger:
                                           f"{task_id} retried: a fresh budget of attempts", detail))
             return self._write(drafts)
 
-    def update_task(self, task_id: str, agent: str, **fields: Any) -> Event:
-        """Change a task's other fields (title, description, assignee, tags, priority, blocked_by...)."""
+    def update_task(self, task_id: str, agent: str, *, expect_assignee: str | None = None, **fields: Any) -> Event:
+        """Change a task's other fields (title, description, assignee, tags, priority, blocked_by...); with
+        `expect_assignee`, only while that agent holds the task (StaleTransition otherwise)."""
         _check_field_names(fields, board_fold.UPDATABLE_FIELDS, "task", "set its status with transition()")
         with self._locked():
             board = self._view(BOARD).state
-            new = validated(Task, {**self._task(task_id).model_dump(), **fields})
+            new = validated(Task, {**self._held(task_id, expect_assignee).model_dump(), **fields})
             if "blocked_by" in fields:
                 _check_dependencies(board, [new])
             dumped = new.model_dump(mode="json")
@@ -196,12 +207,15 @@ class Ledger:
             summary = f"{task_id}: updated {', '.join(sorted(fields))}"
             return self._write([self._draft(EventType.TASK_UPDATED, agent, task_id, summary, detail)])[0]
 
-    def add_note(self, task_id: str, kind: NoteKind, text: str, agent: str) -> Event:
+    def add_note(self, task_id: str, kind: NoteKind, text: str, agent: str, *,
+                 expect_assignee: str | None = None) -> Event:
+        """A finding, blocker, question or update on a task; with `expect_assignee`, only while that agent holds
+        the task (StaleTransition otherwise)."""
         kind = _enum(NoteKind, kind, "note kind")
         if not text.strip():
             raise LedgerError("a note needs some text")
         with self._locked():
-            self._task(task_id)
+            self._held(task_id, expect_assignee)
             detail = {"kind": kind.value, "text": text}
             return self._write([self._draft(EventType.NOTE_ADDED, agent, task_id, text[:200], detail)])[0]
 
@@ -370,6 +384,16 @@ class Ledger:
         if end < size:
             os.ftruncate(fd, end)
         return end, feed.last_seq(fd, end)
+
+    def _held(self, task_id: str, expect_assignee: str | None) -> Task:
+        """The task (the caller holds the lock); StaleTransition if `expect_assignee` is given and the task is not
+        live in that agent's hands."""
+        current = self._task(task_id)
+        if expect_assignee is not None and (current.assignee != expect_assignee
+                                            or current.status not in LIVE_STATUSES):
+            raise StaleTransition(f"task {task_id} is not {expect_assignee}'s (it is {current.status}"
+                                  f"{', with ' + current.assignee if current.assignee else ''})")
+        return current
 
     def _task(self, task_id: str) -> Task:
         task = self._view(BOARD).state.get(task_id)

@@ -24,9 +24,11 @@ from swarmd.config import Config, load_config
 from swarmd.errors import ConfigError, LedgerError
 from swarmd.git.queue import MergeOutcome, QueueEntry
 from swarmd.git.worktrees import AttemptTree
-from swarmd.home import SwarmHome
+from swarmd.home import SwarmHome, make_private_dir
 from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
+from swarmd.ledger.registry import LIVE_STATUSES as LIVE_AGENTS
+from swarmd.skills import SkillHub
 from swarmd.supervisor.agentstates import AgentStates
 from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
@@ -90,6 +92,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
         self.errors = RepeatedErrors(log)
+        self.skills = SkillHub(home)
+        self._skills_version = self.skills.version()
         self.notifier: Notifier | None = None  # started once swarm.toml has a [notify] command or webhook
 
     # ----- life cycle -------------------------------------------------------------------------------------
@@ -114,6 +118,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
         pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
+        make_private_dir(self.skills.root)
+        skills_watch = watch_file(self.skills.version_file, self.wake.set)
         self.start_notifier()
         try:
             while not self.stopping.is_set():
@@ -126,6 +132,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             arrivals.stop()
             ledger_watch.stop()
             pane_watch.stop()
+            skills_watch.stop()
             if self.notifier is not None:
                 self.notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
@@ -166,6 +173,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         if not self.stopping.is_set():
             self.dispatch()
         self.planning.on_step()
+        self.sync_skills()
         prune_if_due(self.home, self.config, self.ledger, self.clock())  # old logs and mail: at most once a minute
 
     def reload_config(self) -> None:
@@ -186,6 +194,17 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.ledger.durable, self.ledger.stale_after = config.durable, config.stale_after
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary="swarm.toml changed: settings reloaded")
         self.start_notifier()
+
+    def sync_skills(self) -> None:
+        """A changed skills hub is mirrored into every live agent's skills directory, and said in the feed."""
+        version = self.skills.version()
+        if version == self._skills_version:
+            return
+        self._skills_version = version
+        synced = self.skills.sync_live(n for n, e in self.ledger.registry().items() if e.status in LIVE_AGENTS)
+        names = [s.name for s in self.skills.skills()]
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"skills hub changed: {len(names)} skills "
+                           f"mirrored into {len(synced)} workers", skills=names, workers=synced)
 
     # ----- recovery ---------------------------------------------------------------------------------------
 

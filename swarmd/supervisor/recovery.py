@@ -37,7 +37,7 @@ class Recovery:
         adopted, reopened = [], []
         queued = self.recover_git()
         for task in board.values():
-            if task.status not in LIVE_STATUSES or task.id in queued:
+            if task.status not in LIVE_STATUSES or task.id in queued or task.coordinated():
                 continue
             session = self._recorded_session(registry, task.assignee or "")
             if task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):
@@ -77,10 +77,11 @@ class Recovery:
         """Live sessions of ours (recorded for an agent, or named with today's prefix) that no task is assigned
         to must not go on working."""
         ours = {w.session for w in self.workers.values()} | {self._recorded_session(registry, h) for h in self.helpers}
-        recorded = {e.session for e in registry.values() if e.session and e.role != "supervisor"}
+        crew = {e.session for e in registry.values() if e.metadata.get("crew")}  # a coordinator's: not ours
+        recorded = {e.session for e in registry.values() if e.session and e.role != "supervisor"} - crew
         prefix = f"{self.config.name}-"
         orphans = [s for s, p in panes.items()
-                   if (s in recorded or s.startswith(prefix)) and s not in ours and not p.dead]
+                   if (s in recorded or s.startswith(prefix)) and s not in ours | crew and not p.dead]
         for session in orphans:
             self.tmux.kill_session(session)
         return orphans

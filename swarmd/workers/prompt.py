@@ -24,6 +24,10 @@ You are agent `{agent}` in a swarmd swarm (home: `{home}`). Report through Agent
 
 Read steering and answers with `agentmail read --home {home} {agent}`. A DONE is checked before it counts:
 {checks}
+
+If you have the swarm's MCP tools (the `swarm` server), you may use them instead of `agentmail`; they act as
+you: `mail_send` (type DONE, to ["supervisor"], task "{task}", body {{"summary": "..."}}), `mail_read`,
+`board_add_note` (id "{task}", kind finding|blocker|question|update), `feed_publish`, `reserve_paths`.
 """
 
 

@@ -14,6 +14,8 @@ from swarmd.agents.claude import session_args
 from swarmd.config import Config, Profile
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
+from swarmd.skills import SkillHub, skills_dir
+from swarmd.tokens import TOKEN_ENV, handover_line, issue_token
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.tmux import PaneInfo, TmuxServer
@@ -63,13 +65,14 @@ class Spawner:
         env = {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
-            **(env or {}), **profile.env,
-        }
+            TOKEN_ENV: issue_token(self.home, worker), **(env or {}), **profile.env,
+        }  # the token is for the agent adapter's config; it reaches the pane by handover, never on tmux's argv
         workdir = workdir or self.workdir(task, profile)
         session_id = str(uuid.uuid4())
         resume = self.predecessor(task) if role == "worker" else None
         if profile.agent is not None:
             env.update(self.prepare_agent(profile, task, worker, workdir, env, session_id, resume))
+        env = self.with_skills(worker, env)
         command = render_command(profile.command, {
             "prompt_file": str(prompt_file), "task_id": task.id, "agent": worker,
             "home": str(self.home.root), "python": sys.executable, "session_id": session_id,
@@ -80,7 +83,8 @@ class Spawner:
         # As its last act the shell records the exit status and wakes the supervisor: tmux 3.3 now and then
         # shows a pane dead without its status, and then fires no pane-died hook either.
         exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
-        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{command}\n'
+        token = handover_line(self.home, worker, env.pop(TOKEN_ENV))
+        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n{command}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
         return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
                                cwd=workdir, log_path=log,
@@ -94,6 +98,13 @@ class Spawner:
         agent_dir = self.home.run_dir / "agents" / validate_agent_name(last.worker)
         session = last_session(agent_dir)
         return (agent_dir, session) if session else None
+
+    def with_skills(self, worker: str, env: dict[str, str]) -> dict[str, str]:
+        """`env` plus SWARM_SKILLS: the worker's skills directory, filled from the hub now and kept in step with
+        it while the worker runs (see `swarmd.skills`)."""
+        target = skills_dir(self.home, worker, env)
+        SkillHub(self.home).attach(worker, target)
+        return {**env, "SWARM_SKILLS": str(target)}
 
     def prepare_agent(self, profile: Profile, task: Task, worker: str, workdir: Path, env: dict[str, str],
                       session_id: str, resume: tuple[Path, str] | None = None) -> dict[str, str]:
