@@ -6,7 +6,6 @@ import tomllib
 from pathlib import Path
 from typing import Literal, get_args
 
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 

@@ -20,7 +20,6 @@ from agentmail import Mailbox, PostOffice
 from protocol import MessageType, make_message
 from swarmd.watch import watch_file
 from conftest import REPO
-from swarmkit import wait_until
 
 # A uid of its own for the inotify tests: the kernel counts inotify instances per user, and exhausting
 # those of a uid that anything else on the machine runs as would starve it too.

@@ -16,7 +16,7 @@ from swarmd.ledger.log import MAX_FIELD_CHARS, Ledger
 from swarmd.supervisor.loop import Supervisor
 from swarmd.supervisor.state import MAIL_BATCH, MAX_HANDLE_TRIES, SUPERVISOR
 from conftest import run_cli
-from swarmkit import init_home, statuses, wait_until, write_plan
+from swarmkit import init_home, statuses, write_plan
 
 
 def test_an_oversized_field_is_cut_in_its_event_and_the_mail_behind_it_goes_on(swarm_home: SwarmHome,
