@@ -1,40 +1,33 @@
 """One agent's mailbox: a Maildir-style directory with `tmp/`, `new/`, `cur/` and `bad/`.
 
-Delivery writes a complete file in `tmp/` and renames it into `new/<seq>-<id>.json` under the mailbox's
-lock, so readers only ever see whole messages and names sort in delivery order. Claiming renames a file
-from `new/` to `cur/`: of two racing consumers exactly one rename succeeds. A file in `new/` that does
-not parse is moved to `bad/` with a one-line `<name>.reason` beside it; readers carry on.
+Delivery (`agentmail.delivery`) writes a complete file in `tmp/` and renames it into `new/<seq>-<id>.json`
+under the mailbox's lock, so readers only ever see whole messages and names sort in delivery order.
+Claiming renames a file from `new/` to `cur/`: of two racing consumers exactly one rename succeeds. A file
+in `new/` that does not parse is moved to `bad/` with a one-line `<name>.reason` beside it; readers carry on.
 """
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import os
 import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from protocol import InvalidMessage, InvalidName, Message, MessageType, faults, parse_message
+from protocol import InvalidMessage, InvalidName, Message, MessageType, parse_message
 
+from agentmail.delivery import FILE_NAME_RE, READ_FLAGS, SEQ_WIDTH, SUBDIRS, Delivery
 from agentmail.errors import MailboxError, UnsafePath
 
 if TYPE_CHECKING:
     from agentmail.watch import ArrivalWatch
 
-SUBDIRS = ("tmp", "new", "cur", "bad")
-SEQ_WIDTH = 12
-FILE_NAME_RE = re.compile(r"(\d{%d})-([0-9A-Za-z_-]{1,64})\.json" % SEQ_WIDTH)
 MESSAGE_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 REASON_SUFFIX = ".reason"
-_WRITE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted FIFO must not hang us
-_tmp_counter = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -85,11 +78,7 @@ class Mailbox:
         self.durable = durable
         self.max_size = max_size
         self._new, self._cur, self._tmp, self._bad = (path / s for s in ("new", "cur", "tmp", "bad"))
-        self._reconciled = False
-        # The send path builds plain strings: pathlib costs more than the syscalls it names.
-        self._tmp_prefix, self._new_prefix = f"{self._tmp}/", f"{self._new}/"
-        self._lock_file, self._seq_file = str(path / ".lock"), str(path / ".seq")
-        self._sync_lock_file, self._synced_file = str(path / ".sync.lock"), str(path / ".synced")
+        self._delivery = Delivery(str(path), durable=durable)
         for directory in (path, *(path / sub for sub in SUBDIRS)):
             check_real_dir(directory)
 
@@ -105,104 +94,10 @@ class Mailbox:
         nothing was delivered and tmp/ is left clean.
         """
         try:
-            return self._deliver(payload, message_id)
+            return self._delivery.deliver(payload, message_id)
         except OSError as exc:
             raise MailboxError(f"cannot deliver {message_id} to {self.path}: {exc.strerror or exc}: "
                                "free some space or fix the home's permissions, then send again") from None
-
-    def _deliver(self, payload: bytes, message_id: str) -> str:
-        tmp = f"{self._tmp_prefix}{message_id}.{os.getpid()}.{next(_tmp_counter)}"
-        self._write_tmp(tmp, payload)
-        try:
-            with self._locked():
-                seq = self._next_seq()
-                name = f"{seq:0{SEQ_WIDTH}d}-{message_id}.json"
-                faults.crash_point("mail.seq_taken")
-                os.rename(tmp, self._new_prefix + name)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        faults.crash_point("mail.renamed")
-        if self.durable:
-            self._sync_renames(seq)
-        return name
-
-    def _sync_renames(self, seq: int) -> None:
-        """Make the rename of message `seq` into `new/` durable: fsync the directory, once for a group.
-
-        Group commit (as a database flushes its log for every transaction waiting on it): senders queue on
-        `.sync.lock`; the one at its head reads the highest sequence number taken so far (under the mailbox
-        lock, so every rename up to it is done), fsyncs `new/` and records that number in `.synced`. A
-        sender that then finds its own number covered returns without an fsync of its own. `.synced` is
-        written only after the fsync, so it never claims more than is on disk.
-        """
-        fd = os.open(self._sync_lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if _read_number(self._synced_file) >= seq:
-                return  # another sender's fsync began after our rename
-            with self._locked():
-                target = _read_number(self._seq_file)
-            _fsync_dir(self._new_prefix)
-            _write_number(self._synced_file, max(target, seq))
-        finally:
-            os.close(fd)  # releases the flock
-
-    def _write_tmp(self, tmp: str, payload: bytes) -> None:
-        fd = os.open(tmp, _WRITE_FLAGS, 0o600)
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
-            faults.crash_point("mail.tmp_written")
-            if self.durable:
-                os.fsync(fd)
-            faults.crash_point("mail.tmp_synced")
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        os.close(fd)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the mailbox's `.lock` (a blocking flock, queued by the kernel: no polling).
-
-        The lock file is opened per acquisition, so threads of one process exclude each other too. It is the
-        same whole-file flock that `filelock.FileLock` takes, so both contend correctly on `.lock`.
-        """
-        fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the only descriptor releases the flock
-
-    def _next_seq(self) -> int:
-        """Take the next sequence number (caller holds the lock) and store it before the rename.
-
-        Storing first means a crash between the two leaves a gap, never a duplicate. After a power loss the
-        stored value may be older than the names on disk, so the first use in a process also looks at them.
-        """
-        fd = os.open(self._seq_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            raw = os.pread(fd, 32, 0).strip()
-            last = int(raw) if raw.isdigit() else None
-            if last is None or not self._reconciled:
-                last = max(last or 0, self._highest_seq_on_disk())
-                self._reconciled = True
-            os.pwrite(fd, b"%020d\n" % (last + 1), 0)
-        finally:
-            os.close(fd)
-        return last + 1
-
-    def _highest_seq_on_disk(self) -> int:
-        highest = 0
-        for directory in (self._new, self._cur, self._bad):
-            for name in os.listdir(directory):
-                if name[:SEQ_WIDTH].isdigit():
-                    highest = max(highest, int(name[:SEQ_WIDTH]))
-        return highest
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -310,7 +205,7 @@ class Mailbox:
         return Delivered(int(match[1]), name, path, message)
 
     def _read(self, path: Path) -> bytes:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, READ_FLAGS)
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise InvalidMessage("not a regular file")
@@ -376,37 +271,3 @@ class Mailbox:
         return None
 
 
-def _read_number(path: str) -> int:
-    """The decimal number stored in `path`; 0 if it is missing or unreadable as one."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return 0
-    try:
-        raw = os.pread(fd, 32, 0).strip()
-    finally:
-        os.close(fd)
-    return int(raw) if raw.isdigit() else 0
-
-
-def _write_number(path: str, value: int) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.pwrite(fd, b"%020d\n" % value, 0)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -6,9 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from protocol.base import Model
+from protocol.base import AgentName, Model
 from protocol.ids import utcnow
-from protocol.names import AgentName
 
 
 class AgentStatus(StrEnum):

@@ -21,10 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from protocol.base import Model
+from protocol.base import AgentName, Model, Recipient, TaskId
 from protocol.errors import InvalidMessage
 from protocol.ids import new_id, utcnow
-from protocol.names import AgentName, Recipient, TaskId
 from protocol.text import BOM, non_utf8
 
 PROTOCOL_VERSION = 1

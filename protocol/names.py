@@ -1,13 +1,12 @@
 """Validation of names that come from outside and end up in paths.
 
 An agent name becomes a mailbox directory and a tmux session name; a task id becomes part of file names
-and prompt paths. Both are checked before any path is built from them.
+and prompt paths. Both are checked before any path is built from them. This module needs only the standard
+library (a worker's start-up path checks names with it); the pydantic field types built on these checks are
+in `protocol.base`.
 """
 
 import re
-from typing import Annotated
-
-from pydantic import AfterValidator
 
 from protocol.errors import InvalidName
 
@@ -46,8 +45,3 @@ def validate_recipient(recipient: str) -> str:
         validate_agent_name(recipient[len(ROLE_PREFIX):])
         return recipient
     return validate_agent_name(recipient)
-
-
-AgentName = Annotated[str, AfterValidator(validate_agent_name)]
-TaskId = Annotated[str, AfterValidator(validate_task_id)]
-Recipient = Annotated[str, AfterValidator(validate_recipient)]

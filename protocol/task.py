@@ -6,10 +6,9 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from protocol.base import Model
+from protocol.base import Model, TaskId
 from protocol.errors import InvalidTransition
 from protocol.ids import utcnow
-from protocol.names import TaskId
 
 
 class TaskStatus(StrEnum):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from protocol.names import TaskId
+from protocol.base import TaskId
 from protocol.task import Task
 from swarmd.integrations.tool import ToolError, run_tool
 from swarmd.plans.plan import Plan

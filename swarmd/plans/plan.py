@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.messages import describe_validation_error
-from protocol.names import TaskId
+from protocol.base import TaskId
 from protocol.task import Task
 from protocol.text import read_text
 from swarmd.errors import ConfigError
