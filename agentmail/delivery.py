@@ -12,10 +12,14 @@ import fcntl
 import itertools
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from protocol import faults
+
+from agentmail.errors import MailboxError, UnsafePath
 
 SUBDIRS = ("tmp", "new", "cur", "bad")
 SEQ_WIDTH = 12
@@ -23,6 +27,28 @@ FILE_NAME_RE = re.compile(r"(\d{%d})-([0-9A-Za-z_-]{1,64})\.json" % SEQ_WIDTH)
 WRITE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted FIFO must not hang us
 _tmp_counter = itertools.count()
+
+
+def check_real_dir(path: Path | str) -> None:
+    """Raise UnsafePath unless `path` is a directory and not a symlink."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise MailboxError(f"mailbox directory {path} is missing: register the agent again") from None
+    if stat.S_ISLNK(mode):
+        raise UnsafePath(f"refusing symlinked mailbox path {path}: replace it with a real directory")
+    if not stat.S_ISDIR(mode):
+        raise UnsafePath(f"mailbox path {path} is not a directory: move it away and register the agent again")
+
+
+def make_mailbox_dirs(path: Path) -> None:
+    """Create the mailbox directory and its sub-directories (0700), leaving existing ones alone."""
+    for directory in (path, *(path / sub for sub in SUBDIRS)):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        check_real_dir(directory)
 
 
 class Delivery:

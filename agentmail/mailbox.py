@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from protocol import InvalidMessage, InvalidName, Message, MessageType, parse_message
 
-from agentmail.delivery import FILE_NAME_RE, READ_FLAGS, SEQ_WIDTH, SUBDIRS, Delivery
-from agentmail.errors import MailboxError, UnsafePath
+from agentmail.delivery import FILE_NAME_RE, READ_FLAGS, SEQ_WIDTH, SUBDIRS, Delivery, check_real_dir
+from agentmail.errors import MailboxError
 
 if TYPE_CHECKING:
     from agentmail.watch import ArrivalWatch
@@ -45,28 +45,6 @@ def check_message_id(message_id: str) -> str:
     if not isinstance(message_id, str) or not MESSAGE_ID_RE.fullmatch(message_id):
         raise InvalidName(f"invalid message id {message_id!r}: use 1-64 characters of A-Z, a-z, 0-9, '_', '-'")
     return message_id
-
-
-def check_real_dir(path: Path) -> None:
-    """Raise UnsafePath unless `path` is a directory and not a symlink."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        raise MailboxError(f"mailbox directory {path} is missing: register the agent again") from None
-    if stat.S_ISLNK(mode):
-        raise UnsafePath(f"refusing symlinked mailbox path {path}: replace it with a real directory")
-    if not stat.S_ISDIR(mode):
-        raise UnsafePath(f"mailbox path {path} is not a directory: move it away and register the agent again")
-
-
-def make_mailbox_dirs(path: Path) -> None:
-    """Create the mailbox directory and its sub-directories (0700), leaving existing ones alone."""
-    for directory in (path, *(path / sub for sub in SUBDIRS)):
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            pass
-        check_real_dir(directory)
 
 
 class Mailbox:

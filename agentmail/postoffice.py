@@ -10,7 +10,8 @@ from protocol.messages import Origin
 from protocol.names import ROLE_PREFIX
 
 from agentmail.errors import MailboxError, MessageTooLarge, UnknownRecipient, UnsafePath
-from agentmail.mailbox import Delivered, Mailbox, check_real_dir, make_mailbox_dirs
+from agentmail.delivery import check_real_dir, make_mailbox_dirs
+from agentmail.mailbox import Delivered, Mailbox
 
 ROLE_FILE = "role"
 

@@ -1,10 +1,9 @@
 """The swarm home: one directory that holds a swarm's config, mail, ledger, logs and runtime files."""
 
-import hashlib
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from agentmail.locate import HOME_DIR_NAME, NO_HOME, explicit_home, find_home_upward
 from swarmd.errors import HomeError
@@ -47,8 +46,10 @@ def make_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-@dataclass(frozen=True)
-class SwarmHome:
+class SwarmHome(NamedTuple):
+    """A swarm home by its root directory, and the paths inside it. (A named tuple, not a dataclass: every
+    worker pane builds one, and `dataclasses` imports `inspect`.)"""
+
     root: Path
 
     @classmethod
@@ -90,6 +91,8 @@ class SwarmHome:
         inside = self.run_dir / "tmux.sock"
         if len(os.fsencode(inside)) <= MAX_SOCKET_PATH_BYTES:
             return inside
+        import hashlib  # here: only a long home path needs it, and a worker's start-up should not pay for it
+
         digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
         return Path(SOCKET_FALLBACK_DIR) / f"swarmd-{os.getuid()}" / f"{digest}.sock"
 

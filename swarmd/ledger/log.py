@@ -30,6 +30,7 @@ from protocol.task import LIVE_STATUSES, NoteKind, Task, TaskStatus, check_trans
 from swarmd.ledger import board as board_fold
 from swarmd.ledger import feed
 from swarmd.ledger import registry as registry_fold
+from swarmd.ledger.heartbeats import touch_heartbeat
 from swarmd.errors import LedgerError
 from swarmd.home import SwarmHome
 
@@ -242,7 +243,7 @@ class Ledger:
 
     def heartbeat(self, name: str) -> None:
         """A sign of life: the mtime of run/heartbeats/<name>, never an event (they are too frequent)."""
-        registry_fold.touch_heartbeat(self._heartbeats, name, self._clock())
+        touch_heartbeat(self._heartbeats, name, self._clock())
 
     # -- reading -----------------------------------------------------------------------------------------------
 

@@ -4,9 +4,8 @@ A heartbeat is the mtime of `run/heartbeats/<agent>`: frequent, cheap, and never
 STALE, at read time only, when its last sign of life is older than `stale_after`.
 """
 
-import os
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ from pydantic import ValidationError
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import Event, EventType
-from protocol.names import validate_agent_name
-from swarmd.home import make_private_dir
+from swarmd.ledger.heartbeats import read_heartbeat
 
 Registry = dict[str, RegistryEntry]
 
@@ -65,29 +63,6 @@ def with_fields(entry: RegistryEntry, fields: Mapping[str, Any]) -> RegistryEntr
         return RegistryEntry.model_validate({**entry.model_dump(), **known})
     except ValidationError:
         return None
-
-
-def heartbeat_path(heartbeats_dir: Path, name: str) -> Path:
-    return heartbeats_dir / validate_agent_name(name)
-
-
-def touch_heartbeat(heartbeats_dir: Path, name: str, now: datetime) -> None:
-    """Record a sign of life for `name` at `now` (the file's mtime)."""
-    path = heartbeat_path(heartbeats_dir, name)
-    make_private_dir(heartbeats_dir)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.utime(fd, (now.timestamp(), now.timestamp()))
-    finally:
-        os.close(fd)
-
-
-def read_heartbeat(heartbeats_dir: Path, name: str) -> datetime | None:
-    try:
-        mtime = os.stat(heartbeat_path(heartbeats_dir, name), follow_symlinks=False).st_mtime
-    except FileNotFoundError:
-        return None
-    return datetime.fromtimestamp(mtime, UTC)
 
 
 def with_liveness(agents: Registry, heartbeats_dir: Path, now: datetime, stale_after: float) -> Registry:

@@ -1,14 +1,19 @@
 """The prompt file a worker is started with: its task, its attempt, what went wrong before, how to report.
 
-The task's text goes into this file and never onto a command line.
+The task's text goes into this file and never onto a command line. The models are imported only to render
+a prompt: a worker's start-up path writes its script with `write_prompt` alone.
 """
+
+from __future__ import annotations
 
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from protocol.messages import HelpRequest
-from protocol.task import AttemptOutcome, Task
+if TYPE_CHECKING:
+    from protocol.messages import HelpRequest
+    from protocol.task import Task
 
 REPORTING = """\
 ## How to report
@@ -48,6 +53,8 @@ def describe_checks(task: Task) -> str:
 
 def previous_attempts(task: Task) -> str:
     """What happened before, for the next attempt: failures with their reasons, and the last checkpoint."""
+    from protocol.task import AttemptOutcome
+
     parts = []
     for attempt in task.attempts:
         if attempt.outcome == AttemptOutcome.FAILED:

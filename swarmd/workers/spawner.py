@@ -65,6 +65,9 @@ class Spawner:
         env = {
             "SWARM_HOME": str(self.home.root), "SWARM_AGENT": worker, "SWARM_ROLE": role, "SWARM_TASK": task.id,
             "SWARM_ATTEMPT": str(attempt), "SWARM_PROMPT": str(prompt_file), "SWARM_LOG": str(log),
+            # The wrapper's two settings, so that it starts without loading swarm.toml's model:
+            "SWARM_HEARTBEAT_INTERVAL": repr(self.config.heartbeat_interval),
+            "SWARM_DURABLE": "1" if self.config.durable else "0",
             TOKEN_ENV: issue_token(self.home, worker), **(env or {}), **profile.env,
         }  # the token is for the agent adapter's config; it reaches the pane by handover, never on tmux's argv
         workdir = workdir or self.workdir(task, profile)

@@ -6,8 +6,10 @@ the pane log the supervisor keeps (`$SWARM_LOG`). With `--prompt-stdin FILE` the
 prompt) on its stdin instead: a task's text goes by file or stdin, never on a command line, where any local
 user could read it and where more than 128 KiB cannot pass at all.
 
-This module is what every worker pane starts, so it imports as little as it can: no CLI framework, and the
-ledger only for a worker started by hand. Its task comes from the TASK_ASSIGN mail the supervisor sent.
+This module is what every worker pane starts, so it imports as little as it can: the standard library and
+`swarmd.workers.fastpath`, which claims the TASK_ASSIGN the supervisor sent and writes the reports without
+the models. The models (pydantic), the config and the ledger are loaded only when that path cannot serve:
+a worker started by hand, a home without the settings in its environment, mail it cannot vouch for.
 """
 
 import argparse
@@ -17,22 +19,19 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
-from agentmail import PostOffice
 from agentmail.errors import MailError
 from protocol.errors import ProtocolError
 from protocol.ids import utcnow
-from protocol.messages import FailureType, MessageType, TaskAssign, make_message
 from protocol.names import validate_agent_name, validate_task_id
 from protocol.text import strip_escapes
-from swarmd.config import load_config
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
+from swarmd.ledger.heartbeats import touch_heartbeat
+from swarmd.workers.fastpath import Assignment, Reports, take_assignment
 from swarmd.workers.prompt import write_prompt
-from swarmd.ledger.registry import touch_heartbeat
 
 SUPERVISOR = "supervisor"
 TAIL_BYTES = 2000
@@ -40,8 +39,7 @@ LOG_SETTLE_TIMEOUT = 5.0  # seconds to wait for tmux to copy the pane's last out
 LOG_SETTLE_POLL = 0.02  # seconds between looks at the log while waiting for it
 
 
-@dataclass(frozen=True)
-class WorkerContext:
+class WorkerContext(NamedTuple):
     home: SwarmHome
     agent: str
     task: str
@@ -59,11 +57,31 @@ class WorkerContext:
             raise SwarmError("a worker needs an agent name and a task: pass --agent and --task "
                              "(the supervisor sets SWARM_AGENT and SWARM_TASK)")
         swarm_home = SwarmHome.at(home)
-        config = load_config(swarm_home.config_file)
+        interval, durable = settings_from_env() or _settings_from_config(swarm_home)
         log = os.environ.get("SWARM_LOG")
         return cls(home=swarm_home, agent=validate_agent_name(agent), task=validate_task_id(task),
                    attempt=int(os.environ.get("SWARM_ATTEMPT", "1")), log=Path(log) if log else None,
-                   heartbeat_interval=heartbeat_interval or config.heartbeat_interval, durable=config.durable)
+                   heartbeat_interval=heartbeat_interval or interval, durable=durable)
+
+
+def settings_from_env() -> tuple[float, bool] | None:
+    """(heartbeat_interval in seconds, durable) as the supervisor passed them (SWARM_HEARTBEAT_INTERVAL,
+    SWARM_DURABLE "1"/"0"); None when either is missing or malformed (then swarm.toml is read)."""
+    interval, durable = os.environ.get("SWARM_HEARTBEAT_INTERVAL"), os.environ.get("SWARM_DURABLE")
+    try:
+        seconds = float(interval or "")
+    except ValueError:
+        return None
+    if not seconds > 0 or durable not in ("0", "1"):
+        return None
+    return seconds, durable == "1"
+
+
+def _settings_from_config(home: SwarmHome) -> tuple[float, bool]:
+    from swarmd.config import load_config  # the models: only for a worker started without the supervisor's env
+
+    config = load_config(home.config_file)
+    return config.heartbeat_interval, config.durable
 
 
 def clean_tail(text: str, limit: int = TAIL_BYTES) -> str:
@@ -125,12 +143,21 @@ class Heartbeat(threading.Thread):
                 return
 
 
-def assignment(post: PostOffice, ctx: WorkerContext) -> TaskAssign:
+def assignment(ctx: WorkerContext) -> Assignment:
     """The TASK_ASSIGN the supervisor sent before starting us; for a worker started by hand, the ledger's task."""
+    quick = take_assignment(ctx.home.mail_dir / ctx.agent, ctx.task)
+    return quick if quick is not None else _assignment_with_models(ctx)
+
+
+def _assignment_with_models(ctx: WorkerContext) -> Assignment:
+    from agentmail import PostOffice
+    from protocol.messages import MessageType
+
+    post = PostOffice(ctx.home.root, durable=ctx.durable)
     mailbox = post.mailbox(ctx.agent) if ctx.agent in post.agents() else post.register(ctx.agent, role="worker")
     delivered = mailbox.wait(types={MessageType.TASK_ASSIGN}, task=ctx.task, timeout=0)
     if delivered is not None:
-        return delivered.message.body
+        return Assignment(delivered.message.body.title, delivered.message.body.description)
     from swarmd.ledger.log import Ledger  # a hand-started worker: read the board and register ourselves
 
     ledger = Ledger(ctx.home, durable=ctx.durable)
@@ -140,7 +167,7 @@ def assignment(post: PostOffice, ctx: WorkerContext) -> TaskAssign:
 
         ledger.register_agent(RegistryEntry(name=ctx.agent, role="worker", status=AgentStatus.BUSY,
                                             pid=os.getpid(), task=ctx.task), ctx.agent)
-    return TaskAssign(task=task.id, title=task.title, description=task.description, attempt=ctx.attempt)
+    return Assignment(task.title, task.description)
 
 
 def run_worker(ctx: WorkerContext, argv: list[str] | None, prompt_stdin: Path | None = None) -> int:
@@ -168,12 +195,11 @@ def script_file(ctx: WorkerContext, script: str) -> Path:
 
 
 def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) -> int:
-    post = PostOffice(ctx.home.root, durable=ctx.durable)
-    assigned = assignment(post, ctx)
-    send = lambda kind, **body: post.send(  # noqa: E731
-        make_message(kind, ctx.agent, SUPERVISOR, {"task": ctx.task, **body}, thread=ctx.task))
+    assigned = assignment(ctx)
+    reports = Reports(ctx.home.root, ctx.agent, ctx.task, durable=ctx.durable)
+    send = lambda kind, **body: reports.send(kind, **body) or _send_with_models(ctx, kind, body)  # noqa: E731
     log_start = ctx.log.stat().st_size if ctx.log and ctx.log.exists() else 0
-    send(MessageType.ACCEPTED, title=assigned.title, started_at=utcnow())
+    send("ACCEPTED", title=assigned.title, started_at=utcnow())
     heartbeat = Heartbeat(ctx.home, ctx.agent, ctx.heartbeat_interval)
     heartbeat.start()
     command = argv if argv is not None else ["sh", str(script_file(ctx, assigned.description))]
@@ -184,15 +210,26 @@ def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) ->
     if hung_up:
         return code  # its terminal went away (session or tmux server killed): not the task's failure to report
     if code == 0:
-        send(MessageType.DONE, summary=f"`{' '.join(command)[:200]}` exited 0")
+        send("DONE", summary=f"`{' '.join(command)[:200]}` exited 0")
     else:
         marker = f"swarm worker: {ctx.agent} attempt {ctx.attempt} ended with exit code {code}"
         print(marker, flush=True)
         tail = settled_tail(ctx.log, log_start, marker)
         reason = "\n".join(filter(None, [f"exit code {code}", launch_error, tail]))
-        failure = FailureType.LAUNCH_ERROR if launch_error else FailureType.ERROR
-        send(MessageType.FAILED, failure=failure, reason=reason, attempts=ctx.attempt)
+        failure = "LAUNCH_ERROR" if launch_error else "ERROR"
+        send("FAILED", failure=failure, reason=reason, attempts=ctx.attempt)
     return code
+
+
+def _send_with_models(ctx: WorkerContext, kind: str, body: dict[str, Any]) -> bool:
+    """Send a report through `PostOffice` when the fast path could not: it names what is wrong (an unknown
+    recipient, text that is not UTF-8) with the error the models raise."""
+    from agentmail import PostOffice
+    from protocol.messages import make_message
+
+    message = make_message(kind, ctx.agent, SUPERVISOR, {"task": ctx.task, **body}, thread=ctx.task)
+    PostOffice(ctx.home.root, durable=ctx.durable).send(message)
+    return True
 
 
 def _run_child(argv: list[str], stdin: BinaryIO | None = None) -> tuple[int, bool, str | None]:
