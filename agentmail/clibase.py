@@ -1,6 +1,7 @@
 """What both command lines (`agentmail` and `swarm`) do the same way: one-line usage errors, and a reader
 that goes away (`swarm status | head -1`) ends the command quietly, as it ends `cat` or `git log`."""
 
+import importlib
 import os
 import sys
 from typing import Any, NoReturn
@@ -70,3 +71,31 @@ class OneLineGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             quiet_broken_pipe()
+
+
+class LazyGroup(OneLineGroup):
+    """A group whose commands are defined in modules imported only when one of their commands is needed:
+    `swarm status` does not pay for importing every command's dependencies (click's documented LazyGroup
+    pattern, "Lazily Loading Subcommands"). A module adds its commands to the group with the usual decorators;
+    `lazy()` names it and the commands it defines. Listing the commands (`--help`) imports every module."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = {}
+
+    def lazy(self, module: str, *names: str) -> None:
+        """Register the commands `names`, which importing `module` adds to this group."""
+        self.lazy_commands.update(dict.fromkeys(names, module))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command `cmd_name`, importing its module first if need be; RuntimeError if the module that was
+        registered for it does not define it (a registration out of step with its module: a bug)."""
+        module = self.lazy_commands.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(module)
+            if cmd_name not in self.commands:
+                raise RuntimeError(f"{module} is registered for the command {cmd_name!r} but does not define it")
+        return super().get_command(ctx, cmd_name)

@@ -1,4 +1,8 @@
-"""The `swarm` command line: a thin layer over the swarmd library."""
+"""The `swarm` command line: a thin layer over the swarmd library.
+
+Each `*_cmds` module adds its commands to `main`; it is imported only when one of them runs (or for
+`--help`). A new module is one `main.lazy(...)` line below, naming it and the commands it defines.
+"""
 
 import click
 
@@ -11,10 +15,13 @@ def main() -> None:
     """Run a swarm of coding agents in tmux, with typed Agent Mail and an append-only ledger."""
 
 
-def _load_commands() -> None:
-    # Each module adds its commands to `main`; imported here so `swarm --help` lists them all.
-    from swarmd.cli import git_cmds, ledger_cmds, ops_cmds, setup_cmds  # noqa: F401
-    from swarmd.cli import agent_cmds, dispatch_cmds, mcp_cmds, skills_cmds, web_cmds  # noqa: F401
-
-
-_load_commands()
+main.lazy("swarmd.cli.ledger_cmds", "init", "task", "board", "feed", "stats", "registry")
+main.lazy("swarmd.cli.ops_cmds", "up", "down", "run", "status", "attach", "logs", "steer", "reply", "kill",
+          "teardown", "clean", "demo", "worker")
+main.lazy("swarmd.cli.setup_cmds", "plan", "retry", "doctor", "reference")
+main.lazy("swarmd.cli.dispatch_cmds", "pause", "resume")
+main.lazy("swarmd.cli.web_cmds", "web")
+main.lazy("swarmd.cli.agent_cmds", "answer")
+main.lazy("swarmd.cli.git_cmds", "reserve", "release", "reservations", "diff", "queue", "land")
+main.lazy("swarmd.cli.mcp_cmds", "mcp")
+main.lazy("swarmd.cli.skills_cmds", "skills")

@@ -8,9 +8,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from pydantic import BaseModel
 
-from agentmail.clibase import OneLineGroup
+from agentmail.clibase import LazyGroup
 from agentmail.errors import MailError
 from protocol.errors import ProtocolError
 from swarmd.errors import HomeError, SwarmError
@@ -22,9 +21,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS: tuple[type[BaseException], ...] = (SwarmError, ProtocolError, MailError)
 
 
-class SwarmGroup(OneLineGroup):
+class SwarmGroup(LazyGroup):
     """A group that turns user errors into `swarm: error: ...` and exit 2, never a traceback
-    (SWARM_DEBUG=1 prints the traceback too, for bug reports)."""
+    (SWARM_DEBUG=1 prints the traceback too, for bug reports); its commands are loaded on first use."""
 
     prog = "swarm"
 
@@ -67,7 +66,7 @@ def dump_json(value: Any) -> None:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):  # a pydantic model (pydantic is not imported to ask: most commands lack it)
         return value.model_dump(mode="json")
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

@@ -1,6 +1,7 @@
 """Commands that run and operate a swarm: up, down, run, status, attach, logs, steer, reply, kill, teardown,
 demo, worker."""
 
+import functools
 import logging
 import os
 import signal
@@ -15,13 +16,20 @@ from protocol.text import inert
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.errors import NotRunning, SwarmError
-from swarmd.cli.view import terminal
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from swarmd.home import SwarmHome
     from swarmd.ledger.log import Ledger
 
-console = terminal()
+
+@functools.cache
+def console(stderr: bool = False) -> "Console":
+    """The terminal the commands print tables to (rich is imported here, only by a command that prints one)."""
+    from swarmd.cli.view import terminal
+
+    return terminal(stderr=stderr)
 
 
 @main.command()
@@ -134,7 +142,7 @@ def run(plan_file: str | None, wave_file: str | None, use_beads: bool, bead_ids:
         dump_json(result) if as_json else click.echo(
             f"{len(loaded.added)} tasks added ({len(loaded.existing)} already on the board); supervisor pid {pid}")
         return
-    out = terminal(stderr=True) if as_json else console
+    out = console(stderr=as_json)
     try:
         with PlanView(out, loaded.ids, title="swarm run") as view:
             board = wait_for_plan(ledger, loaded.ids, timeout=seconds, on_event=view.update,
@@ -151,9 +159,9 @@ def run(plan_file: str | None, wave_file: str | None, use_beads: bool, bead_ids:
     if as_json:
         dump_json(tasks)
     else:
-        console.print(summary_table(tasks))
+        console().print(summary_table(tasks))
         if wave_file:
-            console.print(ratchet_table(tasks))
+            console().print(ratchet_table(tasks))
     sys.exit(0 if all(t.status == "done" for t in tasks) else 1)
 
 
@@ -184,7 +192,6 @@ def status(home: str | None, watch: bool, as_json: bool) -> None:
     from dataclasses import asdict
 
     from swarmd.operate import Operator
-    from swarmd.cli.view import status_view
 
     operator = Operator(get_home(home))
     if watch:
@@ -193,13 +200,15 @@ def status(home: str | None, watch: bool, as_json: bool) -> None:
         from swarmd.cli.monitor import watch_status
 
         with suppress(KeyboardInterrupt):  # Ctrl-C is how a person ends it
-            watch_status(operator, console)
+            watch_status(operator, console())
         return
     report = operator.status()
     if as_json:
         dump_json({**report, "workers": [asdict(w) for w in report["workers"]]})
         return
-    console.print(status_view(report))
+    from swarmd.cli.view import status_view
+
+    console().print(status_view(report))
 
 
 @main.command()
@@ -329,7 +338,7 @@ def demo(max_workers: int, keep: bool) -> None:
     """Run a ready-made 8-task plan in 3 waves with script workers, live."""
     from swarmd.cli.demo import run_demo
 
-    sys.exit(run_demo(console, max_workers=max_workers, keep=keep))
+    sys.exit(run_demo(console(), max_workers=max_workers, keep=keep))
 
 
 @main.group()
