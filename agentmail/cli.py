@@ -16,7 +16,6 @@ from agentmail.mailbox import Delivered
 from agentmail.postoffice import PostOffice
 from protocol import BODY_MODELS, Message, MessageType, ProtocolError, make_message
 from protocol.messages import Body, field_adapter
-from protocol.schema import json_schema
 from protocol.text import decode_text, inert, non_utf8
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -302,6 +301,8 @@ def agents(role: str | None, home: Path | None, as_json: bool) -> None:
 @common
 def schema(name: str | None, home: Path | None, as_json: bool) -> None:
     """Print the JSON Schema of a message type or model (all of them if no NAME)."""
+    from protocol.schema import json_schema  # the task, event and registry models: only this command needs them
+
     click.echo(json.dumps(json_schema(name), indent=2))
 
 
