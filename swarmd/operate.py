@@ -25,7 +25,6 @@ from swarmd.workers.dialogs import answer_dialog
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
-from swarmd.watch import watch_file
 
 OPERATOR = "operator"
 RECENT_EVENTS = 5000  # how far back `status` looks for each worker's last message and open question
@@ -273,6 +272,8 @@ class Operator:
         if not self.running(worker):
             ended.set()
             return ended
+        from swarmd.watch import watch_file  # watchdog: only a waiter needs it, not `swarm status`
+
         wake = threading.Event()
         watches = [watch_file(Spawner(self.home, self.config, self.tmux).pane_died_file, wake.set),
                    watch_file(self.ledger.path, wake.set)]

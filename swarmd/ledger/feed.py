@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from protocol.event import Event
 from swarmd.errors import LedgerError
-from swarmd.watch import watch_file
 
 LOG_NAME = "events.jsonl"
 _READ_CHUNK = 4 << 20
@@ -152,6 +151,8 @@ def _find_newline(fd: int, pos: int, limit: int) -> int | None:
 def follow(path: Path, offset: int, types: Collection[str] | None = None, agent: str | None = None,
            task: str | None = None, stop: threading.Event | None = None) -> Iterator[Event]:
     """Yield matching events from byte `offset` on, waiting for appends until `stop` is set."""
+    from swarmd.watch import watch_file  # the file watcher (watchdog): only a follower needs it, not every reader
+
     wake = threading.Event()
     observer = watch_file(path, wake.set)
     if stop is not None:  # setting `stop` must end the wait below at once, not at the next append
