@@ -3,7 +3,7 @@
 Prints one JSON object. The big log is written directly, line by line in the ledger's own Event format
 (over ~1,000 tasks with a realistic mix of events); the ledger then snapshots it as a normal read would,
 a few thousand more events are appended through the API (the tail), and the board is read: in process
-with `Ledger.board()`, and as a user runs it, `swarm board --json`. Both are compared with a full replay.
+with `Ledger.board()`, and as a user runs it, `swarm board --json` (and `swarm status --json`). Both are compared with a full replay.
 
     python scripts/bench_ledger.py [--events 1000000] [--tasks 1000] [--home DIR]
 """
@@ -30,6 +30,7 @@ from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
+TARGET_CLI_S = 0.4  # `swarm board --json` and `swarm status --json` on a million events
 # Per task lifecycle: create, several attempts of assign/start/progress.../finish; the rest is feed chatter.
 CHATTER = [(EventType.PROGRESS, 60), (EventType.FILE_CHANGED, 20), (EventType.COST_UPDATE, 12),
            (EventType.FINDING, 3), (EventType.QUESTION, 1), (EventType.NOTE_ADDED, 2), (EventType.CUSTOM, 2)]
@@ -118,6 +119,9 @@ def main() -> None:
         result["fresh_board_read_s"], _ = timed(Ledger(home).board)  # a new reader: the snapshot, then the tail
         cli = [str(Path(sys.executable).parent / "swarm"), "board", "--json", "--home", str(home.root)]
         result["cli_board_json_s"], proc = timed(lambda: subprocess.run(cli, capture_output=True, check=True))
+        status = [str(Path(sys.executable).parent / "swarm"), "status", "--json", "--home", str(home.root)]
+        result["cli_status_json_s"], _ = timed(lambda: subprocess.run(status, capture_output=True, check=True))
+        result["python_c_pass_s"], _ = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
         cli_noop = [str(Path(sys.executable).parent / "swarm"), "--version"]
         result["cli_startup_s"], _ = timed(lambda: subprocess.run(cli_noop, capture_output=True, check=True))
         assert board == full_replay(led) and len(json.loads(proc.stdout)) == len(board) == len(replayed)
@@ -132,6 +136,8 @@ def main() -> None:
         for key, value in result.items():
             if key.endswith("_s"):
                 result[key] = round(value, 3)
+        result["targets"] = {f"cli_board_json_under_{TARGET_CLI_S:g}s": result["cli_board_json_s"] < TARGET_CLI_S,
+                             f"cli_status_json_under_{TARGET_CLI_S:g}s": result["cli_status_json_s"] < TARGET_CLI_S}
         print(json.dumps(result))
 
 
