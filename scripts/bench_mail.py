@@ -202,9 +202,9 @@ def main() -> None:
         "drain_over_floor": {str(n): round(d[0] / d[1], 2) for n, d in drains.items()},
         "drain_largest_over_smallest_per_message": round(drains[max(sizes)][0] / drains[min(sizes)][0], 2),
         "targets": {"group_commit_above_single_writer_floor": concurrent > floor,
-              "drain_linear_within_1_5x": drains[max(sizes)][0] <= 1.5 * drains[min(sizes)][0],
-              "durable_ge_half_floor": durable >= 0.5 * floor,
-              "p50_lt_2ms": statistics.median(latencies) < 2.0},
+                    "drain_linear_within_1_5x": drains[max(sizes)][0] <= 1.5 * drains[min(sizes)][0],
+                    "durable_ge_half_floor": durable >= 0.5 * floor,
+                    "p50_lt_2ms": statistics.median(latencies) < 2.0},
     }))
 
 
