@@ -1,5 +1,6 @@
 """`python -m swarmd.worker`: the stable name that worker profiles start (swarm.toml files already written name
-it); the wrapper itself lives in `swarmd.workers.wrapper`."""
+it); the wrapper itself lives in `swarmd.workers.wrapper`. It starts with the standard library alone (no
+pydantic, click or rich): `tests/test_worker_fastpath.py` checks what it imports."""
 
 import sys
 
