@@ -6,11 +6,12 @@ Each `*_cmds` module adds its commands to `main`; it is imported only when one o
 
 import click
 
+from swarmd import __version__
 from swarmd.cli.common import SwarmGroup
 
 
 @click.group(cls=SwarmGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="swarmd")
+@click.version_option(version=__version__, prog_name="swarm")
 def main() -> None:
     """Run a swarm of coding agents in tmux, with typed Agent Mail and an append-only ledger."""
 
