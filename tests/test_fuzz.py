@@ -214,7 +214,10 @@ def _options(command: click.Command) -> list[str]:
 
 def _commands(group: click.Group, skip: set[str], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], list[str]]]:
     found = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)  # list_commands/get_command, not .commands: `swarm` loads its commands lazily
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = (*prefix, name)
         if " ".join(path) in skip:
             continue
