@@ -129,9 +129,10 @@ def bare_tmux_tasks(socket: Path, count: int, parallel: int) -> float:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid` (from /proc)."""
+    """User + system CPU seconds used so far by process `pid` and the children it has waited for (the tmux
+    clients it runs), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -200,7 +201,7 @@ def idle_supervisor(home: Path, workers: int, seconds: float) -> dict[str, Any]:
             time.sleep(1)
         cpu_pct = (process_cpu_s(pid) - cpu0) / (time.monotonic() - t0) * 100
         wrappers = [rss_mb(p) for p in wrapper_pids(swarm.tmux_socket)]
-        return {"workers": workers, "seconds": seconds, "supervisor_cpu_pct": round(cpu_pct, 2),
+        return {"workers": workers, "seconds": seconds, "supervisor_cpu_pct_with_its_tmux_calls": round(cpu_pct, 2),
                 "supervisor_rss_mb": round(max(rss_samples), 1),
                 "wrappers_found": len(wrappers),
                 "wrapper_rss_mb_mean": round(statistics.fmean(wrappers), 1) if wrappers else None,
