@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import Event, EventType
-from swarmd.ledger.heartbeats import read_heartbeat
+from swarmd.ledger.heartbeats import heartbeat_path, read_heartbeat, touch_heartbeat  # noqa: F401 (the registry's API too)
 
 Registry = dict[str, RegistryEntry]
 
