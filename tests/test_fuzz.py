@@ -229,8 +229,9 @@ def _commands(group: click.Group, skip: set[str], prefix: tuple[str, ...] = ()) 
 
 
 MAIL_COMMANDS = _commands(mail_cli, {"wait", "watch", "demo"})
+# Left out: commands that run until stopped (`web` serves until Ctrl-C once its port is free) or start workers.
 SWARM_COMMANDS = _commands(swarm_cli, {"up", "down", "run", "watch", "wait", "attach", "demo", "worker", "logs",
-                                       "teardown"})
+                                       "teardown", "web"})
 
 
 @st.composite
