@@ -4,7 +4,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,6 +44,12 @@ class Profile(BaseModel):
         "Always allowed: the reporting commands (`agentmail send/read/list/ack`, also with `$SWARM_*` "
         "variables) and the task's check commands exactly as written. Edits inside the worker's directory "
         "follow the command's own mode (claude: `--permission-mode acceptEdits`; codex: its sandbox)."))
+    setup: str | None = Field(default=None, description=(
+        "A shell command run in each new worktree of this profile's attempts before its worker starts, after "
+        "the project's `[git]` `setup` (the project's set-up first, then the agent's)."))
+    teardown: str | None = Field(default=None, description=(
+        "A shell command run in an attempt's worktree before it is removed, before the project's `[git]` "
+        "`teardown` (in the reverse order of set-up)."))
 
 
 NotifyEvent = Literal["needs_input", "question", "blocker_found", "task_failed", "task_blocked", "plan_done"]
@@ -136,6 +142,16 @@ class Config(BaseModel):
     def _over_defaults(cls, profiles: dict[str, Profile]) -> dict[str, Profile]:
         """Profiles in swarm.toml add to the built-in ones (or replace one of the same name)."""
         return {**DEFAULT_PROFILES, **profiles}
+
+    def git_for(self, task_metadata: dict[str, Any], profile: str | None) -> GitSettings:
+        """The git settings of one task: `[git]`, its plan's `[git]` over it, and its profile's `setup` and
+        `teardown` joined to theirs (a profile not defined adds nothing)."""
+        settings = self.git.effective(task_metadata)
+        chosen = self.profiles.get(profile or self.default_profile)
+        if chosen is None or not (chosen.setup or chosen.teardown):
+            return settings
+        return settings.model_copy(update={"setup": _then(settings.setup, chosen.setup),
+                                           "teardown": _then(chosen.teardown, settings.teardown)})
 
     @model_validator(mode="after")
     def _profiles_known(self) -> "Config":
@@ -266,3 +282,11 @@ def write_default_config(path: Path, project: Path | None = None) -> bool:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     return True
+
+
+def _then(first: str | None, second: str | None) -> str | None:
+    """Two shell commands run one after the other, the second only if the first succeeded (either may be None);
+    each in a subshell of its own lines, so a trailing comment in one cannot swallow the other."""
+    if not (first and second):
+        return first or second
+    return f"(\n{first}\n) && (\n{second}\n)"

@@ -166,3 +166,23 @@ def test_home_inside_the_repository_never_reaches_a_commit(tmp_path: Path, repo:
     finally:
         run_cli("swarm", "down", "--teardown", "--home", str(home.root), timeout=60)
         subprocess.run(["tmux", "-S", str(home.tmux_socket), "kill-server"], capture_output=True, check=False)
+
+
+def test_a_profiles_setup_runs_after_the_projects_and_its_teardown_before(swarm_home: SwarmHome, tmp_path: Path,
+                                                                         repo: Path) -> None:
+    """Set-up and tear-down per profile as well as per plan: the project's set-up first, then the agent's; the
+    reverse at tear-down (`swarm clean` removes the worktree); each in the attempt's worktree."""
+    init_home(swarm_home)
+    log = tmp_path / "order.log"
+    step = 'echo "{what} $(basename "$PWD")" >> ' + str(log)
+    with swarm_home.config_file.open("a") as config:
+        config.write(f"\n[profiles.prepared]\ncommand = \"{{python}} -m swarmd.worker --script\"\n"
+                     f"setup = {json.dumps(step.format(what='profile-setup'))}\n"
+                     f"teardown = {json.dumps(step.format(what='profile-teardown'))}\n")
+    tasks = [{"id": "t", "title": "prepared", "profile": "prepared", "description": "echo t > t.txt",
+              "validation": {"checks": [{"kind": "files_exist", "paths": ["t.txt"]}]}}]
+    run_plan(swarm_home, tmp_path, tasks, {"setup": step.format(what="project-setup"),
+                                           "teardown": step.format(what="project-teardown")})
+    assert log.read_text().split() == ["project-setup", "t-a1", "profile-setup", "t-a1"]  # in the worktree
+    assert run_cli("swarm", "clean", "--home", str(swarm_home.root)).returncode == 0
+    assert log.read_text().split()[4:] == ["profile-teardown", "t-a1", "project-teardown", "t-a1"]

@@ -30,7 +30,7 @@ def clean_attempts(ledger: Ledger, config: Config, *, dry_run: bool = False) -> 
         task = board.get(tree.task)
         if task is None or _live(task, tree):
             continue
-        settings = config.git.effective(task.metadata)
+        settings = config.git_for(task.metadata, task.profile)
         if Path(tree.path).is_dir():
             done.append(GitRemoval("worktree", tree.path, f"attempt {tree.attempt} of {tree.task} is over"))
             if not dry_run:

@@ -32,13 +32,13 @@ MERGE_TRIES = 3  # merges of one attempt that may fail to run at all before the 
 class Integration:
     """The part of `Supervisor` that isolates attempts and runs the merge queue.
 
-    A mixin: `trees` (task -> its live attempt's worktree), `queue` (entries waiting), `merging` (the entry in
+    A mixin: `trees` (task -> its live attempt's worktree), `merge_queue` (entries waiting), `merging` (the entry in
     flight), `merge_results` and `merge_errors` (task -> merges that could not run) are set up by the loop.
     """
 
     def git_settings(self, task: Task) -> GitSettings:
-        """swarm.toml's `[git]` with the task's plan's over it."""
-        return self.config.git.effective(task.metadata)
+        """swarm.toml's `[git]` with the task's plan's over it and its profile's set-up and tear-down."""
+        return self.config.git_for(task.metadata, task.profile)
 
     # ----- isolation --------------------------------------------------------------------------------------
     def isolate(self, task: Task, worker: str, attempt: int) -> AttemptTree | None:
