@@ -98,6 +98,9 @@ class Config(BaseModel):
         "Seconds without a heartbeat before an agent counts as stale (and its attempt fails)."))
     task_timeout: float = Field(default=1800.0, gt=0, description=(
         "Seconds one attempt at a task may run (a task's own `timeout` wins)."))
+    rate_limit_wait: float = Field(default=60.0, gt=0, description=(
+        "Seconds an agent that hit a usage limit is paused when its notice gives no reset time; then it is "
+        "told to continue."))
     max_attempts: int = Field(default=3, ge=1, description=(
         "Failed attempts before a task is blocked (a task's own `max_attempts` wins; `swarm retry` gives a "
         "fresh budget)."))
@@ -186,6 +189,7 @@ durable = true              # fsync every message and ledger event (off: faster,
 heartbeat_interval = 5.0    # seconds between worker heartbeats
 stale_after = 300.0         # seconds without a heartbeat before an agent counts as stale
 task_timeout = 1800.0       # seconds one attempt at a task may run (a task's own `timeout` wins)
+rate_limit_wait = 60.0      # seconds a worker is paused at a usage limit whose reset time is unknown
 max_attempts = 3            # attempts before a task is blocked (a task's own `max_attempts` wins)
 max_checkpoints = 10        # hand-overs by CHECKPOINT a task may use; past them a checkpoint counts as a failure
 shutdown_grace = 30.0       # seconds a worker whose task is done (or checkpointed) has to exit after SHUTDOWN

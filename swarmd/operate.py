@@ -47,6 +47,7 @@ class WorkerView:
     queued: list[str] = field(default_factory=list)  # prompts waiting for its agent to be idle, oldest first
     agent_state: str | None = None  # what its agent's hooks last said: starting, working, idle, needs_input, ...
     agent_detail: str = ""  # the dialog's text (needs_input), the limit's message (rate_limited)
+    paused_until: str | None = None  # ISO UTC: paused at a usage limit until then, when it is told to continue
 
 
 class Operator:
@@ -94,6 +95,7 @@ class Operator:
                 question=asked.text if asked else None, asked_age=_age(now, asked.asked) if asked else None,
                 queued=[item.text for item in PromptQueue(self.home.run_dir, entry.name).items()],
                 agent_state=entry.metadata.get("agent_state"), agent_detail=entry.metadata.get("state_detail") or "",
+                paused_until=entry.metadata.get("paused_until"),
             ))
         by_status: dict[str, int] = {}
         for task in board.values():

@@ -57,7 +57,8 @@ class WriteFile:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """The request is refused with 429 and the reset time `resets_in` seconds ahead (epoch in the headers)."""
+    """The request is refused with 429 and the reset time `resets_in` seconds ahead (epoch in the headers, the
+    delay in the message, as a subscription's limit notice gives it)."""
     resets_in: float = 60.0
 
 
@@ -228,8 +229,8 @@ class ModelServer:
         if isinstance(blocks, RateLimit):
             request.status = 429
             reset = int(time.time() + blocks.resets_in)
-            handler._json(429, {"type": "error", "error": {"type": "rate_limit_error", "message":
-                                                           "Rate limit reached"}},
+            notice = f"Rate limit reached, resets in {int(blocks.resets_in)} seconds"
+            handler._json(429, {"type": "error", "error": {"type": "rate_limit_error", "message": notice}},
                           {"retry-after": str(int(blocks.resets_in)),
                            "anthropic-ratelimit-unified-status": "rejected",
                            "anthropic-ratelimit-unified-reset": str(reset),

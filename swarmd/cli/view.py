@@ -83,7 +83,8 @@ def status_view(report: dict[str, Any]) -> Group:
                    "queued"):
         table.add_column(column)
     for w in report["workers"]:
-        agent = (w.agent_state or "-") + (f": {w.agent_detail}" if w.agent_detail else "")
+        until = f" until {w.paused_until[11:19]} UTC" if w.paused_until else ""  # the date is in --json
+        agent = (w.agent_state or "-") + until + (f": {w.agent_detail}" if w.agent_detail else "")
         table.add_row(safe(w.name), safe(w.role), safe(w.task or ""), safe(w.state), safe(agent, 40), safe(w.pane),
                       _age(w.heartbeat_age), _age(w.last_message_age),
                       Text("-") if w.question is None else safe(w.question, 60),

@@ -43,6 +43,7 @@ class Health:
             pane = panes.get(worker.session)
             if pane is not None and pane.dead and self._status_pending(worker, pane, now):
                 continue
+            self.resume_due(worker, now)
             with suppress(StaleTransition):  # settled meanwhile by mail or an operator: the next step sees it
                 self._check_worker(task, worker, pane, registry.get(worker.name), now)
 
@@ -50,7 +51,9 @@ class Health:
                       now: float) -> None:
         if pane is None or pane.dead:
             self._pane_ended(task, worker, pane)
-        elif now - worker.started_at > (limit := task.timeout or self.config.task_timeout):
+        elif worker.paused_since is not None:
+            return  # paused at a usage limit: not a failure, and its pause does not count against it
+        elif now - worker.started_at - worker.paused_for > (limit := task.timeout or self.config.task_timeout):
             self._fail(task, worker, f"TIMEOUT: no result within {limit:g} s")
         elif self._stale(worker, entry, now):
             self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")

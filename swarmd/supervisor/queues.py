@@ -6,6 +6,9 @@ from swarmd.supervisor.state import SUPERVISOR
 from swarmd.workers.panestate import PaneState, PaneWatcher, agent_screen
 from swarmd.workers.promptqueue import PromptQueue
 
+# Pane states in which an agent takes a prompt: idle, or stopped at a usage-limit notice (told to continue there).
+WAITING = frozenset({PaneState.IDLE, PaneState.RATE_LIMITED})
+
 
 class Queues:
     """The part of `Supervisor` that hands queued prompts to interactive agents. A mixin over the loop's state;
@@ -34,7 +37,7 @@ class Queues:
                 continue
             watcher = self.watcher(name)
             try:
-                delivered = queue.flush(self.tmux, watcher.session, lambda: watcher.look().state == PaneState.IDLE,
+                delivered = queue.flush(self.tmux, watcher.session, lambda: watcher.look().state in WAITING,
                                         lock_dir=self.home.run_dir / "delivery")
             except SwarmError as exc:
                 self.errors.report(f"queue:{name}:{exc}", f"queued prompts for {name} not delivered yet: {exc}")

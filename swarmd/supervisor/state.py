@@ -30,6 +30,9 @@ class WorkerState:
     last_beat: datetime | None = None  # the heartbeat last seen (a file's mtime, written by the worker's clock)
     beat_seen_at: float | None = None  # monotonic seconds when that heartbeat was first seen
     asked_to_report: bool = False  # an interactive agent went idle without reporting and was asked to, once
+    paused_since: float | None = None  # monotonic seconds when its agent hit a usage limit (None: not paused)
+    resume_at: float | None = None  # monotonic seconds when that limit resets and it is told to continue
+    paused_for: float = 0.0  # seconds it spent paused by usage limits: its timeout and stale checks leave them out
 
 
 @dataclass
