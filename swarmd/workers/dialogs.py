@@ -129,10 +129,25 @@ def answer_dialog(tmux: TmuxServer, session: str, choice: str, *, destructive: b
 
 
 def _select(tmux: TmuxServer, session: str, dialog: Dialog, index: int, timeout: float) -> None:
-    """Move the selection to `index` with the arrow keys. Keys sent while the dialog is still being set up are
-    lost (claude-code 2.1.332 drops the first key after a dialog shows), so the position is read back and the
-    missing steps sent again until it is right."""
+    """Move the selection to `index` and let it settle: it must stay there for _RESEND s, for a key taken for
+    lost may arrive late (claude-code 2.1.332 can hold the first keys after a dialog shows for over a second)
+    and move it on; then it is moved back. Raises SwarmError when it will not hold by `timeout` s."""
     deadline = time.monotonic() + timeout
+    while True:
+        _move(tmux, session, dialog, index, deadline)
+        moved = _look_until(tmux, session, time.monotonic() + _RESEND,
+                            lambda d: d is not None and d.options == dialog.options and d.selected != index)
+        if moved is None:
+            return
+        if time.monotonic() > deadline:
+            raise SwarmError(f"the selection in {session}'s dialog did not hold at {dialog.options[index]!r}: "
+                             "see `swarm attach`")
+        dialog = moved
+
+
+def _move(tmux: TmuxServer, session: str, dialog: Dialog, index: int, deadline: float) -> None:
+    """Move the selection to `index` with the arrow keys. Keys sent while the dialog is still being set up may
+    be lost, so the position is read back and the missing steps sent again until it is right."""
     seen = dialog
     while seen.selected != index:
         current = parse_dialog(tmux.screen(session))  # a key taken for lost may have arrived late
