@@ -178,7 +178,7 @@ print("polling" if all(w.polling for w in watches) else "events", flush=True)
 sender = [sys.executable, "-c", "from agentmail.cli import main; main()", "send", "--home", str(home), "--from", "sup", "--to", "w1",
           "--type", "STEER", "--field", "text=hello"]
 got = []
-waiter = threading.Thread(target=lambda: got.append(box.wait(timeout=60)))
+waiter = threading.Thread(target=lambda: got.append(box.wait(timeout=60, claim=False)))  # a claim between two polls would hide the arrival from the poller
 waiter.start()
 subprocess.run(sender, check=True, capture_output=True)
 with ledger.open("a") as f:
