@@ -1,7 +1,9 @@
 """Shared fixtures: every test runs with a private HOME and no inherited tmux or swarm environment."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.home import SwarmHome
+from swarmd.supervisor.daemon import running_pid, wait_exit
 from agentclis import MISSING, find_clis
 from modelserver import model_server  # noqa: F401 - the scripted model fixture, for every test module
 
@@ -57,9 +60,15 @@ def home_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def swarm_home(home_dir: Path) -> Iterator[SwarmHome]:
-    """A swarm home whose private tmux server, if any test starts one, is killed afterwards."""
+    """A swarm home whose supervisor daemon and private tmux server, if the test left them running, are killed
+    afterwards (a daemon left behind would go on using the machine while later tests run)."""
     home = SwarmHome(home_dir)
     yield home
+    pid = running_pid(home)
+    if pid and pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_exit(pid, 10)
     socket = home.tmux_socket
     if socket.exists() and shutil.which("tmux"):
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True, check=False)
