@@ -85,23 +85,30 @@ def test_log_path_with_shell_and_format_characters(server: TmuxServer, work: Pat
     assert sorted(p.name for p in work.iterdir()) == [log.name]
 
 
-def _ended(server: TmuxServer, session: str) -> PaneInfo | None:
-    """The session's pane once it is dead and tmux has its exit status or signal (it may report the pane dead a
-    moment before it has reaped the process, as the supervisor's EXIT_STATUS_GRACE allows for)."""
-    pane = server.pane(session)
-    return pane if pane and pane.dead and (pane.exit_status is not None or pane.signal is not None) else None
+def _ended(server: TmuxServer, argv: list[str], work: Path) -> PaneInfo:
+    """Run `argv` in a pane until tmux reports it dead with its exit status or signal. tmux 3.3 now and then
+    shows a pane dead without either and never adds them (the supervisor reads the shell's own exit file then):
+    such a pane is followed by another, up to three."""
+    for attempt in range(3):
+        server.spawn(f"w{attempt}", argv, env={}, cwd=work)
+        wait_until(lambda: (p := server.pane(f"w{attempt}")) is not None and p.dead)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pane = server.pane(f"w{attempt}")
+            if pane and (pane.exit_status is not None or pane.signal is not None):
+                return pane
+            time.sleep(0.05)
+    raise AssertionError("tmux reported no exit status or signal for three panes in a row")
 
 
 def test_a_dead_pane_keeps_its_exit_status(server: TmuxServer, work: Path) -> None:
-    server.spawn("w1", ["sh", "-c", "exit 3"], env={}, cwd=work)
-    pane = wait_until(lambda: _ended(server, "w1"))
+    pane = _ended(server, ["sh", "-c", "exit 3"], work)
     assert pane.exit_status == 3 and pane.signal is None
-    assert server.sessions() == ["w1"]
+    assert pane.session in server.sessions()
 
 
 def test_a_pane_killed_by_a_signal_reports_it(server: TmuxServer, work: Path) -> None:
-    server.spawn("w1", ["sh", "-c", "kill -9 $$"], env={}, cwd=work)
-    pane = wait_until(lambda: _ended(server, "w1"))
+    pane = _ended(server, ["sh", "-c", "kill -9 $$"], work)
     assert pane.signal == 9 and pane.exit_status is None
 
 
