@@ -34,19 +34,28 @@ def write_plan(path: Path, tasks: list[dict[str, Any]]) -> Path:
     return path
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "the condition") -> T:
-    """Poll `predicate` until it is truthy and return its value; fail the test with `what` after `timeout` s.
-
-    The deadline only bounds a failure: it is far above how long anything takes, so that load (both cores
-    busy) can stretch the wait without failing the test."""
+def poll_until(predicate: Callable[[], T], timeout: float) -> T | None:
+    """Poll `predicate` until it is truthy and return its value, or None once `timeout` s have passed (for a
+    test that goes on another way when a condition does not come, as when tmux misses a pane's status)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            return None
         time.sleep(0.02)
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "the condition") -> T:
+    """Poll `predicate` until it is truthy and return its value; fail the test with `what` after `timeout` s.
+
+    The deadline only bounds a failure: it is far above how long anything takes, so that load (both cores
+    busy) can stretch the wait without failing the test."""
+    value = poll_until(predicate, timeout)
+    if not value:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value
 
 
 def start_one_task(home: SwarmHome, tmp_path: Path, description: str) -> str:

@@ -3,14 +3,13 @@
 import os
 import shutil
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
 from swarmd.home import SOCKET_FALLBACK_DIR, SwarmHome
 from swarmd.workers.tmux import PaneInfo, TmuxError, TmuxServer
-from swarmkit import wait_until
+from swarmkit import poll_until, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -92,12 +91,10 @@ def _ended(server: TmuxServer, argv: list[str], work: Path) -> PaneInfo:
     for attempt in range(3):
         server.spawn(f"w{attempt}", argv, env={}, cwd=work)
         wait_until(lambda: (p := server.pane(f"w{attempt}")) is not None and p.dead)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            pane = server.pane(f"w{attempt}")
-            if pane and (pane.exit_status is not None or pane.signal is not None):
-                return pane
-            time.sleep(0.05)
+        pane = poll_until(lambda: (p := server.pane(f"w{attempt}")) is not None
+                          and (p.exit_status is not None or p.signal is not None) and p, 10)
+        if pane is not None:
+            return pane
     raise AssertionError("tmux reported no exit status or signal for three panes in a row")
 
 
@@ -193,16 +190,6 @@ def test_kill_server_leaves_no_server(server: TmuxServer, work: Path) -> None:
     assert server.panes() == {} and server.sessions() == []
 
 
-def _appears(path: Path, timeout: float) -> bool:
-    """Whether `path` has content within `timeout` s (False, not a failure, when it has none by then)."""
-    deadline = time.monotonic() + timeout
-    while not read_text(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_exit_hook_fires_when_a_pane_dies(server: TmuxServer, work: Path) -> None:
     out = work / "hook #{x} $HOME 'q' \"q\";.out"
     server.spawn("keeper", LONG, env={}, cwd=work)
@@ -213,7 +200,7 @@ def test_exit_hook_fires_when_a_pane_dies(server: TmuxServer, work: Path) -> Non
     for attempt in range(3):
         pane = server.spawn(f"w.{attempt}", ["sh", "-c", "exit 7"], env={}, cwd=work)
         panes[pane.pane_id] = pane.session
-        if _appears(out, 30):
+        if poll_until(lambda: read_text(out), 30):
             break
     seen = wait_until(lambda: read_text(out)).splitlines()
     pane_id = seen[0].removeprefix("SWARM_PANE_ID=")
