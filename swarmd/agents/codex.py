@@ -43,6 +43,7 @@ HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", 
                "SessionEnd")
 TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PermissionRequest"})
 HOOK_TIMEOUT = 30  # seconds codex gives one hook run
+SESSION_END_TIMEOUT = 3  # codex's ceiling for a SessionEnd hook (it clamps a longer one, changing its trust hash)
 DEFAULT_HOOK_TIMEOUT = 600  # what codex puts in a hook's identity when the hook names none
 
 
@@ -97,9 +98,13 @@ class CodexAgent(Agent):
     def hooks(self, setup: WorkerSetup) -> dict[str, list[dict[str, Any]]]:
         """The `hooks` of hooks.json: each event in HOOK_EVENTS runs our hook command (tool events for every
         tool)."""
-        handler = {"type": "command", "command": shlex.join(self.hook_argv(setup)), "timeout": HOOK_TIMEOUT}
-        return {event: [{"matcher": "*", "hooks": [handler]} if event in TOOL_EVENTS else {"hooks": [handler]}]
-                for event in HOOK_EVENTS}
+        command = shlex.join(self.hook_argv(setup))
+        hooks = {}
+        for event in HOOK_EVENTS:
+            handler = {"type": "command", "command": command,
+                       "timeout": SESSION_END_TIMEOUT if event == "SessionEnd" else HOOK_TIMEOUT}
+            hooks[event] = [{"matcher": "*", "hooks": [handler]} if event in TOOL_EVENTS else {"hooks": [handler]}]
+        return hooks
 
 
 def trust_hash(event: str, group: dict[str, Any]) -> str:

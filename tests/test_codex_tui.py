@@ -1,0 +1,106 @@
+"""Interactive Codex workers (the `codex-tui` profile) with the real codex 0.171.0 TUI in tmux against the scripted
+model: the task's multi-line prompt is pasted into the pane and taken as one turn, the agent writes the file
+through its shell tool and reports DONE with `agentmail`, the task validates, its own lifecycle hooks (trusted
+before launch) report starting -> working -> idle, and once the worker's session ends no process of it is left
+(codex's app-server daemon would outlive the TUI). Its dialogs are read from real screens."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agentclis import agent_env
+from conftest import run_cli
+from modelserver import ModelServer, Text, WriteFile, from_prompt
+from protocol.event import EventType
+from protocol.task import TaskStatus
+from swarmd.home import SwarmHome
+from swarmd.ledger.log import Ledger
+from swarmd.workers.panestate import CODEX, PaneState, PaneWatcher, read_screen
+from swarmkit import events, init_home, wait_until, write_plan
+
+REPORT = r"^\s*agentmail send .*--type {kind} .*$"
+PANES = Path(__file__).parent / "panes"
+
+
+def processes_using(path: Path) -> list[str]:
+    """The command lines of live processes whose command line or environment names `path` (a worker's
+    CODEX_HOME): a codex TUI, its app-server daemon, a shell it started."""
+    found = []
+    needle = str(path).encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue  # ended while we looked, or not ours to read
+        if state != "Z" and (needle in cmdline or needle in environ):
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def agent_states(home: SwarmHome, worker: str) -> list[str]:
+    return [e.detail["fields"]["metadata"]["agent_state"] for e in events(home)
+            if e.type == EventType.AGENT_UPDATED and e.detail.get("name") == worker
+            and "agent_state" in e.detail["fields"].get("metadata", {})]
+
+
+def test_interactive_codex_takes_its_prompt_as_one_turn_reports_done_and_leaves_no_process(
+        agent_clis: dict[str, Path], model_server: ModelServer, swarm_home: SwarmHome, tmp_path: Path) -> None:
+    project = swarm_home.root.parent
+    model_server.script([Text("On it."), from_prompt(REPORT.format(kind="PROGRESS"))],
+                        [WriteFile(str(project / "out.txt"), "made in the pane\n")],
+                        [from_prompt(REPORT.format(kind="DONE"))],
+                        [Text("All done.")])
+    init_home(swarm_home, max_workers=1)
+    with open(swarm_home.config_file, "a") as config:
+        config.write("shutdown_grace = 1.0\n")  # the validated worker's session is ended soon after
+    plan = write_plan(tmp_path / "plan.json", [{
+        "id": "job", "title": "write out.txt", "profile": "codex-tui",
+        "description": "Write out.txt.\n\nIt says: made in the pane.\n\nThen report DONE.",
+        "validation": {"checks": [{"kind": "content_check", "path": "out.txt", "pattern": "made in the pane"}]}}])
+    env = {**agent_env(tmp_path / "clis", model_server.url), "OPENAI_API_KEY": "sk-test-0000"}
+    user_config = Path(env["CODEX_HOME"]) / "config.toml"  # the user's model: without one the TUI (0.171.0)
+    user_config.write_text('model = "gpt-test"\n' + user_config.read_text())  # picks its own, offered no tools
+    assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), env=env).returncode == 0
+    try:
+        ledger = Ledger(swarm_home)
+        wait_until(lambda: ledger.task("job").status == TaskStatus.DONE, 120, "the task to be validated")
+        worker = ledger.task("job").attempts[-1].worker
+        codex_home = (swarm_home.run_dir / "agents" / worker / "codex").resolve()
+        wait_until(lambda: "idle" in agent_states(swarm_home, worker), 60, "the agent idle after its turn")
+        wait_until(lambda: not processes_using(codex_home), 60, "every process of the ended worker gone")
+    finally:
+        run_cli("swarm", "down", "--home", str(swarm_home.root))
+    first = model_server.scripted()[0].text()
+    assert "It says: made in the pane.\n\nThen report DONE." in first, "the multi-line prompt is one turn"
+    assert sum("# Task job: write out.txt" in r.text() for r in model_server.scripted()[:1]) == 1
+    states = agent_states(swarm_home, worker)
+    assert states[:3] == ["starting", "working", "idle"], states  # SessionStart, UserPromptSubmit: the hooks ran
+    progress = [e for e in events(swarm_home) if e.type == EventType.PROGRESS and e.agent == worker]
+    assert progress, "the agent's own PROGRESS reached the ledger"
+    assert not (codex_home / "packages").exists(), "no app-server daemon was installed for the worker"
+
+
+@pytest.mark.parametrize("name, options, destructive", [
+    ("codex-approval", ("Yes, proceed (y)", "Yes, and don't ask again for commands that start with `rm -rf build` (p)",
+                        "No, and tell Codex what to do differently (esc)"), True),
+    ("codex-hooks-review", ("Review hooks", "Trust all and continue", "Continue without trusting (hooks won't run)"),
+     False),
+])
+def test_codex_dialogs_are_read_from_real_screens(name: str, options: tuple[str, ...], destructive: bool) -> None:
+    """codex 0.171.0 marks the selected option in column 0, where its composer starts: the screen is a dialog
+    (needs_input, never idle) with its text and options, not a composer holding text."""
+    reading = read_screen((PANES / f"{name}.txt").read_text(), CODEX)
+    assert reading.dialog is not None and reading.dialog.options == options and reading.dialog.selected == 0
+    assert reading.dialog.destructive is destructive
+    assert ("rm -rf build" in reading.dialog.text) is destructive and "OpenAI Codex" not in reading.dialog.text
+    watcher = PaneWatcher(tmux=None, session="w", agent=CODEX)  # type: ignore[arg-type]
+    assert [watcher.judge(reading).state for _ in range(3)] == [PaneState.NEEDS_INPUT] * 3
+
+
+def test_codex_busy_while_a_tool_runs() -> None:
+    idle, busy = (read_screen((PANES / f"{name}.txt").read_text(), CODEX) for name in ("codex-idle", "codex-working-tool"))
+    assert busy.busy and not idle.busy and idle.dialog is None and busy.dialog is None
+    assert read_screen("◦ Working (3s)\n\n› Ask Codex to do anything\n", CODEX).busy
