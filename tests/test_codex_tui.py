@@ -55,7 +55,7 @@ def test_interactive_codex_takes_its_prompt_as_one_turn_reports_done_and_leaves_
                         [Text("All done.")])
     init_home(swarm_home, max_workers=1)
     with open(swarm_home.config_file, "a") as config:
-        config.write("shutdown_grace = 1.0\n")  # the validated worker's session is ended soon after
+        config.write("shutdown_grace = 10.0\n")  # time for its last turn, then its session is ended
     plan = write_plan(tmp_path / "plan.json", [{
         "id": "job", "title": "write out.txt", "profile": "codex-tui",
         "description": "Write out.txt.\n\nIt says: made in the pane.\n\nThen report DONE.",

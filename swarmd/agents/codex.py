@@ -32,7 +32,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from swarmd.agents.base import Agent, WorkerSetup, write_context, write_private
+from swarmd.agents.base import Agent, WorkerSetup, last_session, write_context, write_private
 from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome
 from swarmd.mcp.config import SERVER_NAME, codex_toml, server_entry
@@ -160,6 +160,17 @@ def _user_codex_home(env: dict[str, str]) -> Path | None:
     chosen = env.get("CODEX_HOME") or os.environ.get("CODEX_HOME")
     path = Path(chosen) if chosen else Path.home() / ".codex"
     return path if path.is_dir() else None
+
+
+def from_main_thread(payload: dict[str, Any], agent_dir: Path) -> bool:
+    """Whether a payload is about the agent's own conversation. Codex's `notify` also fires for its side threads
+    (the 0.171.0 TUI titles each task in a thread of its own, which ends while the agent still works): once the
+    hooks have named the session, a notify of another thread is not the agent's."""
+    thread = payload.get("thread-id")
+    if payload.get("type") != "agent-turn-complete" or not thread:
+        return True
+    known = last_session(agent_dir)
+    return known is None or thread == known
 
 
 def state_of(payload: dict[str, Any]) -> tuple[str, str] | None:

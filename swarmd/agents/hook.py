@@ -65,7 +65,7 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
         from swarmd.agents import claude as adapter
     else:
         from swarmd.agents import codex as adapter  # type: ignore[no-redef]
-    found = adapter.state_of(payload)
+    found = adapter.state_of(payload) if cli == "claude" or adapter.from_main_thread(payload, agent_dir) else None
     if found is not None:
         state, detail = found
         report: dict[str, Any] = {"state": state, "detail": detail[:2000]}
