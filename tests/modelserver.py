@@ -159,8 +159,10 @@ class ModelServer:
         return total
 
     def _next_turn(self, path: str, body: dict[str, Any]) -> _Scripted | None:
-        if not body.get("tools"):
-            return None  # a side call (title, quota probe, summary; Codex's thread title): not the conversation
+        if not path.endswith("/responses") and not body.get("tools"):
+            return None  # a side call (title, quota probe, summary): not the agent's conversation
+        if _structured(body):
+            return None  # Codex's side call (the TUI's task title, a JSON schema answer): not the conversation
         with self.lock:
             return self.turns.pop(0) if self.turns else _Scripted([Text("(end of script)")])
 
@@ -336,6 +338,14 @@ def _codex_command(block: Shell | WriteFile) -> str:
 def _codex_exec(block: Shell | WriteFile) -> str:
     """`codex exec` (0.171) runs commands through its `exec` tool: JavaScript that calls `tools.exec_command`."""
     return f"const r = await tools.exec_command({{cmd: {json.dumps(_codex_command(block))}}});\ntext(r.output);\n"
+
+
+def _structured(body: dict[str, Any]) -> bool:
+    """Whether a Responses request asks for an answer in a JSON schema (codex 0.171's TUI titles each task so,
+    in a thread of its own); the agent's own turns never do."""
+    text = body.get("text")
+    return isinstance(text, dict) and isinstance(text.get("format"), dict) and \
+        text["format"].get("type") == "json_schema"
 
 
 def _offers_function(body: dict[str, Any], name: str) -> bool:
