@@ -101,6 +101,48 @@ def test_codex_dialogs_are_read_from_real_screens(name: str, options: tuple[str,
 
 
 def test_codex_busy_while_a_tool_runs() -> None:
-    idle, busy = (read_screen((PANES / f"{name}.txt").read_text(), CODEX) for name in ("codex-idle", "codex-working-tool"))
+    idle, busy = (read_screen((PANES / f"{name}.txt").read_text(), CODEX)
+                  for name in ("codex-idle", "codex-working-tool"))
     assert busy.busy and not idle.busy and idle.dialog is None and busy.dialog is None
     assert read_screen("◦ Working (3s)\n\n› Ask Codex to do anything\n", CODEX).busy
+
+
+# Written by codex 0.171.0's own "Trust all and continue" into config.toml for these hooks.json groups.
+LOG = "/tmp/cx-scratch/hooklog"
+CODEX_TRUSTED = [
+    ("SessionStart", {"hooks": [{"type": "command", "command": f"echo SessionStart >> {LOG}; cat >> {LOG}"}]},
+     "sha256:4a66604055fea845859ed60731541d7c7c3ffc07c5e14afc903765cb24c9bbcd"),
+    ("PreToolUse", {"matcher": "*",
+                    "hooks": [{"type": "command", "command": f"echo PreToolUse >> {LOG}; cat >> {LOG}"}]},
+     "sha256:fd1d52e9676d49a6b98a6467ee21c755f07e761c12c5a6096fc123c266d797fa"),
+]
+
+
+@pytest.mark.parametrize("event, group, expected", CODEX_TRUSTED)
+def test_hook_trust_hash_is_the_one_codex_writes(event: str, group: dict, expected: str) -> None:
+    from swarmd.agents.codex import trust_hash
+    assert trust_hash(event, group) == expected
+
+
+def test_worker_config_keeps_the_users_tables_and_adds_trust_and_no_daemon(swarm_home: SwarmHome,
+                                                                          tmp_path: Path) -> None:
+    """The user's config.toml (with its own `[features]`) is carried over; the daemon is switched off inside
+    their table, each of our hooks is trusted by its hooks.json key, and the result is valid TOML."""
+    import tomllib
+
+    from swarmd.agents.base import WorkerSetup
+    from swarmd.agents.codex import HOOK_EVENTS, CodexAgent
+    swarm_home.ensure_dirs()
+    user = tmp_path / "user-codex"
+    user.mkdir()
+    (user / "config.toml").write_text('model = "gpt-test"\n\n[features]\nplugins = false\n')
+    setup = WorkerSetup(home=swarm_home.root, worker="w1", task="job", workdir=tmp_path,
+                        agent_dir=swarm_home.run_dir / "agents" / "w1", env={"CODEX_HOME": str(user)})
+    codex_home = Path(CodexAgent().prepare(setup)["CODEX_HOME"])
+    config = tomllib.loads((codex_home / "config.toml").read_text())
+    assert config["model"] == "gpt-test" and config["features"] == {"plugins": False, "daemon_auto_start": False}
+    states = config["hooks"]["state"]
+    assert sorted(states) == sorted(f"{codex_home / 'hooks.json'}:{key}:0:0" for key in (
+        "session_start", "user_prompt_submit", "pre_tool_use", "post_tool_use", "permission_request", "stop",
+        "session_end"))
+    assert len(HOOK_EVENTS) == len(states) and all(s["trusted_hash"].startswith("sha256:") for s in states.values())

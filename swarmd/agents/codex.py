@@ -19,6 +19,10 @@ Facts checked against codex 0.171.0 (tests/test_agents.py runs the real CLI agai
   `source`; SessionStart fires with the first turn, not at launch.
 - The TUI starts a shared app-server daemon (under `$CODEX_HOME/packages/app-server-daemon/`) that outlives it,
   reparented to init, unless `features.daemon_auto_start = false` or `--no-daemon`.
+- The TUI's composer (`› `) takes a bracketed paste (`paste-buffer -p`) as one text, shown as its lines or, when
+  long, as "[Pasted Content N chars]"; a separate Enter submits it as one turn, also while its MCP servers still
+  start ("Waiting for startup", the turn then begins). It titles each task in a side thread whose end fires
+  `notify` (not the hooks): `from_main_thread` tells them apart.
 - The TUI's shell tool is the `exec_command` function (no `exec` wrapper), with `-a never -s workspace-write`
   commands run in the sandbox without a dialog; `--add-dir` makes the swarm home writable for the mail.
 """
