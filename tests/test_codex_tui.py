@@ -4,7 +4,9 @@ through its shell tool and reports DONE with `agentmail`, the task validates, it
 before launch) report starting -> working -> idle, and once the worker's session ends no process of it is left
 (codex's app-server daemon would outlive the TUI). Its dialogs are read from real screens."""
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -23,10 +25,10 @@ REPORT = r"^\s*agentmail send .*--type {kind} .*$"
 PANES = Path(__file__).parent / "panes"
 
 
-def processes_using(path: Path) -> list[str]:
-    """The command lines of live processes whose command line or environment names `path` (a worker's
+def processes_using(path: Path) -> dict[int, str]:
+    """The live processes (pid: command line) whose command line or environment names `path` (a worker's
     CODEX_HOME): a codex TUI, its app-server daemon, a shell it started."""
-    found = []
+    found = {}
     needle = str(path).encode()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -36,7 +38,7 @@ def processes_using(path: Path) -> list[str]:
         except OSError:
             continue  # ended while we looked, or not ours to read
         if state != "Z" and (needle in cmdline or needle in environ):
-            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+            found[int(pid)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
     return found
 
 
@@ -64,15 +66,19 @@ def test_interactive_codex_takes_its_prompt_as_one_turn_reports_done_and_leaves_
     user_config = Path(env["CODEX_HOME"]) / "config.toml"  # the user's model: without one the TUI (0.171.0)
     user_config.write_text('model = "gpt-test"\n' + user_config.read_text())  # picks its own, offered no tools
     assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root), env=env).returncode == 0
+    codex_home = (swarm_home.run_dir / "agents" / "w1" / "codex").resolve()
     try:
         ledger = Ledger(swarm_home)
         wait_until(lambda: ledger.task("job").status == TaskStatus.DONE, 120, "the task to be validated")
         worker = ledger.task("job").attempts[-1].worker
-        codex_home = (swarm_home.run_dir / "agents" / worker / "codex").resolve()
+        assert worker == "w1"
         wait_until(lambda: "idle" in agent_states(swarm_home, worker), 60, "the agent idle after its turn")
         wait_until(lambda: not processes_using(codex_home), 60, "every process of the ended worker gone")
     finally:
         run_cli("swarm", "down", "--home", str(swarm_home.root))
+        for pid in processes_using(codex_home):  # what a failing run left behind must not outlive the test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     first = model_server.scripted()[0].text()
     assert "It says: made in the pane.\n\nThen report DONE." in first, "the multi-line prompt is one turn"
     assert sum("# Task job: write out.txt" in r.text() for r in model_server.scripted()[:1]) == 1
