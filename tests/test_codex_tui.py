@@ -106,11 +106,17 @@ def test_codex_dialogs_are_read_from_real_screens(name: str, options: tuple[str,
     assert [watcher.judge(reading).state for _ in range(3)] == [PaneState.NEEDS_INPUT] * 3
 
 
-def test_codex_busy_while_a_tool_runs() -> None:
-    idle, busy = (read_screen((PANES / f"{name}.txt").read_text(), CODEX)
-                  for name in ("codex-idle", "codex-working-tool"))
+def test_codex_working_idle_and_limited_screens() -> None:
+    """Real codex 0.171.0 screens: its "Working" bullet blinks to "◦" while a tool runs (busy either way); a 429
+    from the provider ends the turn with "last status: 429" under the prompt (rate limited, no reset time)."""
+    idle, busy, limited = (read_screen((PANES / f"{name}.txt").read_text(), CODEX)
+                           for name in ("codex-idle", "codex-working-tool", "codex-ratelimit"))
     assert busy.busy and not idle.busy and idle.dialog is None and busy.dialog is None
     assert read_screen("◦ Working (3s)\n\n› Ask Codex to do anything\n", CODEX).busy
+    assert limited.limit is not None and "429" in limited.limit and idle.limit is None and not limited.busy
+    watcher = PaneWatcher(tmux=None, session="w", agent=CODEX)  # type: ignore[arg-type]
+    look = watcher.judge(limited)
+    assert look.state == PaneState.RATE_LIMITED and look.resets_at is None
 
 
 # Written by codex 0.171.0's own "Trust all and continue" into config.toml for these hooks.json groups.
