@@ -143,6 +143,9 @@ def test_a_faint_placeholder_is_not_text_someone_typed() -> None:
     assert composer(unfaint(CODEX_EMPTY)) == "" and composer(CODEX_EMPTY.replace("\x1b[2m", "")) != ""
     assert composer(unfaint(CLAUDE_TYPED)) == "typed by a person"
     assert unfaint("a\x1b[2mb\nc\x1b[22md\x1b[38;2;2;2;2me\x1b[2;38;5;2mf") == "a\nde"
+    # claude after an API error: the cursor's cell holds the placeholder's first character
+    assert composer(unfaint("❯\xa0\x1b[7mR\x1b[27m\x1b[2mesend your message to try again\n\x1b[22m")) == ""
+    assert composer(unfaint("❯\xa0ab\x1b[7mc\x1b[27m\n")) == "abc"  # a person's text with the cursor on it
 
 
 def test_a_persons_unsent_text_holds_a_steer_until_it_is_sent(agent_clis: dict[str, Path], tmux: TmuxServer,

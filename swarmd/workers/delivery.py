@@ -124,19 +124,29 @@ def composer(screen: str) -> str | None:
 
 def unfaint(screen: str) -> str:
     """A screen captured with its escape sequences (`capture-pane -e`) as plain text, without the text drawn
-    faint (SGR 2, as agents draw an empty composer's placeholder)."""
-    out, faint, at = [], False, 0
+    faint (SGR 2, as agents draw an empty composer's placeholder). The cursor's one reverse-video cell (SGR 7)
+    just before faint text is the placeholder's first character (claude-code 2.1.332 draws "Resend your message
+    to try again" so, after an API error) and goes too."""
+    runs: list[tuple[str, bool, bool]] = []  # (text, faint, reverse)
+    faint = reverse = False
+    at = 0
     for match in [*_SGR.finditer(screen), None]:
         end = match.start() if match else len(screen)
-        out.append("\n" * screen.count("\n", at, end) if faint else screen[at:end])  # rows stay rows
+        if end > at:
+            runs.append((screen[at:end], faint, reverse))
         if match:
-            faint, at = _faint_after(faint, match.group(1)), match.end()
+            (faint, reverse), at = _style_after((faint, reverse), match.group(1)), match.end()
+    out = []
+    for i, (text, faint, reverse) in enumerate(runs):
+        cursor = reverse and len(text) == 1 and i + 1 < len(runs) and runs[i + 1][1]
+        out.append("\n" * text.count("\n") if faint or cursor else text)  # rows stay rows
     return _OTHER_ESCAPE.sub("", "".join(out))
 
 
-def _faint_after(faint: bool, params: str) -> bool:
-    """Whether text is faint after an SGR sequence with `params` (`2` sets it, `0`/empty and `22` reset it; the
-    colour arguments of `38`, `48`, `58` are skipped)."""
+def _style_after(style: tuple[bool, bool], params: str) -> tuple[bool, bool]:
+    """(faint, reverse) after an SGR sequence with `params` (`2` and `7` set them, `22` and `27` reset them, `0` or
+    nothing resets both; the colour arguments of `38`, `48`, `58` are skipped)."""
+    faint, reverse = style
     codes = [p.split(":")[0] for p in params.split(";")] if params else ["0"]
     i = 0
     while i < len(codes):
@@ -144,12 +154,12 @@ def _faint_after(faint: bool, params: str) -> bool:
         if code in ("38", "48", "58"):
             i += 3 if codes[i + 1:i + 2] == ["5"] else 5 if codes[i + 1:i + 2] == ["2"] else 1
             continue
-        if code in ("", "0", "22"):
-            faint = False
-        elif code == "2":
-            faint = True
+        if code in ("", "0"):
+            faint = reverse = False
+        faint = True if code == "2" else False if code == "22" else faint
+        reverse = True if code == "7" else False if code == "27" else reverse
         i += 1
-    return faint
+    return faint, reverse
 
 
 def typed_text(tmux: TmuxServer, session: str) -> str:
