@@ -75,7 +75,14 @@ class Deliveries:
         """Whether a delivery to `worker` may start: none in flight, and its backoff (if any) over."""
         return worker not in self.running and now >= self.next_try.get(worker, 0.0)
 
+    def forget(self, live: set[str]) -> None:
+        """Drop the failure counts and backoffs of workers not in `live` (those that ended)."""
+        for table in (self.failures, self.next_try):
+            for name in set(table) - live:
+                del table[name]
+
     def stop(self) -> None:
+        """End the waits of the deliveries in flight (each then fails as cancelled) and start no more."""
         self.cancel.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -104,6 +111,7 @@ class Queues:
         prompts waiting whose pane shows it idle (none in flight for it, its backoff over). Never waits."""
         for outcome in self.deliveries.finished():
             self.delivery_ended(outcome)
+        self.deliveries.forget(set(self.workers))
         for name in list(self.workers):
             if not self.deliveries.ready(name, self.monotonic()):
                 continue
