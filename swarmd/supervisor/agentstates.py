@@ -1,19 +1,27 @@
 """The supervisor's reaction to AGENT_STATE mail (a worker's agent hooks report what it does): the state goes
 into the registry entry's metadata (so `swarm status`, the registry and the feed show it), and a change in the
 agent's own usage records becomes a `cost_update` event carrying the difference. An agent that hit a usage limit
-is paused (not failed) until the limit resets, then told to continue."""
+is paused (not failed) until the limit resets, then told to continue; the pause is in the registry too
+(`paused_until`, `paused_at`, `paused_for`), so a restarted supervisor takes it up again. An agent waiting on a
+dialog is `needs_input`, with the dialog's text and options, and a `question` in the feed.
+
+The pane is the fallback for what the hooks may not say: each interactive agent's pane is looked at about once
+a second (`watch_panes`), and a dialog or a usage-limit notice seen there acts as the hooks' report would.
+"""
 
 import shlex
-from datetime import datetime, timedelta
+from contextlib import suppress
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from protocol.event import EventType
-from protocol.ids import utcnow
 from protocol.messages import AgentRunState, Message
 from protocol.task import LIVE_STATUSES
 from swarmd.errors import SwarmError
+from swarmd.ledger.questions import first_line
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
-from swarmd.workers.panestate import parse_reset
+from swarmd.workers.dialogs import Dialog, parse_dialog
+from swarmd.workers.panestate import Look, PaneState, parse_reset
 
 ASK_TO_REPORT = """You have stopped without reporting on task {task}. If it is done, report DONE; if you cannot finish it,
 report FAILED with the reason:
@@ -25,6 +33,10 @@ report FAILED with the reason:
 CONTINUE = "The usage limit you hit has reset. Continue with task {task} where you left off."
 
 STATE_KEYS = ("agent_state", "state_detail", "session_id", "usage")
+PANE_LOOK = 1.0  # seconds between the supervisor's own looks at one interactive agent's pane
+# Looks in a row that must show a usage-limit notice before the screen alone pauses a worker: its hooks, when it
+# has them, tell sooner and give the reset time.
+LIMIT_LOOKS = 2
 
 
 class AgentStates:
@@ -45,10 +57,14 @@ class AgentStates:
         if usage:
             new["usage"] = usage
         if state == AgentRunState.RATE_LIMITED:
-            until = self.pause(msg.sender, body.resets_at or parse_reset(body.detail, utcnow()))
-            new["paused_until"] = until.isoformat() if until else old.get("paused_until")
+            if self.pause(msg.sender, body.resets_at or parse_reset(body.detail, self.clock())):
+                new.update(self.pause_fields(msg.sender))
         elif state in (AgentRunState.WORKING, AgentRunState.EXITED) and self.unpause(msg.sender):
-            new["paused_until"] = None
+            new.update(self.pause_fields(msg.sender))
+        if state == AgentRunState.NEEDS_INPUT:
+            new["state_detail"] = self.ask_about_dialog(msg.sender, body.detail)
+        elif (worker := self.workers.get(msg.sender)) is not None:
+            worker.asked_about = None  # the dialog, if there was one, is gone
         if new != old:
             summary = f"{msg.sender} is {state.value}" + (f": {body.detail.splitlines()[0][:200]}"
                                                            if body.detail.strip() else "")
@@ -72,7 +88,7 @@ class AgentStates:
         worker = self.workers.get(name)
         if worker is None or worker.paused_since is not None:
             return None
-        now = utcnow()
+        now = self.clock()
         wait = max(0.0, (resets_at - now).total_seconds()) if resets_at else self.config.rate_limit_wait
         worker.paused_since = self.monotonic()
         worker.resume_at = worker.paused_since + wait
@@ -103,9 +119,105 @@ class AgentStates:
         entry = self.ledger.registry().get(worker.name)
         if entry is not None:
             self.ledger.update_agent(worker.name, SUPERVISOR, summary=f"{worker.name}: usage limit reset",
-                                     metadata={**entry.metadata, "paused_until": None})
+                                     metadata={**entry.metadata, **self.pause_fields(worker.name)})
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, worker.task,
                            summary=f"{worker.name}: its usage limit has reset; queued a prompt to continue")
+
+    def pause_fields(self, name: str) -> dict[str, Any]:
+        """Worker `name`'s pause as registry metadata, what a restarted supervisor needs to take it up again
+        (`resume_paused`): `paused_until` and `paused_at` (ISO UTC; None when not paused) and `paused_for` (seconds
+        of its earlier, ended pauses)."""
+        worker = self.workers[name]
+        if worker.paused_since is None or worker.resume_at is None:
+            return {"paused_until": None, "paused_at": None, "paused_for": round(worker.paused_for, 3)}
+        wall, now = self.clock(), self.monotonic()
+        return {"paused_until": (wall + timedelta(seconds=worker.resume_at - now)).isoformat(),
+                "paused_at": (wall - timedelta(seconds=now - worker.paused_since)).isoformat(),
+                "paused_for": round(worker.paused_for, 3)}
+
+    def resume_paused(self, worker: WorkerState, metadata: dict[str, Any]) -> None:
+        """Take up the pause a supervisor before this one recorded for `worker` (its registry `metadata`, see
+        `pause_fields`): it stays paused until the recorded reset (at once due when that has passed), and the
+        paused time, before and since the restart, stays out of its timeout."""
+        with suppress(TypeError, ValueError):
+            worker.paused_for = float(metadata.get("paused_for") or 0.0)
+        until, since = _when(metadata.get("paused_until")), _when(metadata.get("paused_at"))
+        if until is None:
+            return
+        wall, now = self.clock(), self.monotonic()
+        worker.paused_since = now - max(0.0, (wall - (since or wall)).total_seconds())
+        worker.resume_at = now + max(0.0, (until - wall).total_seconds())
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, worker.task,
+                           summary=f"{worker.name} is still paused until {until:%Y-%m-%d %H:%M:%S} UTC "
+                                   "(a usage limit, taken up after the supervisor's restart)")
+
+    def ask_about_dialog(self, name: str, detail: str, dialog: Dialog | None = None) -> str:
+        """Worker `name` waits on a dialog: the text to show for it (the dialog's own text and options when its
+        pane shows one, `dialog` if already read, else `detail`, what its hook said); the first time in a wait, a
+        `question` in the feed says so (`swarm answer W CHOICE` answers it)."""
+        worker = self.workers.get(name)
+        if worker is None:
+            return detail
+        dialog = dialog or self._dialog_on_screen(worker)
+        text = dialog.describe() if dialog is not None else detail.strip() or "a dialog (see `swarm attach`)"
+        if worker.asked_about is None:
+            worker.asked_about = text
+            self.ledger.append(EventType.QUESTION, name, worker.task,
+                               summary=f"{name} waits on a dialog: {first_line(text)}", kind="dialog",
+                               question=text, options=list(dialog.options) if dialog is not None else [])
+        return text
+
+    def _dialog_on_screen(self, worker: WorkerState) -> Dialog | None:
+        if not self.interactive(worker.name):
+            return None
+        try:
+            return parse_dialog(self.tmux.screen(worker.session))
+        except SwarmError:
+            return None
+
+    def watch_panes(self) -> None:
+        """The pane fallback, about once a second per interactive agent: a dialog on its screen makes it
+        `needs_input` (with the dialog's text and a `question`) if its hooks have not said so; a usage-limit
+        notice seen on `LIMIT_LOOKS` looks in a row pauses it as the hooks' `rate_limited` would (until the
+        notice's reset time, else `rate_limit_wait`)."""
+        now = self.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.reported or now - worker.looked_at < PANE_LOOK or not self.interactive(worker.name):
+                continue
+            worker.looked_at = now
+            try:
+                look = self.watcher(worker.name).look()
+            except SwarmError:
+                continue  # tmux failed this once; the health checks judge a pane that is gone
+            worker.limit_looks = worker.limit_looks + 1 if look.state == PaneState.RATE_LIMITED else 0
+            if look.state == PaneState.NEEDS_INPUT and look.reading is not None and look.reading.dialog is not None:
+                self._show_state(worker, AgentRunState.NEEDS_INPUT,
+                                 self.ask_about_dialog(worker.name, "", look.reading.dialog))
+            elif look.state == PaneState.RATE_LIMITED and worker.limit_looks >= LIMIT_LOOKS:
+                self._limit_seen(worker, look)
+            elif look.state == PaneState.WORKING:
+                worker.asked_about = None
+
+    def _limit_seen(self, worker: WorkerState, look: Look) -> None:
+        """A usage-limit notice on the screen pauses the worker, unless it is paused already or a prompt (the
+        "continue" after a pause) is on its way to the agent."""
+        if worker.paused_since is not None or self.prompt_queue(worker.name).items():
+            return
+        if self.pause(worker.name, look.resets_at) is None:
+            return
+        notice = look.reading.limit if look.reading is not None and look.reading.limit else "a usage limit"
+        self._show_state(worker, AgentRunState.RATE_LIMITED, f"seen on its screen: {notice}",
+                         **self.pause_fields(worker.name))
+
+    def _show_state(self, worker: WorkerState, state: AgentRunState, detail: str, **fields: Any) -> None:
+        """Put a state read from the pane into the registry, as the hooks' would be (unless it says so already)."""
+        entry = self.ledger.registry().get(worker.name)
+        if entry is None:
+            return
+        new = {**entry.metadata, "agent_state": state.value, "state_detail": detail, **fields}
+        if new != entry.metadata:
+            self.ledger.update_agent(worker.name, SUPERVISOR, metadata=new,
+                                     summary=f"{worker.name} is {state.value}: {first_line(detail)}")
 
     def idle_after_work(self, name: str) -> None:
         """An interactive agent that went idle after working without DONE or FAILED is asked once to report
@@ -130,6 +242,15 @@ class AgentStates:
             screen = f"(the pane could not be read: {exc})"
         self._fail(task, worker, f"stuck: {name} stayed idle without reporting DONE or FAILED, even when asked."
                                  f"\nIts last screen:\n{screen}")
+
+
+def _when(value: Any) -> datetime | None:
+    """An ISO time from the registry as an aware datetime; None when absent or unreadable."""
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def usage_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -41,7 +41,7 @@ class Recovery:
                 continue
             session = self._recorded_session(registry, task.assignee or "")
             if task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):
-                self._adopt(task, session)
+                self._adopt(task, session, registry.get(task.assignee))
                 adopted.append(task.id)
             else:
                 self._abandon(task, "its worker is gone (the supervisor was down)")
@@ -58,12 +58,14 @@ class Recovery:
             self.ledger.append(EventType.SUPERVISOR_STARTED, SUPERVISOR, pid=os.getpid(),
                                summary=f"supervisor started (pid {os.getpid()}, max {self.max_workers} workers)")
 
-    def _adopt(self, task: Task, session: str) -> None:
+    def _adopt(self, task: Task, session: str, entry: RegistryEntry | None) -> None:
         attempt = task.attempts[-1]
         ran_for = max(0.0, (self.clock() - attempt.started).total_seconds())  # as well as the wall clock can say
         state = WorkerState(name=task.assignee or "", task=task.id, attempt=attempt.number, session=session,
                             started_at=self.monotonic() - ran_for, reported=task.status == TaskStatus.VALIDATING)
         self.workers[state.name] = state
+        if entry is not None and not state.reported:
+            self.resume_paused(state, entry.metadata)  # a usage-limit pause goes on to its reset time
         if task.status == TaskStatus.VALIDATING:
             self._validate(task, state)  # the DONE was taken before the crash; its check result was not
 
