@@ -18,7 +18,7 @@ from protocol.event import EventType
 from protocol.messages import AgentRunState, Message
 from protocol.task import LIVE_STATUSES
 from swarmd.errors import SwarmError
-from swarmd.ledger.questions import first_line
+from swarmd.ledger.questions import first_line, record_answer
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.dialogs import Dialog, parse_dialog
 from swarmd.workers.panestate import Look, PaneState, parse_reset
@@ -63,8 +63,8 @@ class AgentStates:
             new.update(self.pause_fields(msg.sender))
         if state == AgentRunState.NEEDS_INPUT:
             new["state_detail"] = self.ask_about_dialog(msg.sender, body.detail)
-        elif (worker := self.workers.get(msg.sender)) is not None:
-            worker.asked_about = None  # the dialog, if there was one, is gone
+        elif state in (AgentRunState.WORKING, AgentRunState.IDLE) and (worker := self.workers.get(msg.sender)):
+            self.dialog_closed(worker)
         if new != old:
             summary = f"{msg.sender} is {state.value}" + (f": {body.detail.splitlines()[0][:200]}"
                                                            if body.detail.strip() else "")
@@ -161,11 +161,19 @@ class AgentStates:
         dialog = dialog or self._dialog_on_screen(worker)
         text = dialog.describe() if dialog is not None else detail.strip() or "a dialog (see `swarm attach`)"
         if worker.asked_about is None:
-            worker.asked_about = text
-            self.ledger.append(EventType.QUESTION, name, worker.task,
-                               summary=f"{name} waits on a dialog: {first_line(text)}", kind="dialog",
-                               question=text, options=list(dialog.options) if dialog is not None else [])
+            worker.asked_about = self.ledger.append(
+                EventType.QUESTION, name, worker.task, summary=f"{name} waits on a dialog: {first_line(text)}",
+                kind="dialog", question=text, options=list(dialog.options) if dialog is not None else []).seq
         return text
+
+    def dialog_closed(self, worker: WorkerState) -> None:
+        """The agent goes on after a dialog: its question is closed, by an answer in the feed that says so unless
+        `swarm answer` gave one already (a person may have answered in the pane itself)."""
+        if worker.asked_about is None:
+            return
+        since, worker.asked_about = worker.asked_about, None
+        if not any(e.detail.get("answered") == worker.name for e in self.ledger.events(since_seq=since)):
+            record_answer(self.ledger, SUPERVISOR, worker.name, worker.task, "its dialog was answered in its pane", "")
 
     def _dialog_on_screen(self, worker: WorkerState) -> Dialog | None:
         if not self.interactive(worker.name):
@@ -196,12 +204,13 @@ class AgentStates:
             elif look.state == PaneState.RATE_LIMITED and worker.limit_looks >= LIMIT_LOOKS:
                 self._limit_seen(worker, look)
             elif look.state == PaneState.WORKING:
-                worker.asked_about = None
+                self.dialog_closed(worker)
 
     def _limit_seen(self, worker: WorkerState, look: Look) -> None:
-        """A usage-limit notice on the screen pauses the worker, unless it is paused already or a prompt (the
-        "continue" after a pause) is on its way to the agent."""
-        if worker.paused_since is not None or self.prompt_queue(worker.name).items():
+        """A usage-limit notice on the screen pauses the worker, unless it is paused already or the "continue"
+        after its last pause is still on its way to the agent (the notice stays on screen until then)."""
+        continuing = any(item.kind == "resume" for item in self.prompt_queue(worker.name).items())
+        if worker.paused_since is not None or continuing:
             return
         if self.pause(worker.name, look.resets_at) is None:
             return
