@@ -154,9 +154,10 @@ class AgentStates:
     def ask_about_dialog(self, name: str, detail: str, dialog: Dialog | None = None) -> str:
         """Worker `name` waits on a dialog: the text to show for it (the dialog's own text and options when its
         pane shows one, `dialog` if already read, else `detail`, what its hook said); the first time in a wait, a
-        `question` in the feed says so (`swarm answer W CHOICE` answers it)."""
+        `question` in the feed says so (`swarm answer W CHOICE` answers it). A headless agent has no dialog to
+        answer: its detail is shown as it is."""
         worker = self.workers.get(name)
-        if worker is None:
+        if worker is None or not self.interactive(name):
             return detail
         dialog = dialog or self._dialog_on_screen(worker)
         text = dialog.describe() if dialog is not None else detail.strip() or "a dialog (see `swarm attach`)"
@@ -176,8 +177,6 @@ class AgentStates:
             record_answer(self.ledger, SUPERVISOR, worker.name, worker.task, "its dialog was answered in its pane", "")
 
     def _dialog_on_screen(self, worker: WorkerState) -> Dialog | None:
-        if not self.interactive(worker.name):
-            return None
         try:
             return parse_dialog(self.tmux.screen(worker.session))
         except SwarmError:
