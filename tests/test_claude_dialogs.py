@@ -61,7 +61,7 @@ def test_a_permission_dialog_is_asked_answered_and_a_steer_waits_for_idle(
     with swarm_running(swarm_home, tmp_path, model_server, task) as ledger:
         worker = wait_until(lambda: ledger.task("job").assignee, 60, "the task assigned")
         shown = wait_until(lambda: (s := status_of(swarm_home, worker)).get("agent_state") == "needs_input"
-                           and "Options:" in s["agent_detail"] and s, 90, "`swarm status` showing the dialog")
+                           and "Options:" in s["agent_detail"] and s, 180, "`swarm status` showing the dialog")
         assert "python3" in shown["agent_detail"] and "1. Yes" in shown["agent_detail"], shown
         assert ledger.registry()[worker].metadata["agent_state"] == "needs_input"
         asked = [e for e in events(swarm_home) if e.type == EventType.QUESTION and e.agent == worker]
@@ -81,7 +81,7 @@ def test_a_permission_dialog_is_asked_answered_and_a_steer_waits_for_idle(
         supervisor_steps(swarm_home, 4)  # the supervisor looks at the busy pane: nothing is typed into it
         assert status_of(swarm_home, worker)["queued"] == [STEER] and not model_server.received("STEER-5")
         working.set()
-        wait_until(lambda: ledger.task("job").status == TaskStatus.DONE, 90, "the task to be validated")
+        wait_until(lambda: ledger.task("job").status == TaskStatus.DONE, 180, "the task to be validated")
         served = lambda: {k: sum(r.usage.get(k, 0) for r in model_server.scripted())  # noqa: E731
                           for k in ("input_tokens", "output_tokens")}
         wait_until(lambda: all(costs(swarm_home, worker).get(k) == v for k, v in served().items()), 60,

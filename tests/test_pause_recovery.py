@@ -3,11 +3,12 @@ TUI (2.1.332) in a worker under the real supervisor. The worker's own settings d
 `disableAllHooks`), so no AGENT_STATE mail comes: the scripted model's 429 shows on claude's screen only
 (tests/panes/claude-ratelimit.txt), and the supervisor's look at the pane pauses the worker. The supervisor is
 then SIGKILLed and started again while the worker is paused: it comes back with the worker still paused until
-the same time (neither failed nor stale), gives it the "continue" prompt at that time, and the task validates."""
+the same time (neither failed nor stale), gives it the "continue" prompt at that time, and the task validates.
+The pause's record and its taking up are checked on moved clocks too."""
 
 import os
 import signal
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from agentclis import agent_env
@@ -19,6 +20,8 @@ from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 from swarmd.operate import Operator
 from swarmd.supervisor.daemon import running_pid, wait_exit
+from swarmd.supervisor.loop import Supervisor
+from swarmd.supervisor.state import WorkerState
 from swarmkit import events, init_home, wait_until, write_plan
 from test_interactive_agents import REPORT, agent_states
 
@@ -45,7 +48,7 @@ def test_a_pause_seen_on_the_screen_survives_a_supervisor_sigkill(
     assert run_cli("swarm", "run", str(plan), *home, env=env).returncode == 0
     ledger, operator = Ledger(swarm_home), Operator(swarm_home)
     try:
-        paused = wait_until(lambda: [w for w in operator.status()["workers"] if w.paused_until], 90,
+        paused = wait_until(lambda: [w for w in operator.status()["workers"] if w.paused_until], 180,
                             "the worker paused from its screen")[0]
         assert paused.agent_state == "rate_limited" and "429" in paused.agent_detail, paused
 
@@ -59,7 +62,7 @@ def test_a_pause_seen_on_the_screen_survives_a_supervisor_sigkill(
         assert again.paused_until == paused.paused_until, "still paused until the same time"
         assert any(f"{paused.name} is still paused until" in e.summary for e in events(swarm_home))
 
-        wait_until(lambda: ledger.task("job").status == TaskStatus.DONE, 120, "the task to be validated")
+        wait_until(lambda: ledger.task("job").status == TaskStatus.DONE, 180, "the task to be validated")
     finally:
         run_cli("swarm", "down", *home)
     until = datetime.fromisoformat(paused.paused_until)
@@ -72,3 +75,47 @@ def test_a_pause_seen_on_the_screen_survives_a_supervisor_sigkill(
     assert model_server.scripted()[-1].text().count("[resume from supervisor]") == 1, "told to continue once"
     assert [a.outcome for a in ledger.task("job").attempts] == [AttemptOutcome.DONE], "one attempt, not failed"
     assert set(agent_states(swarm_home, paused.name)) == {"rate_limited"}, "no hook said anything: the pane did"
+
+
+class Clocks:
+    """A wall clock and a monotonic one the test moves together."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc), 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+def test_a_pause_is_recorded_to_be_taken_up_and_takes_the_reset_time_a_later_report_gives(
+        swarm_home: SwarmHome) -> None:
+    init_home(swarm_home)
+    clocks = Clocks()
+    first = Supervisor(swarm_home, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    first.workers["w1"] = WorkerState(name="w1", task="job", attempt=1, session="t-w1", started_at=clocks.mono,
+                                      paused_for=30.0)
+    assert first.pause("w1", None, on_screen=True) == clocks.wall + timedelta(seconds=60)  # rate_limit_wait
+    assert first.pause("w1", None) is None, "paused already, and no better reset time"
+    clocks.advance(10)
+    reset = clocks.wall + timedelta(minutes=5)
+    assert first.pause("w1", reset) == reset, "the agent's own reset time replaces the unknown one"
+    clocks.advance(20)
+    recorded = first.pause_fields("w1")
+    assert recorded == {"paused_until": reset.isoformat(), "paused_at": (clocks.wall - timedelta(seconds=30))
+                        .isoformat(), "paused_for": 30.0}
+
+    clocks.advance(100)  # the supervisor is down for 100 s; the next one starts on a new monotonic clock
+    clocks.mono = 5.0
+    second = Supervisor(swarm_home, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    worker = second.workers["w1"] = WorkerState(name="w1", task="job", attempt=1, session="t-w1", started_at=0.0)
+    second.resume_paused(worker, recorded)
+    assert worker.paused_since == 5.0 - 130 and worker.resume_at == 5.0 + 180 and worker.paused_for == 30.0
+    assert second.pause_fields("w1") == recorded, "the same pause, recorded the same way"
+    clocks.advance(150)
+    assert second.unpause("w1") and worker.paused_for == 30.0 + 280
+    assert second.pause_fields("w1") == {"paused_until": None, "paused_at": None, "paused_for": 310.0}
+    clocks.advance(100)
+    late = WorkerState(name="w2", task="job", attempt=1, session="t-w2", started_at=0.0)
+    second.resume_paused(late, recorded)  # its reset passed while the supervisor was down: due at once
+    assert late.resume_at == clocks.mono

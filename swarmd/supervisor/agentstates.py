@@ -80,22 +80,25 @@ class AgentStates:
                                        + (f", +${cost:.4f}" if cost else ""),
                                worker=msg.sender, delta=delta, total=usage)
 
-    def pause(self, name: str, resets_at: datetime | None) -> datetime | None:
+    def pause(self, name: str, resets_at: datetime | None, *, on_screen: bool = False) -> datetime | None:
         """Pause worker `name`, whose agent hit a usage limit that resets at `resets_at` (aware UTC; None: unknown,
-        then `rate_limit_wait` seconds from now): its attempt neither times out nor goes stale while paused, and at
-        the reset (a monotonic deadline) `resume_due` queues a "continue" prompt. Returns when it resumes, or
-        None if it is not a worker of this supervisor or is paused already."""
+        then `rate_limit_wait` seconds from now; `on_screen`: the limit was read from its pane): its attempt neither
+        times out nor goes stale while paused, and at the reset (a monotonic deadline) `resume_due` queues a
+        "continue" prompt. A pause whose reset time was unknown takes the one a later report gives. Returns when it
+        resumes, or None if it is not a worker of this supervisor or is paused already."""
         worker = self.workers.get(name)
-        if worker is None or worker.paused_since is not None:
+        if worker is None or (worker.paused_since is not None and not (worker.reset_unknown and resets_at)):
             return None
-        now = self.clock()
+        now, clock = self.clock(), self.monotonic()
         wait = max(0.0, (resets_at - now).total_seconds()) if resets_at else self.config.rate_limit_wait
-        worker.paused_since = self.monotonic()
-        worker.resume_at = worker.paused_since + wait
+        worker.paused_since = clock if worker.paused_since is None else worker.paused_since
+        worker.resume_at, worker.reset_unknown = clock + wait, resets_at is None
         until = now + timedelta(seconds=wait)
+        why = "a usage limit seen on its screen" if on_screen else "its agent hit a usage limit"
+        unknown = f" (no reset time {'shown' if on_screen else 'given'}: {wait:g} s)"
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, worker.task,
-                           summary=f"{name} paused until {until:%Y-%m-%d %H:%M:%S} UTC: its agent hit a usage limit"
-                                   + ("" if resets_at else f" (no reset time given: {wait:g} s)"))
+                           summary=f"{name} paused until {until:%Y-%m-%d %H:%M:%S} UTC: {why}"
+                                   + ("" if resets_at else unknown))
         return until
 
     def unpause(self, name: str) -> bool:
@@ -107,6 +110,7 @@ class AgentStates:
         now = self.monotonic()
         worker.paused_for += now - worker.paused_since
         worker.paused_since = worker.resume_at = None
+        worker.reset_unknown = False
         worker.beat_seen_at = now  # heartbeats are judged afresh from here
         return True
 
@@ -211,7 +215,7 @@ class AgentStates:
         continuing = any(item.kind == "resume" for item in self.prompt_queue(worker.name).items())
         if worker.paused_since is not None or continuing:
             return
-        if self.pause(worker.name, look.resets_at) is None:
+        if self.pause(worker.name, look.resets_at, on_screen=True) is None:
             return
         notice = look.reading.limit if look.reading is not None and look.reading.limit else "a usage limit"
         self._show_state(worker, AgentRunState.RATE_LIMITED, f"seen on its screen: {notice}",
