@@ -193,9 +193,11 @@ class AgentStates:
         notice's reset time, else `rate_limit_wait`)."""
         now = self.monotonic()
         for worker in list(self.workers.values()):
-            if worker.reported or now - worker.looked_at < PANE_LOOK or not self.interactive(worker.name):
+            if worker.reported or now - worker.looked_at < PANE_LOOK:
                 continue
-            worker.looked_at = now
+            worker.looked_at = now  # a headless worker too: whether it is interactive is asked once a second
+            if not self.interactive(worker.name):
+                continue
             try:
                 look = self.watcher(worker.name).look()
             except SwarmError:
