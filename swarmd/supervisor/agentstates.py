@@ -198,8 +198,10 @@ class AgentStates:
             worker.looked_at = now  # a headless worker too: whether it is interactive is asked once a second
             if not self.interactive(worker.name):
                 continue
+            watcher = self.watcher(worker.name)
+            before = watcher.state
             try:
-                look = self.watcher(worker.name).look()
+                look = watcher.look()
             except SwarmError:
                 continue  # tmux failed this once; the health checks judge a pane that is gone
             worker.limit_looks = worker.limit_looks + 1 if look.state == PaneState.RATE_LIMITED else 0
@@ -208,8 +210,8 @@ class AgentStates:
                                  self.ask_about_dialog(worker.name, "", look.reading.dialog))
             elif look.state == PaneState.RATE_LIMITED and worker.limit_looks >= LIMIT_LOOKS:
                 self._limit_seen(worker, look)
-            elif look.state == PaneState.WORKING:
-                self.dialog_closed(worker)
+            elif look.state == PaneState.WORKING and before == PaneState.NEEDS_INPUT:
+                self.dialog_closed(worker)  # only a dialog it saw go: a hook's may not be drawn yet
 
     def _limit_seen(self, worker: WorkerState, look: Look) -> None:
         """A usage-limit notice on the screen pauses the worker, unless it is paused already or the "continue"
