@@ -37,6 +37,9 @@ PANE_LOOK = 1.0  # seconds between the supervisor's own looks at one interactive
 # Looks in a row that must show a usage-limit notice before the screen alone pauses a worker: its hooks, when it
 # has them, tell sooner and give the reset time.
 LIMIT_LOOKS = 2
+# Looks that wait for a dialog a hook reported to be drawn (its question then gives the options) before the
+# question is asked with the hook's text alone.
+DIALOG_LOOKS = 3
 
 
 class AgentStates:
@@ -157,15 +160,19 @@ class AgentStates:
 
     def ask_about_dialog(self, name: str, detail: str, dialog: Dialog | None = None) -> str:
         """Worker `name` waits on a dialog: the text to show for it (the dialog's own text and options when its
-        pane shows one, `dialog` if already read, else `detail`, what its hook said); the first time in a wait, a
-        `question` in the feed says so (`swarm answer W CHOICE` answers it). A headless agent has no dialog to
-        answer: its detail is shown as it is."""
+        pane shows one, `dialog` if already read, else `detail`, what its hook said). Once in a wait, a `question`
+        in the feed says so (`swarm answer W CHOICE` answers it): when the dialog is drawn (a hook may tell before
+        it is), or after DIALOG_LOOKS pane looks without it, with the hook's text. A headless agent has no dialog
+        to answer: its detail is shown as it is."""
         worker = self.workers.get(name)
         if worker is None or not self.interactive(name):
             return detail
         dialog = dialog or self._dialog_on_screen(worker)
         text = dialog.describe() if dialog is not None else detail.strip() or "a dialog (see `swarm attach`)"
-        if worker.asked_about is None:
+        if worker.asked_about is None and dialog is None and worker.dialog_looks <= DIALOG_LOOKS:
+            worker.dialog_looks = max(1, worker.dialog_looks)  # not drawn yet: the pane looks ask once it is
+        elif worker.asked_about is None:
+            worker.dialog_looks = 0
             worker.asked_about = self.ledger.append(
                 EventType.QUESTION, name, worker.task, summary=f"{name} waits on a dialog: {first_line(text)}",
                 kind="dialog", question=text, options=list(dialog.options) if dialog is not None else []).seq
@@ -174,6 +181,7 @@ class AgentStates:
     def dialog_closed(self, worker: WorkerState) -> None:
         """The agent goes on after a dialog: its question is closed, by an answer in the feed that says so unless
         `swarm answer` gave one already (a person may have answered in the pane itself)."""
+        worker.dialog_looks = 0
         if worker.asked_about is None:
             return
         since, worker.asked_about = worker.asked_about, None
@@ -212,6 +220,10 @@ class AgentStates:
                 self._limit_seen(worker, look)
             elif look.state == PaneState.WORKING and before == PaneState.NEEDS_INPUT:
                 self.dialog_closed(worker)  # only a dialog it saw go: a hook's may not be drawn yet
+            elif worker.dialog_looks:
+                worker.dialog_looks += 1  # past DIALOG_LOOKS, the hook's text is asked about as it is
+                entry = self.ledger.registry().get(worker.name)
+                self.ask_about_dialog(worker.name, str(entry.metadata.get("state_detail") or "") if entry else "")
 
     def _limit_seen(self, worker: WorkerState, look: Look) -> None:
         """A usage-limit notice on the screen pauses the worker, unless it is paused already or the "continue"
