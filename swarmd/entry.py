@@ -1,5 +1,5 @@
-"""The `swarm` program's entry point: the read-only commands that can answer without click, pydantic or rich
-do so; every other command line goes to the click app (`swarmd.cli.main`).
+"""The `swarm` program's entry point: `--version` and the read-only commands that can answer without click,
+pydantic or rich do so; every other command line goes to the click app (`swarmd.cli.main`).
 
 `swarm board --json [--status S]... [--tag T] [--home H]` and `swarm status [--json] [--home H]` read the
 ledger with `swarmd.ledger.lean`. They answer only when they can vouch for the app's own answer, byte for
@@ -41,6 +41,9 @@ def main() -> None:
 
 def answer(args: list[str]) -> bool:
     """Print the answer to `swarm ARGS` if the lean path can vouch for it; False (nothing printed) if not."""
+    if args == ["--version"]:  # click's version option says it so
+        write_out(f"swarm, version {__version__}\n".encode())
+        return True
     parsed = parse(args)
     if parsed is None:
         return False
