@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from agentmail.pipes import EXIT_BROKEN_PIPE, quiet_broken_pipe  # noqa: F401 (this module's API too)
+from agentmail.pipes import quiet_broken_pipe
 from protocol.text import inert
 
 # click 8.2+ raises this usage error, whose message is the whole help, for a group run without a command.

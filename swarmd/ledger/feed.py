@@ -14,9 +14,7 @@ from pydantic import ValidationError
 
 from protocol.event import Event
 from swarmd.errors import LedgerError
-# The byte-level helpers are feed's API too (the ledger and older callers use them from here).
-from swarmd.ledger.lines import (complete_end, complete_lines, last_seq, line_before,  # noqa: F401
-                                 next_seq_line, seq_of)
+from swarmd.ledger.lines import complete_end, complete_lines, next_seq_line
 
 LOG_NAME = "events.jsonl"
 _BISECT_WINDOW = 64 << 10
