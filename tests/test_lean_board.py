@@ -118,7 +118,10 @@ def test_the_lean_fold_knows_the_models_vocabulary() -> None:
     assert lean.ENDING_OUTCOMES == {t.value: o.value for t, o in board_fold._ENDING_OUTCOMES.items()}
 
 
-def test_snapshot_and_tail_of_every_kind_read_alike(home: SwarmHome) -> None:
+@pytest.mark.parametrize("big_snapshot", [lean.BIG_SNAPSHOT, 0], ids=["json", "pydantic-core"])
+def test_snapshot_and_tail_of_every_kind_read_alike(home: SwarmHome, big_snapshot: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lean, "BIG_SNAPSHOT", big_snapshot)  # either parser reads the snapshot
     led = Ledger(home, durable=False)
     _busy_history(led)
     led.snapshot()  # what follows is the tail
