@@ -1,6 +1,7 @@
 """The lean board reader (`swarmd.ledger.lean`) gives what the models give, byte for byte, or says it is unsure;
 and `swarm board --json` / `swarm status` answer on it without the click app when they can."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -118,6 +119,22 @@ def test_the_lean_fold_knows_the_models_vocabulary() -> None:
     assert lean.ENDING_OUTCOMES == {t.value: o.value for t, o in board_fold._ENDING_OUTCOMES.items()}
 
 
+def test_a_created_task_in_the_models_own_form_is_taken_as_it_is(home: SwarmHome) -> None:
+    schema = json.dumps(Task.model_json_schema(), sort_keys=True).encode()
+    assert hashlib.sha256(schema).hexdigest() == lean.TASK_SCHEMA_SHA256, "Task changed: review is_dumped_task"
+    led = Ledger(home, durable=False)
+    _busy_history(led)
+    dumped = [t.model_dump(mode="json") for t in led.board().values()]
+    assert all(map(lean.is_dumped_task, dumped))
+    odd = [{**dumped[1], "timeout": 90}, {**dumped[1], "status": "nope"}, {**dumped[0], "title": ""},
+           {k: v for k, v in dumped[0].items() if k != "metadata"}, {**dumped[0], "created": "2031-01-01T00:00:00"},
+           {**dumped[0], "blocked_by": ["bad id"]}, {**dumped[0], "priority": True}, None,
+           {**dumped[1], "validation": {"checks": [{**dumped[1]["validation"]["checks"][0], "timeout": 5}],
+                                        "workdir": None}}]
+    for task in odd:  # each one the models would take otherwise, or refuse
+        assert not lean.is_dumped_task(task), task
+
+
 @pytest.mark.parametrize("big_snapshot", [lean.BIG_SNAPSHOT, 0], ids=["json", "pydantic-core"])
 def test_snapshot_and_tail_of_every_kind_read_alike(home: SwarmHome, big_snapshot: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,9 +150,13 @@ def test_snapshot_and_tail_of_every_kind_read_alike(home: SwarmHome, big_snapsho
     _raw(home, "note_added", "t-5", kind="nonsense", text="dropped")
     _raw(home, "task_failed", "t-5", status=["not", "a", "status"], reason=None)
     _raw(home, "progress", "no-such-task", status="done")
+    six = Task(id="t-6", title="six", created=T0, updated=T0).model_dump(mode="json")  # not in the models' form:
+    _raw(home, "task_created", "t-6", task={**six, "timeout": 90, "created": "2031-05-06T07:08:09.123456+00:00"})
+    _raw(home, "task_created", "t-7", task={"id": "t-7"})  # refused by the models: no task
     expected = _model_board(home)
     assert _lean_board(home) == expected
     assert json.loads(expected)[1]["title"] == "retitled by task_updated"  # the tail did reach the board
+    assert json.loads(expected)[-1]["timeout"] == 90.0 and b'"timeout": 90.0' in expected
     (home.ledger_dir / "board.json").unlink()  # no snapshot: the whole log is the tail
     assert _lean_board(home) == _model_board(home) == expected
 
@@ -224,3 +245,28 @@ def test_running_pid_reads_the_supervisors_lock_as_the_daemon_module_does(home: 
         holder.communicate("", timeout=30)
     assert entry.running_pid(home) is running_pid(home) is None
     assert os.path.exists(home.run_dir / "supervisor.lock")
+
+
+def _modules_after(entry_module: str, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `entry_module`'s main() with ARGS in a fresh interpreter; the modules it had imported at its exit."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
+            f"sys.argv = ['prog', *{list(args)!r}]\n"
+            f"from {entry_module} import main\nmain()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    line = next(line for line in done.stderr.splitlines() if line.startswith("MODULES "))
+    return done, {m.split(".")[0] for m in line.split()[1:]}
+
+
+def test_the_lean_commands_import_neither_click_nor_the_models(home: SwarmHome) -> None:
+    Ledger(home, durable=False).add_task(Task(id="t-1", title="one"), "operator")
+    _stamp(home)
+    at = ("--home", str(home.root))
+    for entry_module, args, allowed in (
+            ("swarmd.entry", ("status", *at), set()),
+            ("swarmd.entry", ("board", "--json", *at), {"pydantic_core"}),  # its encoder prints the board
+            ("agentmail.entry", ("send", *at, "--from", "operator", "--to", "supervisor", "--type", "STEER",
+                                 "--field", "text=hi"), set())):
+        done, imported = _modules_after(entry_module, *args)
+        assert done.returncode == 0, done.stderr
+        assert imported & {"click", "pydantic", "pydantic_core", "rich", "libtmux"} == allowed, args

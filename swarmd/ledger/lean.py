@@ -9,8 +9,8 @@ the log's tail with `json` and folds them as `board.apply` does, over the dicts 
 It only answers when it can vouch for the answer: anything it does not fully understand (a snapshot of
 another shape, a line that is not plain JSON, a timestamp not in the models' own form, an event type it does
 not know, a long tail that a reader should snapshot) raises `Unsure`, and the caller reads with the models.
-The two events whose fields need the models' validation (a task created, a task's fields updated) are
-validated by the models themselves, imported only when the tail holds one.
+A task created is taken as it is when it is exactly in the form the models dump (as the ledger writes it);
+any other, and a task's fields updated, are validated by the models themselves, imported only then.
 """
 
 import functools
@@ -34,6 +34,12 @@ TASK_FIELDS = ("id", "title", "description", "status", "assignee", "tags", "prio
                "created_by", "created", "updated")
 NOTE_FIELDS = ("kind", "text", "author", "ts")
 ATTEMPT_FIELDS = ("number", "worker", "started", "ended", "outcome", "reason")
+SPEC_FIELDS = ("checks", "workdir")
+CHECK_FIELDS = ("kind", "paths", "path", "pattern", "run", "timeout")
+CHECK_KINDS = frozenset({"files_exist", "content_check", "command", "tests", "lint"})
+ATTEMPT_OUTCOMES = frozenset({"running", "done", "failed", "checkpoint", "abandoned"})
+# sha256 of Task's JSON schema (sort_keys): is_dumped_task checks the shape it describes (a test recomputes it).
+TASK_SCHEMA_SHA256 = "19ba18738eb2c48a4eed62bd5d4e24495323a7187b486f7037ca5a3347fc4a0b"
 TASK_STATUSES = frozenset({"open", "assigned", "in_progress", "validating", "done", "blocked", "cancelled"})
 NOTE_KINDS = frozenset({"finding", "blocker", "question", "update"})
 # Every EventType, by what it does to the board (board.apply). An event type outside these is not folded here.
@@ -49,6 +55,7 @@ OTHER_EVENTS = frozenset({
 EVENT_TYPES = STATE_EVENTS | OTHER_EVENTS
 # A timestamp as the models write it: UTC as Z, microseconds only when there are some, another offset kept.
 _TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.(?!000000)\d{6})?(Z|[+-](?!00:00)\d\d:\d\d)"
+_INFINITY = float("inf")
 _ESCAPED_SURROGATE = rb"\\u[dD][89abcdefABCDEF]"
 
 Tasks = dict[str, dict[str, Any]]
@@ -88,7 +95,7 @@ def parse_event(raw: bytes) -> dict[str, Any]:
     if b"\\u" in raw and _pattern(_ESCAPED_SURROGATE).search(raw):
         raise Unsure("an escaped surrogate")
     try:
-        event = _json().loads(raw, parse_constant=_no_constant)
+        event = _json().loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except ValueError:
         raise Unsure("a line that is not JSON") from None
     if not isinstance(event, dict):
@@ -124,7 +131,8 @@ def apply(tasks: Tasks, event: dict[str, Any]) -> None:
     if task_id is None:
         return
     if kind == "task_created":
-        if task_id not in tasks and (created := _models().created(event["detail"].get("task"))) is not None \
+        raw = event["detail"].get("task")
+        if task_id not in tasks and (created := raw if is_dumped_task(raw) else _models().created(raw)) is not None \
                 and created["id"] == task_id:
             tasks[task_id] = created
         return
@@ -137,6 +145,61 @@ def apply(tasks: Tasks, event: dict[str, Any]) -> None:
     fields = event["detail"].get("fields")
     if kind == "task_updated" and isinstance(fields, dict):
         tasks[task_id] = _models().with_fields(task, fields) or task
+
+
+def is_dumped_task(value: Any) -> bool:
+    """Whether `value` is a task exactly as `Task.model_dump(mode="json")` gives one (as the ledger writes a
+    task_created event's), so that validating it with the models would give it back unchanged. The models'
+    schema is pinned by TASK_SCHEMA_SHA256 (a test): a change to Task, Note, Attempt or Check must be
+    reviewed here."""
+    t = value
+    return (type(t) is dict and tuple(t) == TASK_FIELDS and _is_id(t["id"]) and type(t["title"]) is str
+            and 1 <= len(t["title"]) <= 500 and type(t["description"]) is str and t["status"] in TASK_STATUSES
+            and _opt_str(t["assignee"]) and _strs(t["tags"]) and type(t["priority"]) is int
+            and type(t["blocked_by"]) is list and all(map(_is_id, t["blocked_by"]))
+            and type(t["notes"]) is list and all(map(_is_note, t["notes"]))
+            and (t["validation"] is None or _is_spec(t["validation"])) and _opt_str(t["profile"])
+            and (t["timeout"] is None or type(t["timeout"]) is float and t["timeout"] > 0)
+            and (t["max_attempts"] is None or type(t["max_attempts"]) is int and t["max_attempts"] >= 1)
+            and _opt_str(t["workdir"]) and type(t["attempts"]) is list and all(map(_is_attempt, t["attempts"]))
+            and type(t["retry_from"]) is int and type(t["metadata"]) is dict and type(t["created_by"]) is str
+            and is_timestamp(t["created"]) and is_timestamp(t["updated"]))
+
+
+def _is_id(value: Any) -> bool:
+    from protocol.names import TASK_ID_RE  # the one rule for task ids (the standard library alone)
+
+    return type(value) is str and TASK_ID_RE.fullmatch(value) is not None
+
+
+def _opt_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _strs(value: Any) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
+
+
+def _is_note(n: Any) -> bool:
+    return (type(n) is dict and tuple(n) == NOTE_FIELDS and n["kind"] in NOTE_KINDS and type(n["text"]) is str
+            and type(n["author"]) is str and is_timestamp(n["ts"]))
+
+
+def _is_attempt(a: Any) -> bool:
+    return (type(a) is dict and tuple(a) == ATTEMPT_FIELDS and type(a["number"]) is int and _opt_str(a["worker"])
+            and is_timestamp(a["started"]) and (a["ended"] is None or is_timestamp(a["ended"]))
+            and a["outcome"] in ATTEMPT_OUTCOMES and type(a["reason"]) is str)
+
+
+def _is_spec(v: Any) -> bool:
+    return (type(v) is dict and tuple(v) == SPEC_FIELDS and type(v["checks"]) is list
+            and all(map(_is_check, v["checks"])) and _opt_str(v["workdir"]))
+
+
+def _is_check(c: Any) -> bool:
+    return (type(c) is dict and tuple(c) == CHECK_FIELDS and c["kind"] in CHECK_KINDS and _strs(c["paths"])
+            and _opt_str(c["path"]) and _opt_str(c["pattern"]) and _opt_str(c["run"])
+            and type(c["timeout"]) is float and 0 < c["timeout"] <= 86_400)
 
 
 def _apply_type(task: dict[str, Any], event: dict[str, Any]) -> None:
@@ -316,6 +379,15 @@ def _parse_big(data: bytes) -> Any:
     from pydantic_core import from_json
 
     return from_json(data, allow_inf_nan=False, cache_strings="keys")
+
+
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent, refused (ValueError) if it overflows to infinity: the models
+    would write it back as null."""
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise ValueError(f"{text} is not a finite number")
+    return value
 
 
 def _no_constant(name: str) -> Any:
