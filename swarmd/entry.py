@@ -11,6 +11,7 @@ without a parser of their own for the same reason: a command that prints a line 
 """
 
 import fcntl
+import gc
 import os
 import stat
 import struct
@@ -48,15 +49,15 @@ def answer(args: list[str]) -> bool:
     if parsed is None:
         return False
     command, options = parsed
+    gc.disable()  # a short process of acyclic data: a collection over the whole board would only cost
     try:
         home = usable_home(options["home"])
-        if home is None:
-            return False
-        if command == "board":
-            out = board_json(home, options["status"], options["tag"])
-        else:
-            out = status(home, options["json"])
+        out = None if home is None else (board_json(home, options["status"], options["tag"]) if command == "board"
+                                         else status(home, options["json"]))
     except (lean.Unsure, OSError):
+        out = None
+    if out is None:
+        gc.enable()  # the app answers
         return False
     write_out(out)
     return True
