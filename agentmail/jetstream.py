@@ -103,8 +103,18 @@ class JetStreamTransport:
         return self._handle(agent)
 
     def agents(self, role: str | None = None) -> list[str]:
-        """Registered agents (of `role`, if given), sorted."""
-        return sorted(name for name, has in self._roles().items() if role is None or has == role)
+        """Agents that have a mailbox (registered with `role`, if given), sorted."""
+        if role is not None:
+            return sorted(name for name, has in self._roles().items() if has == role)
+
+        async def keys(js: JetStreamContext) -> list[str]:
+            assert self.link.kv is not None
+            try:
+                return [key.replace("=", ".") for key in await self.link.kv.keys()]
+            except nats.js.errors.NoKeysError:
+                return []
+
+        return sorted(self.link.call(keys, "list the agents"))
 
     def role_of(self, agent: str) -> str | None:
         """The role `agent` was registered with; None if it was not (or only made by a delivery)."""
