@@ -179,6 +179,8 @@ class JetStreamMailbox:
         names = link.names
         self.subject, self.stream, self.kept = names.mail(self.box), names.mail_stream, names.kept_stream
         self.durable = f"box_{self.box}"
+        self.path = None  # no file: see `location`
+        self.location = f"{link.settings.url} {self.subject}"
         self._pull: object | None = None
 
     def __repr__(self) -> str:
