@@ -38,6 +38,7 @@ from agentmail.natslink import REQUEST_TIMEOUT, NatsLink, direct_batch, shared_l
 from agentmail.transportsettings import TransportSettings
 
 PEEK_BATCH = 256  # messages per direct-get request when listing a mailbox
+FETCH_WAIT = 0.25  # seconds a claim waits for the consumer to hand out a message the peek saw (others hold it)
 LEASE = 60.0  # seconds a message handed out by a consumer stays with its taker before it is offered again
 NO_MESSAGE_FOUND = 10057  # JetStream's error code for a sequence that is not (or no longer) in the stream
 NAME_HEADER, REASON_HEADER, SEQ_HEADER = "Swarm-Name", "Swarm-Reason", "Swarm-Seq"
@@ -221,9 +222,9 @@ class JetStreamMailbox:
             check_message_id(message_id)
             found = next((d for d in self._peek(None) if d.message.id == message_id), None)
             return None if found is None else self.claim_loaded(found)
-        while self._peek(1):
-            taken = self._take_next()
-            if taken is not None:
+        while oldest := self._peek(1):
+            taken = self._take_next()  # None: the consumer had nothing for us in time, or a rival won the claim
+            if taken is not None or (taken := self.claim_loaded(oldest[0])) is not None:
                 return taken
         return None
 
@@ -357,7 +358,7 @@ class JetStreamMailbox:
                 self._pull = await js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream,
                                                      config=config)
             try:
-                msgs = await self._pull.fetch(1, timeout=REQUEST_TIMEOUT)  # type: ignore[attr-defined]
+                msgs = await self._pull.fetch(1, timeout=FETCH_WAIT)  # type: ignore[attr-defined]
             except nats.errors.TimeoutError:
                 return None
             return msgs[0]

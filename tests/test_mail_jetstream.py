@@ -3,6 +3,8 @@ trip, de-duplicated retries, a server SIGKILLed and restarted, a plan run end to
 its mail on JetStream, and bad transport settings refused in one line."""
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -174,3 +176,34 @@ def test_tls_with_the_swarms_ca_and_required_for_an_address_that_is_not_loopback
     (home / "swarm.toml").write_text('transport = "nats://127.0.0.1:4222"\n')
     settings = read_transport(home)
     assert settings is not None and settings.tls is None
+
+
+CLAIMER = """
+import sys
+from agentmail import PostOffice
+post = PostOffice(sys.argv[1])
+inbox = post.mailbox("worker-1")
+print("ready", flush=True)
+sys.stdin.readline()
+while (claimed := inbox.claim()) is not None:
+    print(claimed.message.id, flush=True)
+"""
+
+
+def test_claimers_in_three_processes_take_each_message_exactly_once(nats_server: NatsServer, tmp_path: Path) -> None:
+    home = nats_home(tmp_path / "h", nats_server)
+    post = PostOffice(home)
+    post.register("worker-1")
+    sent = {post.send(steer(f"job {n}")).id for n in range(60)}
+    claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(home)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    for claimer in claimers:
+        assert claimer.stdout is not None and claimer.stdout.readline() == "ready\n"
+    for claimer in claimers:  # all start claiming at once
+        assert claimer.stdin is not None
+        claimer.stdin.write("go\n")
+        claimer.stdin.flush()
+    taken = [line for claimer in claimers for line in claimer.communicate(timeout=120)[0].split()]
+    assert all(claimer.returncode == 0 for claimer in claimers)
+    assert sorted(taken) == sorted(sent)  # every message once: none lost, none claimed twice
+    post.close()
