@@ -2,6 +2,7 @@
 trip, de-duplicated retries, a server SIGKILLed and restarted, a plan run end to end by the supervisor with
 its mail on JetStream, and bad transport settings refused in one line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -207,3 +208,13 @@ def test_claimers_in_three_processes_take_each_message_exactly_once(nats_server:
     assert all(claimer.returncode == 0 for claimer in claimers)
     assert sorted(taken) == sorted(sent)  # every message once: none lost, none claimed twice
     post.close()
+
+
+def test_doctor_reports_the_nats_server_answering_and_one_that_is_down(nats_server: NatsServer,
+                                                                       tmp_path: Path) -> None:
+    home = nats_home(tmp_path / "h", nats_server)
+    report = {f["check"]: f for f in json.loads(run_cli("swarm", "doctor", "--home", str(home), "--json").stdout)}
+    assert report["mail transport"]["status"] == "ok" and "JetStream answers" in report["mail transport"]["detail"]
+    nats_server.kill()
+    report = {f["check"]: f for f in json.loads(run_cli("swarm", "doctor", "--home", str(home), "--json").stdout)}
+    assert report["mail transport"]["status"] == "fail" and "is it running" in report["mail transport"]["detail"]
