@@ -9,6 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from agentmail import PostOffice, TransportConfigError
 from agentmail.transportsettings import read_transport
 from conftest import run_cli
@@ -218,3 +220,24 @@ def test_doctor_reports_the_nats_server_answering_and_one_that_is_down(nats_serv
     nats_server.kill()
     report = {f["check"]: f for f in json.loads(run_cli("swarm", "doctor", "--home", str(home), "--json").stdout)}
     assert report["mail transport"]["status"] == "fail" and "is it running" in report["mail transport"]["detail"]
+
+
+@pytest.mark.soak
+def test_a_plan_survives_the_nats_server_killed_and_restarted_twice(nats_server: NatsServer, swarm_home: SwarmHome,
+                                                                   tmp_path: Path) -> None:
+    assert run_cli("swarm", "init", "--home", str(swarm_home.root)).returncode == 0
+    swarm_home.config_file.write_text(FAST_CONFIG.format(max_workers=3, heartbeat=1.0, stale=60.0)
+                                      + f'transport = "{nats_server.url}"\n')
+    report = 'agentmail send --from "$SWARM_AGENT" --to supervisor --type PROGRESS --task "$SWARM_TASK" --field step=mid'
+    tasks = [f"job{n}" for n in range(12)]
+    plan = write_plan(tmp_path / "plan.json", [{"id": t, "title": t, "description": f"{report}\n{report}"} for t in tasks])
+    assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root)).returncode == 0
+    ledger = Ledger(swarm_home)
+    for done_before_kill in (2, 6):
+        wait_until(lambda: sum(ledger.task(t).status == TaskStatus.DONE for t in tasks) >= done_before_kill, 120,
+                   f"{done_before_kill} tasks to be done")
+        nats_server.restart()  # SIGKILL, then the same port and store
+    wait_until(lambda: all(ledger.task(t).status == TaskStatus.DONE for t in tasks), 240, "every task to be done")
+    validated = [e.task for e in events(swarm_home) if e.type == EventType.TASK_COMPLETED]
+    assert sorted(validated) == sorted(tasks)  # each exactly once
+    run_cli("swarm", "down", "--home", str(swarm_home.root))
