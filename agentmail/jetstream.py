@@ -12,7 +12,9 @@ Layout (names from `agentmail.natslink.Names`, `<ns>` the swarm's name, `<box>` 
   exactly one removal succeeds, as exactly one Maildir rename does; a copy goes first to `MAILKEPT_<ns>` under
   `<ns>.read.<box>.<id>` (read_claimed), and a set-aside one under `<ns>.bad.<box>.<id>` with its reason.
 - the key-value bucket `MAILBOXES_<ns>` maps each mailbox to its role (register, agents, role_of).
-Waking: a core subscription on the mailbox's subject signals each arrival, and every reconnection signals too.
+Waking: the stream republishes each stored message's headers to `<ns>.arrived.<box>`; a core subscription there
+signals each arrival (after the store: a subscription to the mail subject itself may fire before the message
+can be read), and every reconnection signals too.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def _name(seq: int, message_id: str) -> str:
 
 @dataclass
 class _Arrivals:
-    """A core subscription on a mailbox's subject that signals each arrival (`stop()` ends it)."""
+    """A core subscription on a mailbox's arrivals subject that signals each one (`stop()` ends it)."""
 
     link: NatsLink
     callback: Callable[[], None]
@@ -170,14 +170,14 @@ class JetStreamMailbox:
     # -- waiting --------------------------------------------------------------------------------------
 
     def on_arrival(self, callback: Callable[[], None], *, polling: bool = False) -> _Arrivals:
-        """Call `callback` (from the NATS loop's thread) on each publish to this mailbox and after every
-        reconnection. `polling` is accepted for the interface and means nothing here."""
+        """Call `callback` (from the NATS loop's thread) for each message the server has stored in this mailbox
+        (its republished headers) and after every reconnection. `polling` is accepted for the interface and means nothing here."""
         async def signal(_msg: object) -> None:
             callback()
 
         async def subscribe(js: JetStreamContext) -> object:
             assert self.link.nc is not None
-            subscription = await self.link.nc.subscribe(self.subject, cb=signal)
+            subscription = await self.link.nc.subscribe(self.link.names.arrived(self.box), cb=signal)
             await self.link.nc.flush(timeout=REQUEST_TIMEOUT)  # the server knows of it before we scan
             return subscription
 

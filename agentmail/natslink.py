@@ -23,7 +23,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from agentmail import natsloop
@@ -48,7 +48,7 @@ RETRYABLE = (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.e
 
 class Names:
     """The JetStream names of one swarm (`ns`, its name): the mail stream (a work queue, subject per mailbox
-    `<ns>.mail.<box>`), the kept stream (claimed copies `<ns>.read.<box>.<id>`, set-aside ones
+    `<ns>.mail.<box>`, each stored message republished as headers to `<ns>.arrived.<box>`), the kept stream (claimed copies `<ns>.read.<box>.<id>`, set-aside ones
     `<ns>.bad.<box>.<id>`) and the registry bucket (mailbox -> role)."""
 
     def __init__(self, ns: str) -> None:
@@ -57,6 +57,11 @@ class Names:
 
     def mail(self, box: str) -> str:
         return f"{self.ns}.mail.{box}"
+
+    def arrived(self, box: str) -> str:
+        """Where the server republishes (headers only) each message it has stored for `box`: a reader woken
+        here finds the message in the stream, as it might not when woken by the publish itself."""
+        return f"{self.ns}.arrived.{box}"
 
     def read(self, box: str, message_id: str) -> str:
         return f"{self.ns}.read.{box}.{message_id}"
@@ -174,7 +179,9 @@ class NatsLink:
         names = self.names
         for config in (
             StreamConfig(name=names.mail_stream, subjects=[names.mail("*")], retention=RetentionPolicy.WORK_QUEUE,
-                         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW, allow_direct=True),
+                         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW, allow_direct=True,
+                         republish=RePublish(src=names.mail("*"), dest=names.arrived("{{wildcard(1)}}"),
+                                             headers_only=True)),
             StreamConfig(name=names.kept_stream, subjects=[names.read("*", "*"), names.bad("*")],
                          storage=StorageType.FILE, max_age=KEEP_READ, max_msgs_per_subject=1,
                          duplicate_window=DUPLICATE_WINDOW, allow_direct=True),

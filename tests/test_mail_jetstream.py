@@ -241,3 +241,31 @@ def test_a_plan_survives_the_nats_server_killed_and_restarted_twice(nats_server:
     validated = [e.task for e in events(swarm_home) if e.type == EventType.TASK_COMPLETED]
     assert sorted(validated) == sorted(tasks)  # each exactly once
     run_cli("swarm", "down", "--home", str(swarm_home.root))
+
+
+def test_a_watcher_wakes_for_every_message_sent_one_at_a_time(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Each arrival wakes the watcher once the message can be read (a wake-up on the publish itself can come
+    before the server has stored it: the scan then finds nothing and the message waits for the next one)."""
+    post = PostOffice(nats_home(tmp_path / "h", nats_server))
+    post.register("worker-1")
+    got: list[str] = []
+    arrived = threading.Condition()
+    stop = threading.Event()
+
+    def claimer() -> None:
+        for delivered in post.mailbox("worker-1").watch(claim=True, stop=stop):
+            with arrived:
+                got.append(delivered.message.id)
+                arrived.notify_all()
+
+    thread = threading.Thread(target=claimer)
+    thread.start()
+    try:
+        for n in range(300):
+            sent = post.send(steer(f"ping {n}")).id
+            with arrived:
+                assert arrived.wait_for(lambda: sent in got, timeout=30), f"ping {n} woke no one"
+    finally:
+        stop.set()
+        thread.join(30)
+    post.close()
