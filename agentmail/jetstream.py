@@ -8,9 +8,11 @@ Layout (names from `agentmail.natslink.Names`, `<ns>` the swarm's name, `<box>` 
   that lands twice is stored once (JetStream's de-duplication window).
 - a durable pull consumer per mailbox (`box_<box>`, explicit acks) hands out the oldest unread message
   (`claim()`); peeking (`list`, `scan`) reads the stream directly and hands nothing out.
-- a claim is committed by removing the message from the work queue (a message delete, not erased): of two racing consumers
-  exactly one removal succeeds, as exactly one Maildir rename does; a copy goes first to `MAILKEPT_<ns>` under
-  `<ns>.read.<box>.<id>` (read_claimed), and a set-aside one under `<ns>.bad.<box>.<id>` with its reason.
+- a claim is committed by creating the key `<box>.<seq>` with the claimer's token in the bucket
+  `MAILCLAIMS_<ns>` (of two racing claimers exactly one creation succeeds, as exactly one Maildir rename does;
+  a claim tried again after a lost answer finds its own token), then the message is removed from the work
+  queue; a copy goes first to `MAILKEPT_<ns>` under `<ns>.read.<box>.<id>` (read_claimed), and a set-aside one
+  under `<ns>.bad.<box>.<id>` with its reason.
 - the key-value bucket `MAILBOXES_<ns>` maps each mailbox to its role (register, agents, role_of).
 Waking: the stream republishes each stored message's headers to `<ns>.arrived.<box>`; a core subscription there
 signals each arrival (after the store: a subscription to the mail subject itself may fire before the message

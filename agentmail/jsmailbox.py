@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -120,10 +121,12 @@ class JetStreamMailbox:
         headers = {"Nats-Msg-Id": f"read.{self.box}.{delivered.message.id}", NAME_HEADER: delivered.name,
                    SEQ_HEADER: str(delivered.seq)}
 
+        token = _token()
+
         async def commit(js: JetStreamContext) -> bool:
             await js.publish(self.link.names.read(self.box, delivered.message.id), payload, stream=self.kept,
                              headers=headers, timeout=REQUEST_TIMEOUT)
-            return await _remove(self.link.connection(), self.stream, delivered.seq)
+            return await self._commit(delivered.seq, token)
 
         won = self.link.call(commit, f"claim {delivered.message.id} from {self.name}")
         return delivered if won else None
@@ -264,12 +267,38 @@ class JetStreamMailbox:
         headers = {"Nats-Msg-Id": f"bad.{self.box}.{message_id}", NAME_HEADER: name,
                    REASON_HEADER: " ".join(reason.split())[:1000]}
 
+        token = _token()
+
         async def move(js: JetStreamContext) -> None:
             await js.publish(self.link.names.bad(self.box, message_id), payload, stream=self.kept, headers=headers,
                              timeout=REQUEST_TIMEOUT)
-            await _remove(self.link.connection(), self.stream, seq)
+            await self._commit(seq, token)
+
 
         self.link.call(move, f"set aside {name} of {self.name}")
+
+
+    async def _commit(self, seq: int, token: bytes) -> bool:
+        """Take message `seq` for the claimer `token`, then remove it from the work queue; False if a rival took
+        it. The commit point is the creation of the key `<box>.<seq>` in the claims bucket (of two creators
+        exactly one succeeds); a call tried again after its answer was lost finds its own token there, so
+        a claim that took effect is never reported lost. Every removal goes through here."""
+        claims = self.link.claims
+        assert claims is not None
+        key = f"{self.box}.{seq}"
+        try:
+            await claims.create(key, token)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            entry = await claims.get(key)
+            if entry.value != token:
+                return False
+        await _remove(self.link.connection(), self.stream, seq)
+        return True
+
+
+def _token() -> bytes:
+    """A claimer's token: unique to one claim, the same for every try of it."""
+    return uuid.uuid4().hex.encode()
 
 
 async def _remove(nc: Client, stream: str, seq: int) -> bool:

@@ -70,6 +70,11 @@ def test_a_retried_send_is_delivered_once_and_a_claim_has_one_winner(nats_server
     rival = PostOffice(nats_home(tmp_path / "h2", nats_server)).mailbox("worker-1")
     [seen] = rival.list()
     assert inbox.claim_loaded(only) is not None and rival.claim_loaded(seen) is None
+    post.send(steer("claimed twice over"))
+    [again] = inbox.list()
+    claim = lambda token: inbox.link.call(lambda js: inbox._commit(again.seq, token), "claim")  # noqa: E731
+    assert claim(b"mine") and claim(b"mine")  # tried again after a lost answer: still this claimer's
+    assert not claim(b"a rival's") and inbox.list() == []
     post.send(steer("set aside"))
     [odd] = inbox.list()
     inbox.set_aside(odd, "cannot handle it")
