@@ -7,8 +7,8 @@ write it as it writes it: names and task ids checked as `protocol.names` checks 
 mailbox of the home. The message is written byte for byte as `PostOffice.send` writes it (a test compares
 the two for every message type) and delivered by `agentmail.delivery`, as every message is; its readers
 validate it with the models, as they validate every message. Anything else (a body file, a role, a list
-or number field, a name the models refuse, an unknown recipient) goes to the app, which then says what it
-says: its errors stay its own.
+or number field, a name the models refuse, an unknown recipient, a home whose mail goes over NATS) goes to
+the app, which then says what it says: its errors stay its own.
 """
 
 import json
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmail.delivery import SUBDIRS, Delivery
-from agentmail.locate import explicit_home, find_home_upward
+from agentmail.locate import explicit_home, find_home_upward, uses_files
 from agentmail.pipes import write_out
 from protocol.errors import InvalidName
 from protocol.ids import new_id
@@ -183,6 +183,8 @@ def _mailboxes(home: str | None, recipients: list[str]) -> list[Path]:
     root = explicit_home(home) or find_home_upward()
     if root is None or not root.is_dir():
         raise Unsure("no home")
+    if not uses_files(root):
+        raise Unsure("the home's mail goes by another transport")
     found = []
     for agent in dict.fromkeys(recipients):
         for path in (root / "mail", root / "mail" / agent, *(root / "mail" / agent / sub for sub in SUBDIRS)):

@@ -5,6 +5,7 @@ Here, not in swarmd, so that both `agentmail` and `swarm` use the same walk (swa
 """
 
 import os
+import tomllib
 from pathlib import Path
 
 from agentmail.errors import MailError
@@ -40,3 +41,19 @@ def locate_home(home: str | os.PathLike[str] | None = None, start: Path | None =
     if found is None:
         raise NoHome(NO_HOME)
     return found
+
+
+def uses_files(home: Path) -> bool:
+    """Whether the home's mail travels as files: $SWARM_TRANSPORT as the supervisor set it ("files" or
+    "nats"), else swarm.toml's `transport` (missing or "files"); an unreadable swarm.toml says no (the full
+    path then reads it and names what is wrong)."""
+    chosen = os.environ.get("SWARM_TRANSPORT")
+    if chosen:
+        return chosen == "files"
+    try:
+        with open(f"{home}/swarm.toml", "rb") as handle:
+            return tomllib.load(handle).get("transport", "files") == "files"
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, RecursionError):
+        return False

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from agentmail.errors import MailError
+from agentmail.locate import uses_files
 from protocol.errors import ProtocolError
 from protocol.ids import utcnow
 from protocol.names import validate_agent_name, validate_task_id
@@ -30,7 +31,7 @@ from protocol.text import strip_escapes
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
 from swarmd.ledger.heartbeats import touch_heartbeat
-from swarmd.workers.fastpath import Assignment, Reports, take_assignment, uses_files
+from swarmd.workers.fastpath import Assignment, Reports, take_assignment
 from swarmd.workers.prompt import write_prompt
 
 SUPERVISOR = "supervisor"
