@@ -102,6 +102,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.pane_event = threading.Event()  # a pane may have died (see Health.check_workers)
         self.panes_seen_at = float("-inf")  # monotonic seconds of the last look at the panes
         self.recheck_panes = False  # a dead pane awaits its exit status: look again at the next tick
+        self.git_tops: dict[Path, Path | None] = {}  # workdir -> its repository with a commit (one dispatch wave)
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
