@@ -77,7 +77,7 @@ class Health:
         tick while something is watched by polling (a dead pane's status, prompts queued for an idle agent)."""
         now = self.monotonic()
         due = [self.panes_seen_at + self.safety_period()] if self.workers or self.helpers or self.finishing else []
-        if self.recheck_panes or any(self.prompt_queue(name).path.exists() for name in self.workers):
+        if self.recheck_panes or self.queued_workers():
             due.append(now + self.config.tick)
         board = self.ledger.board() if self.workers else {}
         for worker in self.workers.values():
