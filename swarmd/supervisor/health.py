@@ -8,6 +8,7 @@ from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.task import LIVE_STATUSES, Task
 from swarmd.ledger.log import StaleTransition
+from swarmd.supervisor.agentstates import PANE_LOOK
 from swarmd.supervisor.state import EXIT_STATUS_GRACE, SUPERVISOR, WorkerState
 from swarmd.workers.tmux import PaneInfo
 from swarmd.workers.wrapper import read_tail
@@ -73,8 +74,9 @@ class Health:
 
     def next_due(self) -> float:
         """The monotonic time by which the loop must run a step even if nothing wakes it: the next look at the
-        panes, the earliest timeout, stale heartbeat, end of a pause or of a released worker's grace, and a
-        tick while something is watched by polling (a dead pane's status, prompts queued for an idle agent)."""
+        panes, the earliest timeout, stale heartbeat, end of a pause or of a released worker's grace, an
+        interactive agent's next pane look, and a tick while something is watched by polling (a dead pane's
+        status, prompts queued for an idle agent)."""
         now = self.monotonic()
         due = [self.panes_seen_at + self.safety_period()] if self.workers or self.helpers or self.finishing else []
         if self.recheck_panes or self.queued_workers():
@@ -83,6 +85,8 @@ class Health:
         for worker in self.workers.values():
             if worker.reported:
                 continue
+            if self.interactive(worker.name):
+                due.append(worker.looked_at + PANE_LOOK)  # the pane fallback's look (AgentStates.watch_panes)
             if worker.paused_since is not None:
                 due.append(worker.resume_at if worker.resume_at is not None else now + self.config.tick)
                 continue
