@@ -20,6 +20,7 @@ from pathlib import Path
 from protocol import faults
 
 from agentmail.errors import MailboxError, UnsafePath
+from agentmail.groupcommit import GroupCommit
 
 SUBDIRS = ("tmp", "new", "cur", "bad")
 SEQ_WIDTH = 12
@@ -54,7 +55,8 @@ def make_mailbox_dirs(path: Path) -> None:
 class Delivery:
     """Delivers serialized messages into the mailbox directory `path` (its sub-directories must exist).
 
-    Cheap to keep and safe to share between threads; `durable` fsyncs each message and the rename into `new/`.
+    Cheap to keep and safe to share between threads; `durable` makes each message and its rename into `new/`
+    durable before `deliver` returns.
     Raises OSError on a file system refusal, leaving tmp/ clean: callers phrase it for their users.
     """
 
@@ -64,11 +66,14 @@ class Delivery:
         self._tmp_prefix, self._new_prefix = f"{path}/tmp/", f"{path}/new/"
         self._scanned = tuple(f"{path}/{sub}" for sub in ("new", "cur", "bad"))
         self._lock_file, self._seq_file = f"{path}/.lock", f"{path}/.seq"
-        self._sync_lock_file, self._synced_file = f"{path}/.sync.lock", f"{path}/.synced"
+        self._group = GroupCommit(path, self.locked)
         self._reconciled = False
 
     def deliver(self, payload: bytes, message_id: str) -> str:
-        """Write `payload` (a whole, validated message whose id is `message_id`) into `new/`; return its name."""
+        """Write `payload` (a whole, validated message whose id is `message_id`) into `new/`; return its name.
+
+        When durable it returns only once both the message's bytes and its rename into `new/` are on disk;
+        concurrent senders share the flushes (`GroupCommit`)."""
         tmp = f"{self._tmp_prefix}{message_id}.{os.getpid()}.{next(_tmp_counter)}"
         self._write_tmp(tmp, payload)
         try:
@@ -77,34 +82,14 @@ class Delivery:
                 name = f"{seq:0{SEQ_WIDTH}d}-{message_id}.json"
                 faults.crash_point("mail.seq_taken")
                 os.rename(tmp, self._new_prefix + name)
+                ticket = self._group.take() if self.durable else 0
         except BaseException:
             unlink_quietly(tmp)
             raise
         faults.crash_point("mail.renamed")
         if self.durable:
-            self._sync_renames(seq)
+            self._group.wait(ticket, lambda: fsync_dir(self._new_prefix))
         return name
-
-    def _sync_renames(self, seq: int) -> None:
-        """Make the rename of message `seq` into `new/` durable: fsync the directory, once for a group.
-
-        Group commit (as a database flushes its log for every transaction waiting on it): senders queue on
-        `.sync.lock`; the one at its head reads the highest sequence number taken so far (under the mailbox
-        lock, so every rename up to it is done), fsyncs `new/` and records that number in `.synced`. A
-        sender that then finds its own number covered returns without an fsync of its own. `.synced` is
-        written only after the fsync, so it never claims more than is on disk.
-        """
-        fd = os.open(self._sync_lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if read_number(self._synced_file) >= seq:
-                return  # another sender's fsync began after our rename
-            with self.locked():
-                target = read_number(self._seq_file)
-            fsync_dir(self._new_prefix)
-            write_number(self._synced_file, max(target, seq))
-        finally:
-            os.close(fd)  # releases the flock
 
     def _write_tmp(self, tmp: str, payload: bytes) -> None:
         fd = os.open(tmp, WRITE_FLAGS, 0o600)
@@ -113,8 +98,10 @@ class Delivery:
             while view:
                 view = view[os.write(fd, view):]
             faults.crash_point("mail.tmp_written")
-            if self.durable:
-                os.fsync(fd)
+            if self.durable:  # the bytes are on disk before the rename makes them visible (Maildir's rule)
+                with self.locked():
+                    ticket = self._group.take()
+                self._group.wait(ticket, lambda: os.fsync(fd))
             faults.crash_point("mail.tmp_synced")
         except BaseException:
             os.close(fd)
@@ -161,28 +148,6 @@ class Delivery:
                 if name[:SEQ_WIDTH].isdigit():
                     highest = max(highest, int(name[:SEQ_WIDTH]))
         return highest
-
-
-def read_number(path: str) -> int:
-    """The decimal number stored in `path`; 0 if it is missing or unreadable as one."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return 0
-    try:
-        raw = os.pread(fd, 32, 0).strip()
-    finally:
-        os.close(fd)
-    return int(raw) if raw.isdigit() else 0
-
-
-def write_number(path: str, value: int) -> None:
-    """Store `value` in `path` as 20 decimal digits and a newline (created 0600 if missing)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.pwrite(fd, b"%020d\n" % value, 0)
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(directory: str) -> None:

@@ -15,11 +15,13 @@ import os
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from protocol import Message, MessageType, make_message
 
 from agentmail import PostOffice
+from agentmail.groupcommit import GroupCommit
 
 
 def _message(i: int) -> Message:
@@ -47,9 +49,10 @@ def _sender(home: str, count: int, index: int, start) -> None:  # type: ignore[n
         po.send(message)
 
 
-def concurrent_send_throughput(root: Path, count: int, senders: int) -> float:
-    """Messages per second, all senders together, for `senders` processes each sending `count` durable messages
-    to the same mailbox at once (their directory fsyncs are shared by group commit)."""
+def concurrent_send_throughput(root: Path, count: int, senders: int) -> tuple[float, float]:
+    """(messages per second, all senders together; flushes per message) for `senders` processes each sending
+    `count` durable messages to the same mailbox at once (their flushes are shared by group commit: without
+    it, a message costs two, one for its bytes and one for its rename)."""
     home = root / f"concurrent-{senders}"
     PostOffice(home).register("bench-inbox")
     ctx = mp.get_context("spawn")
@@ -61,7 +64,9 @@ def concurrent_send_throughput(root: Path, count: int, senders: int) -> float:
     began = time.perf_counter()
     for child in children:
         child.join()
-    return senders * count / (time.perf_counter() - began)
+    elapsed = time.perf_counter() - began
+    flushes = GroupCommit(str(home / "mail" / "bench-inbox"), nullcontext).state().flushes
+    return senders * count / elapsed, flushes / (senders * count)
 
 
 def floor_throughput(root: Path, count: int, *, dir_fsync: bool) -> float:
@@ -170,18 +175,20 @@ def main() -> None:
     parser.add_argument("--latency-messages", type=int, default=1000, help="messages for the latency run")
     parser.add_argument("--drain-sizes", default="1000,4000,16000", help="backlog sizes for the drain run")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     sizes = [int(size) for size in args.drain_sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-mail-", dir="/tmp") as tmp:
         root = Path(tmp)
         floor = floor_throughput(root, args.messages, dir_fsync=False)
         floor_dir = floor_throughput(root, args.messages, dir_fsync=True)
         durable = send_throughput(root, args.messages, durable=True)
-        concurrent = concurrent_send_throughput(root, args.messages // 8, senders=8)
+        concurrent, flushes_per_message = concurrent_send_throughput(root, args.messages // 8, senders=8)
         fast = send_throughput(root, args.messages, durable=False)
         latencies = watch_latency(root, args.latency_messages, durable=False)
         durable_latencies = watch_latency(root, args.latency_messages, durable=True)
         drains = {size: drain(root, size) for size in sizes}
     print(json.dumps({
+        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "messages": args.messages,
         "payload_bytes": len(_message(0).to_json()),
         "durable_send_msgs_per_s": round(durable),
@@ -192,6 +199,7 @@ def main() -> None:
         "durable_over_floor_with_dir_fsync": round(durable / floor_dir, 3),
         "durable_8_senders_msgs_per_s": round(concurrent),
         "durable_8_senders_over_single_writer_floor": round(concurrent / floor, 3),
+        "durable_8_senders_flushes_per_message": round(flushes_per_message, 3),
         "latency_messages": len(latencies),
         "latency_p50_ms": round(statistics.median(latencies), 3),
         "latency_p99_ms": round(_percentile(latencies, 0.99), 3),

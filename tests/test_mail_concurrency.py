@@ -1,16 +1,20 @@
 """Many real processes against one mailbox: ordering, exactly-once claims, and crash safety."""
 
+import fcntl
 import multiprocessing as mp
 import os
 import signal
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 
 from agentmail import PostOffice
+from agentmail.groupcommit import GroupCommit
 from protocol import MessageType, make_message
 
 import mailproc
+from swarmkit import wait_until
 from mailproc import INBOX
 
 CTX = mp.get_context("fork")
@@ -46,9 +50,36 @@ def test_concurrent_senders_keep_order_and_lose_nothing(home_dir: Path, senders:
     _run_all([CTX.Process(target=mailproc.send_many, args=(str(home_dir), f"s{i}", count, durable))
               for i in range(senders)])
     _check_delivery(home_dir, senders, count)
-    if durable:  # group commit: the directory fsyncs recorded cover every rename, up to the last one
-        last = max(d.seq for d in PostOffice(home_dir).mailbox(INBOX).list())
-        assert int((home_dir / "mail" / INBOX / ".synced").read_text()) == last
+    if durable:  # group commit: the flushes recorded cover both steps (bytes, rename) of every delivery
+        state = GroupCommit(str(home_dir / "mail" / INBOX), nullcontext).state()
+        assert state.synced == state.tickets == 2 * senders * count
+        assert 0 < state.flushes <= state.tickets
+
+
+def test_senders_queued_behind_a_flush_share_the_next_one(home_dir: Path) -> None:
+    """While one flush runs (here: the test holds `.sync.lock`), every sender that finished writing waits; the
+    next flush covers them all, so four messages take fewer flushes than their eight durable steps."""
+    PostOffice(home_dir).register(INBOX)
+    mailbox = home_dir / "mail" / INBOX
+    group = GroupCommit(str(mailbox), nullcontext)
+    spawn = mp.get_context("spawn")  # a forked child would inherit the lock below, and wait on itself
+    senders = [spawn.Process(target=mailproc.send_many, args=(str(home_dir), f"s{i}", 1, True)) for i in range(4)]
+    fd = os.open(mailbox / ".sync.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for p in senders:
+            p.start()
+        wait_until(lambda: group.state().tickets == 4, 60, "four senders queued with their bytes written")
+        assert os.listdir(mailbox / "new") == [], "nothing is visible before its bytes are durable"
+    finally:
+        os.close(fd)
+    for p in senders:
+        p.join(60)
+        assert p.exitcode == 0
+    state = group.state()
+    assert len(os.listdir(mailbox / "new")) == 4
+    assert state.synced == state.tickets == 8
+    assert state.flushes <= 5, "the four queued senders' bytes were flushed together, once"
 
 
 def test_racing_claimers_each_get_a_message_exactly_once(home_dir: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.home import SOCKET_FALLBACK_DIR, SwarmHome
-from swarmd.workers.tmux import PaneInfo, TmuxError, TmuxServer
+from swarmd.workers.tmux import PaneInfo, SessionSpec, TmuxError, TmuxServer
 from swarmkit import poll_until, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -206,3 +206,23 @@ def test_exit_hook_fires_when_a_pane_dies(server: TmuxServer, work: Path) -> Non
     pane_id = seen[0].removeprefix("SWARM_PANE_ID=")
     assert seen == [f"SWARM_PANE_ID={pane_id}", f"SWARM_PANE_SESSION={panes.get(pane_id)}", "SWARM_PANE_SIGNAL=",
                     "SWARM_PANE_STATUS=7"]
+
+
+def test_spawn_many_starts_a_wave_in_few_invocations_and_isolates_a_failure(server: TmuxServer, work: Path,
+                                                                          tmp_path: Path) -> None:
+    server.spawn("taken", LONG, env={}, cwd=work)
+    names = [f"wave{i}" for i in range(30)]
+    names[7] = "taken"  # tmux stops a chain at a failing command: the sessions after it must start all the same
+    specs = [SessionSpec(name, LONG, env={"SWARM_AGENT": name}, cwd=work, log_path=tmp_path / f"{name}.log")
+             for name in names]
+    calls = []
+    original = server._run
+    server._run = lambda args, stdin=None: calls.append(args) or original(args, stdin)  # type: ignore[method-assign]
+    results = server.spawn_many(specs)
+    assert isinstance(results[7], TmuxError) and "already exists" in str(results[7])
+    started = {r.session for r in results if isinstance(r, PaneInfo)}
+    assert started == set(names) - {"taken"}
+    assert len(calls) < len(names) // 3, "a wave is chained into a few tmux invocations, not one each"
+    panes = server.panes()
+    assert all(not panes[name].dead for name in started)
+    assert all(len(" ".join(args).encode()) < 16_000 for args in calls), "each stays under tmux's command length"

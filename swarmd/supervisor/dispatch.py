@@ -14,7 +14,7 @@ from swarmd.git.worktrees import AttemptTree
 from swarmd.supervisor.settings import dispatch_paused
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.prompt import render_help_prompt
-from swarmd.workers.tmux import PaneInfo
+from swarmd.workers.tmux import PaneInfo, SessionSpec
 
 log = logging.getLogger("swarmd.supervisor")
 
@@ -37,8 +37,8 @@ class Dispatch:
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
         ready = sorted((t for t in board.values() if t.is_ready(done)), key=lambda t: (t.priority, t.created, t.id))
-        for task in ready[:free]:
-            self.start_attempt(task)
+        self.git_tops.clear()  # what a wave learns of the git repositories is not kept past it
+        self.launch([b for task in ready[:free] if (b := self.begin_attempt(task)) is not None])
 
     def budget_spent(self) -> bool:
         """Whether the agents' usage (their cost_update events) has reached swarm.toml's budget_tokens or
@@ -56,8 +56,10 @@ class Dispatch:
                                "attempt starts; raise budget_tokens / budget_usd in swarm.toml to go on")
         return bool(spent)
 
-    def start_attempt(self, task: Task) -> None:
-        """Assign first (the ledger says who owns the task), then start the worker's session."""
+    def begin_attempt(self, task: Task) -> tuple[WorkerState, SessionSpec] | None:
+        """Assign first (the ledger says who owns the task), then prepare the worker's session (prompt, mail,
+        worktree); None when that failed (recorded as a failed launch). `launch` then starts the sessions of a
+        whole wave at once."""
         for old in [w for w in self.workers.values() if w.task == task.id]:
             self._end_worker(old, AgentStatus.STOPPED)  # never two workers on one task
         worker = f"w{self._next_worker}"
@@ -78,14 +80,27 @@ class Dispatch:
         }, thread=task.id))
         try:
             tree = self.isolate(task, worker, attempt)
-            pane = self.spawner.spawn(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task),
-                                      **(self._isolated(tree, worker) if tree else {}))
+            spec = self.spawner.prepare(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task),
+                                        **(self._isolated(tree, worker) if tree else {}))
         except SwarmError as exc:
             self._launch_failed(self.ledger.task(task.id), state, str(exc))
+            return None
+        return state, spec
+
+    def launch(self, begun: list[tuple[WorkerState, SessionSpec]]) -> None:
+        """Start the sessions of attempts begun (`begin_attempt`), with as few tmux invocations as can be."""
+        if not begun:
             return
-        self.ledger.update_agent(worker, SUPERVISOR, pid=pane.pid)
-        self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, summary=f"{worker} started in tmux "
-                           f"session {session}", worker=worker, session=session, pid=pane.pid, attempt=attempt)
+        panes = self.tmux.spawn_many([spec for _, spec in begun])
+        for (state, spec), pane in zip(begun, panes):
+            if isinstance(pane, SwarmError):
+                self._launch_failed(self.ledger.task(state.task), state, str(pane))
+                continue
+            state.started_at = self.monotonic()
+            self.ledger.update_agent(state.name, SUPERVISOR, pid=pane.pid)
+            self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, state.task, summary=f"{state.name} started in "
+                               f"tmux session {spec.session}", worker=state.name, session=spec.session, pid=pane.pid,
+                               attempt=state.attempt)
 
     def _isolated(self, tree: AttemptTree, worker: str) -> dict[str, Any]:
         """How a worker in a worktree is spawned: where, with what environment, told what about its branch."""

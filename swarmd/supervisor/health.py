@@ -8,6 +8,7 @@ from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.task import LIVE_STATUSES, Task
 from swarmd.ledger.log import StaleTransition
+from swarmd.supervisor.agentstates import PANE_LOOK
 from swarmd.supervisor.state import EXIT_STATUS_GRACE, SUPERVISOR, WorkerState
 from swarmd.workers.tmux import PaneInfo
 from swarmd.workers.wrapper import read_tail
@@ -22,17 +23,25 @@ class Health:
     """
 
     def check_workers(self) -> None:
-        """Dead panes, lost tmux server, stale heartbeats and timeouts, each a failed attempt with its reason."""
+        """Dead panes, lost tmux server, stale heartbeats and timeouts, each a failed attempt with its reason.
+
+        The panes are listed only when one may have died (the pane-died hook or a pane's shell wrote
+        `pane_died_file`, or a dead pane awaits its exit status) or once per `safety_period` (for a death
+        nobody reported, or a lost tmux server); heartbeats are read only then, or when one may have gone stale.
+        """
         if not self.workers and not self.helpers and not self.finishing:
             return
-        panes = self.tmux.panes()
-        self.reap_helpers(panes)
+        now = self.monotonic()
+        panes = self._list_panes(now) if self._panes_due(now) else None
+        if panes is not None:
+            self.reap_helpers(panes)
         self.reap_finishing(panes)
-        if not panes and not self.tmux.is_running():
+        if panes == {} and not self.tmux.is_running():
             self._tmux_lost()
             return
-        registry, board = self.ledger.registry(), self.ledger.board()
-        now = self.monotonic()
+        stale_due = any(now >= self._stale_deadline(w) for w in self.workers.values())
+        registry = self.ledger.registry() if panes is not None or stale_due else None
+        board = self.ledger.board()
         for worker in list(self.workers.values()):
             task = board.get(worker.task)
             if task is None or task.assignee != worker.name or task.status not in LIVE_STATUSES:
@@ -40,22 +49,69 @@ class Health:
                 continue
             if worker.reported or worker.name not in self.workers:
                 continue
-            pane = panes.get(worker.session)
+            pane = panes.get(worker.session) if panes is not None else None
             if pane is not None and pane.dead and self._status_pending(worker, pane, now):
                 continue
             self.resume_due(worker, now)
             with suppress(StaleTransition):  # settled meanwhile by mail or an operator: the next step sees it
-                self._check_worker(task, worker, pane, registry.get(worker.name), now)
+                self._check_worker(task, worker, pane, panes is not None, registry, now)
 
-    def _check_worker(self, task: Task, worker: WorkerState, pane: PaneInfo | None, entry: RegistryEntry | None,
-                      now: float) -> None:
-        if pane is None or pane.dead:
+    def _panes_due(self, now: float) -> bool:
+        """Whether to list the panes now: a pane may have died, one awaits its status, or the safety period is up."""
+        if self.pane_event.is_set() or self.recheck_panes or now >= self.panes_seen_at + self.safety_period():
+            self.pane_event.clear()  # before listing: a death while we list is looked at next time
+            return True
+        return False
+
+    def _list_panes(self, now: float) -> dict[str, PaneInfo]:
+        self.panes_seen_at, self.recheck_panes = now, False
+        return self.tmux.panes()
+
+    def safety_period(self) -> float:
+        """Seconds between looks at the panes when no event says one died (tmux 3.3 now and then misses a pane's
+        death; a killed tmux server reports none): a heartbeat interval, never less than a tick."""
+        return max(self.config.tick, self.config.heartbeat_interval)
+
+    def next_due(self) -> float:
+        """The monotonic time by which the loop must run a step even if nothing wakes it: the next look at the
+        panes, the earliest timeout, stale heartbeat, end of a pause or of a released worker's grace, an
+        interactive agent's next pane look, and a tick while something is watched by polling (a dead pane's
+        status, prompts queued for an idle agent)."""
+        now = self.monotonic()
+        due = [self.panes_seen_at + self.safety_period()] if self.workers or self.helpers or self.finishing else []
+        if self.recheck_panes or self.queued_workers():
+            due.append(now + self.config.tick)
+        board = self.ledger.board() if self.workers else {}
+        for worker in self.workers.values():
+            if worker.reported:
+                continue
+            if self.interactive(worker.name):
+                due.append(worker.looked_at + PANE_LOOK)  # the pane fallback's look (AgentStates.watch_panes)
+            if worker.paused_since is not None:
+                due.append(worker.resume_at if worker.resume_at is not None else now + self.config.tick)
+                continue
+            task = board.get(worker.task)
+            limit = (task.timeout if task else None) or self.config.task_timeout
+            due += [worker.started_at + worker.paused_for + limit, self._stale_deadline(worker)]
+        due += [deadline for _, deadline in self.finishing.values()]
+        return min(due, default=now + self.safety_period())
+
+    def _stale_deadline(self, worker: WorkerState) -> float:
+        """When `worker` goes stale unless a new heartbeat is seen (monotonic seconds)."""
+        seen = worker.beat_seen_at if worker.beat_seen_at is not None else worker.started_at
+        return seen + self.config.stale_after
+
+    def _check_worker(self, task: Task, worker: WorkerState, pane: PaneInfo | None, listed: bool,
+                      registry: dict[str, RegistryEntry] | None, now: float) -> None:
+        """`pane` as listed now (None: its session is gone), when `listed`; `registry` None when the heartbeats
+        were not read (none can be stale yet)."""
+        if listed and (pane is None or pane.dead):
             self._pane_ended(task, worker, pane)
         elif worker.paused_since is not None:
             return  # paused at a usage limit: not a failure, and its pause does not count against it
         elif now - worker.started_at - worker.paused_for > (limit := task.timeout or self.config.task_timeout):
             self._fail(task, worker, f"TIMEOUT: no result within {limit:g} s")
-        elif self._stale(worker, entry, now):
+        elif registry is not None and self._stale(worker, registry.get(worker.name), now):
             self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")
 
     def _status_pending(self, worker: WorkerState, pane: PaneInfo, now: float) -> bool:
@@ -63,6 +119,7 @@ class Health:
         if pane.exit_status is not None or pane.signal is not None or self.spawner.exit_status(worker.name) is not None:
             return False
         worker.dead_since = worker.dead_since or now
+        self.recheck_panes = True  # look again at the next tick
         return now - worker.dead_since < EXIT_STATUS_GRACE
 
     def _pane_ended(self, task: Task, worker: WorkerState, pane: PaneInfo | None) -> None:

@@ -48,8 +48,11 @@ class Integration:
         if settings.isolation == "none":
             return None
         workdir = self.spawner.workdir_for(task)
-        top = repository_of(workdir)
-        if top is None or not has_commits(top):
+        if workdir not in self.git_tops:  # asked once per dispatch wave, not once per task
+            top = repository_of(workdir)
+            self.git_tops[workdir] = top if top is not None and has_commits(top) else None
+        top = self.git_tops[workdir]
+        if top is None:
             if settings.isolation == "worktree":
                 raise ConfigError(f"task {task.id} asks for isolation = \"worktree\" but {workdir} is not in a git "
                                   "repository with a commit")

@@ -49,6 +49,7 @@ from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
 
 log = logging.getLogger("swarmd.supervisor")
+MIN_SLEEP = 0.005  # seconds: a deadline just reached is passed by the time the next step looks at it
 
 
 class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration):
@@ -98,6 +99,10 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.skills = SkillHub(home)
         self._skills_version = self.skills.version()
         self.notifier: Notifier | None = None  # started once swarm.toml has a [notify] command or webhook
+        self.pane_event = threading.Event()  # a pane may have died (see Health.check_workers)
+        self.panes_seen_at = float("-inf")  # monotonic seconds of the last look at the panes
+        self.recheck_panes = False  # a dead pane awaits its exit status: look again at the next tick
+        self.git_tops: dict[Path, Path | None] = {}  # workdir -> its repository with a commit (one dispatch wave)
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -120,7 +125,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         """Loop until stopped: every wake-up (mail, a ledger write, a check's result) or tick runs one step."""
         arrivals = self.mailbox.on_arrival(self.wake.set)
         ledger_watch = watch_file(self.ledger.path, self.wake.set)
-        pane_watch = watch_file(self.spawner.pane_died_file, self.wake.set)
+        pane_watch = watch_file(self.spawner.pane_died_file, self._pane_died)
         make_private_dir(self.skills.root)
         skills_watch = watch_file(self.skills.version_file, self.wake.set)
         self.start_notifier()
@@ -128,7 +133,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             while not self.stopping.is_set():
                 self.guarded_step()
                 self.ledger.heartbeat(SUPERVISOR)
-                self.wake.wait(self.config.tick)
+                self.wake.wait(self._sleep())
                 self.wake.clear()
             self._let_released_finish(STOP_GRACE)
         finally:
@@ -146,6 +151,21 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
+
+    def _pane_died(self) -> None:
+        self.pane_event.set()
+        self.wake.set()
+
+    def _sleep(self) -> float:
+        """Seconds until the next step is due if nothing wakes the loop before (see `Health.next_due`); at most a
+        safety period (a heartbeat interval): a step also takes up a changed swarm.toml or `swarm run
+        --max-workers`, retention, and touches the supervisor's own heartbeat."""
+        try:
+            due = self.next_due()
+        except Exception:  # noqa: BLE001 - a failed reckoning must not stop the loop: step again after a tick
+            log.exception("could not reckon the next step's time")
+            return self.config.tick
+        return min(max(due - self.monotonic(), MIN_SLEEP), self.safety_period())
 
     def start_notifier(self) -> None:
         """Start notifications (threads of their own: a slow receiver never holds up a step) once `[notify]`

@@ -156,14 +156,15 @@ class Outcomes:
             if self.finishing:
                 self.wake.wait(min(self.config.tick, max(0.0, deadline - now)))  # a pane's end wakes us
 
-    def reap_finishing(self, panes: dict[str, PaneInfo]) -> None:
-        """End the sessions of released workers that have exited, or whose grace period is over."""
+    def reap_finishing(self, panes: dict[str, PaneInfo] | None) -> None:
+        """End the sessions of released workers that have exited, or whose grace period is over (`panes` None:
+        not listed this time, so only the grace periods are looked at)."""
         now = self.monotonic()
         for name, (session, deadline) in list(self.finishing.items()):
-            pane = panes.get(session)
-            if pane is None or pane.dead or now >= deadline:
+            pane = panes.get(session) if panes is not None else None
+            if (panes is not None and (pane is None or pane.dead)) or now >= deadline:
                 del self.finishing[name]
-                if pane is not None:
+                if pane is not None or panes is None:
                     self.tmux.kill_session(session)
 
     def _mark_agent(self, name: str, status: AgentStatus, why: str | None = None) -> None:

@@ -8,6 +8,7 @@ with its reason, and it is tried again after a backoff; a delivery held because 
 in the composer is noted (the queue's note, shown by `swarm status`) and looked at again at the next steps.
 """
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -103,6 +104,15 @@ class Queues:
         except ConfigError:  # its profile left swarm.toml since it started
             return False
 
+    def queued_workers(self) -> list[str]:
+        """This supervisor's interactive workers with prompts waiting, from one listing of the queues directory
+        (a step must not cost a file lock object per worker)."""
+        try:
+            files = set(os.listdir(self.home.run_dir / "queues"))
+        except FileNotFoundError:
+            return []
+        return [name for name in list(self.workers) if f"{name}.json" in files and self.interactive(name)]
+
     def prompt_queue(self, worker: str) -> PromptQueue:
         return PromptQueue(self.home.run_dir, worker)
 
@@ -112,12 +122,10 @@ class Queues:
         for outcome in self.deliveries.finished():
             self.delivery_ended(outcome)
         self.deliveries.forget(set(self.workers))
-        for name in list(self.workers):
+        for name in self.queued_workers():
             if not self.deliveries.ready(name, self.monotonic()):
                 continue
             queue = self.prompt_queue(name)
-            if not queue.path.exists() or not self.interactive(name):
-                continue
             watcher = self.watcher(name)
             try:
                 idle = watcher.look().state in WAITING

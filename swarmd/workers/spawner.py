@@ -18,7 +18,7 @@ from swarmd.skills import SkillHub, skills_dir
 from swarmd.tokens import TOKEN_ENV, handover_line, issue_token
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.promptqueue import PromptQueue
-from swarmd.workers.tmux import PaneInfo, TmuxServer
+from swarmd.workers.tmux import PaneInfo, SessionSpec, TmuxServer
 
 _PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python|session_id|claude_session)\}")
 _WORDS = frozenset({"claude_session"})  # placeholders whose value is already a list of quoted words
@@ -50,10 +50,21 @@ class Spawner:
     def spawn(self, task: Task, *, worker: str, attempt: int, max_attempts: int = 1, role: str = "worker",
               prompt: str | None = None, workdir: Path | None = None, env: dict[str, str] | None = None,
               git_note: str = "") -> PaneInfo:
-        """Write the prompt and start the worker's session; the task text stays in the prompt file.
+        """Write the prompt and start the worker's session (see `prepare`); raises SwarmError when it cannot."""
+        spec = self.prepare(task, worker=worker, attempt=attempt, max_attempts=max_attempts, role=role,
+                            prompt=prompt, workdir=workdir, env=env, git_note=git_note)
+        return self.tmux.spawn(spec.session, spec.command, env=spec.env, cwd=spec.cwd, log_path=spec.log_path,
+                               on_exit=spec.on_exit)
+
+    def prepare(self, task: Task, *, worker: str, attempt: int, max_attempts: int = 1, role: str = "worker",
+                prompt: str | None = None, workdir: Path | None = None, env: dict[str, str] | None = None,
+                git_note: str = "") -> SessionSpec:
+        """Write the prompt and everything else the worker needs; return its session, for `TmuxServer.spawn_many`
+        to start with others. The task text stays in the prompt file.
 
         `workdir` (an attempt's worktree) replaces the task's directory, `env` adds to the worker's environment,
-        `git_note` is a section of the prompt about the attempt's branch."""
+        `git_note` is a section of the prompt about the attempt's branch. Raises SwarmError (ConfigError for an
+        unknown profile)."""
         profile = self.profile(task.profile if role == "worker" else self.config.helper_profile)
         prompt_file = self.home.prompts_dir / f"{worker}.md"
         text = prompt or render_prompt(task, agent=worker, attempt=attempt, max_attempts=max_attempts,
@@ -90,9 +101,8 @@ class Spawner:
         token = handover_line(self.home, worker, env.pop(TOKEN_ENV))
         command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n{command}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
-        return self.tmux.spawn(self.session_name(worker), ["sh", "-c", command], env=env,
-                               cwd=workdir, log_path=log,
-                               on_exit=["touch", str(self.pane_died_file)])
+        return SessionSpec(self.session_name(worker), ["sh", "-c", command], env=env, cwd=workdir, log_path=log,
+                           on_exit=["touch", str(self.pane_died_file)])
 
     def predecessor(self, task: Task) -> tuple[Path, str] | None:
         """After a CHECKPOINT: the agent directory and session id of the worker that took it, to go on from."""

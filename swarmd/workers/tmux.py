@@ -2,7 +2,8 @@
 
 Every call names the private socket (`tmux -S`), never the user's default server. Each operation is
 one tmux invocation; an operation that needs several tmux commands chains them with `;` in that one
-invocation, so spawning a worker costs one process start.
+invocation, so spawning a worker costs one process start, and a wave of workers (`spawn_many`) one
+process start per 12 KB of commands.
 
 Session names: tmux rewrites `.` and `:` in session names to `_` and reads them as separators in
 targets. A swarm session name may contain `.` (agent names do), so it is stored in tmux with `.`
@@ -31,6 +32,9 @@ _PANE_FORMAT = _SEP.join(("#{session_name}", "#{pane_id}", "#{pane_pid}", "#{pan
                           "#{pane_dead_status}", "#{pane_dead_signal}", "#{session_created}",
                           "#{pane_current_command}"))
 _TIMEOUT = 10.0
+# Bytes of arguments chained into one tmux invocation: tmux refuses a command longer than its message size
+# (16 KiB, MAX_IMSGSIZE) with "command too long".
+_BATCH_BYTES = 12_000
 # What tmux says when no server answers (or it exits while answering, as after kill-server).
 _NOT_RUNNING = ("no server running", "error connecting to", "server exited unexpectedly")
 # What tmux says of a session that is not there: never was, or ended while we asked ("no current target":
@@ -56,6 +60,38 @@ class PaneInfo:
     started: float | None
     command: str
     signal: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """A detached session to start: `command` runs under /bin/sh (not the user's default-shell) as
+    `exec <shlex-quoted argv>`, so the pane's pid is the command's and its exit status is the pane's; `env` is
+    added to its environment, `cwd` is where it starts, its output is appended to `log_path` (tmux
+    pipe-pane), and `on_exit` is the server's pane-died hook."""
+
+    session: str
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log_path: Path | None = None
+    on_exit: list[str] | None = None
+    width: int = 200
+    height: int = 50
+
+    def commands(self) -> list[list[str]]:
+        """The tmux commands that start this session (new-session, then pipe-pane); TmuxError if it cannot be."""
+        if not self.command:
+            raise TmuxError(f"no command given for tmux session {self.session!r}")
+        if not Path(self.cwd).is_dir():
+            raise TmuxError(f"working directory {self.cwd} of tmux session {self.session!r} is not a directory")
+        new_session = ["new-session", "-d", "-s", _tmux_name(self.session), "-x", str(self.width), "-y",
+                       str(self.height), "-c", str(Path(self.cwd).absolute()), *_env_args(self.env), "-P", "-F",
+                       _PANE_FORMAT, "/bin/sh", "-c", "exec " + shlex.join(self.command)]
+        if self.log_path is None:
+            return [new_session]
+        log = _create_log(self.log_path)
+        return [new_session, ["pipe-pane", "-o", "-t", _target(self.session),
+                              _no_formats("cat >> " + shlex.quote(str(log)))]]
 
 
 def check_session_name(name: str) -> str:
@@ -183,41 +219,75 @@ class TmuxServer:
     def spawn(self, session: str, command: list[str], *, env: dict[str, str], cwd: Path,
               log_path: Path | None = None, on_exit: list[str] | None = None, width: int = 200,
               height: int = 50) -> PaneInfo:
-        """Start `command` in a new detached session, in one tmux invocation.
+        """Start `command` in a new detached session, in one tmux invocation (see `SessionSpec` and
+        `spawn_many`); raises TmuxError when it cannot."""
+        result = self.spawn_many([SessionSpec(session, command, env=env, cwd=cwd, log_path=log_path,
+                                              on_exit=on_exit, width=width, height=height)])[0]
+        if isinstance(result, TmuxError):
+            raise result
+        return result
 
-        `on_exit` is set as the server's pane-died hook in the same invocation (see `set_exit_hook`): a server
-        exits with its last session, so each spawn that may start a new server sets it again.
+    def spawn_many(self, specs: list["SessionSpec"]) -> list["PaneInfo | TmuxError"]:
+        """Start every session of `specs`, chained into as few tmux invocations as tmux's command length allows
+        (one process start for a whole wave of workers, not one each); the result for each spec, in order, is
+        its pane or the TmuxError that kept it from starting (the others start all the same).
 
-        The command runs under /bin/sh (not the user's default-shell) as `exec <shlex-quoted argv>`,
-        so the pane's pid is the command's and its exit status is the pane's. remain-on-exit is set
-        before the session exists, so even an instant exit leaves a dead pane to read.
-        """
-        if not command:
-            raise TmuxError(f"no command given for tmux session {session!r}")
-        if not Path(cwd).is_dir():
-            raise TmuxError(f"working directory {cwd} of tmux session {session!r} is not a directory")
-        name = _tmux_name(session)
-        new_session = ["new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-                       "-c", str(Path(cwd).absolute()), *_env_args(env), "-P", "-F", _PANE_FORMAT,
-                       "/bin/sh", "-c", "exec " + shlex.join(command)]
-        commands = [["set-option", "-g", "remain-on-exit", "on"], new_session]
-        if on_exit:
-            commands.append(self._exit_hook(on_exit))
-        if log_path is not None:
-            log = _create_log(log_path)
-            commands.append(["pipe-pane", "-o", "-t", _target(session),
-                             _no_formats("cat >> " + shlex.quote(str(log)))])
+        remain-on-exit is set before the first session exists, so even an instant exit leaves a dead pane to
+        read; the pane-died hook (`on_exit`, see `set_exit_hook`) is set in the same invocation: a server exits
+        with its last session, so each invocation that may start a new server sets it again."""
+        results: list[PaneInfo | TmuxError | None] = [None] * len(specs)
+        batch: list[tuple[int, list[list[str]]]] = []
+        size = 0
+        for index, spec in enumerate(specs):
+            try:
+                commands = spec.commands()
+            except TmuxError as exc:
+                results[index] = exc
+                continue
+            length = sum(len(arg) + 1 for command in commands for arg in command)
+            if batch and size + length > _BATCH_BYTES:
+                self._spawn_batch(specs, batch, results)
+                batch, size = [], 0
+            batch.append((index, commands))
+            size += length
+        if batch:
+            self._spawn_batch(specs, batch, results)
+        return [r if r is not None else TmuxError("tmux did not start the session") for r in results]
+
+    def _spawn_batch(self, specs: list["SessionSpec"], batch: list[tuple[int, list[list[str]]]],
+                     results: list["PaneInfo | TmuxError | None"]) -> None:
+        """One tmux invocation for the sessions of `batch`; tmux stops a chain at its first failing command, so
+        the sessions after a failed one are started by another invocation."""
+        chain: list[list[str]] = [["set-option", "-g", "remain-on-exit", "on"]]
+        hook = next((specs[i].on_exit for i, _ in batch if specs[i].on_exit), None)
+        for n, (_, commands) in enumerate(batch):
+            chain += commands
+            if n == 0 and hook:
+                chain.append(self._exit_hook(hook))
         for _ in range(3):  # a server whose last session has just ended is exiting: the next try starts a new one
-            result = self._run(_chain(*commands))
+            result = self._run(_chain(*chain))
             if not self._not_running(result):
                 break
-        if result.returncode != 0 and "duplicate session" in result.stderr:
-            raise TmuxError(f"tmux session {session!r} already exists: pick another name or kill it first")
-        pane = _parse_pane(self._check(result, f"start session {session!r}").rstrip("\n"))
-        if pane is None:
-            raise TmuxError(f"tmux started session {session!r} but did not describe its pane: {result.stdout!r}")
-        self._make_socket_private()
-        return pane
+        lines = [line for line in result.stdout.splitlines() if line]
+        for (index, _), line in zip(batch, lines):
+            pane = _parse_pane(line)
+            results[index] = pane if pane is not None else TmuxError(
+                f"tmux started session {specs[index].session!r} but did not describe its pane: {line!r}")
+        if lines:
+            self._make_socket_private()
+        if result.returncode == 0 and len(lines) >= len(batch):
+            return
+        if len(lines) < len(batch):
+            index = batch[len(lines)][0]
+            session = specs[index].session
+            if "duplicate session" in result.stderr:
+                results[index] = TmuxError(f"tmux session {session!r} already exists: pick another name or kill "
+                                           "it first")
+            else:
+                results[index] = TmuxError(f"tmux could not start session {session!r}: {_one_line(result.stderr)}")
+            rest = batch[len(lines) + 1:]
+            if rest:
+                self._spawn_batch(specs, rest, results)
 
     def _make_socket_private(self) -> None:
         """The swarm's socket is the user's alone; some tmux releases leave it group-accessible."""
