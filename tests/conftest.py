@@ -15,6 +15,7 @@ from swarmd.home import SwarmHome
 from swarmd.supervisor.daemon import running_pid, wait_exit
 from agentclis import MISSING, find_clis
 from modelserver import model_server  # noqa: F401 - the scripted model fixture, for every test module
+from natskit import nats_server  # noqa: F401 - a real NATS server with JetStream, for every test module
 
 REPO = Path(__file__).resolve().parent.parent
 
