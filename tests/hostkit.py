@@ -1,0 +1,86 @@
+"""A swarm with worker hosts across network namespaces: a NATS server (TLS, JetStream on files) on the
+supervisor's side of a test network, a supervisor home that names it in `[hosts]`, and host agents started in
+the hosts' namespaces (`swarm host join`), each with its own home and tmux server.
+
+    swarm = HostedSwarm(network, tmp_path, swarm_home)   # or the `hosted` fixture
+    swarm.join("h1", slots=2)
+    swarm.config(max_workers=1, local_workers=False)
+"""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from natskit import NatsServer
+from netns import Host, Network, network  # noqa: F401 - the fixture
+from swarmd.home import SwarmHome
+from swarmkit import init_home
+
+BIN = Path(sys.executable).parent
+
+
+def make_tls(directory: Path, address: str) -> tuple[Path, Path, Path]:
+    """A private certificate authority and a server certificate for `address` (an IP) signed by it, made with
+    the openssl command: (ca.pem, server.pem, server.key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr",
+                                                          "server.pem"))
+    ext = directory / "san.ext"
+    ext.write_text(f"subjectAltName=IP:{address}\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for argv in (["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=swarmd test CA"],
+                 ["req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={address}"],
+                 ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+                  "-days", "2", "-extfile", ext]):
+        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+class HostedSwarm:
+    """A supervisor home (`home`) whose `[hosts]` server runs on the network's gateway, and its hosts."""
+
+    def __init__(self, network: "Network", root: Path, home: SwarmHome) -> None:
+        self.network, self.root, self.home = network, root, home
+        self.ca, cert, key = make_tls(root / "tls", network.gateway)
+        self.nats = NatsServer(root / "nats", host=network.gateway,
+                               extra_config=f'tls {{ cert_file: "{cert}", key_file: "{key}" }}').start()
+        self.url = f"tls://{network.gateway}:{self.nats.port}"
+        self.hosts: dict[str, Host] = {}
+        self.agents: dict[str, subprocess.Popen] = {}
+
+    def config(self, *, max_workers: int = 1, local_workers: bool = False, ttl: float = 3.0,
+               stale: float = 60.0, extra: str = "") -> None:
+        """Write the home's swarm.toml: fast ticks, and `[hosts]` on this test's server."""
+        init_home(self.home, max_workers=max_workers, stale=stale)
+        with self.home.config_file.open("a") as f:
+            f.write(f'{extra}\n[hosts]\nurl = "{self.url}"\nca = "{self.ca}"\nttl = {ttl}\n'
+                    f'local_workers = {str(local_workers).lower()}\n')
+
+    def host_home(self, name: str) -> Path:
+        return self.root / name / ".swarm"
+
+    def join(self, name: str, slots: int = 2, labels: str = "") -> Host:
+        """Make the host's namespace (once) and start its agent there."""
+        host = self.hosts.get(name) or self.network.host(name)
+        self.hosts[name] = host
+        (self.root / name).mkdir(exist_ok=True)
+        argv = [str(BIN / "swarm"), "host", "join", self.url, "--name", name, "--slots", str(slots), "--swarm", "t",
+                "--ca", str(self.ca), "--home", str(self.host_home(name))] + (["--labels", labels] if labels else [])
+        log = open(self.root / f"{name}.log", "ab")
+        self.agents[name] = host.popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        return host
+
+    def close(self) -> None:
+        self.nats.stop()
+
+
+@pytest.fixture
+def hosted(network: Network, tmp_path: Path, swarm_home: SwarmHome) -> Iterator[HostedSwarm]:
+    swarm = HostedSwarm(network, tmp_path, swarm_home)
+    try:
+        yield swarm
+    finally:
+        swarm.close()
