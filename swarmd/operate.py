@@ -2,6 +2,7 @@
 
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,7 +91,8 @@ class Operator:
             asked = _waiting_on(entry, questions.get(entry.name))
             workers.append(WorkerView(
                 name=entry.name, role=entry.role, task=entry.task, state=entry.status, session=entry.session,
-                pane="gone" if pane is None else (f"exited {pane.exit_status}" if pane.dead else "alive"),
+                pane=(f"on host {remote_host(entry)}" if remote_host(entry) else "gone") if pane is None
+                else (f"exited {pane.exit_status}" if pane.dead else "alive"),
                 heartbeat_age=_age(now, entry.last_heartbeat), last_message_age=_age(now, last_seen.get(entry.name)),
                 question=asked.text if asked else None, asked_age=_age(now, asked.asked) if asked else None,
                 queued=[item.text for item in PromptQueue(self.home.run_dir, entry.name).items()],
@@ -176,9 +178,42 @@ class Operator:
                                    outcome=AttemptOutcome.ABANDONED.value)
         else:
             task = None
-        self.tmux.kill_session(self.session(entry.name))
+        if host := remote_host(entry):
+            self.stop_remote(host, entry, "killed by the operator")
+        else:
+            self.tmux.kill_session(self.session(entry.name))
         self.ledger.update_agent(entry.name, self.actor, status=AgentStatus.STOPPED)
         return task.id if task else None
+
+    def stop_remote(self, host: str, entry: RegistryEntry, reason: str) -> None:
+        """Tell the worker's host to end it (through the host's work queue)."""
+        from swarmd.hosts.relay import Relay
+
+        task = self.ledger.board().get(entry.task or "")
+        attempt = next((a.number for a in reversed(task.attempts) if a.worker == entry.name), 0) if task else 0
+        relay = Relay(self.home, self.config)
+        try:
+            relay.stop(host, entry.name, attempt, reason)
+        finally:
+            relay.close()
+
+    def remote_logs(self, worker: str, follow: bool = False) -> Iterator[str] | None:
+        """The log of a worker that runs on a host, read from there (None for a worker of this machine)."""
+        entry = self.entry(worker)
+        host = remote_host(entry)
+        if not host:
+            return None
+        from swarmd.hosts.relay import Relay
+
+        relay = Relay(self.home, self.config)
+
+        def chunks() -> Iterator[str]:
+            try:
+                yield from relay.logs(host, entry.name, follow=follow)
+            finally:
+                relay.close()
+
+        return chunks()
 
     def retry(self, task_ids: list[str]) -> list[str]:
         """Give blocked or failed tasks a fresh budget of attempts, all or none (see `Ledger.retry`); their ids."""
@@ -298,6 +333,12 @@ class Operator:
         if not path.exists():
             raise SwarmError(f"no log for {worker!r} in {self.home.logs_dir}")
         return path
+
+
+def remote_host(entry: RegistryEntry) -> str:
+    """The worker host the agent runs on; "" for this machine."""
+    host = entry.metadata.get("remote_host")
+    return host if isinstance(host, str) else ""
 
 
 def _last_messages(events: list[Event]) -> dict[str, datetime]:

@@ -40,41 +40,71 @@ def make_tls(directory: Path, address: str) -> tuple[Path, Path, Path]:
 
 
 class HostedSwarm:
-    """A supervisor home (`home`) whose `[hosts]` server runs on the network's gateway, and its hosts."""
+    """A supervisor home (`home`) and its hosts. With a `network`, the `[hosts]` server (TLS) runs on its gateway
+    and each host in a namespace of its own; without, on 127.0.0.1 (plain) with the hosts' agents beside it."""
 
-    def __init__(self, network: "Network", root: Path, home: SwarmHome) -> None:
+    def __init__(self, network: "Network | None", root: Path, home: SwarmHome) -> None:
         self.network, self.root, self.home = network, root, home
+        self.hosts: dict[str, Host] = {}
+        self.agents: dict[str, subprocess.Popen] = {}
+        if network is None:
+            self.ca = None
+            self.nats = NatsServer(root / "nats").start()
+            self.url = self.nats.url
+            return
         self.ca, cert, key = make_tls(root / "tls", network.gateway)
         self.nats = NatsServer(root / "nats", host=network.gateway,
                                extra_config=f'tls {{ cert_file: "{cert}", key_file: "{key}" }}').start()
         self.url = f"tls://{network.gateway}:{self.nats.port}"
-        self.hosts: dict[str, Host] = {}
-        self.agents: dict[str, subprocess.Popen] = {}
 
     def config(self, *, max_workers: int = 1, local_workers: bool = False, ttl: float = 3.0,
                stale: float = 60.0, extra: str = "") -> None:
         """Write the home's swarm.toml: fast ticks, and `[hosts]` on this test's server."""
         init_home(self.home, max_workers=max_workers, stale=stale)
         with self.home.config_file.open("a") as f:
-            f.write(f'{extra}\n[hosts]\nurl = "{self.url}"\nca = "{self.ca}"\nttl = {ttl}\n'
-                    f'local_workers = {str(local_workers).lower()}\n')
+            f.write(f'{extra}\n[hosts]\nurl = "{self.url}"\nttl = {ttl}\nlocal_workers = {str(local_workers).lower()}\n'
+                    + (f'ca = "{self.ca}"\n' if self.ca else ""))
 
     def host_home(self, name: str) -> Path:
         return self.root / name / ".swarm"
 
-    def join(self, name: str, slots: int = 2, labels: str = "") -> Host:
-        """Make the host's namespace (once) and start its agent there."""
-        host = self.hosts.get(name) or self.network.host(name)
-        self.hosts[name] = host
+    def join(self, name: str, slots: int = 2, labels: str = "") -> Host | None:
+        """Start the host's agent: in its namespace (made once) on a network, else beside the test."""
         (self.root / name).mkdir(exist_ok=True)
         argv = [str(BIN / "swarm"), "host", "join", self.url, "--name", name, "--slots", str(slots), "--swarm", "t",
-                "--ca", str(self.ca), "--home", str(self.host_home(name))] + (["--labels", labels] if labels else [])
+                "--home", str(self.host_home(name))] + (["--labels", labels] if labels else []) + (
+                ["--ca", str(self.ca)] if self.ca else [])
         log = open(self.root / f"{name}.log", "ab")
+        if self.network is None:
+            self.agents[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            return None
+        host = self.hosts.get(name) or self.network.host(name)
+        self.hosts[name] = host
         self.agents[name] = host.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         return host
 
+    def tmux(self, name: str) -> Path:
+        """The socket of host `name`'s tmux server."""
+        return SwarmHome(self.host_home(name)).tmux_socket
+
     def close(self) -> None:
+        for agent in self.agents.values():
+            if agent.poll() is None:
+                agent.kill()
+            agent.wait(30)
+        for name in self.agents:
+            subprocess.run(["tmux", "-S", str(self.tmux(name)), "kill-server"], capture_output=True, check=False)
         self.nats.stop()
+
+
+@pytest.fixture
+def loopback(tmp_path: Path, swarm_home: SwarmHome) -> Iterator[HostedSwarm]:
+    """Hosts on this machine's loopback, no namespaces: for what does not need a network between them."""
+    swarm = HostedSwarm(None, tmp_path, swarm_home)
+    try:
+        yield swarm
+    finally:
+        swarm.close()
 
 
 @pytest.fixture
@@ -84,3 +114,10 @@ def hosted(network: Network, tmp_path: Path, swarm_home: SwarmHome) -> Iterator[
         yield swarm
     finally:
         swarm.close()
+
+
+def running(socket: Path, session: str) -> bool:
+    """Whether `session`'s pane runs on the tmux server at `socket`."""
+    out = subprocess.run(["tmux", "-S", str(socket), "list-panes", "-a", "-F", "#{session_name} #{pane_dead}"],
+                         capture_output=True, text=True).stdout
+    return f"{session} 0" in out.splitlines()

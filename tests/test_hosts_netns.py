@@ -4,10 +4,9 @@ the NATS server (TLS, JetStream on files) on the supervisor's side, real process
 import json
 import subprocess
 from collections import Counter
-from pathlib import Path
 
 from conftest import run_cli
-from hostkit import HostedSwarm, hosted, network  # noqa: F401 - fixtures
+from hostkit import HostedSwarm, hosted, network, running  # noqa: F401 - fixtures
 from protocol.event import EventType
 from swarmd.ledger.log import Ledger
 from swarmkit import events, wait_until, write_plan
@@ -69,13 +68,7 @@ def test_a_host_cut_off_has_its_attempts_run_elsewhere_and_its_late_word_refused
     refused = wait_until(lambda: [e for e in events(hosted.home) if e.detail.get("fenced") == "DONE"], 60,
                          "the late DONE to be refused")
     assert refused[0].detail["worker"] == first["a"] and refused[0].detail["attempt"] == 1
-    h1_tmux = hosted.host_home("h1") / "run" / "tmux.sock"
-    wait_until(lambda: not running(h1_tmux, f"t-{first['b']}"), 60, "h1's stale worker on b to be stopped")
+    wait_until(lambda: not running(hosted.tmux("h1"), f"t-{first['b']}"), 60, "h1's stale worker on b to be stopped")
     assert completed(hosted) == Counter({"a": 1, "b": 1})
     assert Counter(e.task for e in events(hosted.home) if e.type == EventType.TASK_VALIDATING) == Counter(a=1, b=1)
 
-
-def running(socket: Path, session: str) -> bool:
-    out = subprocess.run(["tmux", "-S", str(socket), "list-panes", "-a", "-F", "#{session_name} #{pane_dead}"],
-                         capture_output=True, text=True).stdout
-    return f"{session} 0" in out.splitlines()

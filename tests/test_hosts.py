@@ -1,0 +1,122 @@
+"""Worker hosts on one machine's loopback (no namespaces): the checks on names, addresses and credentials,
+placement by free slots and labels, a remote worker's log and kill through its host, and `swarm up` taking up
+the workers still running on a host."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from hostkit import HostedSwarm, loopback, running  # noqa: F401 - the fixture
+from protocol.event import EventType
+from protocol.task import Task
+from swarmd.hosts.link import check_url, read_credentials
+from swarmd.hosts.names import HostError, validate_host_name
+from swarmd.supervisor.remote import LOCAL, RemoteWorkers
+from swarmd.ledger.log import Ledger
+from swarmkit import events, wait_until, write_plan
+
+
+@pytest.mark.parametrize("name", ["", "..", "a.b", "A", "a/b", "-a", "x" * 33, "a b"])
+def test_bad_host_names_are_refused(name: str) -> None:
+    with pytest.raises(HostError, match="invalid host name"):
+        validate_host_name(name)
+
+
+def test_addresses_need_tls_off_loopback_and_carry_no_login() -> None:
+    assert check_url("nats://127.0.0.1:4222") and check_url("tls://10.1.2.3:4222")
+    with pytest.raises(HostError, match="not a loopback address"):
+        check_url("nats://10.1.2.3:4222")
+    with pytest.raises(HostError, match="carries no login"):
+        check_url("tls://me:secret@10.1.2.3:4222")
+    with pytest.raises(HostError, match="bad NATS address"):
+        check_url("http://10.1.2.3")
+
+
+def test_credentials_come_from_a_private_file(tmp_path: Path) -> None:
+    login = tmp_path / "login.toml"
+    login.write_text('user = "h1"\npassword = "s3cret"\n')
+    login.chmod(0o644)
+    with pytest.raises(HostError, match="can be read by others"):
+        read_credentials(login)
+    login.chmod(0o600)
+    assert read_credentials(login) == {"user": "h1", "password": "s3cret"}
+    seed = tmp_path / "seed"
+    seed.write_text("SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY\n")
+    seed.chmod(0o600)
+    assert read_credentials(seed) == {"nkeys_seed": str(seed)}
+    junk = tmp_path / "junk"
+    junk.write_text("hello")
+    junk.chmod(0o600)
+    with pytest.raises(HostError, match="expected a NATS .creds file"):
+        read_credentials(junk)
+
+
+def test_join_refuses_bad_input_in_one_line_before_making_a_home(tmp_path: Path) -> None:
+    login = tmp_path / "login"
+    login.write_text('user = "a"\npassword = "b"\n')
+    login.chmod(0o640)
+    home = tmp_path / "h"
+    for args, said in ((["nats://127.0.0.1:1", "--name", "../up"], "invalid host name"),
+                       (["nats://10.0.0.1:1", "--name", "h1"], "not a loopback address"),
+                       (["nats://127.0.0.1:1", "--name", "h1", "--credentials", str(login)], "can be read by others"),
+                       (["nats://127.0.0.1:1", "--name", "h1", "--labels", "GPU"], "invalid label")):
+        result = run_cli("swarm", "host", "join", *args, "--home", str(home))
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not home.exists()
+
+
+def test_tasks_go_where_their_labels_are_offered_and_the_most_slots_are_free() -> None:
+    places = {LOCAL: (1, []), "h1": (3, ["gpu"]), "h2": (2, [])}
+    assert RemoteWorkers.place(Task(id="a", title="a"), places) == "h1"
+    assert RemoteWorkers.place(Task(id="a", title="a", labels=["gpu"]), {**places, "h1": (1, ["gpu"])}) == "h1"
+    assert RemoteWorkers.place(Task(id="a", title="a", labels=["gpu"]), {**places, "h1": (0, ["gpu"])}) is None
+    assert RemoteWorkers.place(Task(id="a", title="a"), {LOCAL: (2, []), "h2": (2, [])}) == LOCAL
+
+
+GATED = "echo hello from $SWARM_AGENT; while [ ! -e {gate} ]; do sleep 0.05; done"
+
+
+def test_a_remote_workers_log_and_kill_go_through_its_host(loopback: HostedSwarm) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=1)
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "max_attempts": 1,
+                                                     "description": GATED.format(gate=loopback.root / "never")}])
+    assert run_cli("swarm", "run", str(plan), "--home", str(loopback.home.root)).returncode == 0
+    ledger = Ledger(loopback.home)
+    worker = wait_until(lambda: ledger.task("job").status == "in_progress" and ledger.task("job").assignee, 60,
+                        "the job to run on h1")
+    home = ["--home", str(loopback.home.root)]
+    wait_until(lambda: "hello from" in run_cli("swarm", "logs", worker, *home).stdout, 30, "the log from h1")
+    status = json.loads(run_cli("swarm", "status", "--json", *home).stdout)
+    assert {w["name"]: w["pane"] for w in status["workers"]}[worker] == "on host h1"
+    killed = run_cli("swarm", "kill", worker, "--hold", *home)
+    assert killed.returncode == 0, killed.stderr
+    wait_until(lambda: not running(loopback.tmux("h1"), f"t-{worker}"), 30, "h1 to end the killed worker")
+    assert ledger.task("job").status == "blocked"
+
+
+def test_swarm_up_takes_up_the_workers_still_running_on_a_host(loopback: HostedSwarm) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=1)
+    gate = loopback.root / "gate"
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job",
+                                                     "description": GATED.format(gate=gate)}])
+    home = ["--home", str(loopback.home.root)]
+    assert run_cli("swarm", "run", str(plan), *home).returncode == 0
+    ledger = Ledger(loopback.home)
+    worker = wait_until(lambda: ledger.task("job").status == "in_progress" and ledger.task("job").assignee, 60,
+                        "the job to run on h1")
+    assert run_cli("swarm", "down", *home).returncode == 0
+    assert running(loopback.tmux("h1"), f"t-{worker}")
+    assert run_cli("swarm", "up", *home).returncode == 0
+    wait_until(lambda: any(e.type == EventType.SUPERVISOR_RECOVERED for e in events(loopback.home)), 30,
+               "the supervisor to recover")
+    gate.touch()
+    wait_until(lambda: ledger.task("job").status == "done", 60, "the adopted worker's DONE")
+    task = ledger.task("job")
+    assert [a.worker for a in task.attempts] == [worker]  # taken up, not started again
+    assert Counter(e.type for e in events(loopback.home))[EventType.TASK_COMPLETED] == 1
