@@ -120,3 +120,24 @@ def test_swarm_up_takes_up_the_workers_still_running_on_a_host(loopback: HostedS
     task = ledger.task("job")
     assert [a.worker for a in task.attempts] == [worker]  # taken up, not started again
     assert Counter(e.type for e in events(loopback.home))[EventType.TASK_COMPLETED] == 1
+
+
+def test_the_nats_server_killed_and_restarted_loses_no_report(loopback: HostedSwarm) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=2)
+    gate = loopback.root / "gate"
+    tasks = [{"id": f"t{i}", "title": f"t{i}", "description": f"while [ ! -e {gate} ]; do sleep 0.05; done"}
+             for i in range(4)]
+    assert run_cli("swarm", "run", str(write_plan(loopback.root / "plan.json", tasks)), "--home",
+                   str(loopback.home.root)).returncode == 0
+    ledger = Ledger(loopback.home)
+    wait_until(lambda: sum(t.status == "in_progress" for t in ledger.board().values()) == 2, 60, "two tasks on h1")
+    loopback.nats.kill()
+    gate.touch()  # both finish while the server is down: their DONEs wait on h1 until it is back
+    outbox = loopback.host_home("h1") / "mail" / "supervisor"
+    wait_until(lambda: len(list((outbox / "new").iterdir())) >= 2, 30, "the DONEs held on h1")
+    loopback.nats.restart()
+    wait_until(lambda: all(t.status == "done" for t in ledger.board().values()), 120, "every task done")
+    assert Counter(e.task for e in events(loopback.home) if e.type == EventType.TASK_COMPLETED) == Counter(
+        {t["id"]: 1 for t in tasks})
+    assert all(len(t.attempts) == 1 for t in ledger.board().values())  # nobody was given up on

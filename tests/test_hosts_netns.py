@@ -5,6 +5,8 @@ import json
 import subprocess
 from collections import Counter
 
+import pytest
+
 from conftest import run_cli
 from hostkit import HostedSwarm, hosted, network, running  # noqa: F401 - fixtures
 from protocol.event import EventType
@@ -72,3 +74,39 @@ def test_a_host_cut_off_has_its_attempts_run_elsewhere_and_its_late_word_refused
     assert completed(hosted) == Counter({"a": 1, "b": 1})
     assert Counter(e.task for e in events(hosted.home) if e.type == EventType.TASK_VALIDATING) == Counter(a=1, b=1)
 
+
+
+QUICK = "sleep 0.$(( $(od -An -N1 -tu1 /dev/urandom) % 5 )); echo {id} ran"
+
+
+@pytest.mark.soak
+def test_sixty_tasks_over_three_hosts_with_one_cut_off_and_back_are_each_done_once(hosted: HostedSwarm) -> None:
+    hosted.config(max_workers=1, local_workers=False)
+    joined = {name: hosted.join(name, slots=3) for name in ("h1", "h2", "h3")}
+    tasks = [{"id": f"t{i:02}", "title": f"t{i}", "description": QUICK.format(id=i)} for i in range(60)]
+    run_plan(hosted, tasks)
+    ledger = Ledger(hosted.home)
+    wait_until(lambda: sum(t.status == "done" for t in ledger.board().values()) >= 15, 120, "a quarter done")
+    joined["h2"].cut()
+    wait_until(lambda: any("host h2 is down" in e.summary for e in events(hosted.home)), 60, "h2 given up on")
+    wait_until(lambda: sum(t.status == "done" for t in ledger.board().values()) >= 40, 120, "two thirds done")
+    joined["h2"].restore()
+    wait_until(lambda: all(t.status == "done" for t in ledger.board().values()), 300, "every task done")
+    assert completed(hosted) == Counter({t["id"]: 1 for t in tasks})
+    assert Counter(e.task for e in events(hosted.home) if e.type == EventType.TASK_VALIDATING) == completed(hosted)
+
+
+@pytest.mark.soak
+def test_sixty_tasks_over_three_hosts_through_two_nats_restarts_are_each_done_once(hosted: HostedSwarm) -> None:
+    hosted.config(max_workers=1, local_workers=False)
+    for name in ("h1", "h2", "h3"):
+        hosted.join(name, slots=3)
+    tasks = [{"id": f"t{i:02}", "title": f"t{i}", "description": QUICK.format(id=i)} for i in range(60)]
+    run_plan(hosted, tasks)
+    ledger = Ledger(hosted.home)
+    for done in (15, 35):
+        wait_until(lambda: sum(t.status == "done" for t in ledger.board().values()) >= done, 120, f"{done} done")
+        hosted.nats.restart()
+    wait_until(lambda: all(t.status == "done" for t in ledger.board().values()), 300, "every task done")
+    assert completed(hosted) == Counter({t["id"]: 1 for t in tasks})
+    assert Counter(e.task for e in events(hosted.home) if e.type == EventType.TASK_VALIDATING) == completed(hosted)
