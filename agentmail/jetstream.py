@@ -36,6 +36,7 @@ from agentmail.natslink import REQUEST_TIMEOUT, NatsLink
 from agentmail.transportsettings import TransportSettings
 
 LEASE = 60.0  # seconds a message handed out by a consumer stays with its taker before it is offered again
+NO_MESSAGE_FOUND = 10057  # JetStream's error code for a sequence that is not (or no longer) in the stream
 NAME_HEADER, REASON_HEADER, SEQ_HEADER = "Swarm-Name", "Swarm-Reason", "Swarm-Seq"
 
 
@@ -372,9 +373,7 @@ async def _remove(js: JetStreamContext, stream: str, seq: int) -> bool:
     """Remove message `seq` from `stream`; False if it is gone already (another consumer won)."""
     try:
         return bool(await js.delete_msg(stream, seq))
-    except nats.js.errors.NotFoundError:
-        return False
-    except nats.js.errors.BadRequestError as exc:
-        if "no message found" in str(exc).lower():
+    except nats.js.errors.APIError as exc:
+        if exc.err_code == NO_MESSAGE_FOUND or isinstance(exc, nats.js.errors.NotFoundError):
             return False
         raise

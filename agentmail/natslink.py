@@ -73,6 +73,8 @@ class NatsLink:
         self.kv: KeyValue | None = None
         self.arrival_hooks: set[Callable[[], None]] = set()
         self._connecting: asyncio.Lock | None = None
+        self._first_connect = False
+        self.failed_tries = 0  # calls that were not answered and were tried again (for tests and benches)
 
     def call(self, action: Callable[[JetStreamContext], Awaitable[T]], what: str) -> T:
         """Run `action(js)` on the loop, retried until answered or the deadline; `what` names it in errors."""
@@ -87,6 +89,7 @@ class NatsLink:
                 return await action(js)
             except RETRYABLE as exc:
                 last = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                self.failed_tries += 1
             if time.monotonic() + pause > deadline:
                 raise TransportUnavailable(f"cannot {what}: the NATS server at {self.settings.url} did not answer "
                                            f"within {self.deadline:g} s ({last}); is it running?")
@@ -105,17 +108,13 @@ class NatsLink:
         return self.js
 
     async def _connect(self, deadline: float) -> None:
-        options = self._options()
+        """Connect (nats-py tries again by itself while the server is down; the deadline bounds it) and declare
+        the streams and the bucket. A refused login ends the tries at once (TransportConfigError)."""
+        self._first_connect = True
         try:
-            nc = await nats.connect(**options)
-        except nats.errors.NoServersError as exc:  # nats-py wraps a refused login in it: look at the cause
-            if "authorization" in str(exc.__cause__ or exc).lower():
-                raise self._refused() from None
-            raise
-        except (nats.errors.AuthorizationError, nats.errors.Error) as exc:
-            if "authorization" in str(exc).lower():
-                raise self._refused() from None
-            raise
+            nc = await asyncio.wait_for(nats.connect(**self._options()), max(0.1, deadline - time.monotonic()))
+        finally:
+            self._first_connect = False
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
         await self._declare(js)
         try:
@@ -123,6 +122,12 @@ class NatsLink:
         except nats.js.errors.BucketNotFoundError:
             kv = await js.create_key_value(bucket=self.names.bucket, history=1, storage=StorageType.FILE)
         self.nc, self.js, self.kv = nc, js, kv
+
+    async def _on_error(self, exc: Exception) -> None:
+        """nats-py's error callback: a refused login while connecting ends the connect (raised through it);
+        other errors are left to the caller's retry, which reports the last one at its deadline."""
+        if self._first_connect and "authorization" in str(exc).lower():
+            raise self._refused()
 
     def _refused(self) -> TransportConfigError:
         return TransportConfigError(f"the NATS server at {self.settings.url} refused the login: check "
@@ -133,7 +138,7 @@ class NatsLink:
         options: dict[str, Any] = {
             "servers": [settings.url], "name": "agentmail", "allow_reconnect": True, "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.1, "connect_timeout": REQUEST_TIMEOUT, "reconnected_cb": self._reconnected,
-            "error_cb": _ignore, "disconnected_cb": _ignore_event, "closed_cb": _ignore_event}
+            "error_cb": self._on_error, "disconnected_cb": _ignore_event, "closed_cb": _ignore_event}
         if settings.tls is not None:
             options["tls"] = settings.tls
             options["tls_hostname"] = settings.host.strip("[]")
@@ -174,10 +179,6 @@ class NatsLink:
                 natsloop.run(nc.close(), timeout=REQUEST_TIMEOUT * 2)
             except (TimeoutError, *RETRYABLE):
                 pass
-
-
-async def _ignore(exc: Exception) -> None:
-    """nats-py logs a connection's errors through this callback; the caller's retry reports what matters."""
 
 
 async def _ignore_event() -> None:
