@@ -17,12 +17,14 @@ Waking: a core subscription on the mailbox's subject signals each arrival, and e
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RawStreamMsg
@@ -32,9 +34,10 @@ from protocol import InvalidMessage, Message, MessageType, parse_message
 from agentmail import natsloop
 from agentmail.errors import UnknownRecipient
 from agentmail.mailbox import Delivered, check_message_id
-from agentmail.natslink import REQUEST_TIMEOUT, NatsLink
+from agentmail.natslink import REQUEST_TIMEOUT, NatsLink, direct_batch
 from agentmail.transportsettings import TransportSettings
 
+PEEK_BATCH = 256  # messages per direct-get request when listing a mailbox
 LEASE = 60.0  # seconds a message handed out by a consumer stays with its taker before it is offered again
 NO_MESSAGE_FOUND = 10057  # JetStream's error code for a sequence that is not (or no longer) in the stream
 NAME_HEADER, REASON_HEADER, SEQ_HEADER = "Swarm-Name", "Swarm-Reason", "Swarm-Seq"
@@ -221,7 +224,7 @@ class JetStreamMailbox:
         async def commit(js: JetStreamContext) -> bool:
             await js.publish(self.link.names.read(self.box, delivered.message.id), payload, stream=self.kept,
                              headers=headers, timeout=REQUEST_TIMEOUT)
-            return await _remove(js, self.stream, delivered.seq)
+            return await _remove(self.link.connection(), self.stream, delivered.seq)
 
         won = self.link.call(commit, f"claim {delivered.message.id} from {self.name}")
         return delivered if won else None
@@ -300,21 +303,22 @@ class JetStreamMailbox:
     # -- inside ---------------------------------------------------------------------------------------
 
     def _peek(self, limit: int | None) -> list[Delivered]:
-        async def read(js: JetStreamContext) -> list[RawStreamMsg]:
-            found: list[RawStreamMsg] = []
-            seq = 1
-            while limit is None or len(found) < limit:
-                try:
-                    raw = await js.get_msg(self.stream, seq=seq, subject=self.subject, next=True, direct=True)
-                except nats.js.errors.NotFoundError:
+        """The unread messages (at most `limit`), read in batched direct gets: nothing is handed out."""
+        async def read(js: JetStreamContext) -> list[Msg]:
+            found: list[Msg] = []
+            seq, pending = 1, 1
+            while pending and (limit is None or len(found) < limit):
+                want = PEEK_BATCH if limit is None else min(PEEK_BATCH, limit - len(found))
+                batch, pending = await direct_batch(self.link.connection(), self.stream, self.subject, seq, want)
+                if not batch:
                     break
-                found.append(raw)
-                seq = raw.seq + 1
+                found.extend(batch)
+                seq = int(batch[-1].headers["Nats-Sequence"]) + 1  # type: ignore[index]
             return found
 
         result = []
         for raw in self.link.call(read, f"read the mailbox of {self.name}"):
-            delivered = self._parse(raw.seq, raw.data or b"")
+            delivered = self._parse(int(raw.headers["Nats-Sequence"]), raw.data or b"")  # type: ignore[index]
             if delivered is not None:
                 result.append(delivered)
         return result
@@ -364,16 +368,22 @@ class JetStreamMailbox:
         async def move(js: JetStreamContext) -> None:
             await js.publish(self.link.names.bad(self.box, message_id), payload, stream=self.kept, headers=headers,
                              timeout=REQUEST_TIMEOUT)
-            await _remove(js, self.stream, seq)
+            await _remove(self.link.connection(), self.stream, seq)
 
         self.link.call(move, f"set aside {name} of {self.name}")
 
 
-async def _remove(js: JetStreamContext, stream: str, seq: int) -> bool:
-    """Remove message `seq` from `stream`; False if it is gone already (another consumer won)."""
-    try:
-        return bool(await js.delete_msg(stream, seq))
-    except nats.js.errors.APIError as exc:
-        if exc.err_code == NO_MESSAGE_FOUND or isinstance(exc, nats.js.errors.NotFoundError):
-            return False
-        raise
+async def _remove(nc: Client, stream: str, seq: int) -> bool:
+    """Remove message `seq` from `stream`; False if it is gone already (another consumer won).
+
+    Without erasing it on disk (`no_erase`): the server's default overwrites the message, six times slower,
+    and a copy is kept anyway."""
+    request = json.dumps({"seq": seq, "no_erase": True}).encode()
+    reply = await nc.request(f"$JS.API.STREAM.MSG.DELETE.{stream}", request, timeout=REQUEST_TIMEOUT)
+    answer = json.loads(reply.data)
+    error = answer.get("error")
+    if error is None:
+        return bool(answer.get("success"))
+    if error.get("err_code") == NO_MESSAGE_FOUND:
+        return False
+    raise nats.js.errors.APIError.from_error(error)

@@ -9,6 +9,7 @@ twice count once). The streams and the registry bucket are made on first connect
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
@@ -75,6 +77,11 @@ class NatsLink:
         self._connecting: asyncio.Lock | None = None
         self._first_connect = False
         self.failed_tries = 0  # calls that were not answered and were tried again (for tests and benches)
+
+    def connection(self) -> Client:
+        """The live connection (inside an action passed to `call`, where it is always made)."""
+        assert self.nc is not None, "connection() outside NatsLink.call"
+        return self.nc
 
     def call(self, action: Callable[[JetStreamContext], Awaitable[T]], what: str) -> T:
         """Run `action(js)` on the loop, retried until answered or the deadline; `what` names it in errors."""
@@ -183,3 +190,31 @@ class NatsLink:
 
 async def _ignore_event() -> None:
     """A disconnection or close: the next call reconnects or reports it."""
+
+
+async def direct_batch(nc: Client, stream: str, subject: str, seq: int, batch: int) -> tuple[list[Msg], int]:
+    """Up to `batch` messages of `stream` on `subject` from sequence `seq` on, in one direct-get request
+    (JetStream's batched direct get, server 2.11+: the messages, then an end-of-batch status 204 that says
+    how many more are pending). Returns (messages, pending). nats.errors.TimeoutError if the batch stalls."""
+    inbox = nc.new_inbox()
+    replies: asyncio.Queue[Msg] = asyncio.Queue()
+    subscription = await nc.subscribe(inbox, cb=replies.put)
+    try:
+        request = json.dumps({"seq": seq, "next_by_subj": subject, "batch": batch}).encode()
+        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", request, reply=inbox)
+        found: list[Msg] = []
+        while True:
+            try:
+                reply = await asyncio.wait_for(replies.get(), REQUEST_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise nats.errors.TimeoutError from None
+            status = (reply.headers or {}).get("Status")
+            if status == "404":
+                return found, 0
+            if status == "204":
+                return found, int((reply.headers or {}).get("Nats-Num-Pending", "0") or 0)
+            if status:
+                raise nats.errors.TimeoutError  # 408 and the like: the server is busy; the caller tries again
+            found.append(reply)
+    finally:
+        await subscription.unsubscribe()

