@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -34,6 +35,8 @@ REQUEST_TIMEOUT = 2.0  # seconds one JetStream request waits for its answer
 BACKOFF = (0.02, 0.5)  # first and longest pause between two tries, seconds (doubling)
 DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id (far above DEADLINE)
 KEEP_READ = 7 * 86400.0  # seconds claimed and set-aside copies are kept (read_claimed, bad)
+TLS_MISMATCH = (nats.errors.SecureConnRequiredError, nats.errors.SecureConnWantedError,
+                nats.errors.SecureConnFailedError)
 RETRYABLE = (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoRespondersError,
              nats.errors.ConnectionReconnectingError, nats.errors.NoServersError, nats.errors.StaleConnectionError,
              nats.errors.OutboundBufferLimitError, nats.errors.FlushTimeoutError,
@@ -131,10 +134,18 @@ class NatsLink:
         self.nc, self.js, self.kv = nc, js, kv
 
     async def _on_error(self, exc: Exception) -> None:
-        """nats-py's error callback: a refused login while connecting ends the connect (raised through it);
-        other errors are left to the caller's retry, which reports the last one at its deadline."""
-        if self._first_connect and "authorization" in str(exc).lower():
+        """nats-py's error callback: while connecting, a refused login or a failed TLS handshake ends the
+        connect at once (raised through it: trying again cannot help); other errors are left to the caller's
+        retry, which reports the last one at its deadline."""
+        if not self._first_connect:
+            return
+        if "authorization" in str(exc).lower():
             raise self._refused()
+        if isinstance(exc, (ssl.SSLError, ssl.CertificateError, *TLS_MISMATCH)):
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            raise TransportConfigError(f"TLS with the NATS server at {self.settings.url} failed ({reason}): set "
+                                       "transport_ca in swarm.toml to the CA that signed the server's certificate "
+                                       "(TLS is required for an address that is not loopback)")
 
     def _refused(self) -> TransportConfigError:
         return TransportConfigError(f"the NATS server at {self.settings.url} refused the login: check "

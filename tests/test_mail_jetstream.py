@@ -153,3 +153,24 @@ def test_credentials_log_in_and_a_wrong_password_is_refused_in_one_line(tmp_path
         assert "readable by others" in str(exc)
     else:
         raise AssertionError("a credentials file readable by its group was accepted")
+
+
+def test_tls_with_the_swarms_ca_and_required_for_an_address_that_is_not_loopback(tmp_path: Path) -> None:
+    with NatsServer(tmp_path / "nats", tls=True) as server:
+        url = server.url.replace("nats://", "tls://")
+        home = nats_home(tmp_path / "h", server)
+        (home / "swarm.toml").write_text(f'transport = "{url}"\ntransport_ca = "{server.ca_file}"\n')
+        post = PostOffice(home)
+        post.register("worker-1")
+        post.send(steer("over tls"))
+        assert [d.message.body.text for d in post.mailbox("worker-1").list()] == ["over tls"]
+        post.close()
+        (home / "swarm.toml").write_text(f'transport = "{url}"\n')  # the system's CAs do not know the test's
+        result = run_cli("agentmail", "inbox", "worker-1", "--home", str(home))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "TLS" in result.stderr
+    (home / "swarm.toml").write_text('transport = "nats://10.99.0.1:4222"\n')
+    settings = read_transport(home)
+    assert settings is not None and settings.tls is not None  # not loopback: TLS whatever the scheme says
+    (home / "swarm.toml").write_text('transport = "nats://127.0.0.1:4222"\n')
+    settings = read_transport(home)
+    assert settings is not None and settings.tls is None
