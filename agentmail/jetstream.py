@@ -34,7 +34,7 @@ from protocol import InvalidMessage, Message, MessageType, parse_message
 from agentmail import natsloop
 from agentmail.errors import UnknownRecipient
 from agentmail.mailbox import Delivered, check_message_id
-from agentmail.natslink import REQUEST_TIMEOUT, NatsLink, direct_batch
+from agentmail.natslink import REQUEST_TIMEOUT, NatsLink, direct_batch, shared_link
 from agentmail.transportsettings import TransportSettings
 
 PEEK_BATCH = 256  # messages per direct-get request when listing a mailbox
@@ -61,7 +61,7 @@ class JetStreamTransport:
     def __init__(self, settings: TransportSettings, *, max_size: int = 1 << 20, deadline: float | None = None) -> None:
         self.settings = settings
         self.max_size = max_size
-        self.link = NatsLink(settings) if deadline is None else NatsLink(settings, deadline=deadline)
+        self.link = shared_link(settings) if deadline is None else NatsLink(settings, deadline=deadline)
         self._known: dict[str, JetStreamMailbox] = {}
 
     def __repr__(self) -> str:
@@ -111,7 +111,8 @@ class JetStreamTransport:
         return self._roles().get(agent) or None
 
     def close(self) -> None:
-        """Close the connection; the transport reconnects if used again."""
+        """Close the connection (shared by the process's transports to the same server: any of them that is
+        used again reconnects)."""
         self.link.close()
 
     def _roles(self) -> dict[str, str]:

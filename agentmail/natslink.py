@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -197,6 +199,21 @@ class NatsLink:
                 natsloop.run(nc.close(), timeout=REQUEST_TIMEOUT * 2)
             except (TimeoutError, *RETRYABLE):
                 pass
+
+
+_links: dict[tuple[object, ...], NatsLink] = {}
+_links_lock = threading.Lock()
+
+
+def shared_link(settings: TransportSettings) -> NatsLink:
+    """The process's link to the server and swarm of `settings` (one connection however many post offices
+    are made: each costs a handshake and the streams' check otherwise)."""
+    key = (settings.url, settings.namespace, settings.credentials, settings.tls is None, os.getpid())
+    with _links_lock:
+        link = _links.get(key)
+        if link is None:
+            link = _links[key] = NatsLink(settings)
+        return link
 
 
 async def _ignore_event() -> None:

@@ -197,7 +197,11 @@ def script_file(ctx: WorkerContext, script: str) -> Path:
 def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) -> int:
     assigned = assignment(ctx)
     reports = Reports(ctx.home.root, ctx.agent, ctx.task, durable=ctx.durable) if uses_files(ctx.home.root) else None
-    send = lambda kind, **body: (reports is not None and reports.send(kind, **body)) or _send_with_models(ctx, kind, body)  # noqa: E731
+
+    def send(kind: str, **body: Any) -> bool:
+        """The fast path's delivery where it can serve (files), else the models' (JetStream, odd text)."""
+        return (reports is not None and reports.send(kind, **body)) or _send_with_models(ctx, kind, body)
+
     log_start = ctx.log.stat().st_size if ctx.log and ctx.log.exists() else 0
     send("ACCEPTED", title=assigned.title, started_at=utcnow())
     heartbeat = Heartbeat(ctx.home, ctx.agent, ctx.heartbeat_interval)
