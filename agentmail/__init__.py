@@ -1,4 +1,5 @@
-"""Agent Mail: typed messages delivered as files into per-agent Maildir-style mailboxes.
+"""Agent Mail: typed messages delivered into per-agent mailboxes: Maildir-style files (the default) or NATS
+JetStream (`transport = "nats://host:port"` in swarm.toml).
 
     po = PostOffice(home)
     po.register("worker-1")
@@ -13,9 +14,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "agentmail.errors": ("MailboxError", "MailError", "MessageTooLarge", "UnknownRecipient", "UnsafePath"),
+    "agentmail.errors": ("MailboxError", "MailError", "MessageTooLarge", "TransportConfigError", "TransportUnavailable",
+                         "UnknownRecipient", "UnsafePath"),
+    "agentmail.files": ("FileTransport",),
     "agentmail.mailbox": ("Delivered", "Mailbox"),
     "agentmail.postoffice": ("PostOffice",),
+    "agentmail.transport": ("MailboxAPI", "Transport"),
     "agentmail.watch": ("ArrivalWatch",),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -37,7 +41,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from agentmail.errors import MailboxError, MailError, MessageTooLarge, UnknownRecipient, UnsafePath
+    from agentmail.errors import (MailboxError, MailError, MessageTooLarge, TransportConfigError, TransportUnavailable,
+                                  UnknownRecipient, UnsafePath)
+    from agentmail.files import FileTransport
     from agentmail.mailbox import Delivered, Mailbox
     from agentmail.postoffice import PostOffice
+    from agentmail.transport import MailboxAPI, Transport
     from agentmail.watch import ArrivalWatch

@@ -278,8 +278,10 @@ def bad(agent: str, home: Path | None, as_json: bool) -> None:
 @common
 def register(agent: str, role: str, home: Path | None, as_json: bool) -> None:
     """Create AGENT's mailbox and record its role."""
-    mailbox = _office(home).register(agent, role)
-    click.echo(json.dumps({"agent": agent, "role": role, "path": str(mailbox.path)}) if as_json else str(mailbox.path))
+    po = _office(home)
+    mailbox = po.register(agent, role)
+    where = str(mailbox.path) if getattr(mailbox, "path", None) else f"{po.transport!r} {agent}"
+    click.echo(json.dumps({"agent": agent, "role": role, "path": where}) if as_json else where)
 
 
 @cli.command()

@@ -23,3 +23,12 @@ class UnsafePath(MailError):
 
 class MailboxError(MailError):
     """A mailbox that cannot be used as asked: a message that is not there, a file that cannot be read."""
+
+
+class TransportConfigError(MailError):
+    """A transport setting in swarm.toml that cannot be used: a malformed address, a credentials file that
+    is missing, unreadable or readable by others."""
+
+
+class TransportUnavailable(MailError):
+    """The mail transport's server did not answer (or acknowledge a publish) within the deadline."""

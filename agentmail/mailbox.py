@@ -32,11 +32,11 @@ REASON_SUFFIX = ".reason"
 
 @dataclass(frozen=True)
 class Delivered:
-    """A message as it lies in a mailbox: its sequence number, file name and current path."""
+    """A message as it lies in a mailbox: its sequence number, name and (on the file transport) current path."""
 
     seq: int
     name: str
-    path: Path
+    path: Path | None
     message: Message
 
 
@@ -123,7 +123,7 @@ class Mailbox:
         """Claim a message already read from `new/`; None if another consumer claimed it first."""
         target = self._cur / delivered.name
         try:
-            os.rename(delivered.path, target)
+            os.rename(self._new / delivered.name, target)
         except FileNotFoundError:
             return None
         return Delivered(delivered.seq, delivered.name, target, delivered.message)
@@ -239,13 +239,6 @@ class Mailbox:
 
         Other messages stay unread. Returns None on timeout.
         """
-        for delivered in self.watch(timeout=timeout):
-            message = delivered.message
-            if (types is None or message.type in types) and (task is None or message.task == task):
-                if not claim:
-                    return delivered
-                if (claimed := self.claim_loaded(delivered)) is not None:
-                    return claimed
-        return None
+        from agentmail.transport import wait_in
 
-
+        return wait_in(self, types=types, task=task, timeout=timeout, claim=claim)

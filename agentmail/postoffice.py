@@ -1,4 +1,5 @@
-"""The post office: the mailboxes of one home (`<home>/mail/<agent>/`), and sending between them."""
+"""The post office: the mailboxes of one home, on its transport (files under `<home>/mail/<agent>/`, or NATS
+JetStream when swarm.toml says `transport = "nats://host:port"`), and sending between them."""
 
 import functools
 import os
@@ -9,11 +10,11 @@ from protocol import Message, MessageType, make_message, validate_agent_name
 from protocol.messages import Origin
 from protocol.names import ROLE_PREFIX
 
-from agentmail.errors import MailboxError, MessageTooLarge, UnknownRecipient, UnsafePath
-from agentmail.delivery import check_real_dir, make_mailbox_dirs
-from agentmail.mailbox import Delivered, Mailbox
-
-ROLE_FILE = "role"
+from agentmail.errors import MessageTooLarge, UnknownRecipient
+from agentmail.files import FileTransport
+from agentmail.mailbox import Delivered
+from agentmail.transport import MailboxAPI, Transport
+from agentmail.transportsettings import read_transport
 
 
 @functools.cache
@@ -21,97 +22,61 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+def open_transport(home: Path, *, durable: bool = True, max_size: int = 1 << 20) -> Transport:
+    """The transport the home at `home` chooses in its swarm.toml: JetStream for `transport = "nats://..."`,
+    else the files. TransportConfigError for a bad address or credentials file."""
+    settings = read_transport(home)
+    if settings is None:
+        return FileTransport(home, durable=durable, max_size=max_size)
+    from agentmail.jetstream import JetStreamTransport  # nats-py is loaded only by homes that use it
+
+    return JetStreamTransport(settings, max_size=max_size)
+
+
 class PostOffice:
-    """Deliver messages into the mailboxes under `<home>/mail`.
+    """Deliver messages into the mailboxes of the home at `home`, on the transport it chooses (or `transport`).
 
     `strict=None` means strict iff `<home>/swarm.toml` exists: a swarm home registers its agents, so mail
     to an unknown name is a mistake to report. A bare home creates a mailbox on first delivery.
     """
 
     def __init__(self, home: Path | str, *, durable: bool = True, max_size: int = 1 << 20,
-                 strict: bool | None = None) -> None:
+                 strict: bool | None = None, transport: Transport | None = None) -> None:
         self.home = Path(home)
         self.root = self.home / "mail"
         self.durable = durable
         self.max_size = max_size
         self.strict = (self.home / "swarm.toml").exists() if strict is None else strict
-        self._mailboxes: dict[str, Mailbox] = {}
+        self.transport = transport or open_transport(self.home, durable=durable, max_size=max_size)
 
     def __repr__(self) -> str:
-        return f"PostOffice({str(self.home)!r}, strict={self.strict})"
+        return f"PostOffice({str(self.home)!r}, strict={self.strict}, transport={self.transport!r})"
 
     # -- mailboxes ------------------------------------------------------------------------------------
 
-    def register(self, agent: str, role: str = "worker") -> Mailbox:
+    def register(self, agent: str, role: str = "worker") -> MailboxAPI:
         """Create `agent`'s mailbox if needed (idempotent) and record its role."""
         validate_agent_name(agent)
         validate_agent_name(role)
-        mailbox = self._open(agent, create=True)
-        role_file = mailbox.path / ROLE_FILE
-        tmp = mailbox.path / f".{ROLE_FILE}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(role + "\n")
-        os.replace(tmp, role_file)
-        return mailbox
+        return self.transport.register(agent, role)
 
-    def mailbox(self, agent: str) -> Mailbox:
+    def mailbox(self, agent: str) -> MailboxAPI:
         """The mailbox of `agent`; created if missing, unless the home is strict (then UnknownRecipient)."""
         validate_agent_name(agent)
-        return self._open(agent, create=not self.strict)
+        return self.transport.open(agent, create=not self.strict)
 
     def agents(self, role: str | None = None) -> list[str]:
         """Names of the agents that have a mailbox, optionally only those registered with `role`."""
-        if not os.path.lexists(self.root):
-            return []
-        check_real_dir(self.root)
-        entries = sorted(os.scandir(self.root), key=lambda e: e.name)
-        names = [e.name for e in entries if e.is_dir(follow_symlinks=False) and _is_agent_name(e.name)]
-        return names if role is None else [n for n in names if self.role_of(n) == role]
+        return self.transport.agents(role)
 
     def role_of(self, agent: str) -> str | None:
         """The role `agent` was registered with, None if it never was."""
         validate_agent_name(agent)
-        path = self.root / agent / ROLE_FILE
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise UnsafePath(f"cannot read {path}: {exc.strerror}: replace it with a plain file (register again)") from None
-        with os.fdopen(fd, "rb") as handle:
-            return handle.read(256).decode(errors="replace").strip() or None
+        return self.transport.role_of(agent)
 
-    def _open(self, agent: str, *, create: bool) -> Mailbox:
-        if (cached := self._mailboxes.get(agent)) is not None:
-            return cached
-        path = self.root / agent
-        if os.path.lexists(self.root):
-            check_real_dir(self.root)  # a symlinked mail/ would carry every mailbox out of the home
-        if not os.path.lexists(path):
-            if not create:
-                raise UnknownRecipient(self._unknown(agent))
-            self._make_root()
-            make_mailbox_dirs(path)
-        else:
-            check_real_dir(path)
-            make_mailbox_dirs(path)  # repairs a missing sub-directory; refuses symlinked ones
-        mailbox = Mailbox(path, durable=self.durable, max_size=self.max_size)
-        self._mailboxes[agent] = mailbox
-        return mailbox
-
-    def _make_root(self) -> None:
-        for directory in (self.home, self.root):
-            try:
-                os.mkdir(directory, 0o700)
-            except FileExistsError:
-                pass
-        if not self.root.is_dir():
-            raise MailboxError(f"{self.root} is not a directory")
-
-    def _unknown(self, agent: str) -> str:
-        known = ", ".join(self.agents()) or "none"
-        return f"unknown recipient {agent!r}: known agents are {known}; register it first"
+    def close(self) -> None:
+        """Release the transport's connection (JetStream); nothing for files."""
+        self.transport.close()
 
     # -- sending --------------------------------------------------------------------------------------
 
@@ -129,7 +94,7 @@ class PostOffice:
                 f"message {message.id} is {len(payload)} bytes, over the limit of {self.max_size} bytes: "
                 "put large content in a file and send its path"
             )
-        mailboxes = [self._open(agent, create=not self.strict) for agent in self._expand(message.to)]
+        mailboxes = [self.transport.open(agent, create=not self.strict) for agent in self._expand(message.to)]
         for mailbox in mailboxes:
             mailbox.deliver(payload, message.id)
         return stamped
@@ -156,12 +121,4 @@ class PostOffice:
             else:
                 agents[recipient] = None
         return list(agents)
-
-
-def _is_agent_name(name: str) -> bool:
-    try:
-        validate_agent_name(name)
-    except ValueError:
-        return False
-    return True
 

@@ -23,7 +23,8 @@ from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
 from watchdog.utils import platform
 
 if TYPE_CHECKING:
-    from agentmail.mailbox import Delivered, Mailbox
+    from agentmail.mailbox import Delivered
+    from agentmail.transport import MailboxAPI
 
 RESCAN_PERIOD = 1.0  # seconds between rescans of a watch that also has file events (events can be missing)
 POLL_INTERVAL = 0.1  # seconds between rescans of a watch without file events
@@ -157,13 +158,14 @@ def _start(observer: BaseObserver, directory: Path, handler: FileSystemEventHand
     return observer
 
 
-def watch_mailbox(mailbox: "Mailbox", *, claim: bool, polling: bool, stop: threading.Event | None,
+def watch_mailbox(mailbox: "MailboxAPI", *, claim: bool, polling: bool, stop: threading.Event | None,
                   timeout: float | None) -> Iterator["Delivered"]:
-    """The body of `Mailbox.watch`: scan, yield what is new, sleep until woken, repeat."""
+    """The body of `watch` on any transport: scan, yield what is new, sleep until woken, repeat."""
     deadline = None if timeout is None else time.monotonic() + timeout
     wake = threading.Event()
     seen: set[str] = set()
-    with ArrivalWatch(mailbox.path / "new", wake.set, polling=polling):
+    arrivals = mailbox.on_arrival(wake.set, polling=polling)
+    try:
         while True:
             wake.clear()  # before the scan: an arrival during the scan sets it again
             for delivered in mailbox.scan(seen):
@@ -172,6 +174,8 @@ def watch_mailbox(mailbox: "Mailbox", *, claim: bool, polling: bool, stop: threa
                 yield delivered
             if not _sleep(wake, stop, deadline):
                 return
+    finally:
+        arrivals.stop()
 
 
 def _sleep(wake: threading.Event, stop: threading.Event | None, deadline: float | None) -> bool:

@@ -94,6 +94,17 @@ class Config(BaseModel):
     max_workers: int = Field(default=4, ge=1, le=256, description="Workers running at once.")
     durable: bool = Field(default=True, description=(
         "fsync every message and ledger event (off: faster, may lose the last writes on power loss)."))
+    transport: str = Field(default="files", description=(
+        "Where Agent Mail travels: `\"files\"` (Maildir files under the home's `mail/`, for one machine) or "
+        "`\"nats://HOST:PORT\"`, a NATS server with JetStream (a work-queue stream with a subject per mailbox, "
+        "durable consumers, de-duplicated publishes retried until acknowledged), for workers on several "
+        "machines. TLS is used whenever HOST is not loopback (or with `tls://`). Never put credentials in it."))
+    transport_credentials: str | None = Field(default=None, description=(
+        "A file (relative to the home) with the NATS login: one line `user:password`, an nkey seed (`SU...`) "
+        "or a NATS `.creds` file. It must be mode 0600 (readable by you alone), or mail is refused."))
+    transport_ca: str | None = Field(default=None, description=(
+        "A PEM file (relative to the home) with the CA that signed the NATS server's TLS certificate; unset: "
+        "the system's CAs."))
     heartbeat_interval: float = Field(default=5.0, gt=0, description="Seconds between worker heartbeats.")
     stale_after: float = Field(default=300.0, gt=0, description=(
         "Seconds without a heartbeat before an agent counts as stale (and its attempt fails)."))
@@ -142,6 +153,17 @@ class Config(BaseModel):
         "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude`, `claude-tui` "
         "and `codex` "
         "(or replace one of the same name)."))
+
+    @field_validator("transport", mode="after")
+    @classmethod
+    def _transport_address(cls, transport: str) -> str:
+        from agentmail.errors import TransportConfigError
+        from agentmail.transportsettings import check_transport_url
+
+        try:
+            return check_transport_url(transport)
+        except TransportConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("profiles", mode="after")
     @classmethod

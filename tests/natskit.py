@@ -7,6 +7,9 @@ installs beside the interpreter, on a free port, with file storage in a director
     server.restart()    # same port, same store directory, same config
     server.stop()       # SIGKILL and reap (the fixture does it after the test)
 
+With `tls=True` the server speaks TLS only, with a certificate for `host` signed by a CA made for the test
+(`server.ca_file`, PEM; made with the `openssl` command): a client names it as swarm.toml's `transport_ca`.
+
 Waiting is on conditions with a deadline: the server is ready once its log says so and its port answers with
 the protocol's INFO line (the NATS client protocol greets every connection with INFO).
 """
@@ -45,6 +48,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def make_certificates(directory: Path, host: str) -> None:
+    """A CA (`ca.pem`) and a server certificate for `host` (`server.pem`, `server.key`) it signed, in
+    `directory`, made by the `openssl` command (RuntimeError with its output if that fails)."""
+    san = f"IP:{host}" if host.replace(".", "").isdigit() or ":" in host else f"DNS:{host}"
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=swarm test CA",
+         "-keyout", "ca.key", "-out", "ca.pem"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}", "-keyout", "server.key", "-out",
+         "server.csr"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+         "-extfile", "san.cnf", "-out", "server.pem"],
+    ]
+    (directory / "san.cnf").write_text(f"subjectAltName={san}\n")
+    for step in steps:
+        done = subprocess.run(["openssl", *step], cwd=directory, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"openssl {step[0]} failed: {done.stderr.strip()}")
+
+
 class NatsServer:
     """One nats-server process with JetStream on file storage under `root` (made if missing).
 
@@ -56,7 +78,7 @@ class NatsServer:
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int | None = None, *,
                  user: str | None = None, password: str | None = None, wrap: Sequence[str] = (),
-                 extra_config: str = "") -> None:
+                 extra_config: str = "", tls: bool = False) -> None:
         self.root = Path(root)
         self.host = host
         self.port = port if port is not None else free_port(host)
@@ -67,6 +89,8 @@ class NatsServer:
         self.store_dir = self.root / "jetstream"
         self.config_file = self.root / "nats.conf"
         self.log_file = self.root / "nats.log"
+        self.tls = tls
+        self.ca_file = self.root / "ca.pem"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,6 +110,8 @@ class NatsServer:
             return self
         self.root.mkdir(parents=True, exist_ok=True)
         self.store_dir.mkdir(exist_ok=True)
+        if self.tls and not self.ca_file.exists():
+            make_certificates(self.root, self.host)
         self.config_file.write_text(self._config())
         with self.log_file.open("ab") as log:
             start = log.tell()
@@ -122,6 +148,9 @@ class NatsServer:
         lines = [f"listen: {json.dumps(f'{self.host}:{self.port}')}",
                  f"server_name: {json.dumps(f'test-{self.port}')}",
                  f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))}, max_mem: 64MB, max_file: 1GB }}"]
+        if self.tls:
+            lines.append(f"tls {{ cert_file: {json.dumps(str(self.root / 'server.pem'))}, "
+                         f"key_file: {json.dumps(str(self.root / 'server.key'))} }}")
         if self.user is not None:
             lines.append(f"authorization {{ user: {json.dumps(self.user)}, "
                          f"password: {json.dumps(self.password or '')} }}")

@@ -13,6 +13,7 @@ False and the caller falls back to `agentmail`'s models.
 import json
 import os
 import stat
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +33,22 @@ BODY_LAYOUTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "FAILED": (("failure", "ERROR"), ("reason", ""), ("attempts", None), ("partial_commit", ""), ("files", []),
                ("recommendation", "")),
 }
+
+
+def uses_files(home: Path) -> bool:
+    """Whether the home's mail travels as files: $SWARM_TRANSPORT as the supervisor set it ("files" or
+    "nats"), else swarm.toml's `transport` (missing or "files"); an unreadable swarm.toml says no (the full
+    path then reads it and names what is wrong)."""
+    chosen = os.environ.get("SWARM_TRANSPORT")
+    if chosen:
+        return chosen == "files"
+    try:
+        with open(f"{home}/swarm.toml", "rb") as handle:
+            return tomllib.load(handle).get("transport", "files") == "files"
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, RecursionError):
+        return False
 
 
 class Assignment(NamedTuple):

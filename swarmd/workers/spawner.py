@@ -68,6 +68,7 @@ class Spawner:
             # The wrapper's two settings, so that it starts without loading swarm.toml's model:
             "SWARM_HEARTBEAT_INTERVAL": repr(self.config.heartbeat_interval),
             "SWARM_DURABLE": "1" if self.config.durable else "0",
+            "SWARM_TRANSPORT": "files" if self.config.transport == "files" else "nats",  # fast path or models
             TOKEN_ENV: issue_token(self.home, worker), **(env or {}), **profile.env,
         }  # the token is for the agent adapter's config; it reaches the pane by handover, never on tmux's argv
         workdir = workdir or self.workdir(task, profile)

@@ -30,7 +30,7 @@ from protocol.text import strip_escapes
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
 from swarmd.ledger.heartbeats import touch_heartbeat
-from swarmd.workers.fastpath import Assignment, Reports, take_assignment
+from swarmd.workers.fastpath import Assignment, Reports, take_assignment, uses_files
 from swarmd.workers.prompt import write_prompt
 
 SUPERVISOR = "supervisor"
@@ -145,7 +145,7 @@ class Heartbeat(threading.Thread):
 
 def assignment(ctx: WorkerContext) -> Assignment:
     """The TASK_ASSIGN the supervisor sent before starting us; for a worker started by hand, the ledger's task."""
-    quick = take_assignment(ctx.home.mail_dir / ctx.agent, ctx.task)
+    quick = take_assignment(ctx.home.mail_dir / ctx.agent, ctx.task) if uses_files(ctx.home.root) else None
     return quick if quick is not None else _assignment_with_models(ctx)
 
 
@@ -196,8 +196,12 @@ def script_file(ctx: WorkerContext, script: str) -> Path:
 
 def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) -> int:
     assigned = assignment(ctx)
-    reports = Reports(ctx.home.root, ctx.agent, ctx.task, durable=ctx.durable)
-    send = lambda kind, **body: reports.send(kind, **body) or _send_with_models(ctx, kind, body)  # noqa: E731
+    reports = Reports(ctx.home.root, ctx.agent, ctx.task, durable=ctx.durable) if uses_files(ctx.home.root) else None
+
+    def send(kind: str, **body: Any) -> bool:
+        """The fast path's delivery where it can serve (files), else the models' (JetStream, odd text)."""
+        return (reports is not None and reports.send(kind, **body)) or _send_with_models(ctx, kind, body)
+
     log_start = ctx.log.stat().st_size if ctx.log and ctx.log.exists() else 0
     send("ACCEPTED", title=assigned.title, started_at=utcnow())
     heartbeat = Heartbeat(ctx.home, ctx.agent, ctx.heartbeat_interval)
