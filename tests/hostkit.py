@@ -1,4 +1,5 @@
-"""A swarm with worker hosts across network namespaces: a NATS server (TLS, JetStream on files) on the
+"""A swarm with worker hosts across network namespaces: a NATS server (TLS with a CA made for the test,
+JetStream on files) on the
 supervisor's side of a test network, a supervisor home that names it in `[hosts]`, and host agents started in
 the hosts' namespaces (`swarm host join`), each with its own home and tmux server.
 
@@ -22,23 +23,6 @@ from swarmkit import init_home
 BIN = Path(sys.executable).parent
 
 
-def make_tls(directory: Path, address: str) -> tuple[Path, Path, Path]:
-    """A private certificate authority and a server certificate for `address` (an IP) signed by it, made with
-    the openssl command: (ca.pem, server.pem, server.key)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr",
-                                                          "server.pem"))
-    ext = directory / "san.ext"
-    ext.write_text(f"subjectAltName=IP:{address}\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for argv in (["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=swarmd test CA"],
-                 ["req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={address}"],
-                 ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
-                  "-days", "2", "-extfile", ext]):
-        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
-    return ca, cert, key
-
-
 class HostedSwarm:
     """A supervisor home (`home`) and its hosts. With a `network`, the `[hosts]` server (TLS) runs on its gateway
     and each host in a namespace of its own; without, on 127.0.0.1 (plain) with the hosts' agents beside it."""
@@ -52,9 +36,8 @@ class HostedSwarm:
             self.nats = NatsServer(root / "nats").start()
             self.url = self.nats.url
             return
-        self.ca, cert, key = make_tls(root / "tls", network.gateway)
-        self.nats = NatsServer(root / "nats", host=network.gateway,
-                               extra_config=f'tls {{ cert_file: "{cert}", key_file: "{key}" }}').start()
+        self.nats = NatsServer(root / "nats", host=network.gateway, tls=True).start()
+        self.ca = self.nats.ca_file
         self.url = f"tls://{network.gateway}:{self.nats.port}"
 
     def config(self, *, max_workers: int = 1, local_workers: bool = False, ttl: float = 3.0,

@@ -11,12 +11,11 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.names import HostError
-from swarmd.hosts.settings import HostsSettings
+from swarmd.hosts.settings import HostsLink
 from swarmd.hosts.streams import ensure_bucket, ensure_streams, pull
 from swarmd.hosts.wire import HostBeat, HostEvent, Layout, MailOrder, StartOrder, StopOrder
 
@@ -38,15 +37,12 @@ class HostsClient:
     """One supervisor's link to its hosts. `start()` returns at once; `close()` tries for a moment to publish
     what the outbox holds. Raises HostError from the constructor for a bad address, credentials or CA file."""
 
-    def __init__(self, settings: HostsSettings, *, swarm: str, base: Path, wake: Callable[[], None]) -> None:
-        if not settings.url:
-            raise HostError("no [hosts] url in swarm.toml")
-        self.settings = settings
+    def __init__(self, link: HostsLink, *, ttl: float, swarm: str, wake: Callable[[], None]) -> None:
         self.layout = Layout(swarm)
-        self.ttl = settings.ttl
+        self.ttl = ttl
         self.wake = wake
-        self.link = NatsLink(settings.url, name=f"supervisor-{swarm}", on_connect=self._connected,
-                             credentials=_path(base, settings.credentials), ca=_path(base, settings.ca))
+        self.link = NatsLink(link.url, name=f"supervisor-{swarm}", on_connect=self._connected,
+                             credentials=link.credentials, ca=link.ca)
         self.events: queue.SimpleQueue[tuple[HostEvent, Any]] = queue.SimpleQueue()
         self._snapshot = Snapshot({}, False)
         self._outbox: asyncio.Queue | None = None
@@ -182,10 +178,6 @@ def _beat(key: str, value: bytes | None) -> HostBeat | None:
     except ValueError:
         return None
     return beat if beat.name == key else None
-
-
-def _path(base: Path, value: str | None) -> Path | None:
-    return None if value is None else (base / Path(value).expanduser())
 
 
 async def _ack(msg: Any) -> None:

@@ -7,13 +7,11 @@ from protocol.ids import utcnow
 from swarmd.config import Config
 from swarmd.home import SwarmHome
 from swarmd.hosts.link import NatsLink
-from swarmd.hosts.names import HostError
+from swarmd.hosts.relay import connect
 from swarmd.hosts.streams import ensure_bucket
 from swarmd.hosts.wire import HostBeat, Layout
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.registry import LIVE_STATUSES
-
-CONNECT_WAIT = 10.0  # seconds to wait for the NATS server before saying it cannot be reached
 
 
 @dataclass
@@ -36,8 +34,6 @@ class HostView:
 def list_hosts(home: SwarmHome, config: Config, now: datetime | None = None) -> list[HostView]:
     """Every host with a live key, and every host the ledger has a live worker on (down if its key is gone).
     Raises HostError when swarm.toml names no hosts' server or it cannot be reached within CONNECT_WAIT s."""
-    if not config.hosts.url:
-        raise HostError("this swarm has no worker hosts: set [hosts] url in swarm.toml (see `swarm reference`)")
     beats = read_beats(config, home)
     now = now or utcnow()
     assigned: dict[str, list[str]] = {}
@@ -58,11 +54,8 @@ def list_hosts(home: SwarmHome, config: Config, now: datetime | None = None) -> 
 
 def read_beats(config: Config, home: SwarmHome) -> dict[str, HostBeat]:
     """The beats in the hosts' bucket now: host name -> beat."""
-    link = NatsLink(config.hosts.url or "", name="swarm-hosts", credentials=_under(home, config.hosts.credentials),
-                    ca=_under(home, config.hosts.ca)).start()
+    link = connect(home, config, "swarm-hosts")
     try:
-        if not link.ever_connected.wait(CONNECT_WAIT):
-            raise HostError(f"cannot reach the hosts' NATS server at {config.hosts.url} (waited {CONNECT_WAIT:g} s)")
         return link.run(_read(link, Layout(config.name)))
     finally:
         link.close()
@@ -84,9 +77,5 @@ async def _read(link: NatsLink, layout: Layout) -> dict[str, HostBeat]:
         except (KeyNotFoundError, ValueError):
             continue
     return beats
-
-
-def _under(home: SwarmHome, value: str | None):
-    return None if value is None else home.root / value
 
 

@@ -1,25 +1,25 @@
 """A connection to a NATS server with JetStream that ordinary threads use: nats-py's asyncio client runs on an
 event loop of its own thread, and each call waits for its result there.
 
-The address, credentials and TLS are checked before anything connects: a login comes from a file only the user
-can read (never a command line or a URL), and a server that is not on loopback is reached over TLS.
+The address, credentials and TLS are checked before anything connects, by Agent Mail's transport's rules: a login
+comes from a file only the user can read (never a command line or a URL), and a server that is not on loopback is
+reached over TLS.
 """
 
 import asyncio
-import ipaddress
 import logging
 import os
 import ssl
-import stat
 import threading
 import time
-import tomllib
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from agentmail.errors import TransportConfigError
+from agentmail.transportsettings import check_transport_url, is_loopback, load_credentials
 from swarmd.hosts.names import HostError
 
 log = logging.getLogger("swarmd.hosts")
@@ -32,64 +32,39 @@ RETRY_WAIT = 0.25  # seconds between connection attempts
 CALL_TIMEOUT = 10.0  # seconds one call may wait for the server
 
 
-def check_url(url: str, *, ca: Path | None = None) -> str:
-    """Return `url` if it is a NATS address this client may use, else raise HostError: `nats://` or `tls://`,
-    a host and a port, no login in it (that goes in a credentials file), and TLS unless the host is loopback
-    (`tls://`, or a `ca` to verify the server with)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("nats", "tls") or not parts.hostname:
-        raise HostError(f"bad NATS address {url!r}: give nats://HOST:PORT or tls://HOST:PORT")
-    if parts.username or parts.password:
+def check_url(url: str) -> str:
+    """Return `url` if it is a NATS address this client may use (`nats://HOST:PORT` or `tls://HOST:PORT`, no
+    login in it: that goes in a credentials file), else raise HostError. The rules are Agent Mail's transport's."""
+    if "@" in str(url):
         raise HostError("a NATS address carries no login: put it in a file (mode 0600) and pass --credentials")
     try:
-        parts.port
-    except ValueError:
-        raise HostError(f"bad port in NATS address {url!r}") from None
-    if parts.scheme == "nats" and ca is None and not is_loopback(parts.hostname):
-        raise HostError(f"{parts.hostname} is not a loopback address: reach it over TLS (tls://{parts.netloc}, and "
-                        "--ca FILE if a private authority signed its certificate)")
+        if check_transport_url(url) == "files":
+            raise TransportConfigError("a worker host needs a NATS server")
+    except TransportConfigError as exc:
+        raise HostError(f"bad NATS address {url!r}: give nats://HOST:PORT or tls://HOST:PORT ({exc})") from None
     return url
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address) is this machine's loopback."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def read_credentials(path: Path) -> dict[str, Any]:
-    """The connect options for the login in `path`: a NATS `.creds` file (JWT and nkey seed), an nkey seed file,
-    or TOML with `user` and `password`. Raises HostError when the file is missing, readable by others (it must
-    be 0600 or stricter) or none of these."""
+    """nats-py's connect options for the login in `path` (a NATS `.creds` file, an nkey seed, or one line
+    `user:password`, as Agent Mail's transport reads them). Raises HostError when the file is missing, readable
+    by others (it must be 0600 or stricter) or none of these."""
     try:
-        st = os.stat(path)
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise HostError(f"cannot read credentials {path}: {exc.strerror}") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise HostError(f"credentials {path} can be read by others: `chmod 600 {path}`")
-    if "BEGIN NATS USER JWT" in text:
-        return {"user_credentials": str(path)}
-    if text.strip().startswith("SU") and len(text.split()) == 1:
-        return {"nkeys_seed": str(path)}
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        data = {}
-    if isinstance(data.get("user"), str) and isinstance(data.get("password"), str):
-        return {"user": data["user"], "password": data["password"]}
-    raise HostError(f"credentials {path}: expected a NATS .creds file, an nkey seed (SU...), or TOML "
-                    "with user = \"...\" and password = \"...\"")
+        login = load_credentials(Path(path))
+    except TransportConfigError as exc:
+        raise HostError(str(exc).replace("transport credentials", "credentials")) from None
+    if login.creds_file:
+        return {"user_credentials": str(login.path)}
+    if login.nkey_seed:
+        return {"nkeys_seed_str": login.nkey_seed}
+    return {"user": login.user, "password": login.password}
 
 
 def tls_context(url: str, ca: Path | None) -> ssl.SSLContext | None:
-    """The TLS context for `url`: verified against `ca` (else the system's authorities); None for plain nats://
-    to loopback."""
-    if urlsplit(url).scheme == "nats" and ca is None:
+    """The TLS context for `url`, verified against `ca` (else the system's authorities): TLS whenever the host is
+    not loopback, the scheme is `tls://` or a CA is given; None for plain nats:// to loopback."""
+    parts = urlsplit(url)
+    if parts.scheme == "nats" and ca is None and is_loopback(parts.hostname or ""):
         return None
     try:
         return ssl.create_default_context(cafile=str(ca) if ca else None)
@@ -108,7 +83,7 @@ class NatsLink:
 
     def __init__(self, url: str, *, name: str, credentials: Path | None = None, ca: Path | None = None,
                  on_connect: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.url = check_url(url, ca=ca)
+        self.url = check_url(url)
         self.options: dict[str, Any] = {"name": name, **(read_credentials(credentials) if credentials else {})}
         tls = tls_context(url, ca)
         if tls is not None:

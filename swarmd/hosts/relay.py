@@ -9,6 +9,7 @@ from swarmd.config import Config
 from swarmd.home import SwarmHome
 from swarmd.hosts.link import NatsLink, publish_until_acked
 from swarmd.hosts.names import HostError
+from swarmd.hosts.settings import hosts_link
 from swarmd.hosts.wire import Layout, RpcReply, RpcRequest, StopOrder
 
 CONNECT_WAIT = 10.0  # seconds to wait for the server before saying it cannot be reached
@@ -20,15 +21,8 @@ class Relay:
     """Raises HostError when swarm.toml names no hosts' server, or it cannot be reached within CONNECT_WAIT s."""
 
     def __init__(self, home: SwarmHome, config: Config) -> None:
-        if not config.hosts.url:
-            raise HostError("this swarm has no worker hosts any more ([hosts] url is not set in swarm.toml)")
+        self.link = connect(home, config, "swarm-relay")
         self.layout = Layout(config.name)
-        self.link = NatsLink(config.hosts.url, name="swarm-relay",
-                             credentials=_under(home, config.hosts.credentials), ca=_under(home, config.hosts.ca))
-        self.link.start()
-        if not self.link.ever_connected.wait(CONNECT_WAIT):
-            self.link.close()
-            raise HostError(f"cannot reach the hosts' NATS server at {config.hosts.url} (waited {CONNECT_WAIT:g} s)")
 
     def close(self) -> None:
         self.link.close()
@@ -66,5 +60,14 @@ class Relay:
                                           order.id), timeout=CONNECT_WAIT)
 
 
-def _under(home: SwarmHome, value: str | None):
-    return None if value is None else home.root / value
+def connect(home: SwarmHome, config: Config, name: str) -> NatsLink:
+    """A started link to the swarm's hosts' server, once connected. Raises HostError when swarm.toml names none,
+    or it cannot be reached within CONNECT_WAIT s."""
+    target = hosts_link(config, home.root)
+    if target is None:
+        raise HostError("this swarm has no worker hosts: set [hosts] url (or a NATS transport) in swarm.toml")
+    link = NatsLink(target.url, name=name, credentials=target.credentials, ca=target.ca).start()
+    if not link.ever_connected.wait(CONNECT_WAIT):
+        link.close()
+        raise HostError(f"cannot reach the hosts' NATS server at {target.url} (waited {CONNECT_WAIT:g} s)")
+    return link

@@ -8,6 +8,7 @@ import socket
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.task import LIVE_STATUSES, Task, TaskStatus
+from swarmd.hosts.settings import hosts_link
 from swarmd.supervisor.settings import clear_settings
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.tmux import PaneInfo
@@ -77,7 +78,7 @@ class Recovery:
         machine (or when there are no hosts any more: then its attempt is abandoned like any lost one)."""
         entry = registry.get(agent)
         host = entry.metadata.get("remote_host", "") if entry is not None else ""
-        return host if isinstance(host, str) and self.config.hosts.url else ""
+        return host if isinstance(host, str) and hosts_link(self.config, self.home.root) else ""
 
     def _recorded_session(self, registry: dict[str, RegistryEntry], agent: str) -> str:
         """The session recorded for `agent` when it was started; today's name for it if none was recorded

@@ -13,6 +13,7 @@ from protocol.ids import new_id
 from protocol.messages import Message
 from protocol.task import LIVE_STATUSES, Task
 from swarmd.hosts.client import HostsClient
+from swarmd.hosts.settings import hosts_link
 from swarmd.hosts.wire import HostEvent, StartOrder, StopOrder
 from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
@@ -30,9 +31,10 @@ class RemoteWorkers:
     """
 
     def start_hosts(self) -> None:
-        """Connect to the hosts' NATS server if swarm.toml has `[hosts] url` (in the background)."""
-        if self.config.hosts.url and self.remote is None:
-            self.remote = HostsClient(self.config.hosts, swarm=self.config.name, base=self.home.root,
+        """Connect to the hosts' NATS server if swarm.toml names one (in the background)."""
+        link = hosts_link(self.config, self.home.root)
+        if link is not None and self.remote is None:
+            self.remote = HostsClient(link, ttl=self.config.hosts.ttl, swarm=self.config.name,
                                       wake=self.wake.set).start()
 
     def stop_hosts(self) -> None:
