@@ -7,6 +7,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentmail import PostOffice
 from protocol.agent import AgentStatus, RegistryEntry
@@ -26,6 +27,9 @@ from swarmd.workers.dialogs import answer_dialog
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
+
+if TYPE_CHECKING:
+    from swarmd.hosts.relay import Relay
 
 OPERATOR = "operator"
 RECENT_EVENTS = 5000  # how far back `status` looks for each worker's last message and open question
@@ -123,6 +127,17 @@ class Operator:
         instead (`swarm status` shows the queue) and the supervisor delivers it once the agent is idle; the
         return value is then "queued". Raises WorkerEnded for a worker that has ended."""
         entry = self.live_entry(worker, "steer")
+        if host := remote_host(entry):
+            message = make_message(MessageType.STEER, self.actor, entry.name, {"text": text, "task": entry.task},
+                                   thread=entry.task)
+            relay = self.relay()
+            try:
+                relay.mail(host, entry.name, self.attempt_of(entry), message)
+            finally:
+                relay.close()
+            self.ledger.append(EventType.CUSTOM, self.actor, entry.task,
+                               summary=f"steered {entry.name} on host {host}: {text}"[:300])
+            return message.id
         if self.interactive(entry):
             PromptQueue(self.home.run_dir, entry.name).push(text, kind="steer", sender=OPERATOR)
             self.ledger.append(EventType.CUSTOM, OPERATOR, entry.task,
@@ -187,15 +202,22 @@ class Operator:
 
     def stop_remote(self, host: str, entry: RegistryEntry, reason: str) -> None:
         """Tell the worker's host to end it (through the host's work queue)."""
-        from swarmd.hosts.relay import Relay
-
-        task = self.ledger.board().get(entry.task or "")
-        attempt = next((a.number for a in reversed(task.attempts) if a.worker == entry.name), 0) if task else 0
-        relay = Relay(self.home, self.config)
+        relay = self.relay()
         try:
-            relay.stop(host, entry.name, attempt, reason)
+            relay.stop(host, entry.name, self.attempt_of(entry), reason)
         finally:
             relay.close()
+
+    def relay(self) -> "Relay":
+        """A link to the swarm's hosts (HostError when there are none or they cannot be reached)."""
+        from swarmd.hosts.relay import Relay
+
+        return Relay(self.home, self.config)
+
+    def attempt_of(self, entry: RegistryEntry) -> int:
+        """The number of the attempt the worker made (its fencing token on its host); 0 if none is recorded."""
+        task = self.ledger.board().get(entry.task or "")
+        return next((a.number for a in reversed(task.attempts) if a.worker == entry.name), 0) if task else 0
 
     def remote_logs(self, worker: str, follow: bool = False) -> Iterator[str] | None:
         """The log of a worker that runs on a host, read from there (None for a worker of this machine)."""
@@ -203,9 +225,7 @@ class Operator:
         host = remote_host(entry)
         if not host:
             return None
-        from swarmd.hosts.relay import Relay
-
-        relay = Relay(self.home, self.config)
+        relay = self.relay()
 
         def chunks() -> Iterator[str]:
             try:
@@ -292,7 +312,12 @@ class Operator:
             return None
 
     def attach_argv(self, worker: str) -> list[str]:
-        session = self.session(self.entry(worker).name)
+        entry = self.entry(worker)
+        if host := remote_host(entry):
+            socket = entry.metadata.get("remote_tmux") or "<the host home's run/tmux.sock>"
+            raise SwarmError(f"{entry.name} runs on host {host}: attach there, e.g. `ssh -t {host} tmux -S "
+                             f"{socket} attach-session -t ={self.session(entry.name)}`")
+        session = self.session(entry.name)
         if self.tmux.pane(session) is None:
             raise SwarmError(f"worker {worker} has no tmux session (it has ended): see `swarm logs {worker}`")
         return self.tmux.attach_argv(session)

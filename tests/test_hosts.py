@@ -78,7 +78,7 @@ def test_tasks_go_where_their_labels_are_offered_and_the_most_slots_are_free() -
 GATED = "echo hello from $SWARM_AGENT; while [ ! -e {gate} ]; do sleep 0.05; done"
 
 
-def test_a_remote_workers_log_and_kill_go_through_its_host(loopback: HostedSwarm) -> None:
+def test_a_remote_workers_log_steer_and_kill_go_through_its_host(loopback: HostedSwarm) -> None:
     loopback.config(max_workers=1, local_workers=False)
     loopback.join("h1", slots=1)
     plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "max_attempts": 1,
@@ -93,6 +93,13 @@ def test_a_remote_workers_log_and_kill_go_through_its_host(loopback: HostedSwarm
     assert f"hello from {worker}" in run_cli("swarm", "logs", worker, *home).stdout  # read from h1
     status = json.loads(run_cli("swarm", "status", "--json", *home).stdout)
     assert {w["name"]: w["pane"] for w in status["workers"]}[worker] == "on host h1"
+    assert run_cli("swarm", "steer", worker, "look at the flaky test", *home).returncode == 0
+    inbox = loopback.host_home("h1") / "mail" / worker
+    wait_until(lambda: any("look at the flaky test" in p.read_text() for p in inbox.glob("*/*.json")), 30,
+               "the STEER in the worker's mailbox on h1")
+    attach = run_cli("swarm", "attach", worker, *home)
+    assert attach.returncode == 2 and f"runs on host h1: attach there, e.g. `ssh -t h1 tmux -S {loopback.tmux('h1')}" \
+        in attach.stderr
     killed = run_cli("swarm", "kill", worker, "--hold", *home)
     assert killed.returncode == 0, killed.stderr
     wait_until(lambda: not running(loopback.tmux("h1"), f"t-{worker}"), 30, "h1 to end the killed worker")

@@ -244,7 +244,7 @@ class HostAgent:
             self.publish(self.event("start_failed", entry, error=str(exc)))
             return
         self.changed()
-        self.publish(self.event("started", entry, pid=pane.pid))
+        self.publish(self.event("started", entry, pid=pane.pid, tmux=str(self.tmux.socket_path)))
 
     def deliver(self, message: Message) -> None:
         self.post.send(message)

@@ -1,16 +1,18 @@
 """An operator's reach to a worker on a host (`swarm logs`, `swarm kill`): one short-lived link to the hosts'
 NATS server, a request to the host agent for the log, a stop order through the host's work queue."""
 
+import json
 import time
 from collections.abc import Iterator
 
 from protocol.ids import new_id
+from protocol.messages import Message
 from swarmd.config import Config
 from swarmd.home import SwarmHome
 from swarmd.hosts.link import NatsLink, publish_until_acked
 from swarmd.hosts.names import HostError
 from swarmd.hosts.settings import hosts_link
-from swarmd.hosts.wire import Layout, RpcReply, RpcRequest, StopOrder
+from swarmd.hosts.wire import Layout, MailOrder, RpcReply, RpcRequest, StopOrder
 
 CONNECT_WAIT = 10.0  # seconds to wait for the server before saying it cannot be reached
 REQUEST_TIMEOUT = 5.0  # seconds a host agent has to answer
@@ -51,6 +53,13 @@ class Relay:
                 return
             else:
                 time.sleep(FOLLOW_POLL)
+
+    def mail(self, host: str, worker: str, attempt: int, message: Message) -> None:
+        """Queue `message` for `worker` (its `attempt`) on `host`: delivered into its mailbox there."""
+        order = MailOrder(id=f"mail.{message.id}", worker=worker, attempt=attempt,
+                          message=json.loads(message.to_json()))
+        self.link.run(publish_until_acked(self.link, self.layout.orders(host), order.model_dump_json().encode(),
+                                          order.id), timeout=CONNECT_WAIT)
 
     def stop(self, host: str, worker: str, attempt: int, reason: str) -> None:
         """Queue a stop order for `worker` on `host`, waiting for the stream to have it (the host takes it once

@@ -121,6 +121,7 @@ class HostEvent(Wire):
     exit_status: int | None = None
     signal: int | None = None
     tail: str = ""
+    tmux: str = ""  # started: the socket of the host's tmux server (for `ssh HOST tmux -S ... attach`)
 
 
 class HostBeat(Wire):

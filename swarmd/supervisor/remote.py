@@ -135,7 +135,8 @@ class RemoteWorkers:
         if event.kind == "mail":
             self._host_mail(event)
         elif event.kind == "started":
-            self.ledger.update_agent(state.name, SUPERVISOR, pid=event.pid)
+            self.ledger.update_agent(state.name, SUPERVISOR, pid=event.pid,
+                                     metadata={"remote_host": event.host, "remote_tmux": event.tmux})
             self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, worker=state.name, pid=event.pid,
                                session=state.session, attempt=state.attempt, host=event.host,
                                summary=f"{state.name} started on host {event.host} in tmux session {state.session}")
