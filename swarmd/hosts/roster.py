@@ -7,6 +7,8 @@ from pathlib import Path
 
 from protocol.names import validate_agent_name
 
+KEEP_ENDED = 1000  # ended workers remembered: an order about one delivered again is then still known
+
 
 @dataclass
 class Entry:
@@ -47,6 +49,10 @@ class Roster:
         return {e.worker: e.attempt for e in self.entries.values() if not e.ended}
 
     def save(self) -> None:
+        """Write the roster, keeping at most KEEP_ENDED ended workers (the oldest go first)."""
+        ended = [name for name, e in self.entries.items() if e.ended]
+        for name in ended[:max(0, len(ended) - KEEP_ENDED)]:
+            del self.entries[name]
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:

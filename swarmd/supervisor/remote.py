@@ -165,6 +165,7 @@ class RemoteWorkers:
         """What a host says for an attempt that is not current (or for another's worker): refused, recorded, and
         a worker still running told to stop."""
         if event.kind in ("stopped", "ended"):
+            self.stops_sent.discard(event.worker)  # ended: a stop order for it is no longer wanted
             return  # news of an end: nothing to refuse, nothing to stop
         what = event.message.get("type", "mail") if event.kind == "mail" and event.message else event.kind
         state = self.workers.get(event.worker)
