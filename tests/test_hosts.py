@@ -15,6 +15,7 @@ from protocol.task import Task
 from swarmd.hosts.link import check_url, read_credentials, tls_context
 from swarmd.hosts.names import HostError, validate_host_name
 from swarmd.supervisor.remote import LOCAL, RemoteWorkers
+from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 from swarmkit import events, wait_until, write_plan
 
@@ -148,3 +149,20 @@ def test_the_nats_server_killed_and_restarted_loses_no_report(loopback: HostedSw
     assert Counter(e.task for e in events(loopback.home) if e.type == EventType.TASK_COMPLETED) == Counter(
         {t["id"]: 1 for t in tasks})
     assert all(len(t.attempts) == 1 for t in ledger.board().values())  # nobody was given up on
+
+
+def test_a_swarm_begun_anew_on_the_same_server_and_host_runs_its_own_w1(loopback: HostedSwarm, tmp_path: Path) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=1)
+    first = loopback.home
+    plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "job", "description": "echo ran"}])
+    for home in (first.root, tmp_path / "again"):  # the same swarm name, worker names from w1 again
+        if home != first.root:
+            assert run_cli("swarm", "init", "--home", str(home)).returncode == 0
+            home.joinpath("swarm.toml").write_text(first.config_file.read_text())
+        try:
+            done = run_cli("swarm", "run", str(plan), "--home", str(home), "--wait", "--timeout", "60s")
+        finally:
+            run_cli("swarm", "down", "--home", str(home))
+        assert done.returncode == 0, done.stderr
+        assert Ledger(SwarmHome(home)).task("job").attempts[0].worker == "w1"

@@ -203,8 +203,11 @@ class HostAgent:
                                           event.id, closing=self.stopping.is_set), timeout=None)
 
     def event(self, kind: str, entry: Entry, **fields: Any) -> HostEvent:
-        return HostEvent(kind=kind, id=fields.pop("id", f"{self.name}.{entry.worker}.{kind}"), host=self.name,
-                         worker=entry.worker, attempt=entry.attempt, **fields)
+        """An event about `entry`'s attempt; its id (the stream's de-duplication key) is the same each time this
+        attempt's `kind` is sent, and never another attempt's (a new swarm's `w1` is not the last one's)."""
+        default = f"{entry.start_id or self.name + '.' + entry.worker}.{kind}"
+        return HostEvent(kind=kind, id=fields.pop("id", default), host=self.name, worker=entry.worker,
+                         attempt=entry.attempt, **fields)
 
     def apply(self, order: Order) -> None:
         if isinstance(order, StartOrder):
@@ -220,16 +223,20 @@ class HostAgent:
         return Spawner(self.home, config.model_copy(update={"project": str(self.project)}), self.tmux)
 
     def start(self, order: StartOrder) -> None:
-        """Start the ordered worker once: an order delivered again finds it in the roster."""
-        if order.worker in self.roster.entries:
+        """Start the ordered worker once: an order delivered again finds it in the roster. A worker of the same
+        name from another start (a swarm begun anew on this server) gives way: its session goes."""
+        existing = self.roster.entries.get(order.worker)
+        if existing is not None and existing.start_id == order.id:
             return
+        if existing is not None:
+            self.tmux.kill_session(existing.session)
         task = Task.model_validate(order.task)
         profile_name = task.profile or "script"
         config = Config(name=self.layout.swarm, heartbeat_interval=order.heartbeat_interval, durable=order.durable,
                         profiles={profile_name: Profile.model_validate(order.profile)}, default_profile=profile_name)
         spawner = self.spawner(config)
         entry = Entry(worker=order.worker, task=task.id, attempt=order.attempt,
-                      session=spawner.session_name(order.worker))
+                      session=spawner.session_name(order.worker), start_id=order.id)
         self.roster.entries[entry.worker] = entry
         try:
             self.post.register(entry.worker, role="worker")
@@ -275,7 +282,7 @@ class HostAgent:
             self.tmux.kill_session(entry.session)
         entry.ended, entry.stop_at = True, None
         self.changed()
-        self.publish(self.event("stopped", entry, id=entry.stop_order or f"{self.name}.{entry.worker}.stopped"))
+        self.publish(self.event("stopped", entry, **({"id": entry.stop_order} if entry.stop_order else {})))
 
     def changed(self) -> None:
         self.roster.save()

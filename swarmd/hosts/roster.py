@@ -25,6 +25,7 @@ class Entry:
     stop_at: float | None = None
     stop_order: str = ""  # the id of the stop order being carried out: its `stopped` event names it
     remove: bool = False  # the stop order asked for the session to go even if its pane is dead
+    start_id: str = ""  # the id of the order that started it: its events' ids are made from it
 
 
 class Roster:

@@ -67,7 +67,7 @@ class RemoteWorkers:
         assert self.remote is not None and state.host
         profile = self.spawner.profile(task.profile)
         self.remote.send(state.host, StartOrder(
-            id=f"start.{state.name}", worker=state.name, attempt=state.attempt, max_attempts=self.max_attempts(task),
+            id=f"start.{state.name}.{new_id()}", worker=state.name, attempt=state.attempt, max_attempts=self.max_attempts(task),
             task=task.model_dump(mode="json"), profile=profile.model_dump(mode="json"),
             heartbeat_interval=self.config.heartbeat_interval, durable=self.config.durable))
 
