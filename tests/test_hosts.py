@@ -2,7 +2,7 @@
 placement by free slots and labels, a remote worker's log and kill through its host, and `swarm up` taking up
 the workers still running on a host."""
 
-import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,8 +15,10 @@ from protocol.task import Task
 from swarmd.hosts.link import check_url, read_credentials, tls_context
 from swarmd.hosts.names import HostError, validate_host_name
 from swarmd.supervisor.remote import LOCAL, RemoteWorkers
+from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
+from swarmd.operate import Operator
 from swarmkit import events, wait_until, write_plan
 
 
@@ -92,15 +94,15 @@ def test_a_remote_workers_log_steer_and_kill_go_through_its_host(loopback: Hoste
     log = loopback.host_home("h1") / "logs" / f"{worker}.log"
     wait_until(lambda: log.exists() and "hello from" in log.read_text(), 30, "the worker's words on h1")
     assert f"hello from {worker}" in run_cli("swarm", "logs", worker, *home).stdout  # read from h1
-    status = json.loads(run_cli("swarm", "status", "--json", *home).stdout)
-    assert {w["name"]: w["pane"] for w in status["workers"]}[worker] == "on host h1"
-    assert run_cli("swarm", "steer", worker, "look at the flaky test", *home).returncode == 0
+    operator = Operator(loopback.home)  # the library API the CLI's status, steer and attach are thin over
+    assert {w.name: w.pane for w in operator.status()["workers"]}[worker] == "on host h1"
+    operator.steer(worker, "look at the flaky test")
     inbox = loopback.host_home("h1") / "mail" / worker
     wait_until(lambda: any("look at the flaky test" in p.read_text() for p in inbox.glob("*/*.json")), 30,
                "the STEER in the worker's mailbox on h1")
-    attach = run_cli("swarm", "attach", worker, *home)
-    assert attach.returncode == 2 and f"runs on host h1: attach there, e.g. `ssh -t h1 tmux -S {loopback.tmux('h1')}" \
-        in attach.stderr
+    with pytest.raises(SwarmError, match=f"runs on host h1: attach there, e.g. `ssh -t h1 tmux -S "
+                                         f"{re.escape(str(loopback.tmux('h1')))}"):
+        operator.attach_argv(worker)
     killed = run_cli("swarm", "kill", worker, "--hold", *home)
     assert killed.returncode == 0, killed.stderr
     wait_until(lambda: not running(loopback.tmux("h1"), f"t-{worker}"), 30, "h1 to end the killed worker")
