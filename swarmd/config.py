@@ -150,8 +150,8 @@ class Config(BaseModel):
     hosts: HostsSettings = Field(default_factory=HostsSettings, description=(
         "`[hosts]`: worker hosts on other machines, joined through NATS JetStream (`swarm host join`)."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
-        "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude`, `claude-tui` "
-        "and `codex` "
+        "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude`, `claude-tui`, "
+        "`codex` and `codex-tui` "
         "(or replace one of the same name)."))
 
     @field_validator("transport", mode="after")
@@ -201,6 +201,10 @@ DEFAULT_PROFILES = {
     "codex": Profile(agent="codex", command="{python} -m swarmd.worker --prompt-stdin {prompt_file} -- "
                                             "codex exec --sandbox workspace-write --skip-git-repo-check "
                                             "--add-dir {home} -"),
+    # Codex's own interface in the pane: commands run in its sandbox without asking (the swarm home writable for
+    # the mail); no app-server daemon is left behind when the worker ends.
+    "codex-tui": Profile(agent="codex", mode="interactive", command="{python} -m swarmd.worker -- codex --no-daemon "
+                                                                    "-a never -s workspace-write --add-dir {home}"),
 }
 
 _PROJECT_LINE = '# project = "/path/to/repo" # where workers run by default; unset: the directory that holds this home\n'
@@ -259,6 +263,11 @@ command = "{python} -m swarmd.worker -- claude --permission-mode acceptEdits {cl
 [profiles.codex]   # `codex exec` never asks for approval; `-` reads the prompt from stdin
 agent = "codex"
 command = "{python} -m swarmd.worker --prompt-stdin {prompt_file} -- codex exec --sandbox workspace-write --skip-git-repo-check --add-dir {home} -"
+
+[profiles.codex-tui]   # Codex's own interface in the pane; commands run in its sandbox unasked; no daemon left behind
+agent = "codex"
+mode = "interactive"
+command = "{python} -m swarmd.worker -- codex --no-daemon -a never -s workspace-write --add-dir {home}"
 
 # Tell a person when the swarm needs one: the event's JSON (event, worker, task, reason, action) goes to the
 # command's stdin and/or is POSTed to the webhook; failures are retried with backoff, then put in the feed.

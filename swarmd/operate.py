@@ -50,6 +50,7 @@ class WorkerView:
     question: str | None = None  # a HELP_REQUEST it is waiting on an answer to (`swarm reply` answers it)
     asked_age: float | None = None
     queued: list[str] = field(default_factory=list)  # prompts waiting for its agent to be idle, oldest first
+    queue_note: str | None = None  # why they still wait: held by a person's unsent text, a failed delivery
     agent_state: str | None = None  # what its agent's hooks last said: starting, working, idle, needs_input, ...
     agent_detail: str = ""  # the dialog's text (needs_input), the limit's message (rate_limited)
     paused_until: str | None = None  # ISO UTC: paused at a usage limit until then, when it is told to continue
@@ -93,13 +94,14 @@ class Operator:
             if entry.role == "supervisor" or (entry.status in ENDED and pane is None):
                 continue
             asked = _waiting_on(entry, questions.get(entry.name))
+            queue = PromptQueue(self.home.run_dir, entry.name)
             workers.append(WorkerView(
                 name=entry.name, role=entry.role, task=entry.task, state=entry.status, session=entry.session,
                 pane=(f"on host {remote_host(entry)}" if remote_host(entry) else "gone") if pane is None
                 else (f"exited {pane.exit_status}" if pane.dead else "alive"),
                 heartbeat_age=_age(now, entry.last_heartbeat), last_message_age=_age(now, last_seen.get(entry.name)),
                 question=asked.text if asked else None, asked_age=_age(now, asked.asked) if asked else None,
-                queued=[item.text for item in PromptQueue(self.home.run_dir, entry.name).items()],
+                queued=[item.text for item in queue.items()], queue_note=queue.note(),
                 agent_state=entry.metadata.get("agent_state"), agent_detail=entry.metadata.get("state_detail") or "",
                 paused_until=entry.metadata.get("paused_until"),
             ))

@@ -1,10 +1,12 @@
 """A minimal composer TUI for delivery tests: it draws `❯ <text>` inside rules, reads bracketed pastes and
 typed keys, and drops the first `--drop` Enters (as an agent busy redrawing does); each Enter it takes appends
-the composer's text as one JSON line to the output file.
+the composer's text as one JSON line to the output file. With `--blind` it never shows what it reads (a pane
+that swallows a paste): each paste it reads is a JSON line `{"pasted": text}` in the output file instead.
 
-    python droppingtui.py OUT [--drop N]
+    python droppingtui.py OUT [--drop N] [--blind]
 """
 
+import argparse
 import codecs
 import json
 import os
@@ -23,8 +25,18 @@ def draw(text: str) -> None:
     sys.stdout.flush()
 
 
+def record(out: str, entry: object) -> None:
+    with open(out, "a") as sink:
+        sink.write(json.dumps(entry) + "\n")
+
+
 def main() -> None:
-    out, drop = sys.argv[1], int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--drop", type=int, default=0)
+    parser.add_argument("--blind", action="store_true")
+    args = parser.parse_args()
+    out, drop = args.out, args.drop
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setraw(fd)
@@ -40,8 +52,12 @@ def main() -> None:
                     end = pending.find(PASTE_END)
                     if end < 0:
                         break
-                    text += pending[len(PASTE_START):end].replace("\r", "\n")
+                    pasted = pending[len(PASTE_START):end].replace("\r", "\n")
                     pending = pending[end + len(PASTE_END):]
+                    if args.blind:
+                        record(out, {"pasted": pasted})
+                        continue
+                    text += pasted
                 elif PASTE_START.startswith(pending):
                     break  # the rest of the marker is still on its way
                 elif pending[0] == "\r":
@@ -49,11 +65,10 @@ def main() -> None:
                     if drop > 0:
                         drop -= 1
                         continue
-                    with open(out, "a") as sink:
-                        sink.write(json.dumps(text) + "\n")
+                    record(out, text)
                     text = ""
                 else:
-                    text += pending[0]
+                    text += "" if args.blind else pending[0]
                     pending = pending[1:]
             draw(text)
     finally:

@@ -161,6 +161,8 @@ class ModelServer:
     def _next_turn(self, path: str, body: dict[str, Any]) -> _Scripted | None:
         if not path.endswith("/responses") and not body.get("tools"):
             return None  # a side call (title, quota probe, summary): not the agent's conversation
+        if _structured(body):
+            return None  # Codex's side call (the TUI's task title, a JSON schema answer): not the conversation
         with self.lock:
             return self.turns.pop(0) if self.turns else _Scripted([Text("(end of script)")])
 
@@ -286,6 +288,9 @@ class ModelServer:
             elif isinstance(block, Tool):
                 item = {"type": "function_call", "id": f"fc_{item_id:06d}", "call_id": f"call_{item_id:06d}",
                         "name": block.name, "arguments": json.dumps(block.input)}
+            elif _offers_function(body, "exec_command"):  # the TUI: its shell tool is a function
+                item = {"type": "function_call", "id": f"fc_{item_id:06d}", "call_id": f"call_{item_id:06d}",
+                        "name": "exec_command", "arguments": json.dumps({"cmd": _codex_command(block)})}
             else:
                 item = {"type": "custom_tool_call", "id": f"ctc_{item_id:06d}", "call_id": f"call_{item_id:06d}",
                         "name": "exec", "input": _codex_exec(block)}
@@ -324,11 +329,29 @@ def _claude_tool(block: Block) -> tuple[str, dict[str, Any]]:
     return block.name, block.input
 
 
-def _codex_exec(block: Shell | WriteFile) -> str:
-    """Codex (0.171) runs commands through its `exec` tool: JavaScript that calls `tools.exec_command`."""
-    command = block.command if isinstance(block, Shell) else \
+def _codex_command(block: Shell | WriteFile) -> str:
+    """The shell command for a block (a file is written with a here-document)."""
+    return block.command if isinstance(block, Shell) else \
         f"cat > {json.dumps(block.path)} <<'SWARM_EOF'\n{block.content}\nSWARM_EOF"
-    return f"const r = await tools.exec_command({{cmd: {json.dumps(command)}}});\ntext(r.output);\n"
+
+
+def _codex_exec(block: Shell | WriteFile) -> str:
+    """`codex exec` (0.171) runs commands through its `exec` tool: JavaScript that calls `tools.exec_command`."""
+    return f"const r = await tools.exec_command({{cmd: {json.dumps(_codex_command(block))}}});\ntext(r.output);\n"
+
+
+def _structured(body: dict[str, Any]) -> bool:
+    """Whether a Responses request asks for an answer in a JSON schema (codex 0.171's TUI titles each task so,
+    in a thread of its own); the agent's own turns never do."""
+    text = body.get("text")
+    return isinstance(text, dict) and isinstance(text.get("format"), dict) and \
+        text["format"].get("type") == "json_schema"
+
+
+def _offers_function(body: dict[str, Any], name: str) -> bool:
+    """Whether the request offers the model a function tool `name` (the codex 0.171 TUI offers `exec_command`
+    itself; `codex exec` offers it only inside its `exec` tool)."""
+    return any(tool.get("type") == "function" and tool.get("name") == name for tool in body.get("tools") or [])
 
 
 @pytest.fixture

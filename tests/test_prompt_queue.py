@@ -69,6 +69,21 @@ def test_a_queue_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
         PromptQueue(tmp_path, "../escape")
 
 
+def test_prompts_queued_during_a_delivery_stay_for_the_next_one_in_order(tmp_path: Path) -> None:
+    queue = PromptQueue(tmp_path, "w1")
+    for text in ("one", "two"):
+        queue.push(text)
+    taken = queue.items()  # what a delivery read before it started
+    queue.push("three")  # queued while it was on its way
+    queue.remove(taken)
+    assert [item.text for item in queue.items()] == ["three"]
+    queue.set_note("held: someone's text")
+    assert queue.note() == "held: someone's text" and (queue.note_path.stat().st_mode & 0o777) == 0o600
+    queue.remove(queue.items())
+    queue.set_note(None)
+    assert queue.items() == [] and queue.note() is None and not queue.path.exists()
+
+
 # An interactive worker whose pane shows claude's permission dialog (a captured screen) and waits.
 INTERACTIVE = """
 [profiles.tui]

@@ -65,7 +65,7 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
         from swarmd.agents import claude as adapter
     else:
         from swarmd.agents import codex as adapter  # type: ignore[no-redef]
-    found = adapter.state_of(payload)
+    found = adapter.state_of(payload) if cli == "claude" or adapter.from_main_thread(payload, agent_dir) else None
     if found is not None:
         state, detail = found
         report: dict[str, Any] = {"state": state, "detail": detail[:2000]}
@@ -79,8 +79,9 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
 
 
 def _record(cli: str, payload: dict[str, Any], context: dict[str, Any]) -> str | None:
-    """Where the agent's own usage records are: Claude's transcript, Codex's session (rollout) file."""
-    if cli == "claude":
+    """Where the agent's own usage records are: Claude's transcript, Codex's session (rollout) file (named in a
+    hook's payload, found by thread id for `notify`)."""
+    if cli == "claude" or payload.get("transcript_path"):
         return payload.get("transcript_path")
     from swarmd.agents.codex import rollout
 

@@ -73,6 +73,14 @@ def summary_table(tasks: Iterable[Task]) -> Table:
     return table
 
 
+def _queued(worker: Any) -> Text:
+    """The prompts queued for a worker: how many, the oldest, and why they still wait (if known)."""
+    if not worker.queued:
+        return Text("-")
+    shown = safe(f"{len(worker.queued)}: {worker.queued[0]}", 40)
+    return shown.append_text(safe(f" ({worker.queue_note})", 120)) if worker.queue_note else shown
+
+
 def status_view(report: dict[str, Any]) -> Group:
     """`Operator.status()` for people: the supervisor's line, a table of workers (with the prompts queued for an
     interactive one: how many, and the oldest), the tasks' counts, and each question a worker is waiting on an
@@ -88,7 +96,7 @@ def status_view(report: dict[str, Any]) -> Group:
         table.add_row(safe(w.name), safe(w.role), safe(w.task or ""), safe(w.state), safe(agent, 40), safe(w.pane),
                       _age(w.heartbeat_age), _age(w.last_message_age),
                       Text("-") if w.question is None else safe(w.question, 60),
-                      Text("-") if not w.queued else safe(f"{len(w.queued)}: {w.queued[0]}", 40))
+                      _queued(w))
     waiting = [w.name for w in report["workers"] if w.question is not None]
     hint = [Text(f"waiting on an answer: {', '.join(waiting)} (answer with `swarm reply WORKER TEXT`; "
                  "the whole question is in `swarm status --json`)")] if waiting else []

@@ -36,7 +36,7 @@ from swarmd.supervisor.health import Health
 from swarmd.supervisor.integration import Integration, new_merge_pool
 from swarmd.supervisor.notify import Notifier
 from swarmd.supervisor.outcomes import Outcomes
-from swarmd.supervisor.queues import Queues
+from swarmd.supervisor.queues import Deliveries, Queues
 from swarmd.supervisor.reactions import MailReactions
 from swarmd.supervisor.recovery import Recovery
 from swarmd.supervisor.remote import RemoteWorkers
@@ -80,6 +80,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.budget_noted = False  # the feed has said that the budget is spent
         self.finishing: dict[str, tuple[str, float]] = {}  # released worker -> (session, monotonic deadline)
         self.wake = threading.Event()
+        self.deliveries = Deliveries(self.wake.set)  # prompts on their way into panes, off the step thread
         self.stopping = threading.Event()
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
@@ -143,6 +144,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
                 self.notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
+            self.deliveries.stop()
             self.merges.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self.stop_hosts()

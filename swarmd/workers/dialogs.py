@@ -57,10 +57,13 @@ def parse_dialog(screen: str) -> Dialog | None:
     lines = screen.splitlines()
     at = next((i for i in range(len(lines) - 1, -1, -1) if _is_option_mark(lines[i])), None)
     if at is None:
+        at = _bottom_selection(lines)
+    if at is None:
         return None
     first, last = _option_block(lines, at)
     options = tuple(_label(line) for line in lines[first:last + 1])
-    top = next((i for i in range(first - 1, -1, -1) if _DIALOG_RULE.match(lines[i])), -1)
+    top = next((i for i in range(first - 1, -1, -1) if _DIALOG_RULE.match(lines[i])), None)
+    top = _gap_above(lines, first) if top is None else top
     body = [line.strip() for line in lines[top + 1:first] if line.strip() and not set(line.strip()) <= {"╌"}]
     text = "\n".join(body)
     return Dialog(text=text, options=options, selected=at - first,
@@ -70,6 +73,35 @@ def parse_dialog(screen: str) -> Dialog | None:
 def _is_option_mark(line: str) -> bool:
     match = _SELECTED.match(line)
     return bool(match) and bool(match.group(1))  # indented: a composer or a sent prompt starts in column 0
+
+
+def _bottom_selection(lines: list[str]) -> int | None:
+    """Codex's dialogs (0.171.0): the selected option is numbered with its mark in column 0 ("› 1. Yes,
+    proceed (y)"), where its composer and sent prompts also start, so it counts only as the last marked line
+    (no composer below it) with a key hint naming `esc` just under its options ("Press enter to confirm or esc
+    to cancel", "enter confirm · esc skip")."""
+    at = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(("❯", "›"))), None)
+    if at is None or not _NUMBERED.match(lines[at]):
+        return None
+    last = _option_block(lines, at)[1]
+    hint = [line for line in lines[last + 1:last + 4] if line.strip()]
+    return at if hint and "esc" in hint[0].casefold() else None
+
+
+def _gap_above(lines: list[str], first: int) -> int:
+    """Where a dialog without a rule above it starts: after the nearest line above its options that starts in
+    column 0 (the conversation) or three blank lines in a row."""
+    blank = 0
+    for i in range(first - 1, -1, -1):
+        if not lines[i].strip():
+            blank += 1
+            if blank >= 3:
+                return i
+            continue
+        blank = 0
+        if not lines[i][:1].isspace():
+            return i
+    return -1
 
 
 def _label(line: str) -> str:

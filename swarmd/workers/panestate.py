@@ -49,8 +49,8 @@ class AgentScreen:
 
 # Claude Code 2.1.332: a spinner glyph and a verb ending in "…" ("✻ Jitterbugging…"), "esc to interrupt" below.
 CLAUDE = AgentScreen("claude", busy=(r"esc to interrupt", r"^[·✢✳✶✻✽*∗] \S[^\n]*…"))
-# Codex 0.171.0: "• Working (2s • esc to interrupt)".
-CODEX = AgentScreen("codex", busy=(r"esc to interrupt", r"^• Working \("))
+# Codex 0.171.0: "• Working (2s • esc to interrupt)", its bullet blinking to "◦" while a tool runs.
+CODEX = AgentScreen("codex", busy=(r"esc to interrupt", r"^[•◦] Working \("))
 
 
 def agent_screen(command: str) -> AgentScreen:

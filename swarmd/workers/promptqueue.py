@@ -2,11 +2,15 @@
 
 Each worker's queue is one JSON file under the home (`run/queues/<worker>.json`, 0600), changed under a file
 lock beside it, so the operator's CLI adds to it while the supervisor delivers from it. `flush` delivers every
-waiting prompt as one turn once the agent is idle, and removes them only after the delivery was verified.
+waiting prompt as one turn once the agent is idle, and removes them only after the delivery was verified; the
+lock is not held while it delivers, so prompts added meanwhile wait for the next turn, in their order. Why the
+prompts still wait (the composer holds someone's text, the last delivery failed) is the queue's note
+(`run/queues/<worker>.note`), which `swarm status` shows.
 """
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +45,7 @@ class PromptQueue:
         directory = Path(run_dir) / "queues"
         self.path = directory / f"{validate_agent_name(worker)}.json"
         self.worker = worker
+        self.note_path = directory / f"{worker}.note"
         self._lock = FileLock(str(directory / f"{worker}.lock"))
 
     def push(self, text: str, *, kind: str = "steer", sender: str = "operator") -> QueuedPrompt:
@@ -62,19 +67,46 @@ class PromptQueue:
         return self._read()
 
     def flush(self, tmux: TmuxServer, session: str, is_idle: Callable[[], bool], *, lock_dir: Path,
-              timeout: float = 10.0) -> int:
+              timeout: float = 10.0, cancel: threading.Event | None = None) -> int:
         """If prompts wait and `is_idle()` says the agent is idle, deliver them all as one turn (verified, see
-        `deliver_prompt`) and take them off the queue; return how many were delivered. Raises DeliveryError
-        (the prompts stay queued for the next try)."""
+        `deliver_prompt`) and take them off the queue; return how many were delivered. Raises ComposerHeld or
+        DeliveryError (the prompts stay queued for the next try). One flush at a time per worker (the
+        supervisor's rule): two at once could both deliver the same prompts. `cancel` set ends its waits."""
         if not self.path.exists():
             return 0
+        items = self.items()
+        if not items or not is_idle():
+            return 0
+        deliver_prompt(tmux, session, as_prompt(items), lock_dir=lock_dir, timeout=timeout, cancel=cancel)
+        self.remove(items)
+        return len(items)
+
+    def remove(self, delivered: list[QueuedPrompt]) -> None:
+        """Take `delivered` (the queue's first prompts, as read before a delivery) off the queue; prompts added
+        since stay, in their order."""
         with self._lock:
             items = self._read()
-            if not items or not is_idle():
-                return 0
-            deliver_prompt(tmux, session, as_prompt(items), lock_dir=lock_dir, timeout=timeout)
-            self._write([])
-        return len(items)
+            self._write(items[len(delivered):] if items[:len(delivered)] == delivered else
+                        [item for item in items if item not in delivered])
+
+    def note(self) -> str | None:
+        """Why the waiting prompts were not delivered yet (None: nothing is known to hold them)."""
+        try:
+            return self.note_path.read_text() or None
+        except FileNotFoundError:
+            return None
+
+    def set_note(self, text: str | None) -> None:
+        """Record (or with None, clear) why the waiting prompts were not delivered yet."""
+        if text is None:
+            self.note_path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.note_path.with_suffix(".note-tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, self.note_path)
 
     def _read(self) -> list[QueuedPrompt]:
         try:

@@ -289,9 +289,11 @@ class TmuxServer:
         kept = text.rstrip().splitlines()[-lines:] if lines > 0 else []
         return "".join(line + "\n" for line in kept)
 
-    def screen(self, session: str) -> str:
-        """The pane's visible screen as text, one line per row (no history, no colours)."""
-        return self._check(self._run(["capture-pane", "-p", "-t", _target(session)]), f"capture session {session!r}")
+    def screen(self, session: str, *, styles: bool = False) -> str:
+        """The pane's visible screen as text, one line per row (no history); with `styles`, its SGR escape
+        sequences (colours, bold, faint) kept in the text (`capture-pane -e`)."""
+        args = ["capture-pane", "-p", *(["-e"] if styles else []), "-t", _target(session)]
+        return self._check(self._run(args), f"capture session {session!r}")
 
     def leave_copy_mode(self, session: str) -> None:
         """Take the pane out of copy (or any other) mode, so keys reach the program, not the mode."""
