@@ -14,6 +14,7 @@ from protocol.event import EventType
 from protocol.task import Task
 from swarmd.hosts.link import check_url, read_credentials, tls_context
 from swarmd.hosts.names import HostError, validate_host_name
+from swarmd.hosts.wire import HostEvent, parse_order
 from swarmd.supervisor.remote import LOCAL, RemoteWorkers
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
@@ -26,6 +27,13 @@ from swarmkit import events, wait_until, write_plan
 def test_bad_host_names_are_refused(name: str) -> None:
     with pytest.raises(HostError, match="invalid host name"):
         validate_host_name(name)
+
+
+def test_orders_and_events_naming_a_bad_worker_or_host_are_refused_before_any_path() -> None:
+    with pytest.raises(ValueError, match="invalid agent name"):
+        parse_order(b'{"kind": "stop", "id": "s1", "worker": "../../etc", "attempt": 1}')
+    with pytest.raises(ValueError, match="invalid host name"):
+        HostEvent.model_validate({"kind": "mail", "id": "m1", "host": "h/1", "worker": "w1", "attempt": 1})
 
 
 def test_addresses_carry_no_login_and_off_loopback_take_tls() -> None:

@@ -16,10 +16,12 @@ Every publish carries a message id (`Nats-Msg-Id`): a send retried after a lost 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from protocol.ids import utcnow
-from swarmd.hosts.names import validate_host_name, validate_swarm_name
+from protocol.base import AgentName
+from swarmd.hosts.names import HostError, validate_host_name, validate_swarm_name
+
 
 WIRE_VERSION = 1
 
@@ -59,6 +61,17 @@ class Layout:
         return validate_host_name(subject.rsplit(".", 1)[-1])
 
 
+def _host_name(name: str) -> str:
+    """A host name for a model field: a ValueError (pydantic's) for a bad one."""
+    try:
+        return validate_host_name(name)
+    except HostError as exc:
+        raise ValueError(str(exc)) from None
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+
+
 class Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")  # a newer peer may add fields
 
@@ -69,7 +82,7 @@ class StartOrder(Wire):
 
     kind: Literal["start"] = "start"
     id: str
-    worker: str
+    worker: AgentName
     attempt: int
     max_attempts: int
     task: dict[str, Any]
@@ -84,7 +97,7 @@ class StopOrder(Wire):
 
     kind: Literal["stop"] = "stop"
     id: str
-    worker: str
+    worker: AgentName
     attempt: int
     reason: str = ""
     grace: float = 0.0
@@ -96,7 +109,7 @@ class MailOrder(Wire):
 
     kind: Literal["mail"] = "mail"
     id: str
-    worker: str
+    worker: AgentName
     attempt: int
     message: dict[str, Any]
 
@@ -112,8 +125,8 @@ class HostEvent(Wire):
 
     kind: Literal["started", "start_failed", "mail", "ended", "stopped"]
     id: str
-    host: str
-    worker: str
+    host: HostName
+    worker: AgentName
     attempt: int
     pid: int | None = None
     error: str = ""
@@ -128,7 +141,7 @@ class HostBeat(Wire):
     """A host's heartbeat, the value of its key: what it offers and which workers it runs (worker -> attempt)."""
 
     v: int = WIRE_VERSION
-    name: str
+    name: HostName
     slots: int = Field(ge=1)
     labels: list[str] = []
     pid: int
@@ -141,7 +154,7 @@ class RpcRequest(Wire):
     """A request to a host: `logs` (bytes of `worker`'s log from `offset`, at most `limit`)."""
 
     op: Literal["logs"]
-    worker: str
+    worker: AgentName
     offset: int = 0
     limit: int = 65536
 
