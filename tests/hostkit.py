@@ -18,7 +18,9 @@ import pytest
 from natskit import NatsServer
 from netns import Host, Network, network  # noqa: F401 - the fixture
 from swarmd.home import SwarmHome
-from swarmkit import init_home
+from swarmd.config import load_config
+from swarmd.hosts.directory import read_beats
+from swarmkit import init_home, wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -65,6 +67,11 @@ class HostedSwarm:
         self.hosts[name] = host
         self.agents[name] = host.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         return host
+
+    def wait_up(self, *names: str, timeout: float = 60) -> None:
+        """Wait until every host named has a live heartbeat key (read as `swarm hosts` reads it)."""
+        config = load_config(self.home.config_file)
+        wait_until(lambda: set(names) <= set(read_beats(config, self.home)), timeout, f"hosts {names} to be up")
 
     def tmux(self, name: str) -> Path:
         """The socket of host `name`'s tmux server."""

@@ -34,6 +34,7 @@ def test_a_plan_over_two_hosts_is_done_with_every_task_once(hosted: HostedSwarm)
     hosted.config(max_workers=1, local_workers=False)
     hosted.join("h1", slots=2)
     hosted.join("h2", slots=2, labels="big")
+    hosted.wait_up("h1", "h2")  # both there before the first task is placed: the spread is then checked
     tasks = [{"id": f"t{i}", "title": f"task {i}", "description": f"echo task {i}"} for i in range(6)]
     tasks.append({"id": "big", "title": "needs the big host", "description": "echo big", "labels": ["big"]})
     result = run_plan(hosted, tasks, "--wait", "--timeout", "120s")
