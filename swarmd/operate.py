@@ -161,10 +161,13 @@ class Operator:
 
     def answer(self, worker: str, choice: str, *, destructive: bool = False) -> str:
         """Pick the option labelled `choice` in the dialog the worker's agent shows; return the label picked.
-        A dialog that would confirm something destructive is answered only with `destructive`. Raises
+        The answer goes in the feed (it answers the dialog's `question`). A dialog that would confirm something
+        destructive is answered only with `destructive`. Raises
         SwarmError when no dialog shows, `choice` names no single option, or the pick did not take."""
         entry = self.live_entry(worker, "answer")
-        return answer_dialog(self.tmux, self.session(entry.name), choice, destructive=destructive)
+        label = answer_dialog(self.tmux, self.session(entry.name), choice, destructive=destructive)
+        record_answer(self.ledger, self.actor, entry.name, entry.task, f"picked {label!r} in its dialog", "")
+        return label
 
     def reply(self, worker: str, text: str) -> str:
         """Answer a worker's HELP_REQUEST (HELP_RESPONSE mail); the answer goes in the feed too. For an

@@ -9,7 +9,12 @@ Facts checked against claude-code 2.1.332 (tests/test_agents.py runs the real CL
   `customApiKeyResponses.approved`.
 - Allow rules in settings.json (`Bash(agentmail send *)`) let a command run; a command holding a variable is
   refused by every rule ("A variable in this command can't be checked before it runs"), but not when a
-  PreToolUse hook answers `permissionDecision: allow`: the policy (policy.py) is applied by our hook.
+  PreToolUse hook answers `permissionDecision: allow`: the policy (policy.py) is applied by our hook. A command
+  that neither a rule nor the hook allows (`python3 -c ...` under `acceptEdits`) shows claude's own dialog in
+  the TUI ("Do you want to proceed?", numbered options), reported by the PermissionRequest hook before it is
+  drawn (tests/test_claude_dialogs.py).
+- `"disableAllHooks": true` in the user's settings (carried over) silences every hook: then only the pane tells
+  the state (tests/test_pause_recovery.py).
 - Hook payloads (stdin JSON) carry `hook_event_name`, `session_id`, `transcript_path`; `StopFailure` carries
   `error` ("rate_limit" for a 429); `Notification` carries `message` and `notification_type`.
 - The transcript holds each assistant message's final `usage` (one line per content block, same message id)

@@ -98,7 +98,8 @@ def status_view(report: dict[str, Any]) -> Group:
                       Text("-") if w.question is None else safe(w.question, 60),
                       _queued(w))
     waiting = [w.name for w in report["workers"] if w.question is not None]
-    hint = [Text(f"waiting on an answer: {', '.join(waiting)} (answer with `swarm reply WORKER TEXT`; "
+    hint = [Text(f"waiting on an answer: {', '.join(waiting)} (answer with `swarm reply WORKER TEXT`, a dialog "
+                 "with `swarm answer WORKER CHOICE`; "
                  "the whole question is in `swarm status --json`)")] if waiting else []
     running = f"running (pid {sup['pid']})" if sup["running"] else "not running"
     if report.get("dispatch", {}).get("paused"):

@@ -180,6 +180,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.handle_merges()
         self.check_workers()
         self.flush_queues()
+        self.watch_panes()
         if not self.stopping.is_set():
             self.dispatch()
         self.planning.on_step()

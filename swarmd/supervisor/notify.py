@@ -60,7 +60,7 @@ def classify(event: Event) -> tuple[str, str | None, str, str] | None:
     if agent_state(detail) == NEEDS_INPUT:
         return NEEDS_INPUT, worker, _state_detail(detail) or event.summary, \
             f"look at its pane: swarm attach {worker} (or the dashboard)"
-    if event.type == EventType.QUESTION:
+    if event.type == EventType.QUESTION and detail.get("kind") != "dialog":  # a dialog: needs_input above
         reason = str(detail.get("question") or detail.get("problem") or event.summary)
         return "question", event.agent, reason, f"answer it: swarm reply {event.agent} 'ANSWER'"
     if event.type == EventType.BLOCKER_FOUND:

@@ -43,10 +43,10 @@ class Recovery:
             session = self._recorded_session(registry, task.assignee or "")
             host = self._remote_host(registry, task.assignee or "")
             if host and task.attempts:  # its host says whether it still runs (a host down: abandoned then)
-                self._adopt(task, session, host)
+                self._adopt(task, session, registry.get(task.assignee or ""), host)
                 adopted.append(task.id)
             elif task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):
-                self._adopt(task, session)
+                self._adopt(task, session, registry.get(task.assignee))
                 adopted.append(task.id)
             else:
                 self._abandon(task, "its worker is gone (the supervisor was down)")
@@ -63,13 +63,15 @@ class Recovery:
             self.ledger.append(EventType.SUPERVISOR_STARTED, SUPERVISOR, pid=os.getpid(),
                                summary=f"supervisor started (pid {os.getpid()}, max {self.max_workers} workers)")
 
-    def _adopt(self, task: Task, session: str, host: str = "") -> None:
+    def _adopt(self, task: Task, session: str, entry: RegistryEntry | None, host: str = "") -> None:
         attempt = task.attempts[-1]
         ran_for = max(0.0, (self.clock() - attempt.started).total_seconds())  # as well as the wall clock can say
         state = WorkerState(name=task.assignee or "", task=task.id, attempt=attempt.number, session=session,
                             started_at=self.monotonic() - ran_for, reported=task.status == TaskStatus.VALIDATING,
                             host=host)
         self.workers[state.name] = state
+        if entry is not None and not state.reported:
+            self.resume_paused(state, entry.metadata)  # a usage-limit pause goes on to its reset time
         if task.status == TaskStatus.VALIDATING:
             self._validate(task, state)  # the DONE was taken before the crash; its check result was not
 

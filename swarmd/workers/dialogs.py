@@ -51,6 +51,12 @@ class Dialog:
                              + "; ".join(self.options))
         return matches[0]
 
+    def describe(self) -> str:
+        """The dialog for a person: its text, then its options by number (what `swarm answer W CHOICE` takes)."""
+        options = " · ".join(f"{i}. {option}" for i, option in enumerate(self.options, 1))
+        caution = "\n(destructive: answer it yourself, or with --destructive)" if self.destructive else ""
+        return f"{self.text}\nOptions: {options}{caution}".strip()
+
 
 def parse_dialog(screen: str) -> Dialog | None:
     """The dialog on `screen`: a selection mark (`❯`, `›`) on an indented or numbered option; None if none."""
@@ -134,9 +140,6 @@ def _option_block(lines: list[str], at: int) -> tuple[int, int]:
 def _label_column(line: str) -> int:
     match = _SELECTED.match(line)
     return match.start(4) if match else len(line) - len(line.lstrip())
-
-
-
 
 
 def answer_dialog(tmux: TmuxServer, session: str, choice: str, *, destructive: bool = False,
