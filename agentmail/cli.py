@@ -280,7 +280,8 @@ def register(agent: str, role: str, home: Path | None, as_json: bool) -> None:
     """Create AGENT's mailbox and record its role."""
     po = _office(home)
     mailbox = po.register(agent, role)
-    where = str(mailbox.path) if getattr(mailbox, "path", None) else f"{po.transport!r} {agent}"
+    path = getattr(mailbox, "path", None)  # a directory on the files; JetStream: the server and subject
+    where = str(path) if path else getattr(mailbox, "location", agent)
     click.echo(json.dumps({"agent": agent, "role": role, "path": where}) if as_json else where)
 
 

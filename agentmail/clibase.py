@@ -2,16 +2,14 @@
 that goes away (`swarm status | head -1`) ends the command quietly, as it ends `cat` or `git log`."""
 
 import importlib
-import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from agentmail.pipes import quiet_broken_pipe
 from protocol.text import inert
 
-# What a shell reports for a process ended by SIGPIPE (128 + 13), as `yes | head -1` leaves `yes`.
-EXIT_BROKEN_PIPE = 141
 # click 8.2+ raises this usage error, whose message is the whole help, for a group run without a command.
 _NO_ARGS_IS_HELP: tuple[type[click.UsageError], ...] = tuple(
     filter(None, [getattr(click.exceptions, "NoArgsIsHelpError", None)]))
@@ -23,19 +21,6 @@ def usage_line(prog: str, exc: click.UsageError) -> str:
     message = (message[:1].lower() + message[1:]).rstrip(".")
     command = exc.ctx.command_path if exc.ctx is not None else prog
     return f"{prog}: error: {inert(message)} (try `{command} --help`)"
-
-
-def quiet_broken_pipe() -> NoReturn:
-    """Exit 141 without a word once stdout's reader has gone; stdout is pointed at /dev/null first so that
-    the interpreter's last flush does not complain either."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass  # no real stdout to point anywhere (a test runner's buffer)
-    finally:
-        os.close(devnull)
-    sys.exit(EXIT_BROKEN_PIPE)
 
 
 class OneLineGroup(click.Group):

@@ -23,7 +23,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from agentmail import natsloop
@@ -36,6 +36,7 @@ DEADLINE = 30.0  # seconds a call is retried before TransportUnavailable
 REQUEST_TIMEOUT = 2.0  # seconds one JetStream request waits for its answer
 BACKOFF = (0.02, 0.5)  # first and longest pause between two tries, seconds (doubling)
 DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id (far above DEADLINE)
+KEEP_CLAIMS = 86400.0  # seconds a claim's commit record is kept (its message is removed right after it)
 KEEP_READ = 7 * 86400.0  # seconds claimed and set-aside copies are kept (read_claimed, bad)
 TLS_MISMATCH = (nats.errors.SecureConnRequiredError, nats.errors.SecureConnWantedError,
                 nats.errors.SecureConnFailedError)
@@ -48,15 +49,22 @@ RETRYABLE = (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.e
 
 class Names:
     """The JetStream names of one swarm (`ns`, its name): the mail stream (a work queue, subject per mailbox
-    `<ns>.mail.<box>`), the kept stream (claimed copies `<ns>.read.<box>.<id>`, set-aside ones
-    `<ns>.bad.<box>.<id>`) and the registry bucket (mailbox -> role)."""
+    `<ns>.mail.<box>`, each stored message republished as headers to `<ns>.arrived.<box>`), the kept stream (claimed copies `<ns>.read.<box>.<id>`, set-aside ones
+    `<ns>.bad.<box>.<id>`), the registry bucket (mailbox -> role) and the claims bucket (`<box>.<seq>` -> the
+    claimer's token: the commit point of a claim)."""
 
     def __init__(self, ns: str) -> None:
         self.ns = ns
         self.mail_stream, self.kept_stream, self.bucket = f"MAIL_{ns}", f"MAILKEPT_{ns}", f"MAILBOXES_{ns}"
+        self.claims = f"MAILCLAIMS_{ns}"
 
     def mail(self, box: str) -> str:
         return f"{self.ns}.mail.{box}"
+
+    def arrived(self, box: str) -> str:
+        """Where the server republishes (headers only) each message it has stored for `box`: a reader woken
+        here finds the message in the stream, as it might not when woken by the publish itself."""
+        return f"{self.ns}.arrived.{box}"
 
     def read(self, box: str, message_id: str) -> str:
         return f"{self.ns}.read.{box}.{message_id}"
@@ -78,6 +86,7 @@ class NatsLink:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.kv: KeyValue | None = None
+        self.claims: KeyValue | None = None
         self.arrival_hooks: set[Callable[[], None]] = set()
         self._connecting: asyncio.Lock | None = None
         self._first_connect = False
@@ -129,11 +138,9 @@ class NatsLink:
             self._first_connect = False
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
         await self._declare(js)
-        try:
-            kv = await js.key_value(self.names.bucket)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(bucket=self.names.bucket, history=1, storage=StorageType.FILE)
-        self.nc, self.js, self.kv = nc, js, kv
+        kv = await _bucket(js, self.names.bucket, None)
+        claims = await _bucket(js, self.names.claims, KEEP_CLAIMS)
+        self.nc, self.js, self.kv, self.claims = nc, js, kv, claims
 
     async def _on_error(self, exc: Exception) -> None:
         """nats-py's error callback: while connecting, a refused login or a failed TLS handshake ends the
@@ -174,7 +181,9 @@ class NatsLink:
         names = self.names
         for config in (
             StreamConfig(name=names.mail_stream, subjects=[names.mail("*")], retention=RetentionPolicy.WORK_QUEUE,
-                         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW, allow_direct=True),
+                         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW, allow_direct=True,
+                         republish=RePublish(src=names.mail("*"), dest=names.arrived("{{wildcard(1)}}"),
+                                             headers_only=True)),
             StreamConfig(name=names.kept_stream, subjects=[names.read("*", "*"), names.bad("*")],
                          storage=StorageType.FILE, max_age=KEEP_READ, max_msgs_per_subject=1,
                          duplicate_window=DUPLICATE_WINDOW, allow_direct=True),
@@ -193,12 +202,20 @@ class NatsLink:
 
     def close(self) -> None:
         """Close the connection (pending publishes are flushed first); the link reconnects if used again."""
-        nc, self.nc, self.js, self.kv = self.nc, None, None, None
+        nc, self.nc, self.js, self.kv, self.claims = self.nc, None, None, None, None
         if nc is not None and not nc.is_closed:
             try:
                 natsloop.run(nc.close(), timeout=REQUEST_TIMEOUT * 2)
             except (TimeoutError, *RETRYABLE):
                 pass
+
+
+async def _bucket(js: JetStreamContext, name: str, ttl: float | None) -> KeyValue:
+    """The key-value bucket `name` (file storage, one value a key, kept `ttl` s or forever), made if missing."""
+    try:
+        return await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(bucket=name, history=1, ttl=ttl, storage=StorageType.FILE)
 
 
 _links: dict[tuple[object, ...], NatsLink] = {}

@@ -2,9 +2,14 @@
 trip, de-duplicated retries, a server SIGKILLed and restarted, a plan run end to end by the supervisor with
 its mail on JetStream, and bad transport settings refused in one line."""
 
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from agentmail import PostOffice, TransportConfigError
 from agentmail.transportsettings import read_transport
@@ -65,6 +70,11 @@ def test_a_retried_send_is_delivered_once_and_a_claim_has_one_winner(nats_server
     rival = PostOffice(nats_home(tmp_path / "h2", nats_server)).mailbox("worker-1")
     [seen] = rival.list()
     assert inbox.claim_loaded(only) is not None and rival.claim_loaded(seen) is None
+    post.send(steer("claimed twice over"))
+    [again] = inbox.list()
+    claim = lambda token: inbox.link.call(lambda js: inbox._commit(again.seq, token), "claim")  # noqa: E731
+    assert claim(b"mine") and claim(b"mine")  # tried again after a lost answer: still this claimer's
+    assert not claim(b"a rival's") and inbox.list() == []
     post.send(steer("set aside"))
     [odd] = inbox.list()
     inbox.set_aside(odd, "cannot handle it")
@@ -174,3 +184,93 @@ def test_tls_with_the_swarms_ca_and_required_for_an_address_that_is_not_loopback
     (home / "swarm.toml").write_text('transport = "nats://127.0.0.1:4222"\n')
     settings = read_transport(home)
     assert settings is not None and settings.tls is None
+
+
+CLAIMER = """
+import sys
+from agentmail import PostOffice
+post = PostOffice(sys.argv[1])
+inbox = post.mailbox("worker-1")
+print("ready", flush=True)
+sys.stdin.readline()
+while (claimed := inbox.claim()) is not None:
+    print(claimed.message.id, flush=True)
+"""
+
+
+def test_claimers_in_three_processes_take_each_message_exactly_once(nats_server: NatsServer, tmp_path: Path) -> None:
+    home = nats_home(tmp_path / "h", nats_server)
+    post = PostOffice(home)
+    post.register("worker-1")
+    sent = {post.send(steer(f"job {n}")).id for n in range(60)}
+    claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(home)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    for claimer in claimers:
+        assert claimer.stdout is not None and claimer.stdout.readline() == "ready\n"
+    for claimer in claimers:  # all start claiming at once
+        assert claimer.stdin is not None
+        claimer.stdin.write("go\n")
+        claimer.stdin.flush()
+    taken = [line for claimer in claimers for line in claimer.communicate(timeout=120)[0].split()]
+    assert all(claimer.returncode == 0 for claimer in claimers)
+    assert sorted(taken) == sorted(sent)  # every message once: none lost, none claimed twice
+    post.close()
+
+
+def test_doctor_reports_the_nats_server_answering_and_one_that_is_down(nats_server: NatsServer,
+                                                                       tmp_path: Path) -> None:
+    home = nats_home(tmp_path / "h", nats_server)
+    report = {f["check"]: f for f in json.loads(run_cli("swarm", "doctor", "--home", str(home), "--json").stdout)}
+    assert report["mail transport"]["status"] == "ok" and "JetStream answers" in report["mail transport"]["detail"]
+    nats_server.kill()
+    report = {f["check"]: f for f in json.loads(run_cli("swarm", "doctor", "--home", str(home), "--json").stdout)}
+    assert report["mail transport"]["status"] == "fail" and "is it running" in report["mail transport"]["detail"]
+
+
+@pytest.mark.soak
+def test_a_plan_survives_the_nats_server_killed_and_restarted_twice(nats_server: NatsServer, swarm_home: SwarmHome,
+                                                                   tmp_path: Path) -> None:
+    assert run_cli("swarm", "init", "--home", str(swarm_home.root)).returncode == 0
+    swarm_home.config_file.write_text(FAST_CONFIG.format(max_workers=3, heartbeat=1.0, stale=60.0)
+                                      + f'transport = "{nats_server.url}"\n')
+    report = 'agentmail send --from "$SWARM_AGENT" --to supervisor --type PROGRESS --task "$SWARM_TASK" --field step=mid'
+    tasks = [f"job{n}" for n in range(12)]
+    plan = write_plan(tmp_path / "plan.json", [{"id": t, "title": t, "description": f"{report}\n{report}"} for t in tasks])
+    assert run_cli("swarm", "run", str(plan), "--home", str(swarm_home.root)).returncode == 0
+    ledger = Ledger(swarm_home)
+    for done_before_kill in (2, 6):
+        wait_until(lambda: sum(ledger.task(t).status == TaskStatus.DONE for t in tasks) >= done_before_kill, 120,
+                   f"{done_before_kill} tasks to be done")
+        nats_server.restart()  # SIGKILL, then the same port and store
+    wait_until(lambda: all(ledger.task(t).status == TaskStatus.DONE for t in tasks), 240, "every task to be done")
+    validated = [e.task for e in events(swarm_home) if e.type == EventType.TASK_COMPLETED]
+    assert sorted(validated) == sorted(tasks)  # each exactly once
+    run_cli("swarm", "down", "--home", str(swarm_home.root))
+
+
+def test_a_watcher_wakes_for_every_message_sent_one_at_a_time(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Each arrival wakes the watcher once the message can be read (a wake-up on the publish itself can come
+    before the server has stored it: the scan then finds nothing and the message waits for the next one)."""
+    post = PostOffice(nats_home(tmp_path / "h", nats_server))
+    post.register("worker-1")
+    got: list[str] = []
+    arrived = threading.Condition()
+    stop = threading.Event()
+
+    def claimer() -> None:
+        for delivered in post.mailbox("worker-1").watch(claim=True, stop=stop):
+            with arrived:
+                got.append(delivered.message.id)
+                arrived.notify_all()
+
+    thread = threading.Thread(target=claimer)
+    thread.start()
+    try:
+        for n in range(300):
+            sent = post.send(steer(f"ping {n}")).id
+            with arrived:
+                assert arrived.wait_for(lambda: sent in got, timeout=30), f"ping {n} woke no one"
+    finally:
+        stop.set()
+        thread.join(30)
+    post.close()

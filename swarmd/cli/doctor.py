@@ -19,6 +19,7 @@ INOTIFY_DIR = Path("/proc/sys/fs/inotify")
 # Enough for one watch per mailbox and a few per process; below these, watchers fall back to polling or fail.
 INOTIFY_MINIMUMS = {"max_user_instances": 128, "max_user_watches": 8192, "max_queued_events": 16384}
 VERSION_TIMEOUT = 15.0  # seconds for `PROGRAM --version`
+TRANSPORT_TIMEOUT = 3.0  # seconds the NATS server of `transport` has to answer
 FREE_FAIL, FREE_WARN = 100 << 20, 1 << 30  # bytes free on the home's file system
 
 
@@ -37,7 +38,7 @@ def run_doctor(home: SwarmHome | None, config: Config) -> list[Finding]:
     if home is None:
         findings.append(Finding("home", WARN, "no swarm home here or in any parent: run `swarm init`"))
     else:
-        findings += [socket_length(home), home_permissions(home), free_disk(home)]
+        findings += [socket_length(home), home_permissions(home), free_disk(home), mail_transport(home)]
     return findings + profile_programs(config)
 
 
@@ -90,6 +91,27 @@ def home_permissions(home: SwarmHome) -> Finding:
     if mode & 0o077:
         return Finding("home", WARN, f"{home.root} is {mode:04o}: others may read it (swarmd makes it 0700)")
     return Finding("home", OK, f"{home.root} ({mode:04o}, yours)")
+
+
+def mail_transport(home: SwarmHome) -> Finding:
+    """The files, or the NATS server of `transport` answering with JetStream within TRANSPORT_TIMEOUT s."""
+    from agentmail.errors import MailError
+    from agentmail.natslink import NatsLink
+    from agentmail.transportsettings import read_transport
+
+    try:
+        settings = read_transport(home.root)
+        if settings is None:
+            return Finding("mail transport", OK, f"files under {home.mail_dir}")
+        link = NatsLink(settings, deadline=TRANSPORT_TIMEOUT)
+        try:
+            info = link.call(lambda js: js.account_info(), "reach the server")
+        finally:
+            link.close()
+    except MailError as exc:
+        return Finding("mail transport", FAIL, str(exc))
+    tls = "TLS" if settings.tls is not None else "no TLS (loopback)"
+    return Finding("mail transport", OK, f"{settings.url}: JetStream answers, {info.streams} streams, {tls}")
 
 
 def free_disk(home: SwarmHome) -> Finding:

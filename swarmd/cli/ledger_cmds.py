@@ -15,13 +15,12 @@ from protocol.text import inert
 from swarmd.cli import main
 from swarmd.cli.common import dump_json, get_home, home_option, json_option
 from swarmd.config import load_config
+from swarmd.entry import LEDGER_FILES, read_config_bytes, remember_checked_config
 from swarmd.errors import HomeError
 from swarmd.home import SwarmHome, home_to_create, init_home
 from swarmd.ledger.log import Ledger, validated
 from swarmd.ledger.registry import LIVE_STATUSES
 
-# The ledger's files: the log, the lock and the projection snapshots (ledger/<name>.json).
-LEDGER_FILES = ("events.jsonl", ".lock", "board.json", "registry.json", "stats.json")
 EVENT_TYPES = click.Choice([t.value for t in EventType])
 TASK_STATUSES = click.Choice([s.value for s in TaskStatus])
 AGENT_STATUSES = click.Choice([s.value for s in AgentStatus])
@@ -31,8 +30,11 @@ _TASK_LIST = TypeAdapter(list[Task])
 def open_ledger(home: str | None) -> Ledger:
     swarm_home = get_home(home)
     _refuse_symlinked_ledger(swarm_home.ledger_dir)
+    before = read_config_bytes(swarm_home)
     config = load_config(swarm_home.config_file)
-    return Ledger(swarm_home, durable=config.durable, stale_after=config.stale_after)
+    ledger = Ledger(swarm_home, durable=config.durable, stale_after=config.stale_after)
+    remember_checked_config(swarm_home, before)  # `swarm board --json` may now answer without the models
+    return ledger
 
 
 def _refuse_symlinked_ledger(ledger_dir: Path) -> None:
@@ -75,6 +77,9 @@ def init(home: str | None, project: Path | None, as_json: bool) -> None:
     """Create a swarm home here (or at --home / $SWARM_HOME; safe to run again) and print its path."""
     swarm_home = SwarmHome(home_to_create(home))
     created = init_home(swarm_home, project=(project or Path.cwd()).absolute())
+    before = read_config_bytes(swarm_home)
+    load_config(swarm_home.config_file)
+    remember_checked_config(swarm_home, before)
     if as_json:
         dump_json({"home": str(swarm_home.root), "created": created})
     else:

@@ -191,9 +191,13 @@ def status(home: str | None, watch: bool, as_json: bool) -> None:
     and tasks by status."""
     from dataclasses import asdict
 
+    from swarmd.entry import read_config_bytes, remember_checked_config, status_lines
     from swarmd.operate import Operator
 
-    operator = Operator(get_home(home))
+    swarm_home = get_home(home)
+    before = read_config_bytes(swarm_home)
+    operator = Operator(swarm_home)
+    remember_checked_config(swarm_home, before)  # `swarm status` may now answer without the models
     if watch:
         if as_json:
             raise click.UsageError("--watch is for people; for programs, follow `swarm feed --follow --json`")
@@ -205,6 +209,9 @@ def status(home: str | None, watch: bool, as_json: bool) -> None:
     report = operator.status()
     if as_json:
         dump_json({**report, "workers": [asdict(w) for w in report["workers"]]})
+        return
+    if not report["workers"]:
+        click.echo("\n".join(status_lines(report)))
         return
     from swarmd.cli.view import status_view
 

@@ -28,7 +28,7 @@ from protocol.messages import describe_validation_error
 from protocol.names import validate_agent_name, validate_task_id
 from protocol.task import LIVE_STATUSES, NoteKind, Task, TaskStatus, check_transition
 from swarmd.ledger import board as board_fold
-from swarmd.ledger import feed
+from swarmd.ledger import feed, lines
 from swarmd.ledger import registry as registry_fold
 from swarmd.ledger.heartbeats import touch_heartbeat
 from swarmd.errors import LedgerError
@@ -307,7 +307,7 @@ class Ledger:
         except FileNotFoundError:
             return 0
         try:
-            return feed.last_seq(fd, feed.complete_end(fd, os.fstat(fd).st_size))
+            return lines.last_seq(fd, lines.complete_end(fd, os.fstat(fd).st_size))
         finally:
             os.close(fd)
 
@@ -381,10 +381,10 @@ class Ledger:
         size = os.fstat(fd).st_size
         if self._tail is not None and self._tail[0] == size:
             return self._tail
-        end = feed.complete_end(fd, size)
+        end = lines.complete_end(fd, size)
         if end < size:
             os.ftruncate(fd, end)
-        return end, feed.last_seq(fd, end)
+        return end, lines.last_seq(fd, end)
 
     def _held(self, task_id: str, expect_assignee: str | None) -> Task:
         """The task (the caller holds the lock); StaleTransition if `expect_assignee` is given and the task is not
@@ -475,7 +475,7 @@ class Ledger:
         try:
             if offset > os.fstat(fd).st_size or os.pread(fd, 1, offset - 1) != b"\n":
                 return False
-            return feed.seq_of(feed.line_before(fd, offset)[1]) == seq
+            return lines.seq_of(lines.line_before(fd, offset)[1]) == seq
         finally:
             os.close(fd)
 

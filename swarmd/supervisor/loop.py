@@ -15,7 +15,7 @@ from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
-from agentmail import PostOffice
+from agentmail import FileTransport, PostOffice
 from protocol.agent import AgentStatus
 from protocol.event import EventType
 from protocol.ids import utcnow
@@ -74,6 +74,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.tmux = TmuxServer(home.tmux_socket)
         self.spawner = Spawner(home, self.config, self.tmux)
         self.mailbox = self.post.register(SUPERVISOR, role="supervisor")
+        if not isinstance(self.post.transport, FileTransport) and "operator" not in self.post.agents():
+            self.post.register("operator", role="operator")  # `swarm init` made it on files, not on JetStream
         self.workers: dict[str, WorkerState] = {}
         self.watchers: dict[str, PaneWatcher] = {}  # interactive worker -> its pane watcher (see Queues)
         self.helpers: dict[str, str] = {}  # helper name -> the task it helps with
