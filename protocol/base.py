@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from protocol.names import validate_agent_name, validate_recipient, validate_task_id
+from protocol.names import validate_agent_name, validate_label, validate_recipient, validate_task_id
 
 
 class Model(BaseModel):
@@ -16,3 +16,4 @@ class Model(BaseModel):
 AgentName = Annotated[str, AfterValidator(validate_agent_name)]
 TaskId = Annotated[str, AfterValidator(validate_task_id)]
 Recipient = Annotated[str, AfterValidator(validate_recipient)]
+Label = Annotated[str, AfterValidator(validate_label)]

@@ -12,6 +12,7 @@ from protocol.errors import InvalidName
 
 AGENT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+LABEL_RE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 ROLE_PREFIX = "role:"
 
 
@@ -37,6 +38,15 @@ def validate_task_id(task_id: str) -> str:
             "starting with a letter or digit"
         )
     return task_id
+
+
+def validate_label(label: str) -> str:
+    """Return `label` if it can be a host label (what a machine offers, what a task asks for), else raise
+    InvalidName."""
+    if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
+        raise InvalidName(f"invalid label {_printable(str(label))!r}: use 1-64 characters of a-z, 0-9, '.', ':', "
+                          "'_', '-', starting with a letter or digit")
+    return label
 
 
 def validate_recipient(recipient: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from protocol.base import Model, TaskId
+from protocol.base import Label, Model, TaskId
 from protocol.errors import InvalidTransition
 from protocol.ids import utcnow
 
@@ -135,6 +135,10 @@ class Task(Model):
     workdir: str | None = Field(default=None, description=(
         "Where the worker runs and the checks are made, relative to the plan file (default: the plan file's "
         "directory; for tasks added by hand, the project)."))
+    labels: list[Label] = Field(default=[], description=(
+        "What the machine that runs it must offer: labels a worker host joined with (`swarm host join --labels "
+        "gpu,linux`), or `[hosts] labels` for the supervisor's own machine. Every one must be offered; none: "
+        "any machine."))
     attempts: list[Attempt] = []
     retry_from: int = 0  # attempts before this index were spent before the last `swarm retry`: they no longer count
     # What an outside planning tool knows of the task (a wave's ol_bead_id, a bead's id), carried as is.

@@ -13,6 +13,7 @@ from protocol.messages import describe_validation_error
 from protocol.text import read_text
 from swarmd.errors import ConfigError
 from swarmd.git.settings import GitSettings
+from swarmd.hosts.settings import HostsSettings
 
 
 class Profile(BaseModel):
@@ -146,6 +147,8 @@ class Config(BaseModel):
         "`[notify]`: a command and/or webhook told when a worker needs a person (see its table)."))
     git: GitSettings = Field(default_factory=GitSettings, description=(
         "`[git]`: isolation of attempts in worktrees and the merge queue (a plan's `[git]` overrides it)."))
+    hosts: HostsSettings = Field(default_factory=HostsSettings, description=(
+        "`[hosts]`: worker hosts on other machines, joined through NATS JetStream (`swarm host join`)."))
     profiles: dict[str, Profile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES), description=(
         "Worker profiles by name (`[profiles.NAME]`); they add to the built-in `script`, `claude`, `claude-tui`, "
         "`codex` and `codex-tui` "

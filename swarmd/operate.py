@@ -2,10 +2,12 @@
 
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentmail import PostOffice
 from protocol.agent import AgentStatus, RegistryEntry
@@ -25,6 +27,9 @@ from swarmd.workers.dialogs import answer_dialog
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
+
+if TYPE_CHECKING:
+    from swarmd.hosts.relay import Relay
 
 OPERATOR = "operator"
 RECENT_EVENTS = 5000  # how far back `status` looks for each worker's last message and open question
@@ -92,7 +97,8 @@ class Operator:
             queue = PromptQueue(self.home.run_dir, entry.name)
             workers.append(WorkerView(
                 name=entry.name, role=entry.role, task=entry.task, state=entry.status, session=entry.session,
-                pane="gone" if pane is None else (f"exited {pane.exit_status}" if pane.dead else "alive"),
+                pane=(f"on host {remote_host(entry)}" if remote_host(entry) else "gone") if pane is None
+                else (f"exited {pane.exit_status}" if pane.dead else "alive"),
                 heartbeat_age=_age(now, entry.last_heartbeat), last_message_age=_age(now, last_seen.get(entry.name)),
                 question=asked.text if asked else None, asked_age=_age(now, asked.asked) if asked else None,
                 queued=[item.text for item in queue.items()], queue_note=queue.note(),
@@ -123,6 +129,17 @@ class Operator:
         instead (`swarm status` shows the queue) and the supervisor delivers it once the agent is idle; the
         return value is then "queued". Raises WorkerEnded for a worker that has ended."""
         entry = self.live_entry(worker, "steer")
+        if host := remote_host(entry):
+            message = make_message(MessageType.STEER, self.actor, entry.name, {"text": text, "task": entry.task},
+                                   thread=entry.task)
+            relay = self.relay()
+            try:
+                relay.mail(host, entry.name, self.attempt_of(entry), message)
+            finally:
+                relay.close()
+            self.ledger.append(EventType.CUSTOM, self.actor, entry.task,
+                               summary=f"steered {entry.name} on host {host}: {text}"[:300])
+            return message.id
         if self.interactive(entry):
             PromptQueue(self.home.run_dir, entry.name).push(text, kind="steer", sender=OPERATOR)
             self.ledger.append(EventType.CUSTOM, OPERATOR, entry.task,
@@ -181,9 +198,47 @@ class Operator:
                                    outcome=AttemptOutcome.ABANDONED.value)
         else:
             task = None
-        self.tmux.kill_session(self.session(entry.name))
+        if host := remote_host(entry):
+            self.stop_remote(host, entry, "killed by the operator")
+        else:
+            self.tmux.kill_session(self.session(entry.name))
         self.ledger.update_agent(entry.name, self.actor, status=AgentStatus.STOPPED)
         return task.id if task else None
+
+    def stop_remote(self, host: str, entry: RegistryEntry, reason: str) -> None:
+        """Tell the worker's host to end it (through the host's work queue)."""
+        relay = self.relay()
+        try:
+            relay.stop(host, entry.name, self.attempt_of(entry), reason)
+        finally:
+            relay.close()
+
+    def relay(self) -> "Relay":
+        """A link to the swarm's hosts (HostError when there are none or they cannot be reached)."""
+        from swarmd.hosts.relay import Relay
+
+        return Relay(self.home, self.config)
+
+    def attempt_of(self, entry: RegistryEntry) -> int:
+        """The number of the attempt the worker made (its fencing token on its host); 0 if none is recorded."""
+        task = self.ledger.board().get(entry.task or "")
+        return next((a.number for a in reversed(task.attempts) if a.worker == entry.name), 0) if task else 0
+
+    def remote_logs(self, worker: str, follow: bool = False) -> Iterator[str] | None:
+        """The log of a worker that runs on a host, read from there (None for a worker of this machine)."""
+        entry = self.entry(worker)
+        host = remote_host(entry)
+        if not host:
+            return None
+        relay = self.relay()
+
+        def chunks() -> Iterator[str]:
+            try:
+                yield from relay.logs(host, entry.name, follow=follow)
+            finally:
+                relay.close()
+
+        return chunks()
 
     def retry(self, task_ids: list[str]) -> list[str]:
         """Give blocked or failed tasks a fresh budget of attempts, all or none (see `Ledger.retry`); their ids."""
@@ -262,7 +317,12 @@ class Operator:
             return None
 
     def attach_argv(self, worker: str) -> list[str]:
-        session = self.session(self.entry(worker).name)
+        entry = self.entry(worker)
+        if host := remote_host(entry):
+            socket = entry.metadata.get("remote_tmux") or "<the host home's run/tmux.sock>"
+            raise SwarmError(f"{entry.name} runs on host {host}: attach there, e.g. `ssh -t {host} tmux -S "
+                             f"{socket} attach-session -t ={self.session(entry.name)}`")
+        session = self.session(entry.name)
         if self.tmux.pane(session) is None:
             raise SwarmError(f"worker {worker} has no tmux session (it has ended): see `swarm logs {worker}`")
         return self.tmux.attach_argv(session)
@@ -303,6 +363,12 @@ class Operator:
         if not path.exists():
             raise SwarmError(f"no log for {worker!r} in {self.home.logs_dir}")
         return path
+
+
+def remote_host(entry: RegistryEntry) -> str:
+    """The worker host the agent runs on; "" for this machine."""
+    host = entry.metadata.get("remote_host")
+    return host if isinstance(host, str) else ""
 
 
 def _last_messages(events: list[Event]) -> dict[str, datetime]:

@@ -240,8 +240,10 @@ def logs(worker: str, home: str | None, follow: bool, as_plain: bool) -> None:
     from swarmd.tail import plain, tail_file
 
     operator = Operator(get_home(home))
-    path = operator.log_path(worker)
-    chunks = tail_file(path, follow=follow, stop=operator.when_ended(worker) if follow else None)
+    chunks = operator.remote_logs(worker, follow)
+    if chunks is None:
+        path = operator.log_path(worker)
+        chunks = tail_file(path, follow=follow, stop=operator.when_ended(worker) if follow else None)
     try:
         for chunk in plain(chunks) if as_plain else chunks:
             sys.stdout.write(chunk)

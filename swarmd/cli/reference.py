@@ -14,6 +14,7 @@ from pydantic_core import PydanticUndefined
 from protocol.task import Check, Task, ValidationSpec
 from swarmd.config import Config, Notify, Profile
 from swarmd.git.settings import GitPlan, GitSettings
+from swarmd.hosts.settings import HostsSettings
 from swarmd.plans.plan import TASK_KEYS, BlockedEntry, CompletedEntry, PlanDefaults, WaveEntry
 
 HEADER = """\
@@ -57,6 +58,9 @@ def sections() -> list[tuple[str, str, type[BaseModel] | None, tuple[str, ...] |
          "is tried again with backoff, then reported in the feed.", Notify, None),
         ("`[git]`", "Isolation and integration for every plan (a plan's `[git]` overrides it key by key), and "
          "what the worktrees' pre-commit hook does about file reservations.", GitSettings, None),
+        ("`[hosts]`", "Worker hosts: other machines that run this swarm's workers. Each runs `swarm host join URL "
+         "--name NAME [--slots N] [--labels a,b] [--credentials FILE] [--ca FILE] --swarm SWARM`; they meet the "
+         "supervisor on a NATS server with JetStream. `swarm hosts` lists them.", HostsSettings, None),
     ]
 
 

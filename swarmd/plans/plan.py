@@ -28,7 +28,7 @@ from swarmd.supervisor.validation import check_problem
 
 # The Task fields a plan's author may set; the rest (status, attempts, notes...) belong to the ledger.
 TASK_KEYS = ("id", "title", "description", "blocked_by", "tags", "priority", "profile", "timeout",
-             "max_attempts", "workdir", "validation")
+             "max_attempts", "workdir", "validation", "labels")
 PLAN_KEYS = ("name", "git", "defaults", "tasks")
 WAVE_KEYS = ("wave", "blocked", "completed")
 MAX_SPEC_BYTES = 1024 * 1024

@@ -26,19 +26,32 @@ class Dispatch:
     """
 
     def dispatch(self) -> None:
-        """Assign ready tasks, best priority first, while fewer than max_workers tasks are live (none while
-        dispatch is paused)."""
+        """Assign ready tasks, best priority first, each to the place with the most free slots that offers its
+        labels: this machine (fewer than max_workers tasks live here) or a live worker host (see
+        `RemoteWorkers.place`). None while dispatch is paused."""
         if dispatch_paused(self.home):
             return
         board = self.ledger.board()
         live = sum(t.status in LIVE_STATUSES for t in board.values())
-        free = self.max_workers - live - len(self.helpers)
-        if free <= 0 or self.budget_spent():
+        remote = sum(bool(w.host) for w in self.workers.values())
+        places = self.free_slots(self.max_workers - (live - remote) - len(self.helpers))
+        if not any(free > 0 for free, _ in places.values()) or self.budget_spent():
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
         ready = sorted((t for t in board.values() if t.is_ready(done)), key=lambda t: (t.priority, t.created, t.id))
         self.git_tops.clear()  # what a wave learns of the git repositories is not kept past it
-        self.launch([b for task in ready[:free] if (b := self.begin_attempt(task)) is not None])
+        wave = []
+        for task in ready:
+            place = self.place(task, places)
+            if place is None:
+                continue
+            free, labels = places[place]
+            places[place] = (free - 1, labels)
+            if (begun := self.begin_attempt(task, host=place)) is not None:
+                wave.append(begun)
+            if not any(free > 0 for free, _ in places.values()):
+                break
+        self.launch(wave)
 
     def budget_spent(self) -> bool:
         """Whether the agents' usage (their cost_update events) has reached swarm.toml's budget_tokens or
@@ -56,10 +69,10 @@ class Dispatch:
                                "attempt starts; raise budget_tokens / budget_usd in swarm.toml to go on")
         return bool(spent)
 
-    def begin_attempt(self, task: Task) -> tuple[WorkerState, SessionSpec] | None:
+    def begin_attempt(self, task: Task, host: str = "") -> tuple[WorkerState, SessionSpec] | None:
         """Assign first (the ledger says who owns the task), then prepare the worker's session (prompt, mail,
-        worktree); None when that failed (recorded as a failed launch). `launch` then starts the sessions of a
-        whole wave at once."""
+        worktree); None when that failed (recorded as a failed launch) or the attempt went to `host` by its work
+        queue. `launch` then starts the local sessions of a whole wave at once."""
         for old in [w for w in self.workers.values() if w.task == task.id]:
             self._end_worker(old, AgentStatus.STOPPED)  # never two workers on one task
         worker = f"w{self._next_worker}"
@@ -70,10 +83,15 @@ class Dispatch:
                                summary=f"{task.id} assigned to {worker} (attempt {attempt})", worker=worker,
                                attempt=attempt)
         self.ledger.register_agent(RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
-                                                 session=session, task=task.id, host=socket.gethostname()), SUPERVISOR)
+                                                 session=session, task=task.id, host=host or socket.gethostname(),
+                                                 metadata={"remote_host": host} if host else {}), SUPERVISOR)
         self.post.register(worker, role="worker")
-        state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started_at=self.monotonic())
+        state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started_at=self.monotonic(),
+                            host=host)
         self.workers[worker] = state
+        if host:
+            self.start_remote(task, state)
+            return None
         self.post.send(make_message(MessageType.TASK_ASSIGN, SUPERVISOR, worker, {
             "task": task.id, "title": task.title, "description": task.description, "attempt": attempt,
             "max_attempts": self.max_attempts(task), "prompt_file": str(self.home.prompts_dir / f"{worker}.md"),

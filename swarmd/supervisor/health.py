@@ -36,10 +36,10 @@ class Health:
         if panes is not None:
             self.reap_helpers(panes)
         self.reap_finishing(panes)
-        if panes == {} and not self.tmux.is_running():
+        if panes == {} and any(not w.host for w in self.workers.values()) and not self.tmux.is_running():
             self._tmux_lost()
             return
-        stale_due = any(now >= self._stale_deadline(w) for w in self.workers.values())
+        stale_due = any(now >= self._stale_deadline(w) for w in self.workers.values() if not w.host)
         registry = self.ledger.registry() if panes is not None or stale_due else None
         board = self.ledger.board()
         for worker in list(self.workers.values()):
@@ -48,6 +48,10 @@ class Health:
                 self._end_worker(worker, AgentStatus.STOPPED)  # taken away (reopened, cancelled): stop it, no failure
                 continue
             if worker.reported or worker.name not in self.workers:
+                continue
+            if worker.host:  # its host reports its pane's end; only its time limit is watched here
+                with suppress(StaleTransition):
+                    self._check_timeout(task, worker, now)
                 continue
             pane = panes.get(worker.session) if panes is not None else None
             if pane is not None and pane.dead and self._status_pending(worker, pane, now):
@@ -92,7 +96,9 @@ class Health:
                 continue
             task = board.get(worker.task)
             limit = (task.timeout if task else None) or self.config.task_timeout
-            due += [worker.started_at + worker.paused_for + limit, self._stale_deadline(worker)]
+            due.append(worker.started_at + worker.paused_for + limit)
+            if not worker.host:  # a remote worker's liveness is its host's heartbeat (RemoteWorkers)
+                due.append(self._stale_deadline(worker))
         due += [deadline for _, deadline in self.finishing.values()]
         return min(due, default=now + self.safety_period())
 
@@ -109,10 +115,17 @@ class Health:
             self._pane_ended(task, worker, pane)
         elif worker.paused_since is not None:
             return  # paused at a usage limit: not a failure, and its pause does not count against it
-        elif now - worker.started_at - worker.paused_for > (limit := task.timeout or self.config.task_timeout):
-            self._fail(task, worker, f"TIMEOUT: no result within {limit:g} s")
+        elif self._check_timeout(task, worker, now):
+            return
         elif registry is not None and self._stale(worker, registry.get(worker.name), now):
             self._fail(task, worker, f"no heartbeat for over {self.config.stale_after:g} s: the worker seems stuck")
+
+    def _check_timeout(self, task: Task, worker: WorkerState, now: float) -> bool:
+        """Fail the attempt if it has run past its time limit (pauses at usage limits left out); True if so."""
+        if now - worker.started_at - worker.paused_for <= (limit := task.timeout or self.config.task_timeout):
+            return False
+        self._fail(task, worker, f"TIMEOUT: no result within {limit:g} s")
+        return True
 
     def _status_pending(self, worker: WorkerState, pane: PaneInfo, now: float) -> bool:
         """tmux may show a pane dead (its pty closed) a moment before it has reaped the exit status."""
@@ -146,7 +159,7 @@ class Health:
 
     def _tmux_lost(self) -> None:
         """The whole tmux server went away: every attempt is abandoned, not failed, and starts again."""
-        lost = [w for w in self.workers.values() if not w.reported]  # a reported DONE is still being checked
+        lost = [w for w in self.workers.values() if not w.reported and not w.host]  # a reported DONE is being checked
         for worker in lost:
             self.workers.pop(worker.name)
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"tmux server lost: {len(lost)} workers gone; "

@@ -25,6 +25,7 @@ from swarmd.errors import ConfigError, LedgerError
 from swarmd.git.queue import MergeOutcome, QueueEntry
 from swarmd.git.worktrees import AttemptTree
 from swarmd.home import SwarmHome, make_private_dir
+from swarmd.hosts.client import HostsClient
 from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.registry import LIVE_STATUSES as LIVE_AGENTS
@@ -38,6 +39,7 @@ from swarmd.supervisor.outcomes import Outcomes
 from swarmd.supervisor.queues import Deliveries, Queues
 from swarmd.supervisor.reactions import MailReactions
 from swarmd.supervisor.recovery import Recovery
+from swarmd.supervisor.remote import RemoteWorkers
 from swarmd.supervisor.repeats import RepeatedErrors
 from swarmd.supervisor.retention import prune_if_due
 from swarmd.supervisor.settings import read_settings
@@ -52,7 +54,7 @@ log = logging.getLogger("swarmd.supervisor")
 MIN_SLEEP = 0.005  # seconds: a deadline just reached is passed by the time the next step looks at it
 
 
-class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration):
+class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration, RemoteWorkers):
     """One swarm home's supervisor: `serve()` runs `step()` until stopped; its parts (recovery, mail, outcomes,
     health, queued prompts, dispatch) are mixins in modules of their own, all over the state set up here.
 
@@ -103,6 +105,9 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.panes_seen_at = float("-inf")  # monotonic seconds of the last look at the panes
         self.recheck_panes = False  # a dead pane awaits its exit status: look again at the next tick
         self.git_tops: dict[Path, Path | None] = {}  # workdir -> its repository with a commit (one dispatch wave)
+        self.remote: HostsClient | None = None  # the worker hosts' link, with `[hosts] url` (see RemoteWorkers)
+        self.hosts_down: set[str] = set()
+        self.stops_sent: set[str] = set()
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -129,6 +134,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         make_private_dir(self.skills.root)
         skills_watch = watch_file(self.skills.version_file, self.wake.set)
         self.start_notifier()
+        self.start_hosts()
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -148,6 +154,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             self.deliveries.stop()
             self.merges.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
+            self.stop_hosts()
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
@@ -190,6 +197,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
     def step(self) -> None:
         self.reload_config()
         self.handle_mail()
+        self.handle_hosts()
         self.handle_validations()
         self.handle_merges()
         self.check_workers()

@@ -128,8 +128,9 @@ class Outcomes:
     def _end_worker(self, worker: WorkerState, status: AgentStatus, why: str | None = None) -> None:
         """Stop a worker whose attempt is over. A failed worker's dead pane is kept for a post-mortem."""
         self.workers.pop(worker.name, None)
-        pane = self.tmux.pane(worker.session)
-        if pane is not None and (not pane.dead or status != AgentStatus.DEAD):
+        if worker.host:
+            self.stop_remote(worker.host, worker.name, worker.attempt, why or "the attempt is over")
+        elif (pane := self.tmux.pane(worker.session)) is not None and (not pane.dead or status != AgentStatus.DEAD):
             self.tmux.kill_session(worker.session)
         self._mark_agent(worker.name, status, why)
 
@@ -137,10 +138,13 @@ class Outcomes:
         """The attempt is over and went well: tell the worker (SHUTDOWN) and give it `shutdown_grace` seconds
         to exit on its own (an agent may still print its summary or commit), then end its session."""
         self.workers.pop(worker.name, None)
-        with suppress(MailError):
-            self.post.send(make_message(MessageType.SHUTDOWN, SUPERVISOR, worker.name, {"reason": reason},
-                                        thread=worker.task))
-        self.finishing[worker.name] = (worker.session, self.monotonic() + self.config.shutdown_grace)
+        if worker.host:  # its host gives it the SHUTDOWN and the grace
+            self.stop_remote(worker.host, worker.name, worker.attempt, reason, grace=self.config.shutdown_grace)
+        else:
+            with suppress(MailError):
+                self.post.send(make_message(MessageType.SHUTDOWN, SUPERVISOR, worker.name, {"reason": reason},
+                                            thread=worker.task))
+            self.finishing[worker.name] = (worker.session, self.monotonic() + self.config.shutdown_grace)
         self._mark_agent(worker.name, AgentStatus.STOPPED)
 
     def _let_released_finish(self, limit: float) -> None:

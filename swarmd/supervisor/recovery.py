@@ -8,6 +8,7 @@ import socket
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.task import LIVE_STATUSES, Task, TaskStatus
+from swarmd.hosts.settings import hosts_link
 from swarmd.supervisor.settings import clear_settings
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.tmux import PaneInfo
@@ -40,7 +41,11 @@ class Recovery:
             if task.status not in LIVE_STATUSES or task.id in queued or task.coordinated():
                 continue
             session = self._recorded_session(registry, task.assignee or "")
-            if task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):
+            host = self._remote_host(registry, task.assignee or "")
+            if host and task.attempts:  # its host says whether it still runs (a host down: abandoned then)
+                self._adopt(task, session, registry.get(task.assignee or ""), host)
+                adopted.append(task.id)
+            elif task.assignee and task.attempts and (session in panes or task.status == TaskStatus.VALIDATING):
                 self._adopt(task, session, registry.get(task.assignee))
                 adopted.append(task.id)
             else:
@@ -58,16 +63,24 @@ class Recovery:
             self.ledger.append(EventType.SUPERVISOR_STARTED, SUPERVISOR, pid=os.getpid(),
                                summary=f"supervisor started (pid {os.getpid()}, max {self.max_workers} workers)")
 
-    def _adopt(self, task: Task, session: str, entry: RegistryEntry | None) -> None:
+    def _adopt(self, task: Task, session: str, entry: RegistryEntry | None, host: str = "") -> None:
         attempt = task.attempts[-1]
         ran_for = max(0.0, (self.clock() - attempt.started).total_seconds())  # as well as the wall clock can say
         state = WorkerState(name=task.assignee or "", task=task.id, attempt=attempt.number, session=session,
-                            started_at=self.monotonic() - ran_for, reported=task.status == TaskStatus.VALIDATING)
+                            started_at=self.monotonic() - ran_for, reported=task.status == TaskStatus.VALIDATING,
+                            host=host)
         self.workers[state.name] = state
         if entry is not None and not state.reported:
             self.resume_paused(state, entry.metadata)  # a usage-limit pause goes on to its reset time
         if task.status == TaskStatus.VALIDATING:
             self._validate(task, state)  # the DONE was taken before the crash; its check result was not
+
+    def _remote_host(self, registry: dict[str, RegistryEntry], agent: str) -> str:
+        """The worker host `agent` was started on, while swarm.toml still names the hosts' server; "" for this
+        machine (or when there are no hosts any more: then its attempt is abandoned like any lost one)."""
+        entry = registry.get(agent)
+        host = entry.metadata.get("remote_host", "") if entry is not None else ""
+        return host if isinstance(host, str) and hosts_link(self.config, self.home.root) else ""
 
     def _recorded_session(self, registry: dict[str, RegistryEntry], agent: str) -> str:
         """The session recorded for `agent` when it was started; today's name for it if none was recorded

@@ -33,6 +33,7 @@ class WorkerState:
     paused_since: float | None = None  # monotonic seconds when its agent hit a usage limit (None: not paused)
     resume_at: float | None = None  # monotonic seconds when that limit resets and it is told to continue
     paused_for: float = 0.0  # seconds it spent paused by usage limits: its timeout and stale checks leave them out
+    host: str = ""  # the worker host it runs on ("": this machine)
     reset_unknown: bool = False  # paused without a reset time (for `rate_limit_wait`): a later report may give it
     asked_about: int | None = None  # the seq of the `question` for the dialog it waits on (None: none open)
     looked_at: float = 0.0  # monotonic seconds of the supervisor's last look at its pane (interactive agents)

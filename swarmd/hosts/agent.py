@@ -1,0 +1,341 @@
+"""The host agent (`swarm host join`): runs a supervisor's workers on this machine.
+
+It owns this machine's private tmux server (the host home's socket), takes start, stop and mail orders from its
+work queue, forwards its workers' mail and its panes' ends as events, heartbeats into the hosts' bucket, and
+answers requests for a worker's log. Its workers are ordinary swarmd workers of the host home: they report into
+its `supervisor` mailbox, which the agent empties into the events stream, claiming each message only once the
+stream has acknowledged it (the mailbox is the outbox: an agent killed midway sends again, under the same id).
+
+One thread does the work (`step`); the NATS client's loop only fetches orders and wakes it, and keeps the
+heartbeat going while the work thread waits for an acknowledgement.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agentmail import PostOffice
+from agentmail.errors import MailError
+from protocol.ids import utcnow
+from protocol.messages import Message, MessageType, make_message
+from protocol.task import Task
+from swarmd.config import Config, Profile
+from swarmd.errors import SwarmError
+from swarmd.home import SwarmHome, init_home
+from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
+from swarmd.hosts.names import validate_host_name, validate_labels, validate_swarm_name
+from swarmd.hosts.roster import Entry, Roster
+from swarmd.hosts.streams import bucket_ttl, ensure_bucket, ensure_streams, pull
+from swarmd.hosts.wire import (HostBeat, HostEvent, Layout, MailOrder, Order, RpcReply, RpcRequest, StartOrder,
+                               StopOrder, parse_order)
+from swarmd.watch import watch_file
+from swarmd.workers.spawner import Spawner
+from swarmd.workers.tmux import TmuxServer
+from swarmd.workers.wrapper import read_tail
+
+log = logging.getLogger("swarmd.hosts")
+
+TICK = 0.5  # seconds between looks at the panes when nothing wakes the agent
+EXIT_STATUS_GRACE = 2.0  # seconds to wait for tmux to have a dead pane's exit status
+SUPERVISOR = "supervisor"
+
+
+class HostAgent:
+    """One host's agent. `serve()` runs until `stop()` (SIGTERM in `swarm host join`); its workers outlive it, and
+    the next agent on the same home takes them up again (the roster).
+
+    Raises HostError for a bad name, label, address or credentials file, HomeError for an unusable home.
+    """
+
+    def __init__(self, home: SwarmHome, *, name: str, url: str, swarm: str = "swarm", slots: int = 1,
+                 labels: list[str] | None = None, credentials: Path | None = None, ca: Path | None = None,
+                 project: Path | None = None) -> None:
+        self.name = validate_host_name(name)
+        self.labels = validate_labels(labels or [])
+        self.slots = slots
+        self.home = home
+        self.layout = Layout(validate_swarm_name(swarm))
+        self.link = NatsLink(url, name=f"host-{name}", credentials=credentials, ca=ca, on_connect=self._connected)
+        init_home(home)
+        self.project = (project or home.root.parent).absolute()
+        self.tmux = TmuxServer(home.tmux_socket)
+        self.post = PostOffice(home.root)
+        self.outbox = self.post.mailbox(SUPERVISOR)
+        self.roster = Roster(home.run_dir / "host" / "roster.json")
+        self.live_workers = self.roster.live()  # read by the heartbeat on the NATS thread: replaced, never changed
+        self.orders: queue.SimpleQueue[tuple[Order | None, Any]] = queue.SimpleQueue()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.started = utcnow()
+        self._ttl: float | None = None
+        self._dead_since: dict[str, float] = {}
+
+    # ----- life cycle -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def serve(self) -> None:
+        """Connect (again and again until the server answers), then work until stopped."""
+        spawner = self.spawner(Config(name=self.layout.swarm))
+        pane_watch = watch_file(spawner.pane_died_file, self.wake.set)
+        arrivals = self.outbox.on_arrival(self.wake.set)
+        self.link.start()
+        try:
+            while not self.stopping.is_set():
+                self.step()
+                self.wake.wait(TICK)
+                self.wake.clear()
+        finally:
+            pane_watch.stop()
+            arrivals.stop()
+            self.link.close()
+
+    def step(self) -> None:
+        self.forward_mail()
+        while not self.orders.empty() and not self.stopping.is_set():
+            order, msg = self.orders.get_nowait()
+            if order is not None:
+                self.apply(order)
+            self.link.spawn(_ack(msg))
+        self.forward_mail()
+        self.check_panes()
+
+    # ----- the NATS side (on the link's loop) -------------------------------------------------------------
+    async def _connected(self) -> None:
+        """Make or find the streams and bucket; the first time, start the heartbeat, the order fetcher and the
+        request handler (nats-py keeps subscriptions across reconnections)."""
+        js = self.link.js
+        await ensure_streams(js, self.layout)
+        kv = await ensure_bucket(js, self.layout, None)
+        self._ttl = await bucket_ttl(kv)
+        await self._beat(kv)
+        if getattr(self, "_tasks_started", False):
+            return
+        self._tasks_started = True
+        orders = await pull(js, self.layout.orders(self.name), self.layout.host_consumer(self.name),
+                            self.layout.orders_stream)
+        await self.link.nc.subscribe(self.layout.rpc(self.name), cb=self._answer)
+        self.link.spawn(self._heartbeat(kv))
+        self.link.spawn(self._fetch(orders))
+
+    def beat(self) -> HostBeat:
+        return HostBeat(name=self.name, slots=self.slots, labels=self.labels, pid=os.getpid(), started=self.started,
+                        workers=self.live_workers)
+
+    async def _beat(self, kv: Any) -> None:
+        await kv.put(self.name, self.beat().model_dump_json().encode())
+
+    async def _heartbeat(self, kv: Any) -> None:
+        """Put the beat three times per TTL while connected; the TTL is read again each second (the supervisor
+        sets it, perhaps after this host joined)."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, (self._ttl or 15.0) / 3))
+            if not self.link.connected:
+                continue
+            try:
+                self._ttl = await bucket_ttl(kv)
+                if time.monotonic() - last >= self._ttl / 3:
+                    await self._beat(kv)
+                    last = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the link went down meanwhile: the next beat tries again
+                log.debug("heartbeat not stored: %s", exc)
+
+    async def _fetch(self, orders: Any) -> None:
+        import nats.errors
+
+        while True:
+            if not self.link.connected:
+                await asyncio.sleep(RETRY_WAIT)
+                continue
+            try:
+                msgs = await orders.fetch(16, timeout=1)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except Exception as exc:  # noqa: BLE001 - down meanwhile: try again once it is back
+                log.debug("fetching orders: %s", exc)
+                await asyncio.sleep(RETRY_WAIT)
+                continue
+            for msg in msgs:
+                try:
+                    order = parse_order(msg.data)
+                except ValueError as exc:
+                    log.warning("order that cannot be read, dropped: %s", exc)
+                    order = None
+                self.orders.put((order, msg))
+            self.wake.set()
+
+    async def _answer(self, msg: Any) -> None:
+        try:
+            request = RpcRequest.model_validate_json(msg.data)
+            reply = self.answer(request)
+        except Exception as exc:  # noqa: BLE001 - a bad request gets its reason, never kills the handler
+            reply = RpcReply(ok=False, error=f"{type(exc).__name__}: {exc}")
+        await msg.respond(reply.model_dump_json().encode())
+
+    def answer(self, request: RpcRequest) -> RpcReply:
+        """A request from the supervisor's side: `logs` reads the worker's log from `offset`."""
+        entry = self.roster.entries.get(request.worker)
+        if entry is None:
+            return RpcReply(ok=False, error=f"no worker {request.worker!r} on host {self.name}")
+        path = self.home.logs_dir / f"{entry.worker}.log"
+        try:
+            with open(path, "rb") as f:
+                f.seek(request.offset)
+                data = f.read(max(0, min(request.limit, 1 << 20)))
+        except FileNotFoundError:
+            data = b""
+        pane = self.tmux.pane(entry.session)
+        return RpcReply(ok=True, data=data.decode("utf-8", "replace"), offset=request.offset + len(data),
+                        running=pane is not None and not pane.dead)
+
+    # ----- the work (on the agent's thread) ----------------------------------------------------------------
+    def publish(self, event: HostEvent) -> None:
+        """Send `event` and wait until the events stream has it (through any outage; TimeoutError once stopping)."""
+        self.link.run(publish_until_acked(self.link, self.layout.events(self.name), event.model_dump_json().encode(),
+                                          event.id, closing=self.stopping.is_set), timeout=None)
+
+    def event(self, kind: str, entry: Entry, **fields: Any) -> HostEvent:
+        """An event about `entry`'s attempt; its id (the stream's de-duplication key) is the same each time this
+        attempt's `kind` is sent, and never another attempt's (a new swarm's `w1` is not the last one's)."""
+        default = f"{entry.start_id or self.name + '.' + entry.worker}.{kind}"
+        return HostEvent(kind=kind, id=fields.pop("id", default), host=self.name, worker=entry.worker,
+                         attempt=entry.attempt, **fields)
+
+    def apply(self, order: Order) -> None:
+        if isinstance(order, StartOrder):
+            self.start(order)
+        elif isinstance(order, StopOrder):
+            self.order_stop(order)
+        elif isinstance(order, MailOrder):
+            entry = self.roster.entries.get(order.worker)
+            if entry is not None and not entry.ended and entry.attempt == order.attempt:
+                self.deliver(Message.model_validate(order.message))
+
+    def spawner(self, config: Config) -> Spawner:
+        return Spawner(self.home, config.model_copy(update={"project": str(self.project)}), self.tmux)
+
+    def start(self, order: StartOrder) -> None:
+        """Start the ordered worker once: an order delivered again finds it in the roster. A worker of the same
+        name from another start (a swarm begun anew on this server) gives way: its session goes."""
+        existing = self.roster.entries.get(order.worker)
+        if existing is not None and existing.start_id == order.id:
+            return
+        if existing is not None:
+            self.tmux.kill_session(existing.session)
+        task = Task.model_validate(order.task)
+        profile_name = task.profile or "script"
+        config = Config(name=self.layout.swarm, heartbeat_interval=order.heartbeat_interval, durable=order.durable,
+                        profiles={profile_name: Profile.model_validate(order.profile)}, default_profile=profile_name)
+        spawner = self.spawner(config)
+        entry = Entry(worker=order.worker, task=task.id, attempt=order.attempt,
+                      session=spawner.session_name(order.worker), start_id=order.id)
+        self.roster.entries[entry.worker] = entry
+        try:
+            self.post.register(entry.worker, role="worker")
+            self.deliver(make_message(MessageType.TASK_ASSIGN, SUPERVISOR, entry.worker, {
+                "task": task.id, "title": task.title, "description": task.description, "attempt": order.attempt,
+                "max_attempts": order.max_attempts, "prompt_file": str(self.home.prompts_dir / f"{entry.worker}.md"),
+            }, thread=task.id))
+            pane = spawner.spawn(task, worker=entry.worker, attempt=order.attempt, max_attempts=order.max_attempts)
+        except (SwarmError, MailError, OSError) as exc:
+            entry.ended = True
+            self.changed()
+            self.publish(self.event("start_failed", entry, error=str(exc)))
+            return
+        self.changed()
+        self.publish(self.event("started", entry, pid=pane.pid, tmux=str(self.tmux.socket_path)))
+
+    def deliver(self, message: Message) -> None:
+        self.post.send(message)
+
+    def order_stop(self, order: StopOrder) -> None:
+        """End a worker now, or after SHUTDOWN and `grace` seconds; a worker already ended is reported stopped."""
+        entry = self.roster.entries.get(order.worker)
+        if entry is None or entry.attempt != order.attempt:
+            entry = Entry(worker=order.worker, task="", attempt=order.attempt, session="", ended=True)
+            self.publish(self.event("stopped", entry, id=order.id))
+            return
+        entry.stop_order, entry.remove = order.id, order.remove
+        pane = self.tmux.pane(entry.session)
+        if order.grace > 0 and pane is not None and not pane.dead and not entry.ended:
+            try:
+                self.deliver(make_message(MessageType.SHUTDOWN, SUPERVISOR, entry.worker, {"reason": order.reason},
+                                          thread=entry.task))
+            except MailError:
+                pass  # no mailbox: it is ended at the deadline all the same
+            entry.stop_at = time.monotonic() + order.grace
+            self.changed()
+            return
+        self.end(entry, pane)
+
+    def end(self, entry: Entry, pane: Any) -> None:
+        """End a worker a stop order named: its session goes (a dead pane stays unless `remove`)."""
+        if pane is not None and (not pane.dead or entry.remove):
+            self.tmux.kill_session(entry.session)
+        entry.ended, entry.stop_at = True, None
+        self.changed()
+        self.publish(self.event("stopped", entry, **({"id": entry.stop_order} if entry.stop_order else {})))
+
+    def changed(self) -> None:
+        self.roster.save()
+        self.live_workers = self.roster.live()
+
+    def forward_mail(self) -> None:
+        """Send what this host's workers wrote to the supervisor, in order; mail from anyone else is set aside
+        (a host speaks for its own workers only)."""
+        for delivered in self.outbox.list(limit=256):
+            if self.stopping.is_set():
+                return
+            message = delivered.message
+            entry = self.roster.entries.get(message.sender)
+            if entry is None:
+                self.outbox.set_aside(delivered, f"{message.sender} is not a worker of host {self.name}")
+                continue
+            wire = json.loads(message.to_json())
+            self.publish(self.event("mail", entry, id=message.id, message=wire))
+            self.outbox.claim_loaded(delivered)
+
+    def check_panes(self) -> None:
+        """Report each pane that has ended (after its mail), and end the workers whose grace is over."""
+        live = [e for e in self.roster.entries.values() if not e.ended]
+        if not live:
+            return
+        panes = self.tmux.panes()
+        now = time.monotonic()
+        for entry in live:
+            pane = panes.get(entry.session)
+            if entry.stop_at is not None:
+                if pane is None or pane.dead or now >= entry.stop_at:
+                    self.end(entry, pane)
+                continue
+            if pane is not None and not pane.dead:
+                continue
+            spawner = self.spawner(Config(name=self.layout.swarm))
+            status = pane.exit_status if pane is not None else None
+            status = status if status is not None else spawner.exit_status(entry.worker)
+            signal = pane.signal if pane is not None else None
+            if pane is not None and status is None and signal is None:
+                first = self._dead_since.setdefault(entry.worker, now)
+                if now - first < EXIT_STATUS_GRACE:
+                    continue
+            self._dead_since.pop(entry.worker, None)
+            self.forward_mail()  # its last words go before the news of its end
+            entry.ended = True
+            self.changed()
+            tail = read_tail(spawner.log_path(entry.worker), 0)[-800:]
+            self.publish(self.event("ended", entry, exit_status=status, signal=signal, tail=tail))
+
+
+async def _ack(msg: Any) -> None:
+    try:
+        await msg.ack()
+    except Exception as exc:  # noqa: BLE001 - not acked: delivered again, and applied once (the roster)
+        log.debug("ack not sent: %s", exc)

@@ -1,0 +1,56 @@
+"""The JetStream streams and key-value bucket of one swarm's hosts, made (or found) on each connection.
+
+Both sides make them, so that either may start first; the supervisor also sets the bucket's TTL to its
+`[hosts] ttl` (the host reads it from the bucket and beats three times per TTL)."""
+
+from typing import Any
+
+from swarmd.hosts.wire import Layout
+
+DUPLICATE_WINDOW = 600.0  # seconds a message id is remembered: a retried publish within it is stored once
+ACK_WAIT = 10.0  # seconds a consumer has to ack a message before the stream delivers it again (one delivered
+# to a pull request of a connection that was cut off is lost with it: this is how soon it comes again)
+DEFAULT_TTL = 15.0  # seconds, when a host makes the bucket before any supervisor has
+
+
+async def ensure_streams(js: Any, layout: Layout) -> None:
+    """Make the orders and events streams (work queues on file storage) if they are missing."""
+    from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+    for name, subject in ((layout.orders_stream, layout.all_orders), (layout.events_stream, layout.all_events)):
+        config = StreamConfig(name=name, subjects=[subject], retention=RetentionPolicy.WORK_QUEUE,
+                              storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW)
+        await js.add_stream(config)
+
+
+async def ensure_bucket(js: Any, layout: Layout, ttl: float | None) -> Any:
+    """The hosts' heartbeat bucket, made with `ttl` (or DEFAULT_TTL) if missing; an existing one gets `ttl` as its
+    max age when given and different. Returns nats-py's KeyValue."""
+    from nats.js.api import KeyValueConfig, StorageType
+    from nats.js.errors import BucketNotFoundError, NotFoundError
+
+    try:
+        kv = await js.key_value(layout.bucket)
+    except (BucketNotFoundError, NotFoundError):
+        return await js.create_key_value(KeyValueConfig(bucket=layout.bucket, history=1, ttl=ttl or DEFAULT_TTL,
+                                                        storage=StorageType.FILE))
+    if ttl is not None and abs((await kv.status()).ttl - ttl) > 1e-3:
+        info = await js.stream_info(f"KV_{layout.bucket}")
+        info.config.max_age = ttl
+        info.config.duplicate_window = min(info.config.duplicate_window or ttl, ttl)  # never over the max age
+        await js.update_stream(info.config)
+    return kv
+
+
+async def bucket_ttl(kv: Any) -> float:
+    """The bucket's TTL in seconds."""
+    return float((await kv.status()).ttl or DEFAULT_TTL)
+
+
+async def pull(js: Any, subject: str, durable: str, stream: str) -> Any:
+    """A pull subscription on `subject` through the durable consumer `durable` (explicit acks, ACK_WAIT)."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT,
+                            filter_subject=subject)
+    return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)

@@ -1,0 +1,175 @@
+"""What the supervisor and its hosts say to each other over NATS, and where.
+
+- Orders: the supervisor publishes `Order`s on `swarm.<swarm>.orders.<host>`, kept in the work-queue stream
+  `SWARM_<swarm>_ORDERS` until that host's durable consumer (`host-<host>`) acks them.
+- Events: a host publishes `HostEvent`s (a worker started, a worker's mail, a pane's end, a stop done) on
+  `swarm.<swarm>.events.<host>`, kept in the work-queue stream `SWARM_<swarm>_EVENTS` until the supervisor's
+  durable consumer acks them. Each carries the attempt number it speaks for: the fencing token by which the
+  supervisor refuses what a host it has given up on says late.
+- Heartbeats: each host puts its `HostBeat` under its name in the key-value bucket `swarm_<swarm>_hosts`,
+  whose keys expire `ttl` seconds after their last put (the bucket's max age): a missing key is a host down.
+- Requests: `swarm.<swarm>.rpc.<host>` answers `RpcRequest`s at once (a worker's log), core NATS request/reply.
+
+Every publish carries a message id (`Nats-Msg-Id`): a send retried after a lost acknowledgement is stored once.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+
+from protocol.ids import utcnow
+from protocol.base import AgentName
+from swarmd.hosts.names import HostError, validate_host_name, validate_swarm_name
+
+
+WIRE_VERSION = 1
+
+
+class Layout:
+    """The stream, consumer, bucket and subject names of one swarm (`swarm`: swarm.toml's `name`)."""
+
+    def __init__(self, swarm: str) -> None:
+        self.swarm = validate_swarm_name(swarm)
+        self.orders_stream = f"SWARM_{swarm}_ORDERS"
+        self.events_stream = f"SWARM_{swarm}_EVENTS"
+        self.bucket = f"swarm_{swarm}_hosts"
+        self.supervisor_consumer = "supervisor"
+
+    def orders(self, host: str) -> str:
+        return f"swarm.{self.swarm}.orders.{validate_host_name(host)}"
+
+    def events(self, host: str) -> str:
+        return f"swarm.{self.swarm}.events.{validate_host_name(host)}"
+
+    def rpc(self, host: str) -> str:
+        return f"swarm.{self.swarm}.rpc.{validate_host_name(host)}"
+
+    def host_consumer(self, host: str) -> str:
+        return f"host-{validate_host_name(host)}"
+
+    @property
+    def all_orders(self) -> str:
+        return f"swarm.{self.swarm}.orders.*"
+
+    @property
+    def all_events(self) -> str:
+        return f"swarm.{self.swarm}.events.*"
+
+    def host_of(self, subject: str) -> str:
+        """The host an events subject names (HostError for a malformed one)."""
+        return validate_host_name(subject.rsplit(".", 1)[-1])
+
+
+def _host_name(name: str) -> str:
+    """A host name for a model field: a ValueError (pydantic's) for a bad one."""
+    try:
+        return validate_host_name(name)
+    except HostError as exc:
+        raise ValueError(str(exc)) from None
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # a newer peer may add fields
+
+
+class StartOrder(Wire):
+    """Start `worker` for `attempt` of `task` (a `protocol.task.Task` as JSON) with `profile` (a
+    `swarmd.config.Profile` as JSON)."""
+
+    kind: Literal["start"] = "start"
+    id: str
+    worker: AgentName
+    attempt: int
+    max_attempts: int
+    task: dict[str, Any]
+    profile: dict[str, Any]
+    heartbeat_interval: float
+    durable: bool
+
+
+class StopOrder(Wire):
+    """End `worker` (its `attempt`): with `grace` > 0 it gets SHUTDOWN mail (`reason`) and that many seconds to
+    exit by itself first; a dead pane is kept for a post-mortem unless `remove`."""
+
+    kind: Literal["stop"] = "stop"
+    id: str
+    worker: AgentName
+    attempt: int
+    reason: str = ""
+    grace: float = 0.0
+    remove: bool = False
+
+
+class MailOrder(Wire):
+    """Deliver `message` (an Agent Mail message as JSON) into `worker`'s mailbox on the host."""
+
+    kind: Literal["mail"] = "mail"
+    id: str
+    worker: AgentName
+    attempt: int
+    message: dict[str, Any]
+
+
+Order = StartOrder | StopOrder | MailOrder
+
+
+class HostEvent(Wire):
+    """What a host reports about one worker's attempt.
+
+    `kind`: `started` (`pid`), `start_failed` (`error`), `mail` (`message`: a mail the worker sent the supervisor),
+    `ended` (its pane ended: `exit_status` or `signal`, and the log's `tail`), `stopped` (a stop order done)."""
+
+    kind: Literal["started", "start_failed", "mail", "ended", "stopped"]
+    id: str
+    host: HostName
+    worker: AgentName
+    attempt: int
+    pid: int | None = None
+    error: str = ""
+    message: dict[str, Any] | None = None
+    exit_status: int | None = None
+    signal: int | None = None
+    tail: str = ""
+    tmux: str = ""  # started: the socket of the host's tmux server (for `ssh HOST tmux -S ... attach`)
+
+
+class HostBeat(Wire):
+    """A host's heartbeat, the value of its key: what it offers and which workers it runs (worker -> attempt)."""
+
+    v: int = WIRE_VERSION
+    name: HostName
+    slots: int = Field(ge=1)
+    labels: list[str] = []
+    pid: int
+    started: datetime
+    ts: datetime = Field(default_factory=utcnow)
+    workers: dict[str, int] = {}
+
+
+class RpcRequest(Wire):
+    """A request to a host: `logs` (bytes of `worker`'s log from `offset`, at most `limit`)."""
+
+    op: Literal["logs"]
+    worker: AgentName
+    offset: int = 0
+    limit: int = 65536
+
+
+class RpcReply(Wire):
+    ok: bool
+    error: str = ""
+    data: str = ""
+    offset: int = 0  # where the next read starts
+    running: bool = False  # the worker's pane still runs
+
+
+_ORDER: TypeAdapter[Order] = TypeAdapter(Annotated[Order, Field(discriminator="kind")])
+
+
+def parse_order(data: bytes) -> Order:
+    """An order from its JSON (pydantic's ValidationError for anything else)."""
+    return _ORDER.validate_json(data)

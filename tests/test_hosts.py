@@ -1,0 +1,178 @@
+"""Worker hosts on one machine's loopback (no namespaces): the checks on names, addresses and credentials,
+placement by free slots and labels, a remote worker's log and kill through its host, and `swarm up` taking up
+the workers still running on a host."""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from hostkit import HostedSwarm, loopback, running  # noqa: F401 - the fixture
+from protocol.event import EventType
+from protocol.task import Task
+from swarmd.hosts.link import check_url, read_credentials, tls_context
+from swarmd.hosts.names import HostError, validate_host_name
+from swarmd.hosts.wire import HostEvent, parse_order
+from swarmd.supervisor.remote import LOCAL, RemoteWorkers
+from swarmd.errors import SwarmError
+from swarmd.home import SwarmHome
+from swarmd.ledger.log import Ledger
+from swarmd.operate import Operator
+from swarmkit import events, wait_until, write_plan
+
+
+@pytest.mark.parametrize("name", ["", "..", "a.b", "A", "a/b", "-a", "x" * 33, "a b"])
+def test_bad_host_names_are_refused(name: str) -> None:
+    with pytest.raises(HostError, match="invalid host name"):
+        validate_host_name(name)
+
+
+def test_orders_and_events_naming_a_bad_worker_or_host_are_refused_before_any_path() -> None:
+    with pytest.raises(ValueError, match="invalid agent name"):
+        parse_order(b'{"kind": "stop", "id": "s1", "worker": "../../etc", "attempt": 1}')
+    with pytest.raises(ValueError, match="invalid host name"):
+        HostEvent.model_validate({"kind": "mail", "id": "m1", "host": "h/1", "worker": "w1", "attempt": 1})
+
+
+def test_addresses_carry_no_login_and_off_loopback_take_tls() -> None:
+    assert check_url("nats://127.0.0.1:4222") and check_url("tls://10.1.2.3:4222")
+    assert tls_context("nats://127.0.0.1:4222", None) is None
+    assert tls_context("nats://10.1.2.3:4222", None) is not None  # never in the clear off this machine
+    with pytest.raises(HostError, match="carries no login"):
+        check_url("tls://me:secret@10.1.2.3:4222")
+    with pytest.raises(HostError, match="bad NATS address"):
+        check_url("http://10.1.2.3")
+
+
+def test_credentials_come_from_a_private_file(tmp_path: Path) -> None:
+    login = tmp_path / "login"
+    login.write_text("h1:s3cret\n")
+    login.chmod(0o644)
+    with pytest.raises(HostError, match="readable by others"):
+        read_credentials(login)
+    login.chmod(0o600)
+    assert read_credentials(login) == {"user": "h1", "password": "s3cret"}
+    seed = tmp_path / "seed"
+    seed.write_text("SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY\n")
+    seed.chmod(0o600)
+    assert read_credentials(seed) == {"nkeys_seed_str": seed.read_text().strip()}
+    junk = tmp_path / "junk"
+    junk.write_text("hello")
+    junk.chmod(0o600)
+    with pytest.raises(HostError, match="user:password"):
+        read_credentials(junk)
+
+
+def test_join_refuses_bad_input_in_one_line_before_making_a_home(tmp_path: Path) -> None:
+    login = tmp_path / "login"
+    login.write_text("a:b\n")
+    login.chmod(0o640)
+    home = tmp_path / "h"
+    for args, said in ((["nats://127.0.0.1:1", "--name", "../up"], "invalid host name"),
+                       (["nats://127.0.0.1:1", "--name", "h1", "--credentials", str(login)], "readable by others")):
+        result = run_cli("swarm", "host", "join", *args, "--home", str(home))
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not home.exists()
+
+
+def test_tasks_go_where_their_labels_are_offered_and_the_most_slots_are_free() -> None:
+    places = {LOCAL: (1, []), "h1": (3, ["gpu"]), "h2": (2, [])}
+    assert RemoteWorkers.place(Task(id="a", title="a"), places) == "h1"
+    assert RemoteWorkers.place(Task(id="a", title="a", labels=["gpu"]), {**places, "h1": (1, ["gpu"])}) == "h1"
+    assert RemoteWorkers.place(Task(id="a", title="a", labels=["gpu"]), {**places, "h1": (0, ["gpu"])}) is None
+    assert RemoteWorkers.place(Task(id="a", title="a"), {LOCAL: (2, []), "h2": (2, [])}) == LOCAL
+
+
+GATED = "echo hello from $SWARM_AGENT; while [ ! -e {gate} ]; do sleep 0.05; done"
+
+
+def test_a_remote_workers_log_steer_and_kill_go_through_its_host(loopback: HostedSwarm) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=1)
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "max_attempts": 1,
+                                                     "description": GATED.format(gate=loopback.root / "never")}])
+    assert run_cli("swarm", "run", str(plan), "--home", str(loopback.home.root)).returncode == 0
+    ledger = Ledger(loopback.home)
+    worker = wait_until(lambda: ledger.task("job").status == "in_progress" and ledger.task("job").assignee, 60,
+                        "the job to run on h1")
+    home = ["--home", str(loopback.home.root)]
+    log = loopback.host_home("h1") / "logs" / f"{worker}.log"
+    wait_until(lambda: log.exists() and "hello from" in log.read_text(), 30, "the worker's words on h1")
+    assert f"hello from {worker}" in run_cli("swarm", "logs", worker, *home).stdout  # read from h1
+    operator = Operator(loopback.home)  # the library API the CLI's status, steer and attach are thin over
+    assert {w.name: w.pane for w in operator.status()["workers"]}[worker] == "on host h1"
+    operator.steer(worker, "look at the flaky test")
+    inbox = loopback.host_home("h1") / "mail" / worker
+    wait_until(lambda: any("look at the flaky test" in p.read_text() for p in inbox.glob("*/*.json")), 30,
+               "the STEER in the worker's mailbox on h1")
+    with pytest.raises(SwarmError, match=f"runs on host h1: attach there, e.g. `ssh -t h1 tmux -S "
+                                         f"{re.escape(str(loopback.tmux('h1')))}"):
+        operator.attach_argv(worker)
+    killed = run_cli("swarm", "kill", worker, "--hold", *home)
+    assert killed.returncode == 0, killed.stderr
+    wait_until(lambda: not running(loopback.tmux("h1"), f"t-{worker}"), 30, "h1 to end the killed worker")
+    assert ledger.task("job").status == "blocked"
+
+
+def test_swarm_up_takes_up_the_workers_still_running_on_a_host(loopback: HostedSwarm) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=1)
+    gate = loopback.root / "gate"
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job",
+                                                     "description": GATED.format(gate=gate)}])
+    home = ["--home", str(loopback.home.root)]
+    assert run_cli("swarm", "run", str(plan), *home).returncode == 0
+    ledger = Ledger(loopback.home)
+    worker = wait_until(lambda: ledger.task("job").status == "in_progress" and ledger.task("job").assignee, 60,
+                        "the job to run on h1")
+    assert run_cli("swarm", "down", *home).returncode == 0
+    assert running(loopback.tmux("h1"), f"t-{worker}")
+    assert run_cli("swarm", "up", *home).returncode == 0
+    wait_until(lambda: any(e.type == EventType.SUPERVISOR_RECOVERED for e in events(loopback.home)), 30,
+               "the supervisor to recover")
+    gate.touch()
+    wait_until(lambda: ledger.task("job").status == "done", 60, "the adopted worker's DONE")
+    task = ledger.task("job")
+    assert [a.worker for a in task.attempts] == [worker]  # taken up, not started again
+    assert Counter(e.type for e in events(loopback.home))[EventType.TASK_COMPLETED] == 1
+
+
+def test_the_nats_server_killed_and_restarted_loses_no_report(loopback: HostedSwarm) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=2)
+    gate = loopback.root / "gate"
+    tasks = [{"id": f"t{i}", "title": f"t{i}", "description": f"while [ ! -e {gate} ]; do sleep 0.05; done"}
+             for i in range(4)]
+    assert run_cli("swarm", "run", str(write_plan(loopback.root / "plan.json", tasks)), "--home",
+                   str(loopback.home.root)).returncode == 0
+    ledger = Ledger(loopback.home)
+    wait_until(lambda: sum(t.status == "in_progress" for t in ledger.board().values()) == 2, 60, "two tasks on h1")
+    loopback.nats.kill()
+    gate.touch()  # both finish while the server is down: their DONEs wait on h1 until it is back
+    outbox = loopback.host_home("h1") / "mail" / "supervisor"
+    wait_until(lambda: len(list((outbox / "new").iterdir())) >= 2, 30, "the DONEs held on h1")
+    loopback.nats.restart()
+    wait_until(lambda: all(t.status == "done" for t in ledger.board().values()), 120, "every task done")
+    assert Counter(e.task for e in events(loopback.home) if e.type == EventType.TASK_COMPLETED) == Counter(
+        {t["id"]: 1 for t in tasks})
+    assert all(len(t.attempts) == 1 for t in ledger.board().values())  # nobody was given up on
+
+
+def test_a_swarm_begun_anew_on_the_same_server_and_host_runs_its_own_w1(loopback: HostedSwarm, tmp_path: Path) -> None:
+    loopback.config(max_workers=1, local_workers=False)
+    loopback.join("h1", slots=1)
+    first = loopback.home
+    plan = write_plan(tmp_path / "plan.json", [{"id": "job", "title": "job", "description": "echo ran"}])
+    for home in (first.root, tmp_path / "again"):  # the same swarm name, worker names from w1 again
+        if home != first.root:
+            assert run_cli("swarm", "init", "--home", str(home)).returncode == 0
+            home.joinpath("swarm.toml").write_text(first.config_file.read_text())
+        try:
+            done = run_cli("swarm", "run", str(plan), "--home", str(home), "--wait", "--timeout", "60s")
+        finally:
+            run_cli("swarm", "down", "--home", str(home))
+        assert done.returncode == 0, done.stderr
+        assert Ledger(SwarmHome(home)).task("job").attempts[0].worker == "w1"
