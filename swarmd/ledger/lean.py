@@ -30,8 +30,8 @@ SUPERVISOR_ROLE = "supervisor"
 # The fields of protocol.task's Task, Note and Attempt, in the models' order (a test checks them against the
 # models): a snapshot of another shape (written before a field was added) is left to the models.
 TASK_FIELDS = ("id", "title", "description", "status", "assignee", "tags", "priority", "blocked_by", "notes",
-               "validation", "profile", "timeout", "max_attempts", "workdir", "attempts", "retry_from", "metadata",
-               "created_by", "created", "updated")
+               "validation", "profile", "timeout", "max_attempts", "workdir", "labels", "attempts", "retry_from",
+               "metadata", "created_by", "created", "updated")
 NOTE_FIELDS = ("kind", "text", "author", "ts")
 ATTEMPT_FIELDS = ("number", "worker", "started", "ended", "outcome", "reason")
 SPEC_FIELDS = ("checks", "workdir")
@@ -39,7 +39,7 @@ CHECK_FIELDS = ("kind", "paths", "path", "pattern", "run", "timeout")
 CHECK_KINDS = frozenset({"files_exist", "content_check", "command", "tests", "lint"})
 ATTEMPT_OUTCOMES = frozenset({"running", "done", "failed", "checkpoint", "abandoned"})
 # sha256 of Task's JSON schema (sort_keys): is_dumped_task checks the shape it describes (a test recomputes it).
-TASK_SCHEMA_SHA256 = "19ba18738eb2c48a4eed62bd5d4e24495323a7187b486f7037ca5a3347fc4a0b"
+TASK_SCHEMA_SHA256 = "8098f3493717682fbef8440c5d3b46b30e3743b05b6272371f5e1767e32b1814"
 TASK_STATUSES = frozenset({"open", "assigned", "in_progress", "validating", "done", "blocked", "cancelled"})
 NOTE_KINDS = frozenset({"finding", "blocker", "question", "update"})
 # Every EventType, by what it does to the board (board.apply). An event type outside these is not folded here.
@@ -161,9 +161,15 @@ def is_dumped_task(value: Any) -> bool:
             and (t["validation"] is None or _is_spec(t["validation"])) and _opt_str(t["profile"])
             and (t["timeout"] is None or type(t["timeout"]) is float and t["timeout"] > 0)
             and (t["max_attempts"] is None or type(t["max_attempts"]) is int and t["max_attempts"] >= 1)
-            and _opt_str(t["workdir"]) and type(t["attempts"]) is list and all(map(_is_attempt, t["attempts"]))
+            and _opt_str(t["workdir"]) and _labels(t["labels"]) and type(t["attempts"]) is list and all(map(_is_attempt, t["attempts"]))
             and type(t["retry_from"]) is int and type(t["metadata"]) is dict and type(t["created_by"]) is str
             and is_timestamp(t["created"]) and is_timestamp(t["updated"]))
+
+
+def _labels(value: Any) -> bool:
+    from protocol.names import LABEL_RE  # the one rule for host labels (the standard library alone)
+
+    return type(value) is list and all(type(v) is str and LABEL_RE.fullmatch(v) is not None for v in value)
 
 
 def _is_id(value: Any) -> bool:
