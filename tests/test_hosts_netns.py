@@ -7,9 +7,11 @@ from collections import Counter
 
 import pytest
 
+from agentmail import PostOffice
 from conftest import run_cli
 from hostkit import HostedSwarm, hosted, network, running  # noqa: F401 - fixtures
 from protocol.event import EventType
+from protocol.messages import MessageType, make_message
 from swarmd.ledger.log import Ledger
 from swarmkit import events, wait_until, write_plan
 
@@ -64,9 +66,10 @@ def test_a_host_cut_off_has_its_attempts_run_elsewhere_and_its_late_word_refused
     board = ledger.board()
     assert {spawned_on(hosted)[board[t].assignee] for t in gates} == {"h2"}
     assert [a.outcome for a in board["a"].attempts] == ["abandoned", "done"]  # no attempt spent on the cut host
-    outbox = hosted.host_home("h1") / "mail" / "supervisor" / "new"
-    gates["a"].touch()  # h1's worker on `a` finishes while cut off: its DONE waits on h1
-    wait_until(lambda: any(f"{first['a']}" in p.read_text() for p in outbox.iterdir()), 60, "the late DONE on h1")
+    wait_until(lambda: not running(hosted.tmux("h1"), f"t-{first['a']}"), 60, "h1 to end its workers (lease)")
+    # the DONE h1's worker on `a` wrote as its lease ran out, still in h1's outbox (written here as it would)
+    PostOffice(hosted.host_home("h1")).send(make_message(MessageType.DONE, first["a"], "supervisor", {
+        "task": "a", "summary": "a done, late"}, thread="a"))
     h1.restore()
     refused = wait_until(lambda: [e for e in events(hosted.home) if e.detail.get("fenced") == "DONE"], 60,
                          "the late DONE to be refused")
@@ -74,6 +77,40 @@ def test_a_host_cut_off_has_its_attempts_run_elsewhere_and_its_late_word_refused
     wait_until(lambda: not running(hosted.tmux("h1"), f"t-{first['b']}"), 60, "h1's stale worker on b to be stopped")
     assert completed(hosted) == Counter({"a": 1, "b": 1})
     assert Counter(e.task for e in events(hosted.home) if e.type == EventType.TASK_VALIDATING) == Counter(a=1, b=1)
+
+
+LEASED = ('echo "start $SWARM_ATTEMPT $$" >> {trace}; trap \'echo "end $SWARM_ATTEMPT" >> {trace}; exit 1\' HUP TERM; '
+          'if [ "$SWARM_ATTEMPT" = 1 ]; then while :; do sleep 0.05; done; fi; echo ran')
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        return " Z " not in open(f"/proc/{pid}/stat").read().split(")", 1)[1][:4]
+    except FileNotFoundError:
+        return False
+
+
+def test_a_host_cut_off_ends_its_workers_before_their_tasks_run_elsewhere(hosted: HostedSwarm) -> None:
+    """The host's heartbeat is its lease: cut off, it ends its worker itself before the re-run starts on h2."""
+    hosted.config(max_workers=1, local_workers=False)
+    h1 = hosted.join("h1", slots=1)
+    trace = hosted.root / "trace"
+    run_plan(hosted, [{"id": "a", "title": "a", "description": LEASED.format(trace=trace)}])
+    started = wait_until(lambda: trace.exists() and trace.read_text().split(), 60, "a to start on h1")
+    pid = int(started[2])
+    hosted.join("h2", slots=1)
+    h1.cut()
+    ledger = Ledger(hosted.home)
+    wait_until(lambda: ledger.board()["a"].status == "done", 60, "a to be done on h2")
+    assert [line.split()[:2] for line in trace.read_text().splitlines()] == [
+        ["start", "1"], ["end", "1"], ["start", "2"]]  # the first attempt's process ended before the second began
+    wait_until(lambda: not alive(pid), 10, "h1's worker process to be gone")
+    order = [e.detail.get("host") if e.type == EventType.WORKER_SPAWNED else "down"
+             for e in events(hosted.home)
+             if e.type == EventType.WORKER_SPAWNED or (e.type == EventType.CUSTOM and "host h1 is down" in e.summary)]
+    assert order == ["h1", "down", "h2"]
+    assert [a.outcome for a in ledger.board()["a"].attempts] == ["abandoned", "done"]
 
 
 

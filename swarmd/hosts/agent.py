@@ -2,12 +2,15 @@
 
 It owns this machine's private tmux server (the host home's socket), takes start, stop and mail orders from its
 work queue, forwards its workers' mail and its panes' ends as events, heartbeats into the hosts' bucket, and
-answers requests for a worker's log. Its workers are ordinary swarmd workers of the host home: they report into
+answers requests for a worker's log. Its heartbeat is its lease (`swarmd.hosts.lease`): cut off for longer than
+the lease's term, it ends its running workers itself, before the supervisor gives their tasks to other hosts,
+and reports them ended (`lapsed`) once the link is back; their mail and worktrees stay. Its workers are ordinary swarmd workers of the host home: they report into
 its `supervisor` mailbox, which the agent empties into the events stream, claiming each message only once the
 stream has acknowledged it (the mailbox is the outbox: an agent killed midway sends again, under the same id).
 
 One thread does the work (`step`); the NATS client's loop only fetches orders and wakes it, and keeps the
-heartbeat going while the work thread waits for an acknowledgement.
+heartbeat going while the work thread waits for an acknowledgement; a thread of its own ends the workers when the
+lease lapses (the work thread may be waiting on the link then).
 """
 
 import asyncio
@@ -28,10 +31,11 @@ from protocol.task import Task
 from swarmd.config import Config, Profile
 from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome, init_home
+from swarmd.hosts.lease import Lease
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.names import validate_host_name, validate_labels, validate_swarm_name
 from swarmd.hosts.roster import Entry, Roster
-from swarmd.hosts.streams import bucket_ttl, ensure_bucket, ensure_streams, pull
+from swarmd.hosts.streams import DEFAULT_TTL, bucket_ttl, ensure_bucket, ensure_streams, pull
 from swarmd.hosts.wire import (HostBeat, HostEvent, Layout, MailOrder, Order, RpcReply, RpcRequest, StartOrder,
                                StopOrder, parse_order)
 from swarmd.watch import watch_file
@@ -74,6 +78,8 @@ class HostAgent:
         self.stopping = threading.Event()
         self.started = utcnow()
         self._ttl: float | None = None
+        self.lease = Lease(DEFAULT_TTL)
+        self.lapsed: set[tuple[str, int]] = set()  # (worker, attempt) ended by the lease watch, not yet reported
         self._dead_since: dict[str, float] = {}
 
     # ----- life cycle -----------------------------------------------------------------------------------
@@ -87,6 +93,8 @@ class HostAgent:
         pane_watch = watch_file(spawner.pane_died_file, self.wake.set)
         arrivals = self.outbox.on_arrival(self.wake.set)
         self.link.start()
+        watch = threading.Thread(target=self.watch_lease, name="lease", daemon=True)
+        watch.start()
         try:
             while not self.stopping.is_set():
                 self.step()
@@ -96,6 +104,7 @@ class HostAgent:
             pane_watch.stop()
             arrivals.stop()
             self.link.close()
+            watch.join()
 
     def step(self) -> None:
         self.forward_mail()
@@ -130,21 +139,26 @@ class HostAgent:
                         workers=self.live_workers)
 
     async def _beat(self, kv: Any) -> None:
+        """Put the beat; once the server has acknowledged it, the lease runs from when it was sent."""
+        sent = time.monotonic()
         await kv.put(self.name, self.beat().model_dump_json().encode())
+        self.lease.renew(sent, self._ttl or DEFAULT_TTL)
 
     async def _heartbeat(self, kv: Any) -> None:
-        """Put the beat three times per TTL while connected; the TTL is read again each second (the supervisor
-        sets it, perhaps after this host joined)."""
+        """Put the beat three times per TTL while connected; the TTL is read again at least each second (the
+        supervisor sets it, perhaps after this host joined)."""
         last = time.monotonic()
         while True:
-            await asyncio.sleep(min(1.0, (self._ttl or 15.0) / 3))
+            period = (self._ttl or DEFAULT_TTL) / 3
             if not self.link.connected:
+                await asyncio.sleep(RETRY_WAIT)
                 continue
+            await asyncio.sleep(max(0.0, min(1.0, last + period - time.monotonic())))
             try:
                 self._ttl = await bucket_ttl(kv)
                 if time.monotonic() - last >= self._ttl / 3:
-                    await self._beat(kv)
                     last = time.monotonic()
+                    await self._beat(kv)
             except Exception as exc:  # noqa: BLE001 - the link went down meanwhile: the next beat tries again
                 log.debug("heartbeat not stored: %s", exc)
 
@@ -196,6 +210,31 @@ class HostAgent:
         return RpcReply(ok=True, data=data.decode("utf-8", "replace"), offset=request.offset + len(data),
                         running=pane is not None and not pane.dead)
 
+    # ----- the lease (on a thread of its own) ---------------------------------------------------------------
+    def watch_lease(self) -> None:
+        """Until stopped: once the lease has lapsed, end every running worker, and look again each TICK while it
+        stays lapsed (a worker started meanwhile goes too)."""
+        while not self.stopping.is_set():
+            remaining = self.lease.remaining()
+            if remaining > 0:
+                self.stopping.wait(min(remaining, TICK))
+                continue
+            self.end_lapsed()
+            self.stopping.wait(TICK)
+
+    def end_lapsed(self) -> None:
+        """Kill the session of each worker whose pane still runs: its attempt is over (the supervisor gives the
+        task to another once the key has expired); the work thread reports it ended once it can."""
+        panes = self.tmux.panes()
+        for entry in list(self.roster.entries.values()):
+            pane = panes.get(entry.session)
+            if entry.ended or pane is None or pane.dead:
+                continue
+            log.warning("lease lapsed (no heartbeat acknowledged in time): ending %s (attempt %d)",
+                        entry.worker, entry.attempt)
+            self.lapsed.add((entry.worker, entry.attempt))
+            self.tmux.kill_session(entry.session)
+
     # ----- the work (on the agent's thread) ----------------------------------------------------------------
     def publish(self, event: HostEvent) -> None:
         """Send `event` and wait until the events stream has it (through any outage; TimeoutError once stopping)."""
@@ -238,6 +277,11 @@ class HostAgent:
         entry = Entry(worker=order.worker, task=task.id, attempt=order.attempt,
                       session=spawner.session_name(order.worker), start_id=order.id)
         self.roster.entries[entry.worker] = entry
+        if self.lease.lapsed:  # not ours to run now: the supervisor may have given it to another already
+            entry.ended = True
+            self.changed()
+            self.publish(self.event("ended", entry, lapsed=True))
+            return
         try:
             self.post.register(entry.worker, role="worker")
             self.deliver(make_message(MessageType.TASK_ASSIGN, SUPERVISOR, entry.worker, {
@@ -331,7 +375,9 @@ class HostAgent:
             entry.ended = True
             self.changed()
             tail = read_tail(spawner.log_path(entry.worker), 0)[-800:]
-            self.publish(self.event("ended", entry, exit_status=status, signal=signal, tail=tail))
+            lapsed = (entry.worker, entry.attempt) in self.lapsed
+            self.lapsed.discard((entry.worker, entry.attempt))
+            self.publish(self.event("ended", entry, exit_status=status, signal=signal, tail=tail, lapsed=lapsed))
 
 
 async def _ack(msg: Any) -> None:

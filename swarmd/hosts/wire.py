@@ -121,7 +121,8 @@ class HostEvent(Wire):
     """What a host reports about one worker's attempt.
 
     `kind`: `started` (`pid`), `start_failed` (`error`), `mail` (`message`: a mail the worker sent the supervisor),
-    `ended` (its pane ended: `exit_status` or `signal`, and the log's `tail`), `stopped` (a stop order done)."""
+    `ended` (its pane ended: `exit_status` or `signal`, and the log's `tail`; `lapsed` when the host ended it because
+    its lease lapsed, see `swarmd.hosts.lease`), `stopped` (a stop order done)."""
 
     kind: Literal["started", "start_failed", "mail", "ended", "stopped"]
     id: str
@@ -134,6 +135,7 @@ class HostEvent(Wire):
     exit_status: int | None = None
     signal: int | None = None
     tail: str = ""
+    lapsed: bool = False
     tmux: str = ""  # started: the socket of the host's tmux server (for `ssh HOST tmux -S ... attach`)
 
 

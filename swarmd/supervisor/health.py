@@ -85,6 +85,7 @@ class Health:
         due = [self.panes_seen_at + self.safety_period()] if self.workers or self.helpers or self.finishing else []
         if self.recheck_panes or self.queued_workers():
             due.append(now + self.config.tick)
+        due.extend(self.hosts_due())
         board = self.ledger.board() if self.workers else {}
         for worker in self.workers.values():
             if worker.reported:

@@ -107,6 +107,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.git_tops: dict[Path, Path | None] = {}  # workdir -> its repository with a commit (one dispatch wave)
         self.remote: HostsClient | None = None  # the worker hosts' link, with `[hosts] url` (see RemoteWorkers)
         self.hosts_down: set[str] = set()
+        self.hosts_missing: dict[str, float] = {}
         self.stops_sent: set[str] = set()
 
     # ----- life cycle -------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ hosts that go down.
 
 A host's events carry the attempt number they speak for; what does not speak for a worker's current attempt
 (a host given up on that comes back, say) is refused and its worker told to stop. A host whose heartbeat key
-has expired is down: its attempts are abandoned (no attempt spent) and their tasks run elsewhere.
+has expired is down once a grace has passed after that (`swarmd.hosts.lease.supervisor_grace`: the key is the
+host's lease, and the host has ended its workers by then): its attempts are abandoned (no attempt spent) and
+their tasks run elsewhere. A host that reports a worker ended by its lapsed lease has that attempt abandoned too.
 """
 
 import logging
@@ -13,6 +15,7 @@ from protocol.ids import new_id
 from protocol.messages import Message
 from protocol.task import LIVE_STATUSES, Task
 from swarmd.hosts.client import HostsClient
+from swarmd.hosts.lease import supervisor_grace
 from swarmd.hosts.settings import hosts_link
 from swarmd.hosts.wire import HostEvent, StartOrder, StopOrder
 from swarmd.ledger.log import StaleTransition
@@ -27,7 +30,8 @@ class RemoteWorkers:
     """The part of `Supervisor` that places attempts on hosts and follows them there.
 
     A mixin over the loop's state; its own: `remote` (the hosts' client, None without `[hosts] url`),
-    `hosts_down` (hosts said to be down, until they beat again) and `stops_sent` (workers told to stop).
+    `hosts_down` (hosts said to be down, until they beat again), `hosts_missing` (host -> monotonic seconds when
+    its key was first seen gone, while within the grace) and `stops_sent` (workers told to stop).
     """
 
     def start_hosts(self) -> None:
@@ -88,8 +92,10 @@ class RemoteWorkers:
         for name in sorted(self.hosts_down & set(snapshot.beats)):
             self.hosts_down.discard(name)
             self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"host {name} is up again", host=name)
-        if snapshot.settled:
-            for name in sorted({w.host for w in self.workers.values() if w.host} - set(snapshot.beats)):
+        missing = {w.host for w in self.workers.values() if w.host} - set(snapshot.beats) if snapshot.settled else set()
+        self.hosts_missing = {name: self.hosts_missing.get(name, self.monotonic()) for name in missing}
+        for name, since in sorted(self.hosts_missing.items()):
+            if self.monotonic() >= since + supervisor_grace(self.config.hosts.ttl):
                 self.host_down(name)
         for name, beat in snapshot.beats.items():
             for worker, attempt in beat.workers.items():
@@ -102,8 +108,13 @@ class RemoteWorkers:
                 pass  # settled meanwhile: the event changes nothing
             self.remote.ack(msg)
 
+    def hosts_due(self) -> list[float]:
+        """Monotonic times by which the loop must step: when each missing host's grace is over."""
+        return [since + supervisor_grace(self.config.hosts.ttl) for since in self.hosts_missing.values()]
+
     def host_down(self, name: str) -> None:
-        """The host's key has expired: its attempts that have not reported are abandoned, to run elsewhere."""
+        """The host's key has expired and the grace after it is over (the host, its lease lapsed, has ended its
+        workers): its attempts that have not reported are abandoned, to run elsewhere."""
         if name in self.hosts_down:
             return
         self.hosts_down.add(name)
@@ -140,6 +151,9 @@ class RemoteWorkers:
             self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, worker=state.name, pid=event.pid,
                                session=state.session, attempt=state.attempt, host=event.host,
                                summary=f"{state.name} started on host {event.host} in tmux session {state.session}")
+        elif event.kind == "ended" and event.lapsed and not state.reported and task.assignee == state.name:
+            self.workers.pop(state.name, None)
+            self._abandon(task, f"host {event.host} ended {state.name}: its lease lapsed (cut off from the server)")
         elif event.kind == "start_failed":
             self._launch_failed(task, state, f"on host {event.host}: {event.error}")
         elif event.kind == "ended" and not state.reported and task.assignee == state.name:
