@@ -24,8 +24,10 @@ class HostsSettings(BaseModel):
         "A PEM file (relative to the home) of the authorities that sign the server's TLS certificate; unset: "
         "`transport_ca`, else the system's."))
     ttl: float = Field(default=15.0, ge=1, le=3600, description=(
-        "Seconds a host's heartbeat key lives after its last beat; a host whose key has expired is down, and "
-        "its attempts are abandoned and run elsewhere. Hosts beat three times per `ttl`."))
+        "Seconds a host's heartbeat key lives after its last beat; it is the host's lease. A host whose key has "
+        "expired, and stayed so for a tenth of `ttl` more, is down: its attempts are abandoned and run elsewhere. "
+        "Hosts beat three times per `ttl`; a host that has gone 0.8 `ttl` without a beat stored ends its workers "
+        "itself."))
     local_workers: bool = Field(default=True, description=(
         "Run workers on this machine too (`max_workers` of them); off: only on hosts."))
     labels: list[str] = Field(default=[], description=(
