@@ -12,6 +12,7 @@ from conftest import run_cli
 from hostkit import HostedSwarm, loopback, running  # noqa: F401 - the fixture
 from protocol.event import EventType
 from protocol.task import Task
+from swarmd.hosts.lease import CLOCK_RATE_BOUND, Lease, host_term, supervisor_grace
 from swarmd.hosts.link import check_url, read_credentials, tls_context
 from swarmd.hosts.names import HostError, validate_host_name
 from swarmd.hosts.wire import HostEvent, parse_order
@@ -27,6 +28,21 @@ from swarmkit import events, wait_until, write_plan
 def test_bad_host_names_are_refused(name: str) -> None:
     with pytest.raises(HostError, match="invalid host name"):
         validate_host_name(name)
+
+
+@pytest.mark.parametrize("ttl", [1.0, 3.0, 15.0, 3600.0])
+def test_a_host_ends_its_workers_before_the_supervisor_may_give_them_away(ttl: float) -> None:
+    """The lease bound (Gray and Cheriton 1989): the host's term, stretched by the clocks' rate difference, plus
+    a quarter of the TTL to end its workers, stays under the key's expiry plus the supervisor's grace, shrunk."""
+    e = CLOCK_RATE_BOUND
+    assert host_term(ttl) * (1 + e) + ttl / 4 <= (ttl + supervisor_grace(ttl)) * (1 - e)
+    now = [100.0]
+    lease = Lease(ttl, clock=lambda: now[0])
+    lease.renew(sent=101.0, ttl=ttl)  # counted from the send, not from the acknowledgement
+    now[0] = 101.0 + host_term(ttl) - 1e-6
+    assert not lease.lapsed
+    now[0] += 2e-6
+    assert lease.lapsed
 
 
 def test_orders_and_events_naming_a_bad_worker_or_host_are_refused_before_any_path() -> None:
