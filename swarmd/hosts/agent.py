@@ -4,9 +4,10 @@ It owns this machine's private tmux server (the host home's socket), takes start
 work queue, forwards its workers' mail and its panes' ends as events, heartbeats into the hosts' bucket, and
 answers requests for a worker's log. Its heartbeat is its lease (`swarmd.hosts.lease`): cut off for longer than
 the lease's term, it ends its running workers itself, before the supervisor gives their tasks to other hosts,
-and reports them ended (`lapsed`) once the link is back; their mail and worktrees stay. Its workers are ordinary swarmd workers of the host home: they report into
-its `supervisor` mailbox, which the agent empties into the events stream, claiming each message only once the
-stream has acknowledged it (the mailbox is the outbox: an agent killed midway sends again, under the same id).
+and reports them ended (`lapsed`) once the link is back; their mail and worktrees stay. Its workers are ordinary
+swarmd workers of the host home: they report into its `supervisor` mailbox, which the agent empties into the
+events stream, claiming each message only once the stream has acknowledged it (the mailbox is the outbox: an
+agent killed midway sends again, under the same id).
 
 One thread does the work (`step`); the NATS client's loop only fetches orders and wakes it, and keeps the
 heartbeat going while the work thread waits for an acknowledgement; a thread of its own ends the workers when the
@@ -219,7 +220,10 @@ class HostAgent:
             if remaining > 0:
                 self.stopping.wait(min(remaining, TICK))
                 continue
-            self.end_lapsed()
+            try:
+                self.end_lapsed()
+            except (SwarmError, OSError) as exc:  # tmux failed this time: the next look tries again
+                log.warning("could not end the workers of a lapsed lease: %s", exc)
             self.stopping.wait(TICK)
 
     def end_lapsed(self) -> None:
