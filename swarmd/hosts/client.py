@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.names import HostError
 from swarmd.hosts.settings import HostsLink
-from swarmd.hosts.streams import ensure_bucket, ensure_streams, pull
+from swarmd.hosts.streams import ensure_bucket, ensure_streams, existing_ttl, pull
 from swarmd.hosts.wire import HostBeat, HostEvent, Layout, MailOrder, StartOrder, StopOrder
 
 log = logging.getLogger("swarmd.hosts")
@@ -27,7 +27,8 @@ POLL = 1.0  # at most this many seconds between reads of the heartbeat bucket (t
 class Snapshot(NamedTuple):
     """The hosts whose keys were there at the last read (name -> beat), and whether a missing key means a host
     down: only when the link had been up for a whole TTL before the read (a host needs that long to beat
-    again after the server, or this link, comes back)."""
+    again after the server, or this link, comes back), and a whole TTL of the bucket's before this supervisor
+    shortened it had passed (a key put before then is a lease for the longer TTL: `swarmd.hosts.lease`)."""
 
     beats: dict[str, HostBeat]
     settled: bool
@@ -47,6 +48,7 @@ class HostsClient:
         self._snapshot = Snapshot({}, False)
         self._outbox: asyncio.Queue | None = None
         self._ready = False
+        self._quiet_until = float("-inf")  # monotonic: no key's absence means a host down before then
         self._closing = False
 
     def start(self) -> "HostsClient":
@@ -89,7 +91,10 @@ class HostsClient:
     async def _connected(self) -> None:
         js = self.link.js
         await ensure_streams(js, self.layout)
+        previous = await existing_ttl(js, self.layout)
         kv = await ensure_bucket(js, self.layout, self.ttl)
+        if previous is not None and previous > self.ttl:
+            self._quiet_until = max(self._quiet_until, time.monotonic() + previous)
         if self._ready:
             return
         self._ready = True
@@ -125,7 +130,8 @@ class HostsClient:
                     beat = _beat(key, entry.value)
                     if beat is not None:
                         beats[key] = beat
-                settled = since is not None and since <= started - self.ttl and self.link.connected_since == since
+                settled = (since is not None and since <= started - self.ttl and self.link.connected_since == since
+                           and started >= self._quiet_until)
                 changed = set(beats) != set(self._snapshot.beats) or settled != self._snapshot.settled or any(
                     b.workers != getattr(self._snapshot.beats.get(k), "workers", None) for k, b in beats.items())
                 self._snapshot = Snapshot(beats, settled)

@@ -42,6 +42,16 @@ async def ensure_bucket(js: Any, layout: Layout, ttl: float | None) -> Any:
     return kv
 
 
+async def existing_ttl(js: Any, layout: Layout) -> float | None:
+    """The TTL in seconds of the hosts' bucket if it exists already, else None."""
+    from nats.js.errors import BucketNotFoundError, NotFoundError
+
+    try:
+        return await bucket_ttl(await js.key_value(layout.bucket))
+    except (BucketNotFoundError, NotFoundError):
+        return None
+
+
 async def bucket_ttl(kv: Any) -> float:
     """The bucket's TTL in seconds."""
     return float((await kv.status()).ttl or DEFAULT_TTL)
