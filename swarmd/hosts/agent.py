@@ -78,8 +78,9 @@ class HostAgent:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.started = utcnow()
-        self._ttl: float | None = None
-        self.lease = Lease(DEFAULT_TTL)
+        self.ttl_file = home.run_dir / "host" / "ttl"  # the bucket's TTL as last read: a restarted agent's lease
+        self._ttl: float | None = _read_ttl(self.ttl_file)
+        self.lease = Lease(self._ttl or DEFAULT_TTL)
         self.lapsed: set[tuple[str, int]] = set()  # (worker, attempt) ended by the lease watch, not yet reported
         self._dead_since: dict[str, float] = {}
 
@@ -124,7 +125,7 @@ class HostAgent:
         js = self.link.js
         await ensure_streams(js, self.layout)
         kv = await ensure_bucket(js, self.layout, None)
-        self._ttl = await bucket_ttl(kv)
+        self._learn_ttl(await bucket_ttl(kv))
         await self._beat(kv)
         if getattr(self, "_tasks_started", False):
             return
@@ -145,6 +146,17 @@ class HostAgent:
         await kv.put(self.name, self.beat().model_dump_json().encode())
         self.lease.renew(sent, self._ttl or DEFAULT_TTL)
 
+    def _learn_ttl(self, ttl: float) -> None:
+        """Take the bucket's TTL (seconds), kept in `ttl_file` so that an agent restarted while cut off counts
+        its first lease by it."""
+        if ttl != self._ttl:
+            self._ttl = ttl
+            try:
+                self.ttl_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.ttl_file.write_text(f"{ttl}\n")
+            except OSError as exc:
+                log.warning("cannot keep the TTL in %s: %s", self.ttl_file, exc)
+
     async def _heartbeat(self, kv: Any) -> None:
         """Put the beat three times per TTL while connected; the TTL is read again at least each second (the
         supervisor sets it, perhaps after this host joined)."""
@@ -156,7 +168,7 @@ class HostAgent:
                 continue
             await asyncio.sleep(max(0.0, min(1.0, last + period - time.monotonic())))
             try:
-                self._ttl = await bucket_ttl(kv)
+                self._learn_ttl(await bucket_ttl(kv))
                 if time.monotonic() - last >= self._ttl / 3:
                     last = time.monotonic()
                     await self._beat(kv)
@@ -382,6 +394,15 @@ class HostAgent:
             lapsed = (entry.worker, entry.attempt) in self.lapsed
             self.lapsed.discard((entry.worker, entry.attempt))
             self.publish(self.event("ended", entry, exit_status=status, signal=signal, tail=tail, lapsed=lapsed))
+
+
+def _read_ttl(path: Path) -> float | None:
+    """The TTL kept in `path` (seconds), None when there is none or it is not a positive number."""
+    try:
+        ttl = float(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return ttl if 0 < ttl <= 3600 else None  # the range `[hosts] ttl` allows
 
 
 async def _ack(msg: Any) -> None:

@@ -14,6 +14,8 @@ the supervisor's grace and `k` the time the host takes to end its workers once i
 workers are gone by `s + (T - m)(1 + e) + k` in real time; the key expires no sooner than `s + T(1 - e)` and
 the supervisor re-queues no sooner than `g(1 - e)` after that. Safe when `m + g >= 2eT + k` (to first order):
 with the values below, whenever ending the workers takes under 0.28 T (4.2 s at the default TTL of 15 s).
+A grantor may not shorten a lease it has granted: a supervisor that lowers the bucket's TTL gives no host up
+until the old TTL has passed (`swarmd.hosts.client.Snapshot`), and a host reads the TTL before each renewal.
 """
 
 import time
@@ -38,7 +40,8 @@ class Lease:
     """A host's lease, renewed from the NATS loop and read from any thread.
 
     `renew(sent, ttl)`: a put sent at `sent` (monotonic seconds) was acknowledged under a bucket TTL of `ttl`
-    seconds. Until the first renewal the lease counts from its creation (a host gets one term to connect).
+    seconds. Until the first renewal the lease counts from its creation (a host gets one term to connect; the
+    agent gives the TTL it last read, so that one restarted while cut off ends its workers in time).
     """
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
