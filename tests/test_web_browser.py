@@ -94,7 +94,9 @@ def test_an_operator_watches_a_plan_and_answers_a_question_from_the_page(swarm_h
         form.locator("button").click()
         wait_until(lambda: answer.exists() and answer.read_text().strip(), 60, "the worker to receive the answer")
         assert json.loads(answer.read_text())["body"]["answer"] == "use port 8080"
-        [answered] = [e for e in events(swarm_home) if e.detail.get("answered") == worker]
+        # The mail goes before its feed line (operate.reply): the worker may read it before the line is written.
+        [answered] = wait_until(lambda: [e for e in events(swarm_home) if e.detail.get("answered") == worker], 30,
+                                "the answer in the feed")
         assert answered.agent == "alice", "the feed says who answered"
         page.locator("#feed li", has_text=f"alice answered {worker}: use port 8080").wait_for(timeout=WAIT)
 
