@@ -30,6 +30,12 @@ def render_command(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), "") if m.group(1) in _WORDS
                             else shlex.quote(values.get(m.group(1), "")), template)
 
+# An interactive agent draws in a terminal a person may attach to, and swarmd reads its styles (the faint
+# placeholder of an empty composer is not text someone typed: `delivery.unfaint`). Under `CI` (any value) or
+# `NO_COLOR`, claude-code's terminal library draws no style at all (the supports-color rules), so the pane
+# would show its placeholder as typed text and hold every delivery. The pane's shell unsets both.
+TERMINAL_STYLES = "unset CI NO_COLOR"
+
 
 class Spawner:
     def __init__(self, home: SwarmHome, config: Config, tmux: TmuxServer) -> None:
@@ -99,6 +105,8 @@ class Spawner:
         # shows a pane dead without its status, and then fires no pane-died hook either.
         exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
         token = handover_line(self.home, worker, env.pop(TOKEN_ENV))
+        if profile.mode == "interactive":
+            command = f"{TERMINAL_STYLES}\n{command}"
         command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n{command}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
         return SessionSpec(self.session_name(worker), ["sh", "-c", command], env=env, cwd=workdir, log_path=log,
