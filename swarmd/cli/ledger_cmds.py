@@ -253,15 +253,15 @@ def feed(ctx: click.Context, follow: bool, types: tuple[str, ...], agent: str | 
     since = max(0, led.last_seq() - limit) if limit is not None and unfiltered else 0
     shown = led.events(since_seq=since, **filters)
     shown = shown[len(shown) - limit:] if limit is not None and len(shown) > limit else shown
-    for event in shown:
-        _print_event(event, as_json)
-    if follow:
-        after = shown[-1].seq if shown else led.last_seq()
-        try:
+    try:  # Ctrl-C is how a person ends it, wherever it lands (the last events, or while following)
+        for event in shown:
+            _print_event(event, as_json)
+        if follow:
+            after = shown[-1].seq if shown else led.last_seq()
             for event in led.follow(since_seq=after, **filters):
                 _print_event(event, as_json)
-        except KeyboardInterrupt:
-            ctx.exit(0)
+    except KeyboardInterrupt:
+        ctx.exit(0)
 
 
 @feed.command("publish")
