@@ -285,7 +285,7 @@ def _snapshot(ledger_dir: Path, log: Path) -> tuple[Tasks, int]:
         sound = False
     if not sound:
         raise Unsure("a snapshot task of another shape")
-    if not _is_line_end(log, snap["offset"], snap["seq"]):
+    if not lines.is_line_end(log, snap["offset"], snap["seq"]):
         raise Unsure("a snapshot that does not end on its line")
     return tasks, snap["offset"]
 
@@ -299,7 +299,7 @@ def _registry_snapshot(ledger_dir: Path, log: Path) -> int:
     if not isinstance(agents, dict) or not all(isinstance(a, dict) and a.get("role") == SUPERVISOR_ROLE
                                                for a in agents.values()):
         raise Unsure("a registry with agents other than supervisors")
-    if not _is_line_end(log, snap["offset"], snap["seq"]):
+    if not lines.is_line_end(log, snap["offset"], snap["seq"]):
         raise Unsure("a registry snapshot that does not end on its line")
     return snap["offset"]
 
@@ -345,22 +345,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _is_line_end(log: Path, offset: int, seq: int) -> bool:
-    """Whether the log's line that ends just before `offset` is the one with `seq` (as the ledger checks)."""
-    if offset <= 0:
-        return offset == 0 and seq == 0
-    try:
-        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        if offset > os.fstat(fd).st_size or os.pread(fd, 1, offset - 1) != b"\n":
-            return False
-        return lines.seq_of(lines.line_before(fd, offset)[1]) == seq
-    finally:
-        os.close(fd)
 
 
 @functools.cache

@@ -93,3 +93,20 @@ def find_newline(fd: int, pos: int, limit: int) -> int | None:
             return None
         pos, step = pos + len(chunk), step * 2
     return None
+
+
+def is_line_end(log: Path, offset: int, seq: int) -> bool:
+    """Whether the log's line that ends just before `offset` is the one with `seq` (a snapshot
+    is only good at a line end: the ledger and the lean reader both check it)."""
+    if offset <= 0:
+        return offset == 0 and seq == 0
+    try:
+        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        if offset > os.fstat(fd).st_size or os.pread(fd, 1, offset - 1) != b"\n":
+            return False
+        return seq_of(line_before(fd, offset)[1]) == seq
+    finally:
+        os.close(fd)

@@ -466,18 +466,7 @@ class Ledger:
 
     def _is_line_end(self, offset: int, seq: int) -> bool:
         """Whether the log's line that ends just before `offset` is the one with `seq`."""
-        if offset <= 0:
-            return offset == 0 and seq == 0
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            if offset > os.fstat(fd).st_size or os.pread(fd, 1, offset - 1) != b"\n":
-                return False
-            return lines.seq_of(lines.line_before(fd, offset)[1]) == seq
-        finally:
-            os.close(fd)
+        return lines.is_line_end(self.path, offset, seq)
 
     def _write_snapshot(self, projection: _Projection, view: _View) -> None:
         """Atomically: a private temp file, then os.replace; racing writers each leave a sound snapshot."""
