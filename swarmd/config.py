@@ -106,6 +106,10 @@ class Config(BaseModel):
         "A PEM file (relative to the home) with the CA that signed the NATS server's TLS certificate; unset: "
         "the system's CAs."))
     heartbeat_interval: float = Field(default=5.0, gt=0, description="Seconds between worker heartbeats.")
+    fork_server: bool = Field(default=True, description=(
+        "Start workers through a warm fork server: a worker pane's first process hands its terminal to a "
+        "process that has already loaded the worker wrapper, so a worker is up in milliseconds rather than "
+        "after a fresh interpreter's start (off: each pane starts `python -m swarmd.worker` itself)."))
     stale_after: float = Field(default=300.0, gt=0, description=(
         "Seconds without a heartbeat before an agent counts as stale (and its attempt fails)."))
     task_timeout: float = Field(default=1800.0, gt=0, description=(
@@ -216,6 +220,7 @@ name = "swarm"              # prefix of worker tmux sessions: <name>-<worker>
 max_workers = 4             # workers running at once
 durable = true              # fsync every message and ledger event (off: faster, may lose the last writes on power loss)
 heartbeat_interval = 5.0    # seconds between worker heartbeats
+fork_server = true          # start workers by forking a warm process (off: a fresh interpreter per pane)
 stale_after = 300.0         # seconds without a heartbeat before an agent counts as stale
 task_timeout = 1800.0       # seconds one attempt at a task may run (a task's own `timeout` wins)
 rate_limit_wait = 60.0      # seconds a worker is paused at a usage limit whose reset time is unknown

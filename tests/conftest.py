@@ -73,6 +73,17 @@ def swarm_home(home_dir: Path) -> Iterator[SwarmHome]:
     socket = home.tmux_socket
     if socket.exists() and shutil.which("tmux"):
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True, check=False)
+    _kill_mentioning(str(socket))  # a tmux call the killed daemon had under way starts a server after kill-server
+
+
+def _kill_mentioning(text: str) -> None:
+    """SIGKILL every process of ours whose command line contains `text`."""
+    needle = text.encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            with contextlib.suppress(OSError):
+                if needle in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    os.kill(int(entry), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -46,12 +46,14 @@ from swarmd.supervisor.settings import read_settings
 from swarmd.supervisor.shell import kill_all as kill_running_commands
 from swarmd.supervisor.state import STOP_GRACE, SUPERVISOR, ValidationResult, WorkerState
 from swarmd.watch import watch_file
+from swarmd.workers.forkserver import ForkServer
 from swarmd.workers.panestate import PaneWatcher
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
 
 log = logging.getLogger("swarmd.supervisor")
 MIN_SLEEP = 0.005  # seconds: a deadline just reached is passed by the time the next step looks at it
+FORK_SERVER_WAIT = 3.0  # seconds the supervisor waits at start for its fork server to listen
 
 
 class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration, RemoteWorkers):
@@ -122,6 +124,18 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.stopping.set()
         self.wake.set()
 
+    def start_fork_server(self) -> None:
+        """Start the fork server workers start through (swarm.toml's `fork_server`), waiting briefly for it to
+        listen; without it, each pane starts its own interpreter."""
+        if not self.config.fork_server:
+            return
+        try:
+            self.spawner.forkserver = ForkServer(self.home.root).start()
+        except OSError as exc:
+            log.warning("no fork server (%s): each worker starts its own interpreter", exc)
+            return
+        self.spawner.forkserver.ready(timeout=FORK_SERVER_WAIT)
+
     def run(self) -> None:
         """Recover, then serve until stopped."""
         self.recover()
@@ -136,6 +150,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         skills_watch = watch_file(self.skills.version_file, self.wake.set)
         self.start_notifier()
         self.start_hosts()
+        self.start_fork_server()
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -156,6 +171,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             self.merges.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self.stop_hosts()
+            if self.spawner.forkserver is not None:
+                self.spawner.forkserver.stop()
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))

@@ -16,12 +16,14 @@ from swarmd.errors import ConfigError
 from swarmd.home import SwarmHome, project_dir
 from swarmd.skills import SkillHub, skills_dir
 from swarmd.tokens import TOKEN_ENV, handover_line, issue_token
+from swarmd.workers.forkserver import ForkServer
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.tmux import PaneInfo, SessionSpec, TmuxServer
 
 _PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python|session_id|claude_session)\}")
 _WORDS = frozenset({"claude_session"})  # placeholders whose value is already a list of quoted words
+WRAPPER = "{python} -m swarmd.worker"  # a profile command that starts with it can be started by the fork server
 
 
 def render_command(template: str, values: dict[str, str]) -> str:
@@ -37,9 +39,28 @@ def render_command(template: str, values: dict[str, str]) -> str:
 TERMINAL_STYLES = "unset CI NO_COLOR"
 
 
+def wrapper_args(template: str) -> str | None:
+    """The part of a profile's command template after `{python} -m swarmd.worker`, when the command is that
+    one simple command (words only: no `;`, `|`, `&`, redirection or second line); else None."""
+    if not template.startswith(WRAPPER + " ") or "\n" in template:
+        return None
+    rest = template[len(WRAPPER):]
+    lexer = shlex.shlex(rest, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:  # an unclosed quote: leave it to the shell to report
+        return None
+    return None if any(word and set(word) <= set(lexer.punctuation_chars) for word in words) else rest
+
+
 class Spawner:
-    def __init__(self, home: SwarmHome, config: Config, tmux: TmuxServer) -> None:
-        self.home, self.config, self.tmux = home, config, tmux
+    """Prepares and starts worker sessions on the swarm's tmux server; with a running `forkserver`, a pane
+    whose profile runs the worker wrapper starts it through that server (`swarmd.workers.forkserver`)."""
+
+    def __init__(self, home: SwarmHome, config: Config, tmux: TmuxServer,
+                 forkserver: ForkServer | None = None) -> None:
+        self.home, self.config, self.tmux, self.forkserver = home, config, tmux, forkserver
 
     def session_name(self, worker: str) -> str:
         return f"{self.config.name}-{worker}"
@@ -94,21 +115,28 @@ class Spawner:
         if profile.agent is not None:
             env.update(self.prepare_agent(profile, task, worker, workdir, env, session_id, resume))
         env = self.with_skills(worker, env)
-        command = render_command(profile.command, {
+        values = {
             "prompt_file": str(prompt_file), "task_id": task.id, "agent": worker,
             "home": str(self.home.root), "python": sys.executable, "session_id": session_id,
             "claude_session": shlex.join(session_args(session_id, resume[1] if resume else None)),
-        })
+        }
         # `agentmail` and `swarm` in a worker are the ones this supervisor runs from, venv or not. (tmux gives a
         # new pane the PATH of its client, whatever -e says, so it is set in the shell.)
         # As its last act the shell records the exit status and wakes the supervisor: tmux 3.3 now and then
         # shows a pane dead without its status, and then fires no pane-died hook either.
         exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
         token = handover_line(self.home, worker, env.pop(TOKEN_ENV))
-        if profile.mode == "interactive":
-            command = f"{TERMINAL_STYLES}\n{command}"
-        command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n{command}\n'
+        forked = wrapper_args(profile.command) if self.forkserver and self.forkserver.ready() else None
+        if forked is not None:  # the pane's client records the status and wakes the supervisor itself
+            assert self.forkserver is not None
+            run = self.forkserver.pane_command(self.exit_file(worker), self.pane_died_file,
+                                               render_command(forked, values))
+        else:
+            run = (f'{render_command(profile.command, values)}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
+        if profile.mode == "interactive":
+            run = f"{TERMINAL_STYLES}\n{run}"
+        command = f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n{run}'
         return SessionSpec(self.session_name(worker), ["sh", "-c", command], env=env, cwd=workdir, log_path=log,
                            on_exit=["touch", str(self.pane_died_file)])
 
