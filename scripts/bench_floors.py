@@ -58,7 +58,11 @@ def against_python(commands: dict[str, list[str]], runs: int, env: dict[str, str
 def bench_commands(home: Path, runs: int = 9) -> dict[str, Any]:
     """`swarm --version`, `swarm status` (text and --json) and `agentmail send` in a home whose supervisor is
     not running, against `python -c pass`."""
-    subprocess.run([str(BIN / "swarm"), "init", "--home", str(home)], check=True, capture_output=True)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    # From the home's directory: from anywhere inside a repository, `swarm init` would take it for the project
+    # and the workers' attempts would become worktrees (and branches) of that repository.
+    subprocess.run([str(BIN / "swarm"), "init", "--home", str(home)], check=True, capture_output=True,
+                   cwd=home.parent)
     commands = {
         "swarm --version": [str(BIN / "swarm"), "--version"],
         "swarm status": [str(BIN / "swarm"), "status", "--home", str(home)],
@@ -143,23 +147,37 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def wrapper_pids(socket: Path) -> list[int]:
-    """The worker wrappers (`python -m swarmd.worker`) running in the panes of the tmux server at `socket`."""
-    panes = subprocess.run(["tmux", "-S", str(socket), "list-panes", "-a", "-F", "#{pane_pid}"],
-                           capture_output=True, text=True).stdout.split()
-    shells = set(map(int, panes))
-    found = []
+def pss_mb(pid: int) -> float:
+    """Proportional set size of process `pid`, MiB: its private pages plus its share of those it shares (a
+    forked worker shares most of its fork server's pages), from /proc/PID/smaps_rollup."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_processes(socket: Path) -> list[list[int]]:
+    """For each live pane of the tmux server at `socket`, swarmd's processes that keep its worker: the pane's
+    first process (the fork server's client, or the shell), and the `swarmd` processes on the pane's terminal
+    or under that shell (the fork server's keeper and the wrapper, or the wrapper); the agent is not counted."""
+    panes = subprocess.run(["tmux", "-S", str(socket), "list-panes", "-a", "-F", "#{pane_pid} #{pane_tty}"],
+                           capture_output=True, text=True).stdout.splitlines()
+    by_tty = {os.stat(tty).st_rdev: int(pid) for pid, tty in (line.split() for line in panes)}
+    groups = {pid: [pid] for pid in by_tty.values()}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if ppid in shells and b"swarmd.worker" in cmdline:
-            found.append(int(entry.name))
-    return found
+        ppid, tty = int(fields[1]), int(fields[4])
+        owner = by_tty.get(tty) if tty else None
+        owner = owner if owner is not None else (ppid if ppid in groups else None)
+        if owner is not None and int(entry.name) != owner and b"swarmd" in cmdline:
+            groups[owner].append(int(entry.name))
+    return list(groups.values())
 
 
 def idle_supervisor(home: Path, workers: int, seconds: float) -> dict[str, Any]:
@@ -175,11 +193,14 @@ def idle_supervisor(home: Path, workers: int, seconds: float) -> dict[str, Any]:
     from swarmd.supervisor.daemon import running_pid
 
     swarm = SwarmHome(home)
-    subprocess.run([str(BIN / "swarm"), "init", "--home", str(home)], check=True, capture_output=True)
+    # From the home's directory: from anywhere inside a repository, `swarm init` would take it for the project
+    # and the workers' attempts would become worktrees (and branches) of that repository.
+    subprocess.run([str(BIN / "swarm"), "init", "--home", str(home)], check=True, capture_output=True,
+                   cwd=home.parent)
     toml = swarm.config_file.read_text()
     swarm.config_file.write_text(toml.replace("max_workers = 4", f"max_workers = {workers}")
                                  .replace("durable = true", "durable = false").replace('name = "swarm"', 'name = "idle"'))
-    subprocess.run([str(BIN / "swarm"), "up", "--home", str(home)], check=True, capture_output=True)
+    subprocess.run([str(BIN / "swarm"), "up", "--home", str(home)], check=True, capture_output=True, cwd=home.parent)
     try:
         pid = running_pid(swarm)
         ledger = Ledger(swarm, durable=False)
@@ -200,12 +221,16 @@ def idle_supervisor(home: Path, workers: int, seconds: float) -> dict[str, Any]:
             rss_samples.append(rss_mb(pid))
             time.sleep(1)
         cpu_pct = (process_cpu_s(pid) - cpu0) / (time.monotonic() - t0) * 100
-        wrappers = [rss_mb(p) for p in wrapper_pids(swarm.tmux_socket)]
+        kept = worker_processes(swarm.tmux_socket)
+        rss = [sum(rss_mb(p) for p in group) for group in kept]
+        pss = [sum(pss_mb(p) for p in group) for group in kept]
         return {"workers": workers, "seconds": seconds, "supervisor_cpu_pct_with_its_tmux_calls": round(cpu_pct, 2),
                 "supervisor_rss_mb": round(max(rss_samples), 1),
-                "wrappers_found": len(wrappers),
-                "wrapper_rss_mb_mean": round(statistics.fmean(wrappers), 1) if wrappers else None,
-                "wrapper_rss_mb_max": round(max(wrappers), 1) if wrappers else None}
+                "workers_found": len(kept), "processes_per_worker": max(map(len, kept), default=0),
+                # what one worker's swarmd processes hold (pane client, keeper, wrapper), without its agent:
+                "worker_rss_mb_mean": round(statistics.fmean(rss), 1) if rss else None,  # shared pages counted whole
+                "worker_pss_mb_mean": round(statistics.fmean(pss), 1) if pss else None,  # shared pages divided
+                "worker_pss_mb_max": round(max(pss), 1) if pss else None}
     finally:
         subprocess.run([str(BIN / "swarm"), "down", "--home", str(home)], capture_output=True)
         subprocess.run(["tmux", "-S", str(swarm.tmux_socket), "kill-server"], capture_output=True)

@@ -226,3 +226,15 @@ def test_spawn_many_starts_a_wave_in_few_invocations_and_isolates_a_failure(serv
     panes = server.panes()
     assert all(not panes[name].dead for name in started)
     assert all(len(" ".join(args).encode()) < 16_000 for args in calls), "each stays under tmux's command length"
+
+
+def test_kill_sessions_kills_them_all_in_one_call_and_skips_one_already_gone(server: TmuxServer, work: Path) -> None:
+    for name in ("k1", "k2", "k3", "k4"):
+        server.spawn(name, ["sleep", "60"], env={}, cwd=work)
+    calls = []
+    run = server._run
+    server._run = lambda args, stdin=None: calls.append(args) or run(args, stdin)  # type: ignore[method-assign]
+    server.kill_sessions(["k1", "k2"])
+    assert len(calls) == 1 and set(server.sessions()) == {"k3", "k4"}
+    server.kill_sessions(["k3", "gone", "k4"])
+    assert server.sessions() == []

@@ -262,6 +262,10 @@ class Ledger:
         agents = self._current(REGISTRY)
         return registry_fold.with_liveness(agents, self._heartbeats, self._clock(), self.stale_after)
 
+    def knows_agent(self, name: str) -> bool:
+        """Whether `name` is in the registry (without reading every agent's heartbeat, as `registry()` does)."""
+        return name in self._current(REGISTRY)
+
     def stats(self) -> dict[str, Any]:
         """Events by type and by agent, tasks by status, agents by status, and the agents' usage from their
         cost_update events (tokens, `cost_usd`) by task and in all."""

@@ -127,7 +127,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
     def start_fork_server(self) -> None:
         """Start the fork server workers start through (swarm.toml's `fork_server`), waiting briefly for it to
         listen; without it, each pane starts its own interpreter."""
-        if not self.config.fork_server:
+        if not self.config.fork_server or self.spawner.forkserver is not None:
             return
         try:
             self.spawner.forkserver = ForkServer(self.home.root).start()

@@ -163,17 +163,18 @@ class Outcomes:
     def reap_finishing(self, panes: dict[str, PaneInfo] | None) -> None:
         """End the sessions of released workers that have exited, or whose grace period is over (`panes` None:
         not listed this time, so only the grace periods are looked at)."""
-        now = self.monotonic()
+        now, ended = self.monotonic(), []
         for name, (session, deadline) in list(self.finishing.items()):
             pane = panes.get(session) if panes is not None else None
             if (panes is not None and (pane is None or pane.dead)) or now >= deadline:
                 del self.finishing[name]
                 if pane is not None or panes is None:
-                    self.tmux.kill_session(session)
+                    ended.append(session)
+        self.tmux.kill_sessions(ended)  # one tmux call for them all
 
     def _mark_agent(self, name: str, status: AgentStatus, why: str | None = None) -> None:
         """Record that an agent has stopped (its work is over) or died (it failed or was lost); `why` words it."""
-        if name in self.ledger.registry():
+        if self.ledger.knows_agent(name):
             self.ledger.append(EventType.AGENT_STOPPED, SUPERVISOR, name=name, status=status.value,
                                summary=f"{name} {why or ('stopped' if status == AgentStatus.STOPPED else 'is dead')}")
 

@@ -327,6 +327,17 @@ class TmuxServer:
         self._check(result, f"kill session {session!r}")
         return True
 
+    def kill_sessions(self, sessions: list[str]) -> None:
+        """Kill every session of `sessions` (those already gone are skipped) in one tmux invocation when all
+        exist; tmux stops a chain at a session that does not, and the rest are then killed one by one."""
+        if len(sessions) == 1:
+            self.kill_session(sessions[0])
+        elif sessions:
+            result = self._run(_chain(*(["kill-session", "-t", f"={_tmux_name(s)}"] for s in sessions)))
+            if result.returncode != 0 and not self._not_running(result):
+                for session in sessions:
+                    self.kill_session(session)
+
     def kill_server(self, timeout: float = 5.0) -> None:
         """Kill the server and every session on it; return once it no longer answers."""
         result = self._run(["kill-server"])
