@@ -56,7 +56,7 @@ def handover_line(home: SwarmHome, agent: str, token: str) -> str:
         f.write(token)
     os.replace(tmp, path)
     quoted = shlex.quote(str(path))
-    return f'{TOKEN_ENV}=$(cat {quoted}); rm -f {quoted}; export {TOKEN_ENV}'
+    return f'read -r {TOKEN_ENV} < {quoted}; rm -f {quoted}; export {TOKEN_ENV}'  # `read`: a built-in, no fork
 
 
 def check_token(home: SwarmHome, agent: str, token: str | None) -> None:

@@ -91,7 +91,7 @@ class SessionSpec:
             return [new_session]
         log = _create_log(self.log_path)
         return [new_session, ["pipe-pane", "-o", "-t", _target(self.session),
-                              _no_formats("cat >> " + shlex.quote(str(log)))]]
+                              _no_formats("exec cat >> " + shlex.quote(str(log)))]]  # one process, not two
 
 
 def check_session_name(name: str) -> str:
