@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import termios
+import time
 import traceback
 from fcntl import ioctl
 from pathlib import Path
@@ -39,7 +40,9 @@ from swarmd.workers import wrapper
 CLIENT = Path(__file__).with_name("paneclient.py")
 MAX_REQUEST = 8 << 20  # bytes: arguments and environment of one worker
 REQUEST_TIMEOUT = 30.0  # seconds a keeper waits for its client's request
-READY_TIMEOUT = 10.0  # seconds the supervisor waits for a new server to say it listens
+BIND_WAIT = 5.0  # seconds a new server waits for the previous one to leave the address
+BIND_RETRY = 0.05  # seconds between tries meanwhile
+RESTART_INTERVAL = 5.0  # seconds: a server that keeps dying is started again at most this often
 UNIX_CREDS = 12  # sizeof(struct ucred): pid, uid, gid
 
 
@@ -69,9 +72,11 @@ class ForkServer:
         self.address = address_for(home)
         self.process: subprocess.Popen[bytes] | None = None
         self.listening = False
+        self.started_at = float("-inf")  # monotonic seconds
 
     def start(self) -> "ForkServer":
         """Launch the server (it imports the wrapper, then listens); returns at once. OSError if it cannot."""
+        self.started_at = time.monotonic()
         self.process = subprocess.Popen([sys.executable, "-m", "swarmd.workers.forkserver", self.address],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         self.listening = False
@@ -84,7 +89,11 @@ class ForkServer:
         if process is None:
             return False
         if process.poll() is not None:
-            self.start()
+            if time.monotonic() - self.started_at >= RESTART_INTERVAL:
+                try:
+                    self.start()
+                except OSError:
+                    pass
             return False
         if not self.listening:
             assert process.stdout is not None
@@ -118,8 +127,7 @@ class ForkServer:
 # ----- the server process -----------------------------------------------------------------------------------
 def serve(address: str, lifeline: IO[bytes], announce: IO[bytes]) -> None:
     """Accept clients at `address` until `lifeline` reaches its end, forking a keeper for each."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(b"\0" + address.encode())
+    listener = _bind(address)
     listener.listen(128)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
     announce.write(b"listening\n")
@@ -138,6 +146,22 @@ def serve(address: str, lifeline: IO[bytes], announce: IO[bytes]) -> None:
                 lifeline.close()
                 os._exit(_keep(conn))
             conn.close()
+
+
+def _bind(address: str) -> socket.socket:
+    """A socket bound to `address`. The server of a supervisor that just died may hold it a moment longer
+    (it leaves when it sees its stdin end): wait up to BIND_WAIT seconds for it. OSError after that."""
+    deadline = time.monotonic() + BIND_WAIT
+    while True:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(b"\0" + address.encode())
+            return listener
+        except OSError as exc:
+            listener.close()
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+        time.sleep(BIND_RETRY)  # polled, with a deadline: nothing signals the old server's exit to us
 
 
 def _keep(conn: socket.socket) -> int:
