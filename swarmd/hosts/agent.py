@@ -21,6 +21,7 @@ import os
 import queue
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from swarmd.hosts.streams import DEFAULT_TTL, bucket_ttl, ensure_bucket, ensure_
 from swarmd.hosts.wire import (HostBeat, HostEvent, Layout, MailOrder, Order, RpcReply, RpcRequest, StartOrder,
                                StopOrder, parse_order)
 from swarmd.watch import watch_file
+from swarmd.workers.forkserver import ForkServer
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
 from swarmd.workers.wrapper import read_tail
@@ -70,6 +72,7 @@ class HostAgent:
         init_home(home)
         self.project = (project or home.root.parent).absolute()
         self.tmux = TmuxServer(home.tmux_socket)
+        self.forkserver = ForkServer(home.root)  # workers start by fork here too, once `serve` has started it
         self.post = PostOffice(home.root)
         self.outbox = self.post.mailbox(SUPERVISOR)
         self.roster = Roster(home.run_dir / "host" / "roster.json")
@@ -95,6 +98,8 @@ class HostAgent:
         pane_watch = watch_file(spawner.pane_died_file, self.wake.set)
         arrivals = self.outbox.on_arrival(self.wake.set)
         self.link.start()
+        with suppress(OSError):  # without it, each pane starts its own interpreter
+            self.forkserver.start()
         watch = threading.Thread(target=self.watch_lease, name="lease", daemon=True)
         watch.start()
         try:
@@ -106,6 +111,7 @@ class HostAgent:
             pane_watch.stop()
             arrivals.stop()
             self.link.close()
+            self.forkserver.stop()
             watch.join()
 
     def step(self) -> None:
@@ -275,7 +281,7 @@ class HostAgent:
                 self.deliver(Message.model_validate(order.message))
 
     def spawner(self, config: Config) -> Spawner:
-        return Spawner(self.home, config.model_copy(update={"project": str(self.project)}), self.tmux)
+        return Spawner(self.home, config.model_copy(update={"project": str(self.project)}), self.tmux, self.forkserver)
 
     def start(self, order: StartOrder) -> None:
         """Start the ordered worker once: an order delivered again finds it in the roster. A worker of the same
