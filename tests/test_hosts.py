@@ -21,7 +21,7 @@ from swarmd.errors import SwarmError
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 from swarmd.operate import Operator
-from swarmkit import events, wait_until, write_plan
+from swarmkit import events, init_home, wait_until, write_plan
 
 
 @pytest.mark.parametrize("name", ["", "..", "a.b", "A", "a/b", "-a", "x" * 33, "a b"])
@@ -192,3 +192,20 @@ def test_a_swarm_begun_anew_on_the_same_server_and_host_runs_its_own_w1(loopback
             run_cli("swarm", "down", "--home", str(home))
         assert done.returncode == 0, done.stderr
         assert Ledger(SwarmHome(home)).task("job").attempts[0].worker == "w1"
+
+
+def test_hosts_named_in_swarm_toml_while_the_supervisor_runs_are_taken_up(loopback: HostedSwarm) -> None:
+    init_home(loopback.home, max_workers=1)
+    home = ["--home", str(loopback.home.root)]
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "labels": ["gpu"],
+                                                     "description": "echo on $SWARM_HOME"}])
+    assert run_cli("swarm", "run", str(plan), *home).returncode == 0  # no machine offers gpu yet: it waits
+    ledger = Ledger(loopback.home)
+    wait_until(lambda: any(e.type == EventType.SUPERVISOR_STARTED for e in events(loopback.home)), 30,
+               "the supervisor to start")
+    loopback.join("h1", slots=1, labels="gpu")
+    with loopback.home.config_file.open("a") as f:
+        f.write(f'\n[hosts]\nurl = "{loopback.url}"\nttl = 3.0\n')
+    wait_until(lambda: ledger.task("job").status == "done", 90, "the job to run on h1, taken up without a restart")
+    assert any("[hosts] changed" in e.summary for e in events(loopback.home))
+    assert (loopback.host_home("h1") / "logs").is_dir()

@@ -241,10 +241,13 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"swarm.toml changed and cannot be used "
                                f"(keeping the settings in force): {exc}")
             return
+        hosts_changed = config.hosts != self.config.hosts
         self.config = self.spawner.config = config
         self.ledger.durable, self.ledger.stale_after = config.durable, config.stale_after
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary="swarm.toml changed: settings reloaded")
         self.start_notifier()
+        if hosts_changed:
+            self.restart_hosts()
 
     def sync_skills(self) -> None:
         """A changed skills hub is mirrored into every live agent's skills directory, and said in the feed."""

@@ -45,6 +45,15 @@ class RemoteWorkers:
         if self.remote is not None:
             self.remote.close()
 
+    def restart_hosts(self) -> None:
+        """`[hosts]` changed in swarm.toml: drop the link and make one with the new settings (none without a
+        url). Workers already on hosts go on; on the same server they are followed as before."""
+        self.stop_hosts()
+        self.remote = None
+        self.start_hosts()
+        where = self.config.hosts.url or "no hosts"
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, summary=f"[hosts] changed: worker hosts now at {where}")
+
     # ----- placement -----------------------------------------------------------------------------------
     def free_slots(self, local_free: int) -> dict[str, tuple[int, list[str]]]:
         """Where an attempt may start now: place -> (free slots, labels offered); `LOCAL` is this machine."""
