@@ -8,6 +8,7 @@ the hosts' namespaces (`swarm host join`), each with its own home and tmux serve
     swarm.config(max_workers=1, local_workers=False)
 """
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,18 +28,22 @@ BIN = Path(sys.executable).parent
 
 class HostedSwarm:
     """A supervisor home (`home`) and its hosts. With a `network`, the `[hosts]` server (TLS) runs on its gateway
-    and each host in a namespace of its own; without, on 127.0.0.1 (plain) with the hosts' agents beside it."""
+    and each host in a namespace of its own; without, on 127.0.0.1 (plain) with the hosts' agents beside it.
+    With `logins` (a directory `swarm logins` wrote), the server takes its `authorization` block, the supervisor
+    logs in with its `supervisor.login` and each host with its `host-NAME.login`."""
 
-    def __init__(self, network: "Network | None", root: Path, home: SwarmHome) -> None:
-        self.network, self.root, self.home = network, root, home
+    def __init__(self, network: "Network | None", root: Path, home: SwarmHome, logins: Path | None = None) -> None:
+        self.network, self.root, self.home, self.logins = network, root, home, logins
         self.hosts: dict[str, Host] = {}
         self.agents: dict[str, subprocess.Popen] = {}
+        # nats-server reads an include relative to the config file's directory (root / "nats")
+        include = f'include "{os.path.relpath(logins / "authorization.conf", root / "nats")}"' if logins else ""
         if network is None:
             self.ca = None
-            self.nats = NatsServer(root / "nats").start()
+            self.nats = NatsServer(root / "nats", extra_config=include).start()
             self.url = self.nats.url
             return
-        self.nats = NatsServer(root / "nats", host=network.gateway, tls=True).start()
+        self.nats = NatsServer(root / "nats", host=network.gateway, tls=True, extra_config=include).start()
         self.ca = self.nats.ca_file
         self.url = f"tls://{network.gateway}:{self.nats.port}"
 
@@ -48,7 +53,8 @@ class HostedSwarm:
         init_home(self.home, max_workers=max_workers, stale=stale)
         with self.home.config_file.open("a") as f:
             f.write(f'{extra}\n[hosts]\nurl = "{self.url}"\nttl = {ttl}\nlocal_workers = {str(local_workers).lower()}\n'
-                    + (f'ca = "{self.ca}"\n' if self.ca else ""))
+                    + (f'ca = "{self.ca}"\n' if self.ca else "")
+                    + (f'credentials = "{self.logins / "supervisor.login"}"\n' if self.logins else ""))
 
     def host_home(self, name: str) -> Path:
         return self.root / name / ".swarm"
@@ -58,7 +64,8 @@ class HostedSwarm:
         (self.root / name).mkdir(exist_ok=True)
         argv = [str(BIN / "swarm"), "host", "join", self.url, "--name", name, "--slots", str(slots), "--swarm", "t",
                 "--home", str(self.host_home(name))] + (["--labels", labels] if labels else []) + (
-                ["--ca", str(self.ca)] if self.ca else [])
+                ["--ca", str(self.ca)] if self.ca else []) + (
+                ["--credentials", str(self.logins / f"host-{name}.login")] if self.logins else [])
         log = open(self.root / f"{name}.log", "ab")
         if self.network is None:
             self.agents[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

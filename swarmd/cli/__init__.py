@@ -27,3 +27,4 @@ main.lazy("swarmd.cli.git_cmds", "reserve", "release", "reservations", "diff", "
 main.lazy("swarmd.cli.mcp_cmds", "mcp")
 main.lazy("swarmd.cli.skills_cmds", "skills")
 main.lazy("swarmd.cli.host_cmds", "host", "hosts")
+main.lazy("swarmd.cli.login_cmds", "logins")

@@ -21,9 +21,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agentmail import PostOffice
 from agentmail.errors import MailError
@@ -37,7 +38,7 @@ from swarmd.hosts.lease import Lease
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.names import validate_host_name, validate_labels, validate_swarm_name
 from swarmd.hosts.roster import Entry, Roster
-from swarmd.hosts.streams import DEFAULT_TTL, bucket_ttl, ensure_bucket, ensure_streams, pull
+from swarmd.hosts.streams import DEFAULT_TTL, bucket_ttl, pull
 from swarmd.hosts.wire import (HostBeat, HostEvent, Layout, MailOrder, Order, RpcReply, RpcRequest, StartOrder,
                                StopOrder, parse_order)
 from swarmd.watch import watch_file
@@ -47,6 +48,7 @@ from swarmd.workers.tmux import TmuxServer
 from swarmd.workers.wrapper import read_tail
 
 log = logging.getLogger("swarmd.hosts")
+T = TypeVar("T")
 
 TICK = 0.5  # seconds between looks at the panes when nothing wakes the agent
 EXIT_STATUS_GRACE = 2.0  # seconds to wait for tmux to have a dead pane's exit status
@@ -68,7 +70,8 @@ class HostAgent:
         self.slots = slots
         self.home = home
         self.layout = Layout(validate_swarm_name(swarm))
-        self.link = NatsLink(url, name=f"host-{name}", credentials=credentials, ca=ca, on_connect=self._connected)
+        self.link = NatsLink(url, name=f"host-{name}", credentials=credentials, ca=ca,
+                             inbox=self.layout.host_inbox(self.name), on_connect=self._connected)
         init_home(home)
         self.project = (project or home.root.parent).absolute()
         self.tmux = TmuxServer(home.tmux_socket)
@@ -86,6 +89,8 @@ class HostAgent:
         self.lease = Lease(self._ttl or DEFAULT_TTL)
         self.lapsed: set[tuple[str, int]] = set()  # (worker, attempt) ended by the lease watch, not yet reported
         self._dead_since: dict[str, float] = {}
+        self._setting_up = False
+        self._kv: Any = None  # the heartbeat bucket (nats-py's KeyValue) once found
 
     # ----- life cycle -----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -126,21 +131,50 @@ class HostAgent:
 
     # ----- the NATS side (on the link's loop) -------------------------------------------------------------
     async def _connected(self) -> None:
-        """Make or find the streams and bucket; the first time, start the heartbeat, the order fetcher and the
-        request handler (nats-py keeps subscriptions across reconnections)."""
+        """The first time, start setting up (`_set_up`); on each connection after that, beat at once once the
+        bucket is known."""
+        if not self._setting_up:
+            self._setting_up = True
+            self.link.spawn(self._set_up())
+        elif self._kv is not None:
+            self._learn_ttl(await bucket_ttl(self._kv))
+            await self._beat(self._kv)
+
+    async def _set_up(self) -> None:
+        """Find the heartbeat bucket, then beat and answer requests; find the orders stream (making this host's
+        consumer on it), then fetch orders. The supervisor makes both (this host's login may not): until it has,
+        look again and again (nats-py keeps the subscriptions across reconnections)."""
         js = self.link.js
-        await ensure_streams(js, self.layout)
-        kv = await ensure_bucket(js, self.layout, None)
+        self._kv = await self._until_found(self._first_beat, "the hosts' bucket")
+        await self.link.nc.subscribe(self.layout.rpc(self.name), cb=self._answer)
+        self.link.spawn(self._heartbeat(self._kv))
+        orders = await self._until_found(lambda: pull(js, self.layout.orders(self.name), self.layout.host_consumer(
+            self.name), self.layout.orders_stream), f"the orders stream {self.layout.orders_stream}")
+        self.link.spawn(self._fetch(orders))
+
+    async def _first_beat(self) -> Any:
+        kv = await self.link.js.key_value(self.layout.bucket)
         self._learn_ttl(await bucket_ttl(kv))
         await self._beat(kv)
-        if getattr(self, "_tasks_started", False):
-            return
-        self._tasks_started = True
-        orders = await pull(js, self.layout.orders(self.name), self.layout.host_consumer(self.name),
-                            self.layout.orders_stream)
-        await self.link.nc.subscribe(self.layout.rpc(self.name), cb=self._answer)
-        self.link.spawn(self._heartbeat(kv))
-        self.link.spawn(self._fetch(orders))
+        return kv
+
+    async def _until_found(self, find: Callable[[], Awaitable[T]], what: str) -> T:
+        """`find()`'s result once it has one, trying again each RETRY_WAIT while `what` is not there yet or the link
+        is down (a wait for the supervisor is said once in the log)."""
+        from nats.js.errors import BucketNotFoundError, NotFoundError
+
+        told = False
+        while True:
+            if self.link.connected:
+                try:
+                    return await find()
+                except (BucketNotFoundError, NotFoundError):
+                    if not told:
+                        log.info("waiting for the supervisor to make %s", what)
+                        told = True
+                except Exception as exc:  # noqa: BLE001 - down meanwhile, refused, timed out: again
+                    log.debug("looking for %s: %r", what, exc)
+            await asyncio.sleep(RETRY_WAIT)
 
     def beat(self) -> HostBeat:
         return HostBeat(name=self.name, slots=self.slots, labels=self.labels, pid=os.getpid(), started=self.started,

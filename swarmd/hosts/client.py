@@ -43,7 +43,7 @@ class HostsClient:
         self.ttl = ttl
         self.wake = wake
         self.link = NatsLink(link.url, name=f"supervisor-{swarm}", on_connect=self._connected,
-                             credentials=link.credentials, ca=link.ca)
+                             credentials=link.credentials, ca=link.ca, inbox=self.layout.supervisor_inbox)
         self.events: queue.SimpleQueue[tuple[HostEvent, Any]] = queue.SimpleQueue()
         self._snapshot = Snapshot({}, False)
         self._outbox: asyncio.Queue | None = None

@@ -77,14 +77,17 @@ class NatsLink:
 
     `start()` returns at once; the first connection is tried again and again until it succeeds or `close()`.
     `connected_since` is the monotonic time of the current connection (None while down). `on_connect` runs (on
-    the loop) after each connection, first or again. Raises HostError from the constructor for a bad address,
-    credentials or TLS file.
+    the loop) after each connection, first or again. `inbox` is the prefix of its reply subjects (the one its
+    login may listen on: `swarmd.hosts.permissions`; NATS's `_INBOX` when None). Raises HostError from the
+    constructor for a bad address, credentials or TLS file.
     """
 
     def __init__(self, url: str, *, name: str, credentials: Path | None = None, ca: Path | None = None,
-                 on_connect: Callable[[], Awaitable[None]] | None = None) -> None:
+                 inbox: str | None = None, on_connect: Callable[[], Awaitable[None]] | None = None) -> None:
         self.url = check_url(url)
         self.options: dict[str, Any] = {"name": name, **(read_credentials(credentials) if credentials else {})}
+        if inbox is not None:
+            self.options["inbox_prefix"] = inbox
         tls = tls_context(url, ca)
         if tls is not None:
             self.options.update(tls=tls, tls_hostname=urlsplit(url).hostname)
@@ -164,7 +167,10 @@ class NatsLink:
         self.connected_since = None
 
     async def _error(self, exc: Exception) -> None:
-        log.debug("NATS: %s", exc)
+        if "permissions violation" in str(exc).lower():  # this login may not do that: the server's config says so
+            log.warning("NATS server refused: %s", exc)
+        else:
+            log.debug("NATS: %s", exc)
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the connection (pending publishes flushed if the server is there) and stop the loop."""

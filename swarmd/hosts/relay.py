@@ -75,7 +75,8 @@ def connect(home: SwarmHome, config: Config, name: str) -> NatsLink:
     target = hosts_link(config, home.root)
     if target is None:
         raise HostError("this swarm has no worker hosts: set [hosts] url (or a NATS transport) in swarm.toml")
-    link = NatsLink(target.url, name=name, credentials=target.credentials, ca=target.ca).start()
+    link = NatsLink(target.url, name=name, credentials=target.credentials, ca=target.ca,
+                    inbox=Layout(config.name).supervisor_inbox).start()
     if not link.ever_connected.wait(CONNECT_WAIT):
         link.close()
         raise HostError(f"cannot reach the hosts' NATS server at {target.url} (waited {CONNECT_WAIT:g} s)")

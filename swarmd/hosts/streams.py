@@ -1,7 +1,9 @@
 """The JetStream streams and key-value bucket of one swarm's hosts, made (or found) on each connection.
 
-Both sides make them, so that either may start first; the supervisor also sets the bucket's TTL to its
-`[hosts] ttl` (the host reads it from the bucket and beats three times per TTL)."""
+The supervisor's side makes them (its login may; a host's may not: `swarmd.hosts.permissions`) and sets the
+bucket's TTL to its `[hosts] ttl`; a host only looks them up, again and again until they are there, so either may
+still start first (the host reads the TTL from the bucket and beats three times per TTL). The bucket takes no
+rollup headers: a put carrying `Nats-Rollup: all` would otherwise wipe every other host's key."""
 
 from typing import Any
 
@@ -25,20 +27,22 @@ async def ensure_streams(js: Any, layout: Layout) -> None:
 
 async def ensure_bucket(js: Any, layout: Layout, ttl: float | None) -> Any:
     """The hosts' heartbeat bucket, made with `ttl` (or DEFAULT_TTL) if missing; an existing one gets `ttl` as its
-    max age when given and different. Returns nats-py's KeyValue."""
+    max age when given and different, and loses rollups if it allowed them. Returns nats-py's KeyValue."""
     from nats.js.api import KeyValueConfig, StorageType
     from nats.js.errors import BucketNotFoundError, NotFoundError
 
     try:
         kv = await js.key_value(layout.bucket)
     except (BucketNotFoundError, NotFoundError):
-        return await js.create_key_value(KeyValueConfig(bucket=layout.bucket, history=1, ttl=ttl or DEFAULT_TTL,
-                                                        storage=StorageType.FILE))
-    if ttl is not None and abs((await kv.status()).ttl - ttl) > 1e-3:
-        info = await js.stream_info(f"KV_{layout.bucket}")
-        info.config.max_age = ttl
-        info.config.duplicate_window = min(info.config.duplicate_window or ttl, ttl)  # never over the max age
-        await js.update_stream(info.config)
+        kv = await js.create_key_value(KeyValueConfig(bucket=layout.bucket, history=1, ttl=ttl or DEFAULT_TTL,
+                                                      storage=StorageType.FILE))
+    config = (await js.stream_info(layout.bucket_stream)).config
+    if config.allow_rollup_hdrs or (ttl is not None and abs((config.max_age or 0) - ttl) > 1e-3):
+        config.allow_rollup_hdrs = False
+        if ttl is not None:
+            config.max_age = ttl
+            config.duplicate_window = min(config.duplicate_window or ttl, ttl)  # never over the max age
+        await js.update_stream(config)
     return kv
 
 

@@ -9,6 +9,9 @@
 - Heartbeats: each host puts its `HostBeat` under its name in the key-value bucket `swarm_<swarm>_hosts`,
   whose keys expire `ttl` seconds after their last put (the bucket's max age): a missing key is a host down.
 - Requests: `swarm.<swarm>.rpc.<host>` answers `RpcRequest`s at once (a worker's log), core NATS request/reply.
+- Replies (JetStream's acknowledgements and answers, a pull consumer's deliveries) come to inboxes under a prefix of
+  each side's own, `_INBOX_<swarm>.host.<host>` and `_INBOX_<swarm>.supervisor`: a host's login may listen there
+  and nowhere else but its requests subject (`swarmd.hosts.permissions`).
 
 Every publish carries a message id (`Nats-Msg-Id`): a send retried after a lost acknowledgement is stored once.
 """
@@ -35,6 +38,8 @@ class Layout:
         self.events_stream = f"SWARM_{swarm}_EVENTS"
         self.bucket = f"swarm_{swarm}_hosts"
         self.supervisor_consumer = "supervisor"
+        self.bucket_stream = f"KV_{self.bucket}"  # the stream under the bucket (JetStream's naming)
+        self.supervisor_inbox = f"_INBOX_{swarm}.supervisor"
 
     def orders(self, host: str) -> str:
         return f"swarm.{self.swarm}.orders.{validate_host_name(host)}"
@@ -47,6 +52,14 @@ class Layout:
 
     def host_consumer(self, host: str) -> str:
         return f"host-{validate_host_name(host)}"
+
+    def host_key(self, host: str) -> str:
+        """The subject a put of `host`'s heartbeat key is published on."""
+        return f"$KV.{self.bucket}.{validate_host_name(host)}"
+
+    def host_inbox(self, host: str) -> str:
+        """The prefix of `host`'s reply inboxes (nats-py's `inbox_prefix`)."""
+        return f"_INBOX_{self.swarm}.host.{validate_host_name(host)}"
 
     @property
     def all_orders(self) -> str:

@@ -1,0 +1,57 @@
+"""What each login to the hosts' NATS server may publish and subscribe to, as nats-server's `permissions` blocks.
+
+A host speaks for its own workers only, and the server enforces it: host `a` may publish its events
+(`swarm.<swarm>.events.a`), put its heartbeat key (`$KV.swarm_<swarm>_hosts.a`), make, read, pull from and ack its
+own durable consumer (`host-a`, whose filter is pinned to `swarm.<swarm>.orders.a` by the create request's subject:
+the server refuses a request whose body names another filter), look up the heartbeat bucket, and answer the
+requests it receives (`allow_responses`); it may listen on its requests subject and its own reply inboxes only (so
+it never sees another host's orders or replies). Everything else (another host's subject or key, another
+consumer, making or changing a stream) the server refuses with a permissions violation.
+
+The supervisor's login makes the streams, the bucket and its consumer, publishes orders and requests, reads the
+bucket and takes the events: JetStream's API for the swarm's three streams, and its own inbox.
+
+JetStream's API subjects (nats-server's `jsapi`): `$JS.API.STREAM.<op>.<stream>`, `$JS.API.STREAM.MSG.<op>.<stream>`,
+`$JS.API.DIRECT.GET.<stream>[.<subject>]`, `$JS.API.CONSUMER.<op>.<stream>.<consumer>[.<filter>]`,
+`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`, `$JS.API.CONSUMER.DURABLE.CREATE.<stream>.<consumer>`; a delivered
+message is acked on its reply subject, `$JS.ACK.<stream>.<consumer>.<...>`; an ordered consumer's flow control is
+answered on `$JS.FC.<stream>.<...>`. The scheme is NATS's own (docs.nats.io, "Authorization": publish and
+subscribe allow lists, `allow_responses` for request/reply services).
+"""
+
+from typing import Any
+
+from swarmd.hosts.wire import Layout
+
+
+def host_permissions(layout: Layout, host: str) -> dict[str, Any]:
+    """The permissions of host `host`'s login (HostError for a bad name)."""
+    stream, consumer = layout.orders_stream, layout.host_consumer(host)
+    return {
+        "publish": {"allow": [
+            layout.events(host),
+            layout.host_key(host),
+            f"$JS.API.STREAM.INFO.{layout.bucket_stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{layout.orders(host)}",
+            f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+            f"$JS.ACK.{stream}.{consumer}.>",
+        ]},
+        "subscribe": {"allow": [f"{layout.host_inbox(host)}.>", layout.rpc(host)]},
+        "allow_responses": True,
+    }
+
+
+def supervisor_permissions(layout: Layout) -> dict[str, Any]:
+    """The permissions of the supervisor's login (also `swarm hosts`, `logs`, `steer` and `kill` for remote
+    workers, which log in with it)."""
+    api = []
+    for stream in (layout.orders_stream, layout.events_stream, layout.bucket_stream):
+        api += [f"$JS.API.STREAM.*.{stream}", f"$JS.API.STREAM.MSG.*.{stream}", f"$JS.API.DIRECT.GET.{stream}",
+                f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.CONSUMER.*.{stream}", f"$JS.API.CONSUMER.*.{stream}.>",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>"]
+    return {
+        "publish": {"allow": [layout.all_orders, f"swarm.{layout.swarm}.rpc.*", *api,
+                              f"$JS.ACK.{layout.events_stream}.>", f"$JS.FC.{layout.bucket_stream}.>"]},
+        "subscribe": {"allow": [f"{layout.supervisor_inbox}.>"]},
+    }
