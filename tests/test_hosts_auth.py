@@ -2,17 +2,26 @@
 only the supervisor, holds it to that."""
 
 import json
-import stat
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import nats.errors
 import pytest
+from nats.js.errors import APIError
 
 from conftest import run_cli
 from hostkit import HostedSwarm
+from natskit import NatsServer
 from swarmd.home import SwarmHome
+from swarmd.hosts.client import HostsClient
+from swarmd.hosts.link import NatsLink
+from swarmd.hosts.settings import HostsLink
+from swarmd.hosts.streams import pull
+from swarmd.hosts.wire import HostEvent, Layout, StopOrder
 from swarmd.ledger.log import Ledger
-from swarmkit import write_plan
+from swarmkit import wait_until, write_plan
 
 
 def make_logins(root: Path, *hosts: str) -> Path:
@@ -47,3 +56,116 @@ def test_a_host_with_its_login_runs_the_supervisors_workers(guarded: HostedSwarm
     assert task.status == "done"
     worker = task.attempts[0].worker
     assert "ran on a" in (guarded.host_home("a") / "logs" / f"{worker}.log").read_text()
+    listed = run_cli("swarm", "hosts", "--json", *home)  # the supervisor's login reads the bucket
+    assert listed.returncode == 0 and [h["name"] for h in json.loads(listed.stdout)] == ["a"], listed.stderr
+    logs = run_cli("swarm", "logs", worker, *home)  # ... and asks a for the log, which a may answer
+    assert logs.returncode == 0 and "ran on a" in logs.stdout, logs.stderr
+
+
+def login_link(server: NatsServer, logins: Path, who: str) -> NatsLink:
+    """A started, connected link logged in as `who` (`supervisor` or a host's name), with its own inbox."""
+    layout = Layout("t")
+    if who == "supervisor":
+        credentials, inbox = logins / "supervisor.login", layout.supervisor_inbox
+    else:
+        credentials, inbox = logins / f"host-{who}.login", layout.host_inbox(who)
+    link = NatsLink(server.url, name=who, credentials=credentials, inbox=inbox).start()
+    assert link.ever_connected.wait(30), f"{who} never connected"
+    return link
+
+
+@pytest.fixture
+def two_hosts(tmp_path: Path) -> Iterator[tuple[NatsServer, Path]]:
+    """A NATS server that takes the block `swarm logins` wrote for hosts a and b (its relative include)."""
+    logins = make_logins(tmp_path, "a", "b")
+    server = NatsServer(tmp_path / "nats", extra_config='include "../logins/authorization.conf"')
+    try:
+        yield server.start(), logins
+    finally:
+        server.stop()
+
+
+async def fetch_bound(link: NatsLink, consumer: str, stream: str) -> list[Any]:
+    """Pull one message through the existing consumer `consumer` (nats-py's bind: no lookup, straight to it)."""
+    sub = await link.js.pull_subscribe_bind(durable=consumer, stream=stream)
+    return await sub.fetch(1, timeout=1)
+
+
+async def listen(link: NatsLink, subject: str, then: Any) -> Any:
+    """Subscribe to `subject`, call `then()` (which publishes there), and wait a moment for a message."""
+    sub = await link.nc.subscribe(subject)
+    await link.nc.flush()
+    then()
+    return await sub.next_msg(timeout=1)
+
+
+async def create_consumer(link: NatsLink, subject: str, config: dict[str, Any]) -> dict[str, Any]:
+    """JetStream's answer to a consumer create request sent on `subject` with `config` in its body."""
+    body = json.dumps({"stream_name": subject.split(".")[4], "config": config}).encode()
+    return json.loads((await link.nc.request(subject, body, timeout=5)).data)
+
+
+async def read_key(link: NatsLink, layout: Layout, key: str) -> bytes:
+    return (await (await link.js.key_value(layout.bucket)).get(key)).value
+
+
+async def consumer_made(link: NatsLink, stream: str, consumer: str) -> bool:
+    try:
+        await link.js.consumer_info(stream, consumer)
+    except Exception:  # noqa: BLE001 - not yet
+        return False
+    return True
+
+
+def event(host: str, event_id: str) -> bytes:
+    return HostEvent(kind="started", id=event_id, host=host, worker="w1", attempt=1, pid=1).model_dump_json().encode()
+
+
+def test_a_host_cannot_publish_put_or_pull_for_another(two_hosts: tuple[NatsServer, Path],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    server, logins = two_hosts
+    layout = Layout("t")
+    caplog.set_level(logging.WARNING, logger="swarmd.hosts")
+    supervisor = HostsClient(HostsLink(server.url, logins / "supervisor.login", None), ttl=5.0, swarm="t",
+                             wake=lambda: None).start()
+    links = [supervisor.link]
+    try:
+        wait_until(lambda: supervisor.link.connected and supervisor.link.run(consumer_made(
+            supervisor.link, layout.events_stream, layout.supervisor_consumer)), 30, "the supervisor's streams")
+        b, a = login_link(server, logins, "b"), login_link(server, logins, "a")
+        links += [b, a]
+        b_orders = b.run(pull(b.js, layout.orders("b"), layout.host_consumer("b"), layout.orders_stream))
+        b.run(b.js.publish(layout.host_key("b"), b"b's beat"))
+        supervisor.send("b", StopOrder(id="stop.w9", worker="w9", attempt=1))
+
+        refused = {  # what a tries, and the refusal the server sends it
+            "b's events": (lambda: a.js.publish(layout.events("b"), event("b", "forged"), timeout=1),
+                           f'publish to "{layout.events("b")}"'),
+            "b's key": (lambda: a.js.publish(layout.host_key("b"), b"a says b is gone", timeout=1),
+                        f'publish to "{layout.host_key("b")}"'),
+            "b's orders": (lambda: fetch_bound(a, layout.host_consumer("b"), layout.orders_stream),
+                           f'publish to "$JS.API.CONSUMER.MSG.NEXT.{layout.orders_stream}.host-b"'),
+            "b's order subject": (lambda: listen(a, layout.orders("b"), lambda: supervisor.send("b", StopOrder(
+                id="stop.w8", worker="w8", attempt=1))), f'subscription to "{layout.orders("b")}"'),
+        }
+        for what, (attempt, said) in refused.items():
+            with pytest.raises(nats.errors.TimeoutError):
+                a.run(attempt())
+            wait_until(lambda: f"permissions violation for {said}".lower() in caplog.text, 10, f"{what} refused")
+        with pytest.raises(APIError, match="rollup not permitted"):  # would wipe every other host's key
+            a.run(a.js.publish(layout.host_key("a"), b"", headers={"Nats-Rollup": "all"}, timeout=5))
+        own = f"$JS.API.CONSUMER.CREATE.{layout.orders_stream}.host-a.{layout.orders('a')}"
+        for filters in ({"filter_subject": layout.orders("b")}, {"filter_subjects": [layout.orders("b")]}):
+            answer = a.run(create_consumer(a, own, {"name": "host-a", "durable_name": "host-a",
+                                                    "ack_policy": "explicit", **filters}))  # its own name, b's orders
+            assert answer.get("error", {}).get("code") == 400, answer  # the server holds the filter to the subject's
+
+        a.run(a.js.publish(layout.events("a"), event("a", "honest"), timeout=5))
+        taken = wait_until(lambda: supervisor.take_events(), 30, "a's own event at the supervisor")
+        assert [(e.host, e.id) for e, _ in taken] == [("a", "honest")]  # b's forged one, sent first, never came
+        assert supervisor.link.run(read_key(supervisor.link, layout, "b")) == b"b's beat"
+        assert [m.data for m in b.run(b_orders.fetch(1, timeout=5))] == [
+            StopOrder(id="stop.w9", worker="w9", attempt=1).model_dump_json().encode()]  # still b's to take
+    finally:
+        for link in links:
+            link.close()
