@@ -3,6 +3,7 @@ only the supervisor, holds it to that."""
 
 import json
 import logging
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,13 @@ from nats.js.errors import APIError
 from conftest import run_cli
 from hostkit import HostedSwarm
 from natskit import NatsServer
+from swarmd.config import load_config
 from swarmd.home import SwarmHome
 from swarmd.hosts.client import HostsClient
-from swarmd.hosts.link import NatsLink
+from swarmd.hosts.directory import read_beats
+from swarmd.hosts.link import NatsLink, read_credentials
+from swarmd.hosts.logins import write_logins
+from swarmd.hosts.relay import Relay
 from swarmd.hosts.settings import HostsLink
 from swarmd.hosts.streams import pull
 from swarmd.hosts.wire import HostEvent, Layout, StopOrder
@@ -25,11 +30,30 @@ from swarmkit import wait_until, write_plan
 
 
 def make_logins(root: Path, *hosts: str) -> Path:
-    out = root / "logins"
-    done = run_cli("swarm", "logins", *(a for h in hosts for a in ("--host", h)), "--swarm", "t", "--out", str(out),
-                   "--json")
+    return write_logins(root / "logins", swarm="t", hosts=list(hosts)).config.parent
+
+
+def test_logins_are_private_files_and_the_block_names_no_one_else(tmp_path: Path) -> None:
+    out = tmp_path / "nats"
+    done = run_cli("swarm", "logins", "--host", "b", "--host", "a", "--swarm", "t", "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
-    return out
+    written = json.loads(done.stdout)
+    files = [written["config"], written["supervisor"]["file"], *(h["file"] for h in written["hosts"].values())]
+    assert sorted(Path(f).name for f in files) == ["authorization.conf", "host-a.login", "host-b.login",
+                                                   "supervisor.login"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700 and all(stat.S_IMODE(Path(f).stat().st_mode) == 0o600
+                                                             for f in files)
+    logins = {name: read_credentials(Path(h["file"])) for name, h in written["hosts"].items()}
+    assert [login["user"] for login in logins.values()] == ["t.host.a", "t.host.b"]
+    assert logins["a"]["password"] != logins["b"]["password"] and len(logins["a"]["password"]) >= 32
+    assert logins["a"]["password"] not in done.stdout and logins["a"]["password"] in out.joinpath(
+        "authorization.conf").read_text()
+    again = run_cli("swarm", "logins", "--host", "a", "--swarm", "t", "--out", str(out))
+    assert again.returncode == 2 and "--force" in again.stderr and read_credentials(Path(files[2])) == logins["a"]
+    for bad in (["--host", "../a"], ["--host", "a", "--swarm", "T/x"]):
+        refused = run_cli("swarm", "logins", *bad, "--out", str(tmp_path / "never"))
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "Traceback" not in refused.stderr and not (tmp_path / "never").exists()
 
 
 @pytest.fixture
@@ -56,10 +80,13 @@ def test_a_host_with_its_login_runs_the_supervisors_workers(guarded: HostedSwarm
     assert task.status == "done"
     worker = task.attempts[0].worker
     assert "ran on a" in (guarded.host_home("a") / "logs" / f"{worker}.log").read_text()
-    listed = run_cli("swarm", "hosts", "--json", *home)  # the supervisor's login reads the bucket
-    assert listed.returncode == 0 and [h["name"] for h in json.loads(listed.stdout)] == ["a"], listed.stderr
-    logs = run_cli("swarm", "logs", worker, *home)  # ... and asks a for the log, which a may answer
-    assert logs.returncode == 0 and "ran on a" in logs.stdout, logs.stderr
+    config = load_config(guarded.home.config_file)
+    assert list(read_beats(config, guarded.home)) == ["a"]  # `swarm hosts`: the supervisor's login reads the bucket
+    relay = Relay(guarded.home, config)  # `swarm logs`: ... and asks a for the log, which a may answer
+    try:
+        assert "ran on a" in relay.read_log("a", worker).data
+    finally:
+        relay.close()
 
 
 def login_link(server: NatsServer, logins: Path, who: str) -> NatsLink:
