@@ -22,7 +22,8 @@ def host() -> None:
 @click.option("--slots", type=click.IntRange(1, 256), default=None, help="Workers at once (default: the cores).")
 @click.option("--labels", default=None, help="What this machine offers, comma-separated (gpu,linux).")
 @click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A file (mode 0600) with this host's NATS login: .creds, an nkey seed, or TOML user/password.")
+              help="A file (mode 0600) with this host's NATS login: .creds, an nkey seed, or one line "
+                   "user:password (`swarm logins` writes one).")
 @click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PEM file of the authorities that sign the server's TLS certificate.")
 @click.option("--swarm", "swarm_name", default="swarm", show_default=True, help="The swarm's name (its swarm.toml `name`).")

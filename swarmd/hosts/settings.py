@@ -19,7 +19,7 @@ class HostsSettings(BaseModel):
         "on this machine only)."))
     credentials: str | None = Field(default=None, description=(
         "A file (mode 0600, relative to the home) with the supervisor's NATS login, in a form `transport_credentials` "
-        "takes; unset: `transport_credentials`."))
+        "takes (`swarm logins` writes one, `supervisor.login`); unset: `transport_credentials`."))
     ca: str | None = Field(default=None, description=(
         "A PEM file (relative to the home) of the authorities that sign the server's TLS certificate; unset: "
         "`transport_ca`, else the system's."))
