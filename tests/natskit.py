@@ -73,7 +73,8 @@ class NatsServer:
     `host` is the address to listen on (a namespace's veth address, say); `port` None picks a free one
     (needs `host` bindable from this process's namespace). `user`/`password` require a login. `wrap` is a
     command prefix the server runs under (e.g. `["ip", "netns", "exec", "ns1"]`). `extra_config` is appended
-    to the generated config file (NATS config syntax: tls { ... }, accounts, ...).
+    to the generated config file (NATS config syntax: tls { ... }, accounts, `include "file"`, which nats-server reads
+relative to `root`, where the config file is).
     """
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int | None = None, *,
