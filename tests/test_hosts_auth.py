@@ -12,9 +12,11 @@ import nats.errors
 import pytest
 from nats.js.errors import APIError
 
+from agentmail import PostOffice
 from conftest import run_cli
 from hostkit import HostedSwarm
 from natskit import NatsServer
+from protocol import MessageType, make_message
 from swarmd.config import load_config
 from swarmd.home import SwarmHome
 from swarmd.hosts.client import HostsClient
@@ -196,3 +198,24 @@ def test_a_host_cannot_publish_put_or_pull_for_another(two_hosts: tuple[NatsServ
     finally:
         for link in links:
             link.close()
+
+
+def test_the_supervisors_login_carries_the_swarms_mail_on_the_same_server(two_hosts: tuple[NatsServer, Path],
+                                                                          tmp_path: Path) -> None:
+    server, logins = two_hosts
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "swarm.toml").write_text(f'name = "t"\ntransport = "{server.url}"\n'
+                                                  f'transport_credentials = "{logins / "supervisor.login"}"\n')
+    post = PostOffice(tmp_path / "home")
+    try:
+        post.register("supervisor", "supervisor")
+        post.register("w1", "worker")
+        sent = post.send(make_message(MessageType.STEER, "supervisor", "w1", {"text": "look again"},
+                                      ack_required=True))
+        claimed = post.mailbox("w1").claim()
+        assert claimed is not None and claimed.message.id == sent.id
+        post.ack("w1", claimed)
+        assert [d.message.type for d in post.mailbox("supervisor").list()] == [MessageType.ACK]
+        assert not (tmp_path / "home" / "mail").exists()  # nothing went by files
+    finally:
+        post.close()

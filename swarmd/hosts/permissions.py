@@ -21,6 +21,7 @@ subscribe allow lists, `allow_responses` for request/reply services).
 
 from typing import Any
 
+from agentmail.natslink import Names
 from swarmd.hosts.wire import Layout
 
 
@@ -44,14 +45,23 @@ def host_permissions(layout: Layout, host: str) -> dict[str, Any]:
 
 def supervisor_permissions(layout: Layout) -> dict[str, Any]:
     """The permissions of the supervisor's login (also `swarm hosts`, `logs`, `steer` and `kill` for remote
-    workers, which log in with it)."""
-    api = []
-    for stream in (layout.orders_stream, layout.events_stream, layout.bucket_stream):
-        api += [f"$JS.API.STREAM.*.{stream}", f"$JS.API.STREAM.MSG.*.{stream}", f"$JS.API.DIRECT.GET.{stream}",
-                f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.CONSUMER.*.{stream}", f"$JS.API.CONSUMER.*.{stream}.>",
-                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>"]
+    workers, which log in with it), and of the swarm's Agent Mail when it runs on the same server
+    (`transport = "nats://..."` with this login as `transport_credentials`: `agentmail.natslink.Names`)."""
+    mail = Names(layout.swarm)
+    streams = (layout.orders_stream, layout.events_stream, layout.bucket_stream, mail.mail_stream, mail.kept_stream,
+               f"KV_{mail.bucket}", f"KV_{mail.claims}")
     return {
-        "publish": {"allow": [layout.all_orders, f"swarm.{layout.swarm}.rpc.*", *api,
-                              f"$JS.ACK.{layout.events_stream}.>", f"$JS.FC.{layout.bucket_stream}.>"]},
-        "subscribe": {"allow": [f"{layout.supervisor_inbox}.>"]},
+        "publish": {"allow": [
+            layout.all_orders, f"swarm.{layout.swarm}.rpc.*", *(api for stream in streams for api in stream_api(stream)),
+            f"$JS.ACK.{layout.events_stream}.>", f"$JS.FC.{layout.bucket_stream}.>",
+            f"{mail.ns}.mail.*", f"{mail.ns}.read.>", f"{mail.ns}.bad.>", f"$KV.{mail.bucket}.>", f"$KV.{mail.claims}.>",
+            f"$JS.ACK.{mail.mail_stream}.>", f"$JS.FC.KV_{mail.bucket}.>"]},
+        "subscribe": {"allow": [f"{layout.supervisor_inbox}.>", "_INBOX.>", f"{mail.ns}.arrived.*"]},
     }
+
+
+def stream_api(stream: str) -> list[str]:
+    """JetStream's API subjects about `stream` and its consumers: all a login that owns the stream may call."""
+    return [f"$JS.API.STREAM.*.{stream}", f"$JS.API.STREAM.MSG.*.{stream}", f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.CONSUMER.*.{stream}", f"$JS.API.CONSUMER.*.{stream}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>"]
