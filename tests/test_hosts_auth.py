@@ -17,6 +17,7 @@ from conftest import run_cli
 from hostkit import HostedSwarm
 from natskit import NatsServer
 from protocol import MessageType, make_message
+from swarmd.cli.doctor import OK, mail_transport
 from swarmd.config import load_config
 from swarmd.home import SwarmHome
 from swarmd.hosts.client import HostsClient
@@ -220,5 +221,6 @@ def test_the_supervisors_login_carries_the_swarms_mail_on_the_same_server(two_ho
         post.ack("w1", claimed)
         assert [d.message.type for d in post.mailbox("supervisor").list()] == [MessageType.ACK]
         assert not (tmp_path / "home" / "mail").exists()  # nothing went by files
+        assert mail_transport(SwarmHome(tmp_path / "home")).status == OK  # `swarm doctor` reaches it too
     finally:
         post.close()
