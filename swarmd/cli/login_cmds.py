@@ -25,7 +25,8 @@ def logins(hosts: tuple[str, ...], swarm_name: str, out: Path, force: bool, as_j
     if as_json:
         dump_json(written.as_dict())
         return
-    click.echo(f"nats-server: include {written.config} in its config, then reload it (nats-server --signal reload)")
+    click.echo(f"nats-server: copy {written.config} beside its config file, add the line `include "
+               f"{written.config.name}` to it (an include is read relative to that file) and reload it")
     click.echo(f"supervisor:  copy {written.supervisor.file} beside swarm.toml; set [hosts] credentials = "
                f'"{written.supervisor.file.name}"')
     for name, login in written.hosts.items():

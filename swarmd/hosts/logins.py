@@ -85,8 +85,8 @@ def write_logins(out: Path, *, swarm: str, hosts: list[str], force: bool = False
 def authorization_block(swarm: str, users: list[dict[str, Any]]) -> str:
     """nats-server's `authorization { users = [...] }` for `users` (each `{user, password, permissions}`), one user
     a line (NATS's config syntax takes JSON values)."""
-    lines = [f"# NATS logins of swarm {swarm!r}, written by `swarm logins`. Include this file in nats-server's config",
-             f"# (`include {CONFIG_FILE}`) and reload the server; it holds passwords: keep it private.",
+    lines = [f"# NATS logins of swarm {swarm!r}, written by `swarm logins`. Put this file beside nats-server's config,",
+             f"# add `include {CONFIG_FILE}` to that and reload the server. It holds passwords: keep it private.",
              "authorization {", "  users = ["]
     lines.append(",\n".join(f"    {json.dumps(user)}" for user in users))
     return "\n".join(lines + ["  ]", "}"]) + "\n"
