@@ -15,8 +15,9 @@ JetStream's API subjects (nats-server's `jsapi`): `$JS.API.STREAM.<op>.<stream>`
 `$JS.API.DIRECT.GET.<stream>[.<subject>]`, `$JS.API.CONSUMER.<op>.<stream>.<consumer>[.<filter>]`,
 `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`, `$JS.API.CONSUMER.DURABLE.CREATE.<stream>.<consumer>`; a delivered
 message is acked on its reply subject, `$JS.ACK.<stream>.<consumer>.<...>`; an ordered consumer's flow control is
-answered on `$JS.FC.<stream>.<...>`; `$JS.API.INFO` is the account's JetStream usage (`swarm doctor` reads it). The scheme is NATS's own (docs.nats.io, "Authorization": publish and
-subscribe allow lists, `allow_responses` for request/reply services).
+answered on `$JS.FC.<stream>.<...>`; `$JS.API.INFO` is the account's JetStream usage (`swarm doctor` reads it).
+The scheme is NATS's own (docs.nats.io, "Authorization": publish and subscribe allow lists, `allow_responses` for
+request/reply services).
 """
 
 from typing import Any
@@ -50,12 +51,13 @@ def supervisor_permissions(layout: Layout) -> dict[str, Any]:
     mail = Names(layout.swarm)
     streams = (layout.orders_stream, layout.events_stream, layout.bucket_stream, mail.mail_stream, mail.kept_stream,
                f"KV_{mail.bucket}", f"KV_{mail.claims}")
+    api = [subject for stream in streams for subject in stream_api(stream)]
     return {
         "publish": {"allow": [
-            layout.all_orders, f"swarm.{layout.swarm}.rpc.*", *(api for stream in streams for api in stream_api(stream)),
-            f"$JS.ACK.{layout.events_stream}.>", f"$JS.FC.{layout.bucket_stream}.>",
-            f"{mail.ns}.mail.*", f"{mail.ns}.read.>", f"{mail.ns}.bad.>", f"$KV.{mail.bucket}.>", f"$KV.{mail.claims}.>",
-            f"$JS.ACK.{mail.mail_stream}.>", f"$JS.FC.KV_{mail.bucket}.>", "$JS.API.INFO"]},
+            layout.all_orders, f"swarm.{layout.swarm}.rpc.*", *api, f"$JS.ACK.{layout.events_stream}.>",
+            f"$JS.FC.{layout.bucket_stream}.>", f"{mail.ns}.mail.*", f"{mail.ns}.read.>", f"{mail.ns}.bad.>",
+            f"$KV.{mail.bucket}.>", f"$KV.{mail.claims}.>", f"$JS.ACK.{mail.mail_stream}.>",
+            f"$JS.FC.KV_{mail.bucket}.>", "$JS.API.INFO"]},
         "subscribe": {"allow": [f"{layout.supervisor_inbox}.>", "_INBOX.>", f"{mail.ns}.arrived.*"]},
     }
 
