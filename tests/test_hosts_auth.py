@@ -224,3 +224,20 @@ def test_the_supervisors_login_carries_the_swarms_mail_on_the_same_server(two_ho
         assert mail_transport(SwarmHome(tmp_path / "home")).status == OK  # `swarm doctor` reaches it too
     finally:
         post.close()
+
+
+def test_a_wrong_password_is_said_once_in_the_log(two_hosts: tuple[NatsServer, Path], tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    server, logins = two_hosts
+    caplog.set_level(logging.WARNING, logger="swarmd.hosts")
+    wrong = tmp_path / "wrong.login"
+    wrong.write_text("t.host.a:not-the-password\n")
+    wrong.chmod(0o600)
+    link = NatsLink(server.url, name="a", credentials=wrong, inbox=Layout("t").host_inbox("a")).start()
+    try:
+        wait_until(lambda: "authorization violation" in caplog.text.lower(), 30, "the refusal in the log")
+        assert not link.ever_connected.is_set()
+        wait_until(lambda: server.log_file.read_text().count("authentication error") >= 3, 30, "two tries more")
+        assert caplog.text.count("refused") == 1
+    finally:
+        link.close()

@@ -100,6 +100,7 @@ class NatsLink:
         self.closing = False
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"nats-{name}", daemon=True)
         self._tasks: set[asyncio.Task] = set()
+        self._said: set[str] = set()  # refusals already logged
 
     def start(self) -> "NatsLink":
         self._thread.start()
@@ -167,8 +168,12 @@ class NatsLink:
         self.connected_since = None
 
     async def _error(self, exc: Exception) -> None:
-        if "permissions violation" in str(exc).lower():  # this login may not do that: the server's config says so
-            log.warning("NATS server refused: %s", exc)
+        """A login refused, or a subject this login may not use: said once each (a retry loop meets it again and
+        again); anything else is the connection's ordinary weather."""
+        said = str(exc)
+        if ("permissions violation" in said.lower() or "authorization" in said.lower()) and said not in self._said:
+            self._said.add(said)
+            log.warning("NATS server at %s refused: %s", self.url, said)
         else:
             log.debug("NATS: %s", exc)
 
