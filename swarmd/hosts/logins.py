@@ -52,6 +52,7 @@ class Logins:
 
 
 def host_file(host: str) -> str:
+    """The name of host `host`'s login file (HostError for a bad name)."""
     return f"host-{validate_host_name(host)}.login"
 
 
