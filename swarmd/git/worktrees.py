@@ -173,6 +173,14 @@ def commit_leftovers(tree: AttemptTree, worker: str, swarm: str, note: str = "")
     return git.commit_all(message, worker_identity(worker, swarm))
 
 
+def git_note(tree: AttemptTree) -> str:
+    """The section of a worker's prompt about its worktree and branch."""
+    return (f"## Git\nYou work in your own git worktree `{tree.path}` on branch `{tree.branch}`, made from "
+            f"`{tree.integration}` at {tree.base[:12]}. Commit your work on this branch (what you leave "
+            f"uncommitted is committed for you when you report). Do not switch branches; other workers' "
+            f"changes reach you through `{tree.integration}` once they are merged.")
+
+
 def worker_identity(worker: str, swarm: str) -> Identity:
     """Who a worker's commits are by: `<swarm> <worker>` at a `.invalid` address (it is no mailbox)."""
     return Identity(name=f"{swarm} {worker}", email=f"{worker}@{swarm}.swarm.invalid")

@@ -33,7 +33,9 @@ from protocol.messages import Message, MessageType, make_message
 from protocol.task import Task
 from swarmd.config import Config, Profile
 from swarmd.errors import SwarmError
+from swarmd.git.worktrees import AttemptTree
 from swarmd.home import SwarmHome, init_home
+from swarmd.hosts.bundles import drop_attempt, receive_attempt, send_branch, spawn_args
 from swarmd.hosts.lease import Lease
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.names import validate_host_name, validate_labels, validate_swarm_name
@@ -344,7 +346,8 @@ class HostAgent:
                 "task": task.id, "title": task.title, "description": task.description, "attempt": order.attempt,
                 "max_attempts": order.max_attempts, "prompt_file": str(self.home.prompts_dir / f"{entry.worker}.md"),
             }, thread=task.id))
-            pane = spawner.spawn(task, worker=entry.worker, attempt=order.attempt, max_attempts=order.max_attempts)
+            pane = spawner.spawn(task, worker=entry.worker, attempt=order.attempt, max_attempts=order.max_attempts,
+                                 **self.attempt_tree(order, entry))
         except (SwarmError, MailError, OSError) as exc:
             entry.ended = True
             self.changed()
@@ -356,6 +359,39 @@ class HostAgent:
     def deliver(self, message: Message) -> None:
         self.post.send(message)
 
+    # ----- worktrees (swarmd.hosts.bundles) ----------------------------------------------------------------
+    def attempt_tree(self, order: StartOrder, entry: Entry) -> dict[str, Any]:
+        """The worktree of an isolated attempt, made from the base the order's bundle brings: how its worker
+        starts there (nothing for an attempt that is not isolated). Raises SwarmError."""
+        if order.git is None:
+            return {}
+        tree = receive_attempt(self.link, self.home, self.layout.swarm, order.git, task=entry.task,
+                               attempt=entry.attempt)
+        entry.tree = {**tree.detail(), "teardown": order.git.teardown}
+        return spawn_args(tree, entry.worker, self.layout.swarm)
+
+    def branch_fields(self, entry: Entry, message: Message) -> dict[str, str]:
+        """For a DONE or CHECKPOINT from a worker in a worktree: its branch bundled home, as the event's fields."""
+        tree = AttemptTree.from_detail(entry.tree or {})
+        if tree is None or message.type not in (MessageType.DONE, MessageType.CHECKPOINT,
+                                                 MessageType.OFFERING_READY):
+            return {}
+        return send_branch(self.link, self.home, self.layout.swarm, tree, host=self.name, worker=entry.worker,
+                           closing=self.stopping.is_set)
+
+    def drop_tree(self, entry: Entry) -> None:
+        """The supervisor has ended the attempt: its worktree goes (see `swarmd.hosts.bundles.drop_attempt`)."""
+        tree = AttemptTree.from_detail(entry.tree or {})
+        if tree is None:
+            return
+        try:
+            drop_attempt(self.link, self.layout.swarm, tree, host=self.name, worker=entry.worker,
+                         teardown=(entry.tree or {}).get("teardown"), home_tip=entry.home_tip)
+        except (SwarmError, OSError) as exc:
+            log.warning("the worktree of %s (attempt %d) stays: %s", entry.worker, entry.attempt, exc)
+        entry.tree = None
+        self.changed()
+
     def order_stop(self, order: StopOrder) -> None:
         """End a worker now, or after SHUTDOWN and `grace` seconds; a worker already ended is reported stopped."""
         entry = self.roster.entries.get(order.worker)
@@ -363,7 +399,7 @@ class HostAgent:
             entry = Entry(worker=order.worker, task="", attempt=order.attempt, session="", ended=True)
             self.publish(self.event("stopped", entry, id=order.id))
             return
-        entry.stop_order, entry.remove = order.id, order.remove
+        entry.stop_order, entry.remove, entry.home_tip = order.id, order.remove, order.home_tip
         pane = self.tmux.pane(entry.session)
         if order.grace > 0 and pane is not None and not pane.dead and not entry.ended:
             try:
@@ -382,6 +418,7 @@ class HostAgent:
             self.tmux.kill_session(entry.session)
         entry.ended, entry.stop_at = True, None
         self.changed()
+        self.drop_tree(entry)
         self.publish(self.event("stopped", entry, **({"id": entry.stop_order} if entry.stop_order else {})))
 
     def changed(self) -> None:
@@ -400,7 +437,7 @@ class HostAgent:
                 self.outbox.set_aside(delivered, f"{message.sender} is not a worker of host {self.name}")
                 continue
             wire = json.loads(message.to_json())
-            self.publish(self.event("mail", entry, id=message.id, message=wire))
+            self.publish(self.event("mail", entry, id=message.id, message=wire, **self.branch_fields(entry, message)))
             self.outbox.claim_loaded(delivered)
 
     def check_panes(self) -> None:

@@ -4,6 +4,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from protocol.names import validate_agent_name
 
@@ -26,6 +27,8 @@ class Entry:
     stop_order: str = ""  # the id of the stop order being carried out: its `stopped` event names it
     remove: bool = False  # the stop order asked for the session to go even if its pane is dead
     start_id: str = ""  # the id of the order that started it: its events' ids are made from it
+    tree: dict[str, Any] | None = None  # its git worktree (`AttemptTree.detail()`), when its attempt is isolated
+    home_tip: str = ""  # the commit of its branch the supervisor holds, as its stop order said
 
 
 class Roster:

@@ -89,9 +89,24 @@ class Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")  # a newer peer may add fields
 
 
+class TreeOrder(Wire):
+    """The git worktree an attempt works in on its host (see `swarmd.hosts.bundles`): `bundle` names the object in
+    the swarm's bundle bucket that brings the `base` commit (empty: the host holds it already); the branch and
+    worktree are made from `base` as the supervisor names them (`plan`, `integration`); `subdir` is the task's
+    directory in the repository; `setup` and `teardown` the `[git]` commands run in the worktree."""
+
+    bundle: str = ""
+    base: str = Field(pattern=r"^[0-9a-f]{40,64}$")
+    plan: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    integration: str
+    subdir: str = ""
+    setup: str | None = None
+    teardown: str | None = None
+
+
 class StartOrder(Wire):
     """Start `worker` for `attempt` of `task` (a `protocol.task.Task` as JSON) with `profile` (a
-    `swarmd.config.Profile` as JSON)."""
+    `swarmd.config.Profile` as JSON); in the worktree `git` describes, when the attempt is isolated."""
 
     kind: Literal["start"] = "start"
     id: str
@@ -102,11 +117,13 @@ class StartOrder(Wire):
     profile: dict[str, Any]
     heartbeat_interval: float
     durable: bool
+    git: TreeOrder | None = None
 
 
 class StopOrder(Wire):
     """End `worker` (its `attempt`): with `grace` > 0 it gets SHUTDOWN mail (`reason`) and that many seconds to
-    exit by itself first; a dead pane is kept for a post-mortem unless `remove`."""
+    exit by itself first; a dead pane is kept for a post-mortem unless `remove`. `home_tip`: the commit of the
+    attempt's branch the supervisor holds (the host's branch goes with its worktree when it is at that commit)."""
 
     kind: Literal["stop"] = "stop"
     id: str
@@ -115,6 +132,7 @@ class StopOrder(Wire):
     reason: str = ""
     grace: float = 0.0
     remove: bool = False
+    home_tip: str = ""
 
 
 class MailOrder(Wire):
@@ -135,7 +153,9 @@ class HostEvent(Wire):
 
     `kind`: `started` (`pid`), `start_failed` (`error`), `mail` (`message`: a mail the worker sent the supervisor),
     `ended` (its pane ended: `exit_status` or `signal`, and the log's `tail`; `lapsed` when the host ended it because
-    its lease lapsed, see `swarmd.hosts.lease`), `stopped` (a stop order done)."""
+    its lease lapsed, see `swarmd.hosts.lease`), `stopped` (a stop order done). The mail of a DONE or CHECKPOINT
+    from a worker in a worktree carries its branch: `tip`, the commit it is at, and `bundle`, the object that
+    brings it (empty when `tip` is the base), or `git_error` when the host could not bundle it."""
 
     kind: Literal["started", "start_failed", "mail", "ended", "stopped"]
     id: str
@@ -150,6 +170,9 @@ class HostEvent(Wire):
     tail: str = ""
     lapsed: bool = False
     tmux: str = ""  # started: the socket of the host's tmux server (for `ssh HOST tmux -S ... attach`)
+    bundle: str = ""
+    tip: str = ""
+    git_error: str = ""
 
 
 class HostBeat(Wire):

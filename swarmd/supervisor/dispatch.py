@@ -10,7 +10,7 @@ from protocol.event import EventType
 from protocol.messages import Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, Task, TaskStatus
 from swarmd.errors import SwarmError
-from swarmd.git.worktrees import AttemptTree
+from swarmd.git.worktrees import AttemptTree, git_note
 from swarmd.supervisor.settings import dispatch_paused
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.prompt import render_help_prompt
@@ -122,11 +122,7 @@ class Dispatch:
 
     def _isolated(self, tree: AttemptTree, worker: str) -> dict[str, Any]:
         """How a worker in a worktree is spawned: where, with what environment, told what about its branch."""
-        note = (f"## Git\nYou work in your own git worktree `{tree.path}` on branch `{tree.branch}`, made from "
-                f"`{tree.integration}` at {tree.base[:12]}. Commit your work on this branch (what you leave "
-                f"uncommitted is committed for you when you report). Do not switch branches; other workers' "
-                f"changes reach you through `{tree.integration}` once they are merged.")
-        return {"workdir": tree.workdir, "env": self.worker_env(tree, worker), "git_note": note}
+        return {"workdir": tree.workdir, "env": self.worker_env(tree, worker), "git_note": git_note(tree)}
 
     def _spawn_helper(self, msg: Message) -> None:
         """One helper at a time per task, counted against max_workers; a replayed request starts none."""

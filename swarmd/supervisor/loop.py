@@ -40,6 +40,7 @@ from swarmd.supervisor.queues import Deliveries, Queues
 from swarmd.supervisor.reactions import MailReactions
 from swarmd.supervisor.recovery import Recovery
 from swarmd.supervisor.remote import RemoteWorkers
+from swarmd.supervisor.remotetrees import RemoteTrees
 from swarmd.supervisor.repeats import RepeatedErrors
 from swarmd.supervisor.retention import prune_if_due
 from swarmd.supervisor.settings import read_settings
@@ -56,7 +57,8 @@ MIN_SLEEP = 0.005  # seconds: a deadline just reached is passed by the time the 
 FORK_SERVER_WAIT = 3.0  # seconds the supervisor waits at start for its fork server to listen
 
 
-class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration, RemoteWorkers):
+class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration, RemoteWorkers,
+                 RemoteTrees):
     """One swarm home's supervisor: `serve()` runs `step()` until stopped; its parts (recovery, mail, outcomes,
     health, queued prompts, dispatch) are mixins in modules of their own, all over the state set up here.
 
@@ -111,6 +113,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.hosts_down: set[str] = set()
         self.hosts_missing: dict[str, float] = {}
         self.stops_sent: set[str] = set()
+        self.host_bases: dict[str, list[str]] = {}  # host -> base commits bundled to it (see RemoteTrees)
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property

@@ -14,6 +14,7 @@ from protocol.event import EventType
 from protocol.ids import new_id
 from protocol.messages import Message
 from protocol.task import LIVE_STATUSES, Task
+from swarmd.errors import SwarmError
 from swarmd.hosts.client import HostsClient
 from swarmd.hosts.lease import supervisor_grace
 from swarmd.hosts.settings import hosts_link
@@ -79,10 +80,15 @@ class RemoteWorkers:
         """Order the attempt's host to start its worker (queued: the host takes it when it can)."""
         assert self.remote is not None and state.host
         profile = self.spawner.profile(task.profile)
+        try:
+            tree = self.remote_tree(task, state)
+        except SwarmError as exc:
+            self._launch_failed(self.ledger.task(task.id), state, str(exc))
+            return
         self.remote.send(state.host, StartOrder(
             id=f"start.{state.name}.{new_id()}", worker=state.name, attempt=state.attempt, max_attempts=self.max_attempts(task),
             task=task.model_dump(mode="json"), profile=profile.model_dump(mode="json"),
-            heartbeat_interval=self.config.heartbeat_interval, durable=self.config.durable))
+            heartbeat_interval=self.config.heartbeat_interval, durable=self.config.durable, git=tree))
 
     def stop_remote(self, host: str, worker: str, attempt: int, reason: str, *, grace: float = 0.0) -> None:
         """Tell `host` to end `worker` (once per worker: the order waits in the host's queue until it takes it)."""
@@ -90,7 +96,7 @@ class RemoteWorkers:
             return
         self.stops_sent.add(worker)
         self.remote.send(host, StopOrder(id=f"stop.{worker}.{new_id()}", worker=worker, attempt=attempt,
-                                         reason=reason, grace=grace))
+                                         reason=reason, grace=grace, home_tip=self.home_tip(worker, attempt)))
 
     # ----- following the hosts ----------------------------------------------------------------------------
     def handle_hosts(self) -> None:
@@ -164,6 +170,7 @@ class RemoteWorkers:
             self.workers.pop(state.name, None)
             self._abandon(task, f"host {event.host} ended {state.name}: its lease lapsed (cut off from the server)")
         elif event.kind == "start_failed":
+            self.base_not_sent(event.host)
             self._launch_failed(task, state, f"on host {event.host}: {event.error}")
         elif event.kind == "ended" and not state.reported and task.assignee == state.name:
             status = (f"was killed by signal {event.signal}" if event.signal is not None
@@ -182,7 +189,17 @@ class RemoteWorkers:
         if message.sender != event.worker:
             self._refuse(event, f"it says it is from {message.sender}")
             return
+        if why := self.bring_home(event, self.workers[event.worker]):
+            self.branch_not_home(event, why)
+            return
         self.handle(message)
+
+    def branch_not_home(self, event: HostEvent, why: str) -> None:
+        """The attempt's work could not be had from its host: the attempt fails with the reason."""
+        state = self.workers[event.worker]
+        task = self.ledger.board().get(state.task)
+        if task is not None and task.assignee == state.name and task.status in LIVE_STATUSES:
+            self._fail(task, state, why)
 
     def _refuse(self, event: HostEvent, why: str = "") -> None:
         """What a host says for an attempt that is not current (or for another's worker): refused, recorded, and

@@ -1,0 +1,122 @@
+"""Worktrees on worker hosts: a remote attempt works in a worktree of the host's own repository, made from a base
+bundle the supervisor put in the swarm's JetStream object store; its branch comes home as a bundle when it reports
+DONE, is validated on the supervisor's machine and lands through the merge queue. A real git repository, a real
+nats-server, a host agent on loopback."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from gitkit import git, isolate_git, make_repo
+from hostkit import HostedSwarm, loopback  # noqa: F401 - the fixture
+from protocol.event import EventType
+from protocol.task import TaskStatus
+from swarmd.git.repo import Git
+from swarmd.git.settings import GitSettings
+from swarmd.git.worktrees import create_attempt
+from swarmd.home import SwarmHome
+from swarmd.hosts.bundles import BundleError, bundle_branch, fast_forward
+from swarmd.ledger.log import Ledger
+
+from swarmkit import wait_until
+
+INTEGRATION = "swarm/demo/_integration"
+GATE = "while [ ! -e {gate} ]; do sleep 0.05; done; "
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    isolate_git(monkeypatch, tmp_path)
+    return make_repo(tmp_path / "repo", {"README": "hello\n", "lib.txt": "header\n"})
+
+
+def start_plan(swarm: HostedSwarm, tasks: list[dict]) -> Ledger:
+    swarm.config(max_workers=1, local_workers=False)
+    swarm.join("h1", slots=1)
+    plan = swarm.root / "demo.json"
+    plan.write_text(json.dumps({"defaults": {"workdir": "repo", "max_attempts": 1}, "tasks": tasks}))
+    result = run_cli("swarm", "run", str(plan), "--home", str(swarm.home.root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Ledger(swarm.home)
+
+
+def test_a_remote_attempts_commit_lands_through_the_merge_queue(loopback: HostedSwarm, repo: Path) -> None:
+    gate = loopback.root / "gate"
+    ledger = start_plan(loopback, [{
+        "id": "job", "title": "job",
+        "description": GATE.format(gate=gate) + "echo 'from h1' >> lib.txt && git commit -qam 'job: lib on h1'",
+        "validation": {"checks": [{"kind": "content_check", "path": "lib.txt", "pattern": "from h1"}]}}])
+    host_tree = loopback.host_home("h1") / "worktrees" / "demo" / "job-a1"
+    wait_until(lambda: ledger.task("job").status == TaskStatus.IN_PROGRESS and (host_tree / "lib.txt").exists(), 60,
+               "the job to run on h1 in a worktree of its own")
+    # the worker runs in the host's worktree, on the attempt's branch, at the supervisor's base
+    assert git(host_tree, "rev-parse", "--abbrev-ref", "HEAD") == "swarm/demo/job"
+    assert git(host_tree, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")
+    assert Path(git(host_tree, "rev-parse", "--git-common-dir")).resolve() == (loopback.host_home("h1") / "repo")
+    gate.touch()
+
+    wait_until(lambda: ledger.task("job").status in (TaskStatus.DONE, TaskStatus.BLOCKED), 60, "the job to end")
+    task = ledger.task("job")
+    assert task.status == TaskStatus.DONE, [e.summary for e in ledger.events(task="job")]
+    landed = [e for e in ledger.events(types=[EventType.TASK_COMPLETED.value]) if e.task == "job"]
+    assert landed[0].detail["merge"]["integration"] == INTEGRATION
+    # the supervisor's repository has the worker's commit (made on h1), and the queue landed it
+    commit = landed[0].detail["merge"]["commit"]
+    assert git(repo, "log", "-1", "--format=%s %ae", commit) == "job: lib on h1 w1@t.swarm.invalid"
+    assert git(repo, "show", f"{INTEGRATION}:lib.txt") == "header\nfrom h1"
+    assert git(repo, "rev-parse", "main") == git(repo, "rev-parse", f"{INTEGRATION}^1")  # the user's branch: as it was
+    # the attempt is over: the host's worktree goes, and its branch (its work is home)
+    wait_until(lambda: not host_tree.exists(), 30, "the host to remove the attempt's worktree")
+    host_repo = loopback.host_home("h1") / "repo"
+    wait_until(lambda: "swarm/demo/job" not in git(host_repo, "branch", "--list"), 30, "the host's branch to go")
+
+
+def test_a_branch_that_left_its_base_fails_the_attempt_with_the_reason(loopback: HostedSwarm, repo: Path) -> None:
+    orphan = "git reset -q --hard $(git commit-tree -m foreign $(git mktree </dev/null))"
+    ledger = start_plan(loopback, [{"id": "job", "title": "job", "description": orphan}])
+    wait_until(lambda: ledger.task("job").status in (TaskStatus.DONE, TaskStatus.BLOCKED), 60, "the job to end")
+    task = ledger.task("job")
+    assert task.status == TaskStatus.BLOCKED
+    reason = task.attempts[-1].reason or ""
+    assert "could not be brought home" in reason and "does not descend from its base" in reason, reason
+    assert git(repo, "rev-parse", f"{INTEGRATION}") == git(repo, "rev-parse", "main")  # nothing landed
+    # the host's worktree goes with the attempt; its branch, whose work never came home, stays there
+    wait_until(lambda: not (loopback.host_home("h1") / "worktrees" / "demo" / "job-a1").exists(), 30,
+               "the host to remove the attempt's worktree")
+    assert git(loopback.host_home("h1") / "repo", "log", "-1", "--format=%s", "swarm/demo/job") == "foreign"
+
+
+def tree_at_base(tmp_path: Path, repo: Path):
+    home = SwarmHome(tmp_path / "home")
+    return create_attempt(home, repo, repo, plan="demo", task="t", attempt=1, settings=GitSettings())
+
+
+def test_a_corrupt_or_foreign_bundle_is_refused_with_its_reason(tmp_path: Path, repo: Path) -> None:
+    tree = tree_at_base(tmp_path, repo)
+    junk = tmp_path / "junk.bundle"
+    junk.write_bytes(b"# v2 git bundle\nnot a bundle at all\n")
+    with pytest.raises(BundleError, match="does not apply"):
+        fast_forward(tree, junk, "0" * 40)
+    # a bundle of another repository, made on a commit this one lacks
+    other = make_repo(tmp_path / "other", {"x": "1\n"})
+    (other / "x").write_text("2\n")
+    git(other, "commit", "-qam", "two")
+    foreign = tmp_path / "foreign.bundle"
+    assert bundle_branch(Git(other), "refs/heads/main", [git(other, "rev-parse", "HEAD^")], foreign)
+    with pytest.raises(BundleError, match="does not apply.*(lacks|prerequisite)"):
+        fast_forward(tree, foreign, git(other, "rev-parse", "HEAD"))
+    assert git(Path(tree.path), "rev-parse", "HEAD") == tree.base  # the attempt's worktree did not move
+
+
+def test_a_base_the_host_holds_is_not_sent_again(tmp_path: Path, repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    assert not bundle_branch(Git(repo), "refs/heads/main", [base], tmp_path / "b.bundle")
+    (repo / "README").write_text("changed\n")
+    git(repo, "commit", "-qam", "two")
+    assert bundle_branch(Git(repo), "refs/heads/main", [base], tmp_path / "b.bundle")
+    heads = subprocess.run(["git", "-C", str(repo), "bundle", "verify", str(tmp_path / "b.bundle")],
+                           capture_output=True, text=True)
+    assert base in heads.stdout + heads.stderr  # incremental: the base is a prerequisite, not carried
