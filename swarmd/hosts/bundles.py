@@ -192,6 +192,29 @@ async def delete_object(js: Any, swarm: str, name: str) -> None:
         pass
 
 
+async def get_until_had(link: Any, swarm: str, name: str, path: Path) -> None:
+    """`get_file`, tried again through outages until it is had. Raises BundleError at once for an object that is
+    missing or whose checksum does not match (no retry mends those)."""
+    import asyncio
+
+    from nats.js.errors import DigestMismatchError
+
+    from swarmd.hosts.link import RETRY_WAIT
+
+    while True:
+        if link.js is not None and link.connected:
+            try:
+                await get_file(link.js, swarm, name, path)
+                return
+            except DigestMismatchError:
+                raise BundleError(f"bundle {name} is corrupt: its SHA-256 does not match") from None
+            except BundleError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - down meanwhile: the next try fetches it again, whole
+                log.debug("bundle %s not fetched yet: %s", name, exc)
+        await asyncio.sleep(RETRY_WAIT)
+
+
 async def put_until_stored(link: Any, swarm: str, name: str, path: Path, closing: Any) -> None:
     """`put_file`, tried again through outages (as `swarmd.hosts.link.publish_until_acked`) until the server has
     it or `closing()` says to give up (then BundleError)."""
@@ -220,11 +243,9 @@ def receive_attempt(link: Any, home: SwarmHome, swarm: str, order: TreeOrder, *,
     try:
         if path is not None:
             try:
-                link.run(get_file(link.js, swarm, order.bundle, path), timeout=TRANSFER_TIMEOUT)
-            except BundleError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the link's errors are many: each is this one failure
-                raise BundleError(f"the base bundle {order.bundle} could not be fetched: {exc or type(exc).__name__}")
+                link.run(get_until_had(link, swarm, order.bundle, path), timeout=TRANSFER_TIMEOUT)
+            except TimeoutError:
+                raise BundleError(f"the base bundle {order.bundle} did not come in {TRANSFER_TIMEOUT:g} s") from None
         return host_attempt(home, path, base=order.base, plan=order.plan, integration=order.integration,
                             subdir=order.subdir, task=task, attempt=attempt, setup=order.setup,
                             teardown=order.teardown)

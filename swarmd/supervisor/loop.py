@@ -26,6 +26,7 @@ from swarmd.git.queue import MergeOutcome, QueueEntry
 from swarmd.git.worktrees import AttemptTree
 from swarmd.home import SwarmHome, make_private_dir
 from swarmd.hosts.client import HostsClient
+from swarmd.hosts.wire import HostEvent
 from swarmd.integrations.planning import PlanningTools
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.registry import LIVE_STATUSES as LIVE_AGENTS
@@ -114,6 +115,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.hosts_missing: dict[str, float] = {}
         self.stops_sent: set[str] = set()
         self.host_bases: dict[str, list[str]] = {}  # host -> base commits bundled to it (see RemoteTrees)
+        self.homecoming: dict[str, HostEvent] = {}  # worker -> its DONE's event, whose branch its validation fetches
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property

@@ -30,11 +30,14 @@ class Outcomes:
         """Run the task's checks off this thread; the result comes back through `results`."""
         def job() -> None:
             try:
-                workdir = self.workdir_of(task)
-                commit = self.keep_leftovers(task.id, worker)
-                report = run_checks(task.validation, workdir=workdir)
-                refused = self.planning.after_checks(task, worker.attempt, workdir) if report.passed else None
-                result = ValidationResult(task.id, worker.name, report, refused=refused or "", commit=commit)
+                if away := self.come_home(worker):  # a remote attempt's branch could not be had from its host
+                    result = ValidationResult(task.id, worker.name, None, refused=away)
+                else:
+                    workdir = self.workdir_of(task)
+                    commit = self.keep_leftovers(task.id, worker)
+                    report = run_checks(task.validation, workdir=workdir)
+                    refused = self.planning.after_checks(task, worker.attempt, workdir) if report.passed else None
+                    result = ValidationResult(task.id, worker.name, report, refused=refused or "", commit=commit)
             except Exception as exc:  # noqa: BLE001 - a result must come back, or the task waits forever
                 result = ValidationResult(task.id, worker.name, None, f"{type(exc).__name__}: {exc}")
             self.results.put(result)
@@ -58,10 +61,10 @@ class Outcomes:
                 raise
 
     def _judge(self, task: Task, worker: WorkerState, result: ValidationResult) -> None:
-        if result.report is None:
-            self._fail(task, worker, f"validation could not run: {result.error}")
-        elif result.refused:
+        if result.refused:
             self._fail(task, worker, result.refused)
+        elif result.report is None:
+            self._fail(task, worker, f"validation could not run: {result.error}")
         elif result.report.passed and task.id in self.trees:
             self.enqueue(task, worker, result.commit or self.trees[task.id].base)
         elif result.report.passed:

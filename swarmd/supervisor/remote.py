@@ -81,14 +81,14 @@ class RemoteWorkers:
         assert self.remote is not None and state.host
         profile = self.spawner.profile(task.profile)
         try:
-            tree = self.remote_tree(task, state)
+            tree, bundle = self.remote_tree(task, state) or (None, None)
         except SwarmError as exc:
             self._launch_failed(self.ledger.task(task.id), state, str(exc))
             return
-        self.remote.send(state.host, StartOrder(
+        self.send_start(state.host, StartOrder(
             id=f"start.{state.name}.{new_id()}", worker=state.name, attempt=state.attempt, max_attempts=self.max_attempts(task),
             task=task.model_dump(mode="json"), profile=profile.model_dump(mode="json"),
-            heartbeat_interval=self.config.heartbeat_interval, durable=self.config.durable, git=tree))
+            heartbeat_interval=self.config.heartbeat_interval, durable=self.config.durable, git=tree), bundle)
 
     def stop_remote(self, host: str, worker: str, attempt: int, reason: str, *, grace: float = 0.0) -> None:
         """Tell `host` to end `worker` (once per worker: the order waits in the host's queue until it takes it)."""
@@ -189,7 +189,7 @@ class RemoteWorkers:
         if message.sender != event.worker:
             self._refuse(event, f"it says it is from {message.sender}")
             return
-        if why := self.bring_home(event, self.workers[event.worker]):
+        if why := self.branch_arrives(event, message, self.workers[event.worker]):
             self.branch_not_home(event, why)
             return
         self.handle(message)

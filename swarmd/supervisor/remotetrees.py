@@ -2,55 +2,71 @@
 
 An isolated attempt placed on a host gets its branch and worktree here as a local one does (`Integration.isolate`:
 the same names, the same ledger event), where its work is validated and merged; its base goes to the host as a
-bundle in the swarm's object store. Its DONE (or CHECKPOINT) mail comes with the host's bundle of its branch,
-fetched into that worktree before the mail is handled: validation and the merge queue then go on exactly as for a
-local attempt. A bundle that cannot be had or applied fails the attempt with the reason.
+bundle in the swarm's object store. Its DONE mail comes with the host's bundle of its branch, fetched into that
+worktree by its validation (off the loop's thread) before any check runs: validation and the merge queue then go
+on exactly as for a local attempt. A CHECKPOINT's is fetched at once (the next attempt starts from it). A bundle
+that cannot be had or applied fails the attempt with the reason.
 """
 
-import logging
 from pathlib import Path
 
+from protocol.messages import Message, MessageType
 from protocol.task import Task
 from swarmd.git.repo import Git, GitError
-from swarmd.hosts.bundles import (KNOWN_LIMIT, TRANSFER_TIMEOUT, BundleError, base_object, bundle_branch,
-                                  delete_object, fast_forward, get_file, put_file, scratch_file)
-from swarmd.hosts.wire import HostEvent, TreeOrder
+from swarmd.hosts.bundles import (KNOWN_LIMIT, BundleError, base_object, bundle_branch, delete_object, fast_forward,
+                                  get_until_had, put_until_stored, scratch_file)
+from swarmd.hosts.wire import HostEvent, StartOrder, TreeOrder
 from swarmd.supervisor.state import WorkerState
 
-log = logging.getLogger("swarmd.supervisor")
+FETCH_TIMEOUT = 300.0  # seconds a validation waits for a branch's bundle to come from the object store
 
 
 class RemoteTrees:
     """The part of `Supervisor` that gives remote attempts their worktrees and brings their branches home.
 
     A mixin; its own state: `host_bases` (host -> the base commits bundled to it, newest last: what an incremental
-    bundle leaves out)."""
+    bundle leaves out) and `homecoming` (worker -> the event of its DONE that carries its branch, until its
+    validation fetches it)."""
 
-    def remote_tree(self, task: Task, state: WorkerState) -> TreeOrder | None:
-        """Make the attempt's worktree here and send its base to its host; what the start order says of it (None:
-        the task is not isolated). Raises SwarmError (ConfigError, GitError, BundleError)."""
+    def remote_tree(self, task: Task, state: WorkerState) -> tuple[TreeOrder, Path | None] | None:
+        """Make the attempt's worktree here and bundle its base for its host (None: the task is not isolated):
+        what the start order says of it, and the bundle file to store first (None: the host holds the base; else
+        `send_start` stores it and removes the file). Raises SwarmError (ConfigError, GitError)."""
         tree = self.isolate(task, state.name, state.attempt)
         if tree is None:
             return None
-        assert self.remote is not None
         known = self.host_bases.setdefault(state.host, [])
-        path = scratch_file(self.home.run_dir / "bundles", ".bundle")
-        name = ""
+        path: Path | None = scratch_file(self.home.run_dir / "bundles", ".bundle")
         try:
-            if bundle_branch(Git(Path(tree.repo)), f"refs/heads/{tree.branch}", known, path):
-                name = base_object(state.host, state.name, state.attempt)
-                try:
-                    self.remote.link.run(put_file(self.remote.link.js, self.config.name, name, path),
-                                         timeout=TRANSFER_TIMEOUT)
-                except Exception as exc:  # noqa: BLE001 - the link's errors are many: each is this one failure
-                    raise BundleError(f"the base bundle for host {state.host} could not be stored: "
-                                      f"{exc or type(exc).__name__}") from None
-        finally:
+            if not bundle_branch(Git(Path(tree.repo)), f"refs/heads/{tree.branch}", known, path):
+                path = None
+        except GitError:
             path.unlink(missing_ok=True)
+            raise
         self.host_bases[state.host] = [c for c in known if c != tree.base][-(KNOWN_LIMIT - 1):] + [tree.base]
         settings = self.git_settings(task)
-        return TreeOrder(bundle=name, base=tree.base, plan=tree.plan, integration=tree.integration,
-                         subdir=tree.subdir, setup=settings.setup, teardown=settings.teardown)
+        order = TreeOrder(bundle=base_object(state.host, state.name, state.attempt) if path else "", base=tree.base,
+                          plan=tree.plan, integration=tree.integration, subdir=tree.subdir, setup=settings.setup,
+                          teardown=settings.teardown)
+        return order, path
+
+    def send_start(self, host: str, order: StartOrder, bundle: Path | None) -> None:
+        """Queue the start order; when it needs a base bundle, once that is stored (on the link's loop, through any
+        outage: the loop's thread never waits for the network)."""
+        assert self.remote is not None
+        if bundle is None or order.git is None:
+            self.remote.send(host, order)
+            return
+        link, name = self.remote.link, order.git.bundle
+
+        async def store_then_send() -> None:
+            try:
+                await put_until_stored(link, self.config.name, name, bundle, self.stopping.is_set)
+            finally:
+                bundle.unlink(missing_ok=True)
+            self.remote.send(host, order)
+
+        link.spawn(store_then_send())
 
     def home_tip(self, worker: str, attempt: int) -> str:
         """The commit of `worker`'s attempt branch that is home (in its worktree here); "" when none is."""
@@ -64,11 +80,28 @@ class RemoteTrees:
         """The host could not start an attempt: what it holds is unknown, so the next base goes whole."""
         self.host_bases.pop(host, None)
 
+    def branch_arrives(self, event: HostEvent, message: Message, state: WorkerState) -> str:
+        """A worker's mail from its host, before it is handled: the branch a DONE carries is fetched by its
+        validation (`come_home`, off the loop's thread), the one a CHECKPOINT carries now (the next attempt starts
+        from it). "", or why the branch cannot be had (the attempt then fails)."""
+        if not (event.tip or event.git_error) or state.reported:
+            return ""
+        if message.type == MessageType.CHECKPOINT:
+            return self.bring_home(event, state)
+        self.homecoming[state.name] = event
+        return ""
+
+    def come_home(self, worker: WorkerState) -> str:
+        """For a validation (on its thread): fetch the branch the worker's DONE said its host sent; "" when done or
+        when there is none to fetch, else why it cannot be had."""
+        event = self.homecoming.pop(worker.name, None)
+        return self.bring_home(event, worker) if event is not None else ""
+
     def bring_home(self, event: HostEvent, state: WorkerState) -> str:
-        """Fetch the branch a worker's DONE or CHECKPOINT carries into its attempt's worktree here; "" when done
-        (or when the attempt has no worktree here, or the branch is home already), else why it cannot be."""
+        """Fetch the branch a worker's report carries into its attempt's worktree here; "" when done (or when the
+        attempt has no worktree here, or the branch is home already), else why it cannot be."""
         tree = self.trees.get(state.task)
-        if tree is None or tree.attempt != state.attempt or not (event.tip or event.git_error):
+        if tree is None or tree.attempt != state.attempt:
             return ""
         if event.git_error:
             return event.git_error
@@ -78,8 +111,12 @@ class RemoteTrees:
         path = scratch_file(self.home.run_dir / "bundles", ".bundle") if event.bundle else None
         try:
             if path is not None:
-                self._fetch_object(event.bundle, path)
+                self.remote.link.run(get_until_had(self.remote.link, self.config.name, event.bundle, path),
+                                     timeout=FETCH_TIMEOUT)
             fast_forward(tree, path, event.tip)
+        except TimeoutError:
+            return (f"the work of {state.name} on host {event.host} could not be brought home: bundle "
+                    f"{event.bundle} could not be fetched within {FETCH_TIMEOUT:g} s")
         except (BundleError, GitError, OSError) as exc:
             return f"the work of {state.name} on host {event.host} could not be brought home: {exc}"
         finally:
@@ -88,13 +125,3 @@ class RemoteTrees:
         if event.bundle:
             self.remote.link.spawn(delete_object(self.remote.link.js, self.config.name, event.bundle))
         return ""
-
-    def _fetch_object(self, name: str, path: Path) -> None:
-        assert self.remote is not None
-        try:
-            self.remote.link.run(get_file(self.remote.link.js, self.config.name, name, path),
-                                 timeout=TRANSFER_TIMEOUT)
-        except BundleError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the link's errors are many: each is this one failure
-            raise BundleError(f"bundle {name} could not be fetched: {exc or type(exc).__name__}") from None

@@ -47,7 +47,8 @@ class ValidationResult:
     worker: str
     report: ValidationReport | None
     error: str = ""  # the checks could not run at all
-    refused: str = ""  # the checks passed, but a planning tool (OL's ratchet) refused the work: why
+    refused: str = ""  # why the work was refused: by a planning tool (OL's ratchet) after its checks passed, or
+    # before any check, when a remote attempt's branch could not be brought home from its host (report None)
     commit: str | None = None  # the attempt's branch tip when its checks ran (isolated attempts only)
 
 
