@@ -48,7 +48,10 @@ def test_a_remote_attempts_commit_lands_through_the_merge_queue(loopback: Hosted
     ledger = start_plan(loopback, [{
         "id": "job", "title": "job",
         "description": GATE.format(gate=gate) + "echo 'from h1' >> lib.txt && git commit -qam 'job: lib on h1'",
-        "validation": {"checks": [{"kind": "content_check", "path": "lib.txt", "pattern": "from h1"}]}}])
+        "validation": {"checks": [{"kind": "content_check", "path": "lib.txt", "pattern": "from h1"}]}},
+        {"id": "next", "title": "next", "blocked_by": ["job"],  # its base is the merged job: sent incrementally
+         "description": "grep -q 'from h1' lib.txt && echo next > next.txt && git add next.txt && git commit -qm next",
+         "validation": {"checks": [{"kind": "files_exist", "paths": ["next.txt"]}]}}])
     host_tree = loopback.host_home("h1") / "worktrees" / "demo" / "job-a1"
     wait_until(lambda: ledger.task("job").status == TaskStatus.IN_PROGRESS and (host_tree / "lib.txt").exists(), 60,
                "the job to run on h1 in a worktree of its own")
@@ -58,20 +61,22 @@ def test_a_remote_attempts_commit_lands_through_the_merge_queue(loopback: Hosted
     assert Path(git(host_tree, "rev-parse", "--git-common-dir")).resolve() == (loopback.host_home("h1") / "repo")
     gate.touch()
 
-    wait_until(lambda: ledger.task("job").status in (TaskStatus.DONE, TaskStatus.BLOCKED), 60, "the job to end")
-    task = ledger.task("job")
-    assert task.status == TaskStatus.DONE, [e.summary for e in ledger.events(task="job")]
+    wait_until(lambda: ledger.task("next").status in (TaskStatus.DONE, TaskStatus.BLOCKED), 60, "the tasks to end")
+    for task in ledger.board().values():
+        assert task.status == TaskStatus.DONE, [e.summary for e in ledger.events(task=task.id)]
     landed = [e for e in ledger.events(types=[EventType.TASK_COMPLETED.value]) if e.task == "job"]
     assert landed[0].detail["merge"]["integration"] == INTEGRATION
     # the supervisor's repository has the worker's commit (made on h1), and the queue landed it
     commit = landed[0].detail["merge"]["commit"]
     assert git(repo, "log", "-1", "--format=%s %ae", commit) == "job: lib on h1 w1@t.swarm.invalid"
     assert git(repo, "show", f"{INTEGRATION}:lib.txt") == "header\nfrom h1"
-    assert git(repo, "rev-parse", "main") == git(repo, "rev-parse", f"{INTEGRATION}^1")  # the user's branch: as it was
-    # the attempt is over: the host's worktree goes, and its branch (its work is home)
+    assert git(repo, "show", f"{INTEGRATION}:next.txt") == "next"
+    assert git(repo, "rev-parse", "main") == git(repo, "rev-parse", f"{INTEGRATION}^1^1")  # the user's: as it was
+    # the attempts are over: the host's worktrees go, and their branches (their work is home)
     wait_until(lambda: not host_tree.exists(), 30, "the host to remove the attempt's worktree")
     host_repo = loopback.host_home("h1") / "repo"
-    wait_until(lambda: "swarm/demo/job" not in git(host_repo, "branch", "--list"), 30, "the host's branch to go")
+    wait_until(lambda: git(host_repo, "branch", "--list", "swarm/demo/job", "swarm/demo/next") == "", 30,
+               "the host's attempt branches to go")
 
 
 def test_a_branch_that_left_its_base_fails_the_attempt_with_the_reason(loopback: HostedSwarm, repo: Path) -> None:

@@ -10,14 +10,16 @@ that cannot be had or applied fails the attempt with the reason.
 
 from pathlib import Path
 
+from protocol.event import EventType
 from protocol.messages import Message, MessageType
 from protocol.task import Task
 from swarmd.git.repo import Git, GitError
 from swarmd.hosts.bundles import (KNOWN_LIMIT, BundleError, base_object, bundle_branch, delete_object, fast_forward,
                                   get_until_had, put_until_stored, scratch_file)
 from swarmd.hosts.wire import HostEvent, StartOrder, TreeOrder
-from swarmd.supervisor.state import WorkerState
+from swarmd.supervisor.state import SUPERVISOR, WorkerState
 
+BRANCH_SENT = "branch_sent"  # the `kind` of the custom event that records a branch a host sent
 FETCH_TIMEOUT = 300.0  # seconds a validation waits for a branch's bundle to come from the object store
 
 
@@ -86,16 +88,34 @@ class RemoteTrees:
         from it). "", or why the branch cannot be had (the attempt then fails)."""
         if not (event.tip or event.git_error) or state.reported:
             return ""
+        sent = f"bundle {event.bundle}" if event.bundle else "no bundle: nothing was committed"
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, state.task, kind=BRANCH_SENT, worker=state.name,
+                           attempt=state.attempt, host=event.host, **event.model_dump(include={"tip", "bundle",
+                                                                                               "git_error"}),
+                           summary=f"{state.name} on host {event.host} sent its branch" + (
+                               f" at {event.tip[:12]} ({sent})" if event.tip else f": {event.git_error}"))
         if message.type == MessageType.CHECKPOINT:
             return self.bring_home(event, state)
         self.homecoming[state.name] = event
         return ""
 
     def come_home(self, worker: WorkerState) -> str:
-        """For a validation (on its thread): fetch the branch the worker's DONE said its host sent; "" when done or
-        when there is none to fetch, else why it cannot be had."""
+        """For a validation (on its thread): fetch the branch the worker's DONE said its host sent (as the ledger
+        says, after a restart); "" when done or when there is none to fetch, else why it cannot be had."""
         event = self.homecoming.pop(worker.name, None)
+        if event is None and worker.host:
+            event = self._recorded_homecoming(worker)
         return self.bring_home(event, worker) if event is not None else ""
+
+    def _recorded_homecoming(self, worker: WorkerState) -> HostEvent | None:
+        """The branch the worker's host last said it sent, from the ledger (the supervisor restarted since)."""
+        for recorded in reversed(self.ledger.events(types=[EventType.CUSTOM.value], task=worker.task)):
+            d = recorded.detail
+            if d.get("kind") == BRANCH_SENT and d.get("worker") == worker.name and d.get("attempt") == worker.attempt:
+                return HostEvent(kind="mail", id=f"recorded.{recorded.seq}", host=d.get("host", ""),
+                                 worker=worker.name, attempt=worker.attempt, tip=d.get("tip", ""),
+                                 bundle=d.get("bundle", ""), git_error=d.get("git_error", ""))
+        return None
 
     def bring_home(self, event: HostEvent, state: WorkerState) -> str:
         """Fetch the branch a worker's report carries into its attempt's worktree here; "" when done (or when the
