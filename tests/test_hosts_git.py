@@ -12,16 +12,22 @@ import pytest
 from conftest import run_cli
 from gitkit import git, isolate_git, make_repo
 from hostkit import HostedSwarm, loopback  # noqa: F401 - the fixture
+from natskit import NatsServer, nats_server  # noqa: F401 - the fixture
 from protocol.event import EventType
+from protocol.messages import MessageType, make_message
 from protocol.task import TaskStatus
 from swarmd.git.repo import Git
 from swarmd.git.settings import GitSettings
 from swarmd.git.worktrees import create_attempt
 from swarmd.home import SwarmHome
-from swarmd.hosts.bundles import BundleError, bundle_branch, fast_forward
+from swarmd.hosts.bundles import BundleError, bundle_branch, fast_forward, put_file
+from swarmd.hosts.client import HostsClient
+from swarmd.hosts.settings import HostsLink
+from swarmd.hosts.wire import HostEvent
 from swarmd.ledger.log import Ledger
-
-from swarmkit import wait_until
+from swarmd.supervisor.loop import Supervisor
+from swarmd.supervisor.state import WorkerState
+from swarmkit import init_home, wait_until
 
 INTEGRATION = "swarm/demo/_integration"
 GATE = "while [ ! -e {gate} ]; do sleep 0.05; done; "
@@ -125,3 +131,56 @@ def test_a_base_the_host_holds_is_not_sent_again(tmp_path: Path, repo: Path) -> 
     heads = subprocess.run(["git", "-C", str(repo), "bundle", "verify", str(tmp_path / "b.bundle")],
                            capture_output=True, text=True)
     assert base in heads.stdout + heads.stderr  # incremental: the base is a prerequisite, not carried
+
+
+def supervisor_on(home: SwarmHome, server: NatsServer) -> Supervisor:
+    """A supervisor (not serving) with its hosts' link up, as after its start."""
+    supervisor = Supervisor(home)
+    supervisor.remote = HostsClient(HostsLink(server.url, None, None), ttl=3.0, swarm="t", wake=lambda: None).start()
+    wait_until(lambda: supervisor.remote.link.connected, 30, "the hosts' link to be up")
+    return supervisor
+
+
+def test_a_restarted_supervisor_fetches_the_branch_its_ledger_says_was_sent(
+        tmp_path: Path, repo: Path, swarm_home: SwarmHome, nats_server: NatsServer) -> None:
+    init_home(swarm_home)
+    tree = create_attempt(swarm_home, repo, repo, plan="demo", task="job", attempt=1, settings=GitSettings())
+    # the host's side: a commit on the attempt's branch, bundled from the base and stored
+    host = tmp_path / "host"
+    git(tmp_path, "clone", "-q", "--branch", tree.branch, str(repo), str(host))
+    (host / "lib.txt").write_text("header\nfrom h1\n")
+    git(host, "commit", "-qam", "on h1")
+    tip = git(host, "rev-parse", "HEAD")
+    assert bundle_branch(Git(host), f"refs/heads/{tree.branch}", [tree.base], tmp_path / "done.bundle")
+    junk = tmp_path / "junk.bundle"
+    junk.write_bytes(b"# v2 git bundle\nnot a bundle at all\n")
+    worker = WorkerState(name="w1", task="job", attempt=1, session="t-w1", started_at=0.0, host="h1")
+    done = make_message(MessageType.DONE, "w1", "supervisor", {"task": "job", "summary": "did it"}, thread="job")
+
+    first = supervisor_on(swarm_home, nats_server)
+    try:
+        link = first.remote.link
+        link.run(put_file(link.js, "t", "h1/w1.a1.done", tmp_path / "done.bundle"))
+        link.run(put_file(link.js, "t", "h1/w9.a1.done", junk))
+        # a corrupt object fails the attempt's validation with its reason, before any check
+        first.trees["job"] = tree
+        bad = HostEvent(kind="mail", id="m0", host="h1", worker="w9", attempt=1, tip=tip, bundle="h1/w9.a1.done")
+        assert first.branch_arrives(bad, done, WorkerState(name="w9", task="job", attempt=1, session="t-w9",
+                                                           started_at=0.0, host="h1")) == ""
+        why = first.come_home(WorkerState(name="w9", task="job", attempt=1, session="t-w9", started_at=0.0,
+                                          host="h1"))
+        assert "could not be brought home" in why and "does not apply" in why, why
+        # the DONE is taken (and recorded); the supervisor stops before its validation fetched the branch
+        event = HostEvent(kind="mail", id="m1", host="h1", worker="w1", attempt=1, tip=tip, bundle="h1/w1.a1.done")
+        assert first.branch_arrives(event, done, worker) == ""
+    finally:
+        first.remote.close()
+    assert git(Path(tree.path), "rev-parse", "HEAD") == tree.base
+
+    again = supervisor_on(swarm_home, nats_server)
+    try:
+        again.trees["job"] = tree  # as recover_git rebuilds it from the ledger
+        assert again.come_home(worker) == ""
+    finally:
+        again.remote.close()
+    assert git(Path(tree.path), "rev-parse", "HEAD") == tip  # the validation then checks the host's work
