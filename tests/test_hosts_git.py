@@ -23,7 +23,7 @@ from swarmd.home import SwarmHome
 from swarmd.hosts.bundles import BundleError, bundle_branch, fast_forward, put_file
 from swarmd.hosts.client import HostsClient
 from swarmd.hosts.settings import HostsLink
-from swarmd.hosts.wire import HostEvent
+from swarmd.hosts.wire import HostEvent, TreeOrder
 from swarmd.ledger.log import Ledger
 from swarmd.supervisor.loop import Supervisor
 from swarmd.supervisor.state import WorkerState
@@ -184,3 +184,13 @@ def test_a_restarted_supervisor_fetches_the_branch_its_ledger_says_was_sent(
     finally:
         again.remote.close()
     assert git(Path(tree.path), "rev-parse", "HEAD") == tip  # the validation then checks the host's work
+
+
+@pytest.mark.parametrize("field", [{"subdir": "../up"}, {"subdir": "/etc"}, {"integration": "a..b"},
+                                   {"base": "HEAD"}])
+def test_a_start_orders_worktree_is_checked_before_any_path_or_ref_is_made(field: dict) -> None:
+    with pytest.raises(ValueError):
+        TreeOrder.model_validate({"base": "a" * 40, "plan": "demo", "integration": INTEGRATION, **field})
+    with pytest.raises(ValueError):
+        HostEvent.model_validate({"kind": "mail", "id": "m", "host": "h1", "worker": "w1", "attempt": 1,
+                                  "tip": "--upload-pack=x"})

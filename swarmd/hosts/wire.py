@@ -17,12 +17,14 @@ Every publish carries a message id (`Nats-Msg-Id`): a send retried after a lost 
 """
 
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from protocol.ids import utcnow
 from protocol.base import AgentName
+from swarmd.git.repo import valid_branch
 from swarmd.hosts.names import HostError, validate_host_name, validate_swarm_name
 
 
@@ -83,6 +85,20 @@ def _host_name(name: str) -> str:
 
 
 HostName = Annotated[str, AfterValidator(_host_name)]
+COMMIT = r"^[0-9a-f]{40,64}$"  # a full object name (SHA-1 or SHA-256)
+
+
+def _branch_name(name: str) -> str:
+    if not valid_branch(name):
+        raise ValueError(f"not a branch name: {name[:80]!r}")
+    return name
+
+
+def _inside(subdir: str) -> str:
+    """A directory inside a repository: relative, and never leaving it."""
+    if PurePosixPath(subdir).is_absolute() or ".." in PurePosixPath(subdir).parts:
+        raise ValueError(f"not a directory inside the repository: {subdir[:80]!r}")
+    return subdir
 
 
 class Wire(BaseModel):
@@ -96,10 +112,10 @@ class TreeOrder(Wire):
     directory in the repository; `setup` and `teardown` the `[git]` commands run in the worktree."""
 
     bundle: str = ""
-    base: str = Field(pattern=r"^[0-9a-f]{40,64}$")
+    base: str = Field(pattern=COMMIT)
     plan: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
-    integration: str
-    subdir: str = ""
+    integration: Annotated[str, AfterValidator(_branch_name)]
+    subdir: Annotated[str, AfterValidator(_inside)] = ""
     setup: str | None = None
     teardown: str | None = None
 
@@ -171,7 +187,7 @@ class HostEvent(Wire):
     lapsed: bool = False
     tmux: str = ""  # started: the socket of the host's tmux server (for `ssh HOST tmux -S ... attach`)
     bundle: str = ""
-    tip: str = ""
+    tip: str = Field(default="", pattern=r"^([0-9a-f]{40,64})?$")
     git_error: str = ""
 
 

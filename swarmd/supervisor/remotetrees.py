@@ -14,8 +14,8 @@ from protocol.event import EventType
 from protocol.messages import Message, MessageType
 from protocol.task import Task
 from swarmd.git.repo import Git, GitError
-from swarmd.hosts.bundles import (KNOWN_LIMIT, BundleError, base_object, bundle_branch, delete_object, fast_forward,
-                                  get_until_had, put_until_stored, scratch_file)
+from swarmd.hosts.bundles import (KNOWN_LIMIT, BundleError, base_object, bundle_branch, delete_object, done_object,
+                                  fast_forward, get_until_had, put_until_stored, scratch_file)
 from swarmd.hosts.wire import HostEvent, StartOrder, TreeOrder
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 
@@ -125,6 +125,8 @@ class RemoteTrees:
             return ""
         if event.git_error:
             return event.git_error
+        if event.bundle and event.bundle != done_object(event.host, state.name, state.attempt):
+            return f"host {event.host} named a bundle that is not this attempt's: {event.bundle[:80]!r}"
         if Git(Path(tree.path)).commit_of("HEAD") == event.tip:
             return ""  # the same report again: its bundle was fetched before
         assert self.remote is not None
