@@ -127,7 +127,7 @@ def test_a_base_the_host_holds_is_not_sent_again(tmp_path: Path, repo: Path) -> 
     assert not bundle_branch(Git(repo), "refs/heads/main", [base], tmp_path / "b.bundle")
     (repo / "README").write_text("changed\n")
     git(repo, "commit", "-qam", "two")
-    assert bundle_branch(Git(repo), "refs/heads/main", [base], tmp_path / "b.bundle")
+    assert bundle_branch(Git(repo), "refs/heads/main", [base, "1" * 40], tmp_path / "b.bundle")  # one unheld
     heads = subprocess.run(["git", "-C", str(repo), "bundle", "verify", str(tmp_path / "b.bundle")],
                            capture_output=True, text=True)
     assert base in heads.stdout + heads.stderr  # incremental: the base is a prerequisite, not carried

@@ -55,11 +55,12 @@ def done_object(host: str, worker: str, attempt: int) -> str:
 
 # ----- git ----------------------------------------------------------------------------------------------------
 def bundle_branch(git: Git, ref: str, exclude: list[str], dest: Path) -> bool:
-    """Write `dest`, a bundle of `ref` without the history of the commits in `exclude`; False (and no file)
-    when that leaves nothing to carry. Raises GitError."""
-    if int(git.run("rev-list", "--count", ref, *(f"^{c}" for c in exclude))) == 0:
+    """Write `dest`, a bundle of `ref` without the history of the commits in `exclude` (those this repository
+    does not hold are passed over); False (and no file) when that leaves nothing to carry. Raises GitError."""
+    revs = ["--ignore-missing", ref, *(f"^{c}" for c in exclude)]
+    if int(git.run("rev-list", "--count", *revs)) == 0:
         return False
-    git.run("bundle", "create", "-q", str(dest), ref, *(f"^{c}" for c in exclude))
+    git.run("bundle", "create", "-q", str(dest), *revs)
     return True
 
 
