@@ -78,6 +78,10 @@ def test_a_remote_attempts_commit_lands_through_the_merge_queue(loopback: Hosted
     assert git(repo, "show", f"{INTEGRATION}:lib.txt") == "header\nfrom h1"
     assert git(repo, "show", f"{INTEGRATION}:next.txt") == "next"
     assert git(repo, "rev-parse", "main") == git(repo, "rev-parse", f"{INTEGRATION}^1^1")  # the user's: as it was
+    # the first base went whole, the second (the merged job) less the first, which the host holds
+    sent = {e.detail["worker"]: e.detail for e in ledger.events(types=[EventType.CUSTOM.value])
+            if e.detail.get("kind") == "base_sent"}
+    assert sent["w1"]["left_out"] == 0 and sent["w2"]["left_out"] == 1 and sent["w2"]["bundle"], sent
     # the attempts are over: the host's worktrees go, and their branches (their work is home)
     wait_until(lambda: not host_tree.exists(), 30, "the host to remove the attempt's worktree")
     host_repo = loopback.host_home("h1") / "repo"

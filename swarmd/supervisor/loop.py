@@ -114,7 +114,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.hosts_down: set[str] = set()
         self.hosts_missing: dict[str, float] = {}
         self.stops_sent: set[str] = set()
-        self.host_bases: dict[str, list[str]] = {}  # host -> base commits bundled to it (see RemoteTrees)
+        self.host_bases: dict[str, list[str]] = {}  # host -> base commits it holds (see RemoteTrees)
+        self.bases_sent: dict[str, str] = {}  # worker -> the base sent to its host, until the host started it
         self.homecoming: dict[str, HostEvent] = {}  # worker -> its DONE's event, whose branch its validation fetches
 
     # ----- life cycle -------------------------------------------------------------------------------------

@@ -161,6 +161,7 @@ class RemoteWorkers:
         if event.kind == "mail":
             self._host_mail(event)
         elif event.kind == "started":
+            self.base_held(event.host, event.worker)
             self.ledger.update_agent(state.name, SUPERVISOR, pid=event.pid,
                                      metadata={"remote_host": event.host, "remote_tmux": event.tmux})
             self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, worker=state.name, pid=event.pid,
@@ -170,7 +171,7 @@ class RemoteWorkers:
             self.workers.pop(state.name, None)
             self._abandon(task, f"host {event.host} ended {state.name}: its lease lapsed (cut off from the server)")
         elif event.kind == "start_failed":
-            self.base_not_sent(event.host)
+            self.base_not_sent(event.host, event.worker)
             self._launch_failed(task, state, f"on host {event.host}: {event.error}")
         elif event.kind == "ended" and not state.reported and task.assignee == state.name:
             status = (f"was killed by signal {event.signal}" if event.signal is not None

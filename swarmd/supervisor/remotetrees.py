@@ -20,14 +20,16 @@ from swarmd.hosts.wire import HostEvent, StartOrder, TreeOrder
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 
 BRANCH_SENT = "branch_sent"  # the `kind` of the custom event that records a branch a host sent
+BASE_SENT = "base_sent"  # ... and of the one that records the base sent to a host
 FETCH_TIMEOUT = 300.0  # seconds a validation waits for a branch's bundle to come from the object store
 
 
 class RemoteTrees:
     """The part of `Supervisor` that gives remote attempts their worktrees and brings their branches home.
 
-    A mixin; its own state: `host_bases` (host -> the base commits bundled to it, newest last: what an incremental
-    bundle leaves out) and `homecoming` (worker -> the event of its DONE that carries its branch, until its
+    A mixin; its own state: `host_bases` (host -> the base commits it has started an attempt on, newest last: what
+    an incremental bundle leaves out), `bases_sent` (worker -> its attempt's base, until its host has started it)
+    and `homecoming` (worker -> the event of its DONE that carries its branch, until its
     validation fetches it)."""
 
     def remote_tree(self, task: Task, state: WorkerState) -> tuple[TreeOrder, Path | None] | None:
@@ -37,7 +39,7 @@ class RemoteTrees:
         tree = self.isolate(task, state.name, state.attempt)
         if tree is None:
             return None
-        known = self.host_bases.setdefault(state.host, [])
+        known = self.host_bases.get(state.host, [])
         path: Path | None = scratch_file(self.home.run_dir / "bundles", ".bundle")
         try:
             if not bundle_branch(Git(Path(tree.repo)), f"refs/heads/{tree.branch}", known, path):
@@ -45,11 +47,18 @@ class RemoteTrees:
         except GitError:
             path.unlink(missing_ok=True)
             raise
-        self.host_bases[state.host] = [c for c in known if c != tree.base][-(KNOWN_LIMIT - 1):] + [tree.base]
+        self.bases_sent[state.name] = tree.base
         settings = self.git_settings(task)
         order = TreeOrder(bundle=base_object(state.host, state.name, state.attempt) if path else "", base=tree.base,
                           plan=tree.plan, integration=tree.integration, subdir=tree.subdir, setup=settings.setup,
                           teardown=settings.teardown)
+        size = path.stat().st_size if path else 0
+        how = (f"bundle {order.bundle}, {size} bytes" + (f", less {len(known)} bases it holds" if known else ", whole")
+               if path else "none needed: the host holds it")
+        self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, kind=BASE_SENT, worker=state.name,
+                           attempt=state.attempt, host=state.host, base=tree.base, bundle=order.bundle, bytes=size,
+                           left_out=len(known), summary=f"base {tree.base[:12]} of {state.name} sent to host "
+                                                        f"{state.host}: {how}")
         return order, path
 
     def send_start(self, host: str, order: StartOrder, bundle: Path | None) -> None:
@@ -78,8 +87,16 @@ class RemoteTrees:
             return ""
         return Git(Path(tree.path)).commit_of("HEAD") or ""
 
-    def base_not_sent(self, host: str) -> None:
-        """The host could not start an attempt: what it holds is unknown, so the next base goes whole."""
+    def base_held(self, host: str, worker: str) -> None:
+        """The host has started `worker`: it holds its attempt's base, which the next bundles for it leave out."""
+        base = self.bases_sent.pop(worker, None)
+        if base is not None:
+            known = [c for c in self.host_bases.get(host, []) if c != base]
+            self.host_bases[host] = known[-(KNOWN_LIMIT - 1):] + [base]
+
+    def base_not_sent(self, host: str, worker: str) -> None:
+        """The host could not start `worker`: what it holds is unknown, so its next base goes whole."""
+        self.bases_sent.pop(worker, None)
         self.host_bases.pop(host, None)
 
     def branch_arrives(self, event: HostEvent, message: Message, state: WorkerState) -> str:
