@@ -104,6 +104,23 @@ def test_a_branch_that_left_its_base_fails_the_attempt_with_the_reason(loopback:
     assert git(loopback.host_home("h1") / "repo", "log", "-1", "--format=%s", "swarm/demo/job") == "foreign"
 
 
+CHECKPOINT_THEN_DONE = (
+    'if [ "$SWARM_ATTEMPT" = 1 ]; then echo one > one.txt && git add one.txt && git commit -qm one && '
+    'agentmail send --from "$SWARM_AGENT" --to supervisor --type CHECKPOINT --task "$SWARM_TASK" '
+    '--field next_steps=two; else test -f one.txt && echo two > two.txt && git add two.txt && git commit -qm two; fi')
+
+
+def test_a_checkpointed_remote_attempts_successor_goes_on_from_its_branch(loopback: HostedSwarm,
+                                                                          repo: Path) -> None:
+    ledger = start_plan(loopback, [{"id": "job", "title": "job", "description": CHECKPOINT_THEN_DONE,
+                                    "validation": {"checks": [{"kind": "files_exist",
+                                                               "paths": ["one.txt", "two.txt"]}]}}])
+    wait_until(lambda: ledger.task("job").status in (TaskStatus.DONE, TaskStatus.BLOCKED), 60, "the job to end")
+    task = ledger.task("job")
+    assert task.status == TaskStatus.DONE and len(task.attempts) == 2, [e.summary for e in ledger.events(task="job")]
+    assert git(repo, "log", "--format=%s", INTEGRATION, "-3").splitlines()[1:] == ["two", "one"]
+
+
 def tree_at_base(tmp_path: Path, repo: Path):
     home = SwarmHome(tmp_path / "home")
     return create_attempt(home, repo, repo, plan="demo", task="t", attempt=1, settings=GitSettings())
