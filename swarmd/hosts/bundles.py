@@ -284,14 +284,16 @@ def drop_attempt(link: Any, swarm: str, tree: AttemptTree, *, host: str, worker:
     """The supervisor has ended the attempt: its worktree goes (what it left is committed on its branch first, the
     teardown command runs), as `swarm clean` does with a local one; its branch goes too when its tip is `home_tip`
     (the supervisor holds that commit), else it stays in the host's repository with the work that never came
-    home. The base bundle is deleted from the bucket."""
+    home. Its bundles are deleted from the bucket (the supervisor has fetched what it wanted before it ends an
+    attempt)."""
     commit_leftovers(tree, worker, swarm, " (kept by the host)")
     remove_worktree(tree, GitSettings(teardown=teardown))
     git = Git(Path(tree.repo))
     tip = git.commit_of(f"refs/heads/{tree.branch}")
     if tip is not None and tip == home_tip:
         git.ok("update-ref", "-m", "swarm: attempt over, its work sent home", "-d", f"refs/heads/{tree.branch}", tip)
-    link.spawn(_delete_quietly(link, swarm, base_object(host, worker, tree.attempt)))
+    for name in (base_object(host, worker, tree.attempt), done_object(host, worker, tree.attempt)):
+        link.spawn(_delete_quietly(link, swarm, name))
 
 
 def spawn_args(tree: AttemptTree, worker: str, swarm: str) -> dict[str, Any]:
