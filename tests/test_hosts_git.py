@@ -20,8 +20,9 @@ from swarmd.git.repo import Git
 from swarmd.git.settings import GitSettings
 from swarmd.git.worktrees import create_attempt
 from swarmd.home import SwarmHome
-from swarmd.hosts.bundles import BundleError, bundle_branch, fast_forward, put_file
+from swarmd.hosts.bundles import BundleError, bundle_branch, fast_forward, object_store, put_file
 from swarmd.hosts.client import HostsClient
+from swarmd.hosts.link import NatsLink
 from swarmd.hosts.settings import HostsLink
 from swarmd.hosts.wire import HostEvent, TreeOrder
 from swarmd.ledger.log import Ledger
@@ -100,6 +101,25 @@ def test_a_remote_attempts_commit_lands_through_the_merge_queue(loopback: Hosted
     host_repo = loopback.host_home("h1") / "repo"
     wait_until(lambda: git(host_repo, "branch", "--list", "swarm/demo/job", "swarm/demo/next",
                            "swarm/demo/resume-a2") == "", 30, "the host's attempt branches to go")
+    wait_until(lambda: stored_bundles(loopback.url) == [], 30, "the bundles to be deleted from the bucket")
+
+
+def stored_bundles(url: str) -> list[str]:
+    """The names of the objects in swarm t's bundle bucket (not deleted)."""
+    from nats.js.errors import NotFoundError
+
+    async def names(js) -> list[str]:
+        try:
+            return [o.name for o in await (await object_store(js, "t")).list(ignore_deletes=True)]
+        except NotFoundError:
+            return []
+
+    link = NatsLink(url, name="test").start()
+    try:
+        wait_until(lambda: link.connected, 30, "the test's link to be up")
+        return link.run(names(link.js))
+    finally:
+        link.close()
 
 
 def test_a_branch_that_left_its_base_fails_the_attempt_with_the_reason(loopback: HostedSwarm, repo: Path) -> None:
