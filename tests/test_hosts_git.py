@@ -156,6 +156,11 @@ def test_a_corrupt_or_foreign_bundle_is_refused_with_its_reason(tmp_path: Path, 
     assert bundle_branch(Git(other), "refs/heads/main", [git(other, "rev-parse", "HEAD^")], foreign)
     with pytest.raises(BundleError, match="does not apply.*(lacks|prerequisite)"):
         fast_forward(tree, foreign, git(other, "rev-parse", "HEAD"))
+    git(repo, "tag", "v1")  # a bundle of anything but one branch
+    tagged = tmp_path / "tag.bundle"
+    assert bundle_branch(Git(repo), "refs/tags/v1", [], tagged)
+    with pytest.raises(BundleError, match="not a branch"):
+        fast_forward(tree, tagged, tree.base)
     assert git(Path(tree.path), "rev-parse", "HEAD") == tree.base  # the attempt's worktree did not move
 
 

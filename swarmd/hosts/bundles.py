@@ -17,6 +17,7 @@ object store chunks and checksums them (SHA-256).
 
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,10 @@ def bundle_head(git: Git, bundle: Path) -> tuple[str, str]:
         raise BundleError(f"the bundle does not apply: {said or exc}") from None
     if len(heads) != 1 or len(heads[0]) != 2:
         raise BundleError(f"the bundle carries {len(heads)} refs where one branch was expected")
-    return heads[0][0], heads[0][1]
+    commit, ref = heads[0]
+    if not re.fullmatch(r"[0-9a-f]{40,64}", commit) or not ref.startswith("refs/heads/"):
+        raise BundleError(f"the bundle carries {ref[:80]!r}, not a branch")
+    return commit, ref
 
 
 def fetch_into(git: Git, bundle: Path, ref: str) -> str:
