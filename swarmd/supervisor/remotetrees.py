@@ -47,6 +47,7 @@ class RemoteTrees:
         except GitError:
             path.unlink(missing_ok=True)
             raise
+        self.bases_sent = {w: b for w, b in self.bases_sent.items() if w in self.workers}  # never started: gone
         self.bases_sent[state.name] = tree.base
         settings = self.git_settings(task)
         order = TreeOrder(bundle=base_object(state.host, state.name, state.attempt) if path else "", base=tree.base,
