@@ -3,6 +3,7 @@ only the supervisor, holds it to that."""
 
 import json
 import logging
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from protocol import MessageType, make_message
 from swarmd.cli.doctor import OK, mail_transport
 from swarmd.config import load_config
 from swarmd.home import SwarmHome
+from swarmd.hosts import bundles
 from swarmd.hosts.client import HostsClient
 from swarmd.hosts.directory import read_beats
 from swarmd.hosts.link import NatsLink, read_credentials
@@ -241,3 +243,26 @@ def test_a_wrong_password_is_said_once_in_the_log(two_hosts: tuple[NatsServer, P
         assert caplog.text.count("refused") == 1
     finally:
         link.close()
+
+
+def test_a_host_reads_and_writes_attempt_bundles_with_its_login(two_hosts: tuple[NatsServer, Path],
+                                                                 tmp_path: Path) -> None:
+    """Remote worktrees travel through the swarm's object store: the supervisor's login makes it and puts a
+    base; a host's login fetches it and puts its branch back; the supervisor reads that and deletes both."""
+    server, logins = two_hosts
+    supervisor, host = login_link(server, logins, "supervisor"), login_link(server, logins, "a")
+    try:
+        base, back, got = tmp_path / "base.bundle", tmp_path / "branch.bundle", tmp_path / "got"
+        base.write_bytes(os.urandom(300_000))
+        back.write_bytes(os.urandom(1000))
+        supervisor.run(bundles.put_file(supervisor.js, "t", "base-1", base))
+        host.run(bundles.get_file(host.js, "t", "base-1", got))
+        assert got.read_bytes() == base.read_bytes()
+        host.run(bundles.put_file(host.js, "t", "branch-1", back))
+        supervisor.run(bundles.get_file(supervisor.js, "t", "branch-1", got))
+        assert got.read_bytes() == back.read_bytes()
+        for name in ("base-1", "branch-1"):
+            supervisor.run(bundles.delete_object(supervisor.js, "t", name))
+    finally:
+        host.close()
+        supervisor.close()

@@ -23,6 +23,7 @@ request/reply services).
 from typing import Any
 
 from agentmail.natslink import Names
+from swarmd.hosts.bundles import bucket_name
 from swarmd.hosts.wire import Layout
 
 
@@ -38,6 +39,7 @@ def host_permissions(layout: Layout, host: str) -> dict[str, Any]:
             f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
             f"$JS.ACK.{stream}.{consumer}.>",
+            *bundle_access(layout.swarm),
         ]},
         "subscribe": {"allow": [f"{layout.host_inbox(host)}.>", layout.rpc(host)]},
         "allow_responses": True,
@@ -57,9 +59,25 @@ def supervisor_permissions(layout: Layout) -> dict[str, Any]:
             layout.all_orders, f"swarm.{layout.swarm}.rpc.*", *api, f"$JS.ACK.{layout.events_stream}.>",
             f"$JS.FC.{layout.bucket_stream}.>", f"{mail.ns}.mail.*", f"{mail.ns}.read.>", f"{mail.ns}.bad.>",
             f"$KV.{mail.bucket}.>", f"$KV.{mail.claims}.>", f"$JS.ACK.{mail.mail_stream}.>",
-            f"$JS.FC.KV_{mail.bucket}.>", "$JS.API.INFO"]},
+            f"$JS.FC.KV_{mail.bucket}.>", "$JS.API.INFO", *stream_api(f"OBJ_{bucket_name(layout.swarm)}"),
+            *bundle_access(layout.swarm)]},
         "subscribe": {"allow": [f"{layout.supervisor_inbox}.>", "_INBOX.>", f"{mail.ns}.arrived.*"]},
     }
+
+
+def bundle_access(swarm: str) -> list[str]:
+    """What a login needs to fetch, store and remove objects in the swarm's bundle bucket (`swarmd.hosts.bundles`,
+    the remote attempts' git bundles) once the supervisor has made it: nats-py's object store looks the stream up,
+    reads an object's meta (`$O.<bucket>.M.<name>`) by a direct or stream get, reads its chunks (`$O.<bucket>.C.<id>`)
+    through an ordered consumer (found by subject: the stream names' lookup, which lists the account's names), and stores both by publishing; removing one purges its chunks. Objects are not
+    kept per host: a host could overwrite another's, and the supervisor takes only the object named for the exact
+    attempt it waits for."""
+    bucket = bucket_name(swarm)
+    stream = f"OBJ_{bucket}"
+    return [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.INFO.{stream}", "$JS.API.STREAM.NAMES",
+            f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
+            f"$JS.API.STREAM.PURGE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.>", f"$JS.FC.{stream}.>"]
 
 
 def stream_api(stream: str) -> list[str]:
