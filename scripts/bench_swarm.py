@@ -1,9 +1,8 @@
 """Benchmark the swarm end to end with real tmux and real script workers.
 
 Prints one JSON object. Every part runs in its own throw-away home under /tmp with its own private tmux
-server (killed, and the home deleted, at the end). The swarms run with durable = false in swarm.toml
-(the supervisor's ledger and mail do not fsync; note the worker process opens its ledger and mail with
-the defaults, i.e. durable, whatever swarm.toml says).
+server (killed, and the home deleted, at the end). The swarms run with durable = false in swarm.toml (no
+fsync, in the supervisor or its workers), except the latency section's with `--durable`.
 
 1. spawn: 50 independent `sleep 30` tasks, max_workers 50, an in-process Supervisor. `dispatch()` is timed
    until 50 tmux sessions exist and 50 workers are in the registry; then the supervisor's loop runs and the
@@ -11,7 +10,9 @@ the defaults, i.e. durable, whatever swarm.toml says).
 2. dispatch latency: parallel chains of no-op tasks (`true`), one live task per chain (max_workers = chains,
    so no task waits for a worker slot). Ready (task_created, or the task_completed of its blocker) ->
    task_started (the supervisor handled the worker's ACCEPTED), and the supervisor's share of it:
-   ready -> task_assigned and ready -> worker_spawned (session started).
+   ready -> task_assigned and ready -> worker_spawned (session started). `segments`: the whole chain from the
+   blocker's DONE sent to the supervisor to the dependent's ACCEPTED handled, cut at every mark
+   the product records (see MARKS), each segment's p50/p99 and whose time it is (supervisor or worker).
 3. throughput: a 200-task no-op plan at max_workers 16, against a bare ThreadPoolExecutor(16) running the
    same 200 `sh -c true` with subprocess.run.
 Plus the worker's start-up cost (interpreter + imports), measured outside the swarm.
@@ -23,7 +24,7 @@ Plus the worker's start-up cost (interpreter + imports), measured outside the sw
 The `targets` object says which of the issue's goals this run met.
 
     python scripts/bench_swarm.py [--spawn 50] [--chains 2] [--chain-length 50] [--tasks 200] [--parallel 16]
-                                  [--idle-workers 100] [--idle-seconds 60] [--only SECTION ...]
+                                  [--idle-workers 100] [--idle-seconds 60] [--only SECTION ...] [--durable]
 """
 
 import argparse
@@ -94,12 +95,14 @@ def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.02
         time.sleep(poll)
 
 
-def make_home(base: Path, label: str, fork_server: bool = True) -> SwarmHome:
+def make_home(base: Path, label: str, fork_server: bool = True, durable: bool = False) -> SwarmHome:
     home = SwarmHome(base / label / ".swarm")
     home.ensure_dirs()
-    toml = DEFAULT_TOML.replace('name = "swarm"', f'name = "{NAME}"').replace("durable = true", "durable = false")
+    toml = DEFAULT_TOML.replace('name = "swarm"', f'name = "{NAME}"')
+    if not durable:
+        toml = toml.replace("durable = true", "durable = false")
     toml = toml.replace("fork_server = true", f"fork_server = {str(fork_server).lower()}")
-    assert f'name = "{NAME}"' in toml and "durable = false" in toml and "fork_server" in toml
+    assert f'name = "{NAME}"' in toml and f"durable = {str(durable).lower()}" in toml and "fork_server" in toml
     # `bare`: the pane runs `sleep 30` itself, no worker wrapper: what the supervisor and tmux cost alone.
     home.config_file.write_text(toml + '\n[profiles.bare]\ncommand = "sleep 30"\n')
     return home
@@ -296,8 +299,94 @@ def _spawn(base: Path, count: int, floor: float, *, fork_server: bool) -> dict[s
 
 # ----- 2. dispatch latency ---------------------------------------------------------------------------------
 
-def bench_latency(base: Path, chains: int, length: int) -> dict[str, Any]:
-    swarm = Swarm(make_home(base, "latency"), max_workers=chains)
+# The chain from a blocker's DONE to its dependent's ACCEPTED handled, in order: each mark is read from what the
+# product records (ledger event times, the `read_at` the supervisor puts in the events a message causes, the
+# messages' own `ts`, ACCEPTED's `started_at`), and each segment is the time between two marks. A message's
+# `ts` is its writer's clock as it made it, a fraction of a millisecond before it lands in the mailbox (a mail
+# file's mtime is no better: the kernel stamps it with its coarse clock, up to a tick, 4-10 ms, early).
+MARKS = ("done_sent", "done_read", "validating", "completed", "assigned", "spawned", "worker_started_at",
+         "accepted_sent", "accepted_read", "started")
+SEGMENTS = {  # segment -> (from mark, to mark, whose time it is)
+    "done_sent_to_read": ("done_sent", "done_read", "supervisor"),  # delivery, watch event, wake-up, a busy step
+    "done_read_to_validating": ("done_read", "validating", "supervisor"),  # DONE handled: task_validating
+    "validating_to_completed": ("validating", "completed", "supervisor"),  # checks off the loop, result taken
+    "completed_to_assigned": ("completed", "assigned", "supervisor"),  # the dependent is ready: dispatch
+    "assigned_to_spawned": ("assigned", "spawned", "supervisor"),  # mailbox, TASK_ASSIGN, prompt, tmux session
+    "spawned_to_worker_started_at": ("spawned", "worker_started_at", "worker"),  # ACCEPTED's started_at
+    "worker_started_at_to_accepted_sent": ("worker_started_at", "accepted_sent", "worker"),
+    "accepted_sent_to_read": ("accepted_sent", "accepted_read", "supervisor"),
+    "accepted_read_to_started": ("accepted_read", "started", "supervisor"),  # ACCEPTED handled: task_started
+}
+
+
+def mail_marks(home: SwarmHome, kind: str) -> dict[str, dict[str, float]]:
+    """Message id -> {"ts": its creation time, "started_at": the body's started_at if any} (epoch s) of the
+    supervisor's handled mail of `kind`."""
+    from datetime import datetime
+
+    found = {}
+    for path in (home.mail_dir / SUPERVISOR / "cur").glob("*.json"):
+        data = json.loads(path.read_text())
+        if data.get("type") == kind:
+            marks = {"ts": datetime.fromisoformat(data["ts"]).timestamp()}
+            if started := data.get("body", {}).get("started_at"):
+                marks["started_at"] = datetime.fromisoformat(started).timestamp()
+            found[data["id"]] = marks
+    return found
+
+
+def _read_at(event: Event) -> float | None:
+    from datetime import datetime
+
+    read_at = event.detail.get("read_at")
+    return datetime.fromisoformat(read_at).timestamp() if isinstance(read_at, str) else None
+
+
+def chain_marks(events: list[Event], board: dict[str, Task], home: SwarmHome) -> dict[str, dict[str, float]]:
+    """Task id -> its MARKS (epoch s), for each task that had a blocker and whose chain is fully recorded."""
+    validating = by_type(events, EventType.TASK_VALIDATING)
+    completed = by_type(events, EventType.TASK_COMPLETED)
+    assigned = by_type(events, EventType.TASK_ASSIGNED)
+    spawned = by_type(events, EventType.WORKER_SPAWNED)
+    started = by_type(events, EventType.TASK_STARTED)
+    done_mail, accepted_mail = mail_marks(home, "DONE"), mail_marks(home, "ACCEPTED")
+    found = {}
+    for tid, task in board.items():
+        blocker = task.blocked_by[0] if task.blocked_by else None
+        if blocker is None or not all(tid in kind for kind in (assigned, spawned, started)):
+            continue
+        if blocker not in validating or blocker not in completed:
+            continue
+        done = done_mail.get(validating[blocker].detail.get("msg"))
+        accepted = accepted_mail.get(started[tid].detail.get("msg"))
+        if done is None or accepted is None:
+            continue
+        marks = {"done_sent": done["ts"], "done_read": _read_at(validating[blocker]),
+                 "validating": validating[blocker].ts.timestamp(), "completed": completed[blocker].ts.timestamp(),
+                 "assigned": assigned[tid].ts.timestamp(), "spawned": spawned[tid].ts.timestamp(),
+                 "worker_started_at": accepted.get("started_at"), "accepted_sent": accepted["ts"],
+                 "accepted_read": _read_at(started[tid]), "started": started[tid].ts.timestamp()}
+        if all(value is not None for value in marks.values()):
+            found[tid] = marks
+    return found
+
+
+def segment_table(marks: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Each SEGMENT's distribution over the tasks of `marks`, in chain order, with whose time it is; then the
+    supervisor's share (its segments summed per task) and the whole chain (DONE sent -> ACCEPTED handled)."""
+    table: dict[str, Any] = {}
+    for name, (start, end, whose) in SEGMENTS.items():
+        table[name] = {"whose": whose, **dist_ms([m[end] - m[start] for m in marks.values()])}
+    share = [sum(m[end] - m[start] for start, end, whose in SEGMENTS.values() if whose == "supervisor")
+             for m in marks.values()]
+    table["supervisor_share"] = {"whose": "supervisor", **dist_ms(share)}
+    table["done_sent_to_started"] = {"whose": "all", **dist_ms([m["started"] - m["done_sent"]
+                                                                   for m in marks.values()])}
+    return table
+
+
+def bench_latency(base: Path, chains: int, length: int, durable: bool = False) -> dict[str, Any]:
+    swarm = Swarm(make_home(base, "latency", durable=durable), max_workers=chains)
     try:
         swarm.start()
         tasks = [no_op(f"c{c}-{i}", after=[f"c{c}-{i - 1}"] if i else []) for c in range(chains) for i in range(length)]
@@ -312,14 +401,10 @@ def bench_latency(base: Path, chains: int, length: int) -> dict[str, Any]:
         assigned = by_type(events, EventType.TASK_ASSIGNED)
         spawned = by_type(events, EventType.WORKER_SPAWNED)
         started = by_type(events, EventType.TASK_STARTED)
-        validating = by_type(events, EventType.TASK_VALIDATING)
         accepted = mail_ts(swarm.home, "ACCEPTED")
-        done_sent = mail_ts(swarm.home, "DONE")
         board = swarm.ledger.board()
         parts: dict[str, list[float]] = {k: [] for k in (
-            "ready_to_started", "ready_to_assigned", "ready_to_spawned", "assigned_to_spawned",
-            "spawned_to_accepted_sent", "accepted_sent_to_started", "done_sent_to_validating",
-            "validating_to_completed")}
+            "ready_to_started", "ready_to_assigned", "ready_to_spawned", "spawned_to_accepted_sent")}
         for task in tasks:
             tid = task.id
             if tid not in started or tid not in spawned or tid not in assigned:
@@ -329,22 +414,17 @@ def bench_latency(base: Path, chains: int, length: int) -> dict[str, Any]:
             parts["ready_to_started"].append(started[tid].ts.timestamp() - ready)
             parts["ready_to_assigned"].append(assigned[tid].ts.timestamp() - ready)
             parts["ready_to_spawned"].append(spawned[tid].ts.timestamp() - ready)
-            parts["assigned_to_spawned"].append(spawned[tid].ts.timestamp() - assigned[tid].ts.timestamp())
             if (msg := started[tid].detail.get("msg")) in accepted:
                 parts["spawned_to_accepted_sent"].append(accepted[msg] - spawned[tid].ts.timestamp())
-                parts["accepted_sent_to_started"].append(started[tid].ts.timestamp() - accepted[msg])
-            if tid in validating and (msg := validating[tid].detail.get("msg")) in done_sent:
-                parts["done_sent_to_validating"].append(validating[tid].ts.timestamp() - done_sent[msg])
-            if tid in validating and tid in completed:
-                parts["validating_to_completed"].append(completed[tid].ts.timestamp() - validating[tid].ts.timestamp())
         p50, p99 = pct(parts["ready_to_started"], 50), pct(parts["ready_to_started"], 99)
         return {
-            "chains": chains, "chain_length": length, "max_workers": chains, "finished": finished,
+            "chains": chains, "chain_length": length, "max_workers": chains, "durable": durable, "finished": finished,
             "wall_s": round(wall, 2), **outcome(events), "max_live_tasks": max_live(events),
             "events": len(events), "supervisor_steps": swarm.counts["steps"], "tmux_calls": swarm.counts["tmux_calls"],
             "ready_to_accepted": dist_ms(parts.pop("ready_to_started")),
             "supervisor_share_ready_to_spawned": dist_ms(parts.pop("ready_to_spawned")),
             "breakdown": {k: dist_ms(v) for k, v in parts.items()},
+            "segments": segment_table(chain_marks(events, board, swarm.home)),
             "target_p50_under_ms": TARGET_DISPATCH_P50_MS,
             "target_p99_under_ms": TARGET_DISPATCH_P99_MS,
             "target_met": p50 is not None and p50 * 1000 < TARGET_DISPATCH_P50_MS and p99 * 1000 < TARGET_DISPATCH_P99_MS,
@@ -514,12 +594,14 @@ def main() -> None:
     parser.add_argument("--idle-workers", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--only", choices=SECTIONS, action="append")
+    parser.add_argument("--durable", action="store_true",
+                        help="run the latency section's swarm with durable = true (every ledger write and mail fsynced)")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("bench_swarm: tmux is not installed")
     only = set(args.only or SECTIONS)
     base = Path(tempfile.mkdtemp(prefix="swarm-bench-", dir="/tmp"))
-    result: dict[str, Any] = {"durable": False, "cpus": os.cpu_count(),
+    result: dict[str, Any] = {"durable": args.durable and only == {"latency"}, "cpus": os.cpu_count(),
                               "tmux": subprocess.run(["tmux", "-V"], capture_output=True, text=True).stdout.strip(),
                               "python": sys.version.split()[0], "loadavg_before": os.getloadavg()}
     t0 = time.perf_counter()
@@ -531,7 +613,7 @@ def main() -> None:
             result["spawn_supervisor_only"] = bench_spawn_bare(base, args.spawn)
             result["spawn"] = bench_spawn(base, args.spawn)
         if "latency" in only:
-            result["dispatch_latency"] = bench_latency(base, args.chains, args.chain_length)
+            result["dispatch_latency"] = bench_latency(base, args.chains, args.chain_length, args.durable)
         if "throughput" in only:
             result["throughput"] = bench_throughput(base, args.tasks, args.parallel)
         if "commands" in only:

@@ -1,8 +1,10 @@
 """The supervisor's mail loop: no message may wedge it, and a backlog drains in linear time, yielding to the
 step's other duties as it goes."""
 
+import itertools
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from protocol.task import Task, TaskStatus
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import MAX_FIELD_CHARS, Ledger
 from swarmd.supervisor.loop import Supervisor
-from swarmd.supervisor.state import MAIL_BATCH, MAX_HANDLE_TRIES, SUPERVISOR
+from swarmd.supervisor.state import MAIL_BATCH, MAX_HANDLE_TRIES, SUPERVISOR, WorkerState
 from conftest import run_cli
 from swarmkit import init_home, statuses, write_plan
 
@@ -120,4 +122,26 @@ def test_a_backlog_drains_in_bounded_batches_and_a_step_still_dispatches(swarm_h
     assert rounds == 3 and flood() == []
     steps = [e.detail["step"] for e in Ledger(swarm_home).events() if e.type == EventType.PROGRESS]
     assert steps == [f"s{i}" for i in range(backlog)], "in order, each once"
+    supervisor.checks.shutdown()
+
+
+def test_the_events_an_accepted_and_a_done_cause_say_when_the_supervisor_read_them(swarm_home: SwarmHome) -> None:
+    """The time from a worker's report to its handling is in the ledger (the benchmark's ready -> ACCEPTED
+    segments read it): the event a message causes carries `read_at`, when the step read the mailbox."""
+    init_home(swarm_home)
+    start, ticks = datetime.now(UTC), itertools.count(1)
+    supervisor = Supervisor(swarm_home, clock=lambda: start + timedelta(seconds=next(ticks)))
+    supervisor.ledger.add_task(Task(id="t", title="reported", description="true"), "operator")
+    supervisor.ledger.transition("t", TaskStatus.ASSIGNED, SUPERVISOR, EventType.TASK_ASSIGNED, worker="w1",
+                                 attempt=1)
+    supervisor.workers["w1"] = WorkerState(name="w1", task="t", attempt=1, session="s-w1", started_at=0.0)
+    PostOffice(swarm_home.root, durable=False).register("w1", role="worker")
+    for kind, body, caused in ((MessageType.ACCEPTED, {"task": "t"}, EventType.TASK_STARTED),
+                               (MessageType.DONE, {"task": "t", "summary": "ok"}, EventType.TASK_VALIDATING)):
+        sent = PostOffice(swarm_home.root, durable=False).send(make_message(kind, "w1", SUPERVISOR, body))
+        supervisor.handle_mail()
+        event = next(e for e in Ledger(swarm_home).events() if e.type == caused)
+        assert event.detail["msg"] == sent.id
+        read_at = datetime.fromisoformat(event.detail["read_at"])
+        assert sent.ts <= read_at < event.ts, "read after it was sent, before the event it caused was written"
     supervisor.checks.shutdown()

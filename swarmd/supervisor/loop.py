@@ -102,6 +102,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.merge_errors: dict[str, int] = {}
         self._next_worker = 1
         self._mail_tries: dict[str, int] = {}  # message id -> failed tries at handling it
+        self.mail_read_at: datetime | None = None  # when the step last read its mailbox (see MailReactions)
         self.errors = RepeatedErrors(log)
         self.skills = SkillHub(home)
         self._skills_version = self.skills.version()

@@ -31,6 +31,7 @@ class MailReactions:
         reason; the messages behind it go on meanwhile. Only a ledger that cannot be written at all (a full
         disk) stops the batch: nothing could be recorded, so the rest waits until it can.
         """
+        self.mail_read_at = self.clock()
         batch = self.mailbox.list(limit=MAIL_BATCH)
         for delivered in batch:
             if not self._handle_one(delivered):
@@ -107,13 +108,18 @@ class MailReactions:
             return None
         return current
 
+    def _read_at(self) -> str | None:
+        """When the step that handles a message read it from the mailbox (ISO 8601, the supervisor's clock), for
+        the event it causes: the time from the message's arrival to its handling is then in the ledger."""
+        return self.mail_read_at.isoformat() if self.mail_read_at is not None else None
+
     def on_accepted(self, msg: Message) -> None:
         current = self._current(msg)
         if current and current[0].status == TaskStatus.ASSIGNED:
             task, worker = current
             self.ledger.transition(task.id, TaskStatus.IN_PROGRESS, SUPERVISOR, EventType.TASK_STARTED,
                                    expect_assignee=worker.name, summary=f"{worker.name} started {task.id}: {task.title}", worker=worker.name,
-                                   attempt=worker.attempt, msg=msg.id)
+                                   attempt=worker.attempt, msg=msg.id, read_at=self._read_at())
             self.ledger.append(EventType.AGENT_STARTED, SUPERVISOR, task.id, name=worker.name,
                                summary=f"{worker.name} is working on {task.id}")
 
@@ -132,8 +138,8 @@ class MailReactions:
         body = msg.body
         self.ledger.transition(task.id, TaskStatus.VALIDATING, SUPERVISOR, EventType.TASK_VALIDATING,
                                expect_assignee=worker.name, summary=f"{worker.name} reports {task.id} done; validating", worker=worker.name,
-                               **clip_fields({"claim": body.summary, "files": body.files, "commit": body.commit},
-                                             msg.id))
+                               read_at=self._read_at(), **clip_fields(
+                                   {"claim": body.summary, "files": body.files, "commit": body.commit}, msg.id))
         worker.reported = True
         self._validate(task, worker)
 
