@@ -123,6 +123,7 @@ class Ledger:
         self._tail: tuple[int, int] | None = None  # (offset, seq) of the log's end when we last appended
         self._views: dict[str, _View] = {}  # projections kept in memory, advanced incrementally
         self._reading = threading.Lock()
+        self.appended = 0  # events appended through this handle: a caller can tell whether it wrote meanwhile
 
     # -- appending ---------------------------------------------------------------------------------------------
 
@@ -360,6 +361,7 @@ class Ledger:
         finally:
             os.close(fd)
         self._tail = (end + len(data), events[-1].seq)
+        self.appended += len(events)
         return events
 
     def _write_all_or_nothing(self, fd: int, data: bytes, end: int) -> None:

@@ -220,19 +220,28 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             self.errors.clear()
 
     def step(self) -> None:
+        """One round of the loop's duties. Dispatch comes right after the mail and the results that can make a
+        task ready (a DONE validated, a merge landed), before the looks at panes and queues (each may wait on a
+        tmux call); it comes again after them only if they changed the ledger (a failed attempt frees a slot)."""
         self.reload_config()
         self.handle_mail()
         self.handle_hosts()
         self.handle_validations()
         self.handle_merges()
+        self._dispatch_unless_stopping()
+        appended = self.ledger.appended
         self.check_workers()
         self.flush_queues()
         self.watch_panes()
-        if not self.stopping.is_set():
-            self.dispatch()
+        if self.ledger.appended != appended:
+            self._dispatch_unless_stopping()
         self.planning.on_step()
         self.sync_skills()
         prune_if_due(self.home, self.config, self.ledger, self.clock())  # old logs and mail: at most once a minute
+
+    def _dispatch_unless_stopping(self) -> None:
+        if not self.stopping.is_set():
+            self.dispatch()
 
     def reload_config(self) -> None:
         """Take up a changed swarm.toml (new profiles, limits, timeouts) before the step acts on it. One that
