@@ -26,6 +26,10 @@ class PlanningTools:
         self._tasks_seen = 0
         self._recording = threading.Lock()
 
+    def checks_after(self, task: Task) -> bool:
+        """Whether `after_checks` has anything to do for `task` (it came from an OL wave)."""
+        return ol.wave_bead(task) is not None
+
     def after_checks(self, task: Task, attempt: int, workdir: Path) -> str | None:
         """Called off the supervisor's loop once `task`'s checks passed: None if it may be done, else why the
         attempt failed. A wave task is ratcheted in OL; the result is recorded on the task before it counts, so

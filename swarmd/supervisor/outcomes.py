@@ -27,7 +27,14 @@ class Outcomes:
     """
 
     def _validate(self, task: Task, worker: WorkerState) -> None:
-        """Run the task's checks off this thread; the result comes back through `results`."""
+        """Run the task's checks off this thread; the result comes back through `results`. A task with nothing
+        to check (no checks, no worktree to commit, no planning tool to ask) passes at once: its result is
+        queued here, for the step's `handle_validations`, and never waits behind other tasks' long checks."""
+        if not self._has_checks(task):
+            self.results.put(ValidationResult(task.id, worker.name, ValidationReport(passed=True, outcomes=[])))
+            self.wake.set()  # taken by this step, or the next if this step's results were already taken
+            return
+
         def job() -> None:
             try:
                 if away := self.come_home(worker):  # a remote attempt's branch could not be had from its host
@@ -44,6 +51,12 @@ class Outcomes:
             self.wake.set()
 
         self.checks.submit(job)
+
+    def _has_checks(self, task: Task) -> bool:
+        """Whether judging `task`'s DONE needs work off the loop: checks to run, leftovers to commit in its
+        worktree, or a planning tool to ask."""
+        return bool(task.validation and task.validation.checks) or task.id in self.trees \
+            or self.planning.checks_after(task)
 
     def handle_validations(self) -> None:
         while not self.results.empty():
