@@ -2,15 +2,18 @@
 attempt in its own worktree, validated work landing through the merge queue."""
 
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from protocol.event import EventType
-from protocol.task import AttemptOutcome, TaskStatus
+from protocol.task import AttemptOutcome, Task, TaskStatus
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
+from swarmd.supervisor.loop import Supervisor
 from conftest import run_cli
 from gitkit import dangling_commits, git, isolate_git, make_repo, task_commits, tree_snapshot
 from swarmkit import init_home
@@ -186,3 +189,40 @@ def test_a_profiles_setup_runs_after_the_projects_and_its_teardown_before(swarm_
     assert log.read_text().split() == ["project-setup", "t-a1", "profile-setup", "t-a1"]  # in the worktree
     assert run_cli("swarm", "clean", "--home", str(swarm_home.root)).returncode == 0
     assert log.read_text().split()[4:] == ["profile-teardown", "t-a1", "project-teardown", "t-a1"]
+
+
+def test_git_is_asked_which_repository_holds_the_work_only_once_a_git_came_or_went(
+        swarm_home: SwarmHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which repository holds a task's directory was asked of git at every dispatch: a process start on the way
+    to every worker's start. It is asked again only once a `.git` has come or gone on the way up."""
+    isolate_git(monkeypatch, tmp_path)
+    calls, shim = tmp_path / "git-calls", tmp_path / "bin"
+    shim.mkdir()
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("git")} "$@"\n')
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    init_home(swarm_home, max_workers=3)
+    with swarm_home.config_file.open("a") as toml:
+        toml.write('default_profile = "bare"\n[profiles.bare]\ncommand = "sleep 60"\n')
+    supervisor = Supervisor(swarm_home)
+
+    def wave(task: str) -> None:
+        supervisor.ledger.add_task(Task(id=task, title=task, description="waits"), "operator")
+        supervisor.dispatch()
+        assert supervisor.ledger.task(task).status == TaskStatus.ASSIGNED
+
+    def asked() -> int:
+        return calls.read_text().count("--show-toplevel") if calls.exists() else 0
+
+    wave("a")
+    wave("b")
+    assert asked() == 1, "asked once while nothing changed"
+    project = swarm_home.root.parent
+    (project / "README").write_text("made a repository since\n")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "README")
+    git(project, "commit", "-q", "-m", "initial")
+    wave("c")
+    trees = [e.task for e in supervisor.ledger.events() if e.type == EventType.WORKTREE_CREATED]
+    assert trees == ["c"], "the new repository is seen at the next dispatch"
+    supervisor.checks.shutdown()

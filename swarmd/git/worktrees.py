@@ -62,6 +62,20 @@ def repository_of(workdir: Path) -> Path | None:
     return Git(workdir).toplevel() if workdir.is_dir() else None
 
 
+def discovery_marks(workdir: Path) -> tuple[bool, tuple[tuple[Path, int], ...]]:
+    """What git's discovery of the repository holding `workdir` depends on in the file system: whether
+    `workdir` is a directory, and which directories from it up to `/` hold a `.git` (directory or file; with
+    its inode, so that one removed and made again differs). While these stay the same, so does
+    `repository_of(workdir)` (git's environment and config aside)."""
+    marks = []
+    for directory in (workdir, *workdir.parents):
+        try:
+            marks.append((directory, os.lstat(directory / ".git").st_ino))
+        except OSError:
+            continue
+    return workdir.is_dir(), tuple(marks)
+
+
 def has_commits(top: Path) -> bool:
     """Whether the repository's HEAD names a commit (a new repository has none to branch from)."""
     return Git(top).commit_of("HEAD") is not None

@@ -39,7 +39,6 @@ class Dispatch:
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
         ready = sorted((t for t in board.values() if t.is_ready(done)), key=lambda t: (t.priority, t.created, t.id))
-        self.git_tops.clear()  # what a wave learns of the git repositories is not kept past it
         wave = []
         for task in ready:
             place = self.place(task, places)

@@ -19,8 +19,8 @@ from swarmd.git.hook import hook_env, install_hook
 from swarmd.git.queue import MergeOutcome, QueueEntry, merge_entry, order, scratch_dir
 from swarmd.git.repo import Git, GitError
 from swarmd.git.settings import GitSettings, plan_of
-from swarmd.git.worktrees import (AttemptTree, commit_leftovers, create_attempt, has_commits, repository_of,
-                                  worker_identity)
+from swarmd.git.worktrees import (AttemptTree, commit_leftovers, create_attempt, discovery_marks, has_commits,
+                                  repository_of, worker_identity)
 from swarmd.ledger.board import in_wave_order
 from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
@@ -48,10 +48,7 @@ class Integration:
         if settings.isolation == "none":
             return None
         workdir = self.spawner.workdir_for(task)
-        if workdir not in self.git_tops:  # asked once per dispatch wave, not once per task
-            top = repository_of(workdir)
-            self.git_tops[workdir] = top if top is not None and has_commits(top) else None
-        top = self.git_tops[workdir]
+        top = self._repository_with_commits(workdir)
         if top is None:
             if settings.isolation == "worktree":
                 raise ConfigError(f"task {task.id} asks for isolation = \"worktree\" but {workdir} is not in a git "
@@ -65,6 +62,20 @@ class Integration:
                            summary=f"{task.id}: {worker} works on branch {tree.branch} in {tree.path}")
         self.trees[task.id] = tree
         return tree
+
+    def _repository_with_commits(self, workdir: Path) -> Path | None:
+        """The top of the repository holding `workdir` if it has a commit, else None. git is asked (a process
+        start, on the way to every worker's start) only when what its answer depends on has changed since it
+        was last asked (`discovery_marks`: a repository made or removed), or while the repository has no commit."""
+        marks = discovery_marks(workdir)
+        known = self.git_tops.get(workdir)
+        if known is not None and known[0] == marks:
+            return known[1]
+        top = repository_of(workdir)
+        found = top if top is not None and has_commits(top) else None
+        if top is None or found is not None:  # a repository without a commit yet is asked again next time
+            self.git_tops[workdir] = (marks, found)
+        return found
 
     def _checkpointed(self, task: Task) -> str | None:
         """The branch tip of the attempt before, when it handed over by CHECKPOINT: the next one goes on

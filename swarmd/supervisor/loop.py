@@ -110,7 +110,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.pane_event = threading.Event()  # a pane may have died (see Health.check_workers)
         self.panes_seen_at = float("-inf")  # monotonic seconds of the last look at the panes
         self.recheck_panes = False  # a dead pane awaits its exit status: look again at the next tick
-        self.git_tops: dict[Path, Path | None] = {}  # workdir -> its repository with a commit (one dispatch wave)
+        # workdir -> (its discovery marks, its repository with a commit): see Integration._repository_with_commits
+        self.git_tops: dict[Path, tuple[tuple[bool, tuple[tuple[Path, int], ...]], Path | None]] = {}
         self.remote: HostsClient | None = None  # the worker hosts' link, with `[hosts] url` (see RemoteWorkers)
         self.hosts_down: set[str] = set()
         self.hosts_missing: dict[str, float] = {}
