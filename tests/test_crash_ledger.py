@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from protocol.event import EventType
+from protocol.task import Task, TaskStatus
 from swarmd.ledger import feed
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
+from swarmd.supervisor.loop import Supervisor
+from swarmkit import init_home
 
 import crashproc
 
@@ -141,3 +144,24 @@ def test_soak_appender_kills(witness: LedgerWitness) -> None:
     crash_at_points(witness, 2_000, seed=3)
     counts = crash_at_random(witness, 20_000, seed=4)
     print(f"\nledger soak kills: {dict(counts)}")
+
+
+@pytest.mark.parametrize("point", LEDGER_POINTS)
+def test_a_supervisor_killed_while_assigning_never_leaves_a_task_assigned_to_an_unknown_worker(
+        swarm_home: SwarmHome, point: str) -> None:
+    """Assigning a task and registering its worker were two appends: a supervisor killed between them left an
+    assigned task whose worker the registry never knew. They are one write now, the registration first."""
+    init_home(swarm_home)
+    Ledger(swarm_home, durable=False).add_task(Task(id="t", title="t", description="true"), "operator")
+
+    def assign(_report: int) -> None:
+        supervisor = Supervisor(swarm_home)
+        supervisor.begin_attempt(supervisor.ledger.task("t"))
+
+    status, _ = crashproc.reap(*crashproc.fork_child(assign, crash_at=f"{point}:1"))
+    assert crashproc.killed(status), "killed at the first append of the assignment"
+    ledger = Ledger(swarm_home)
+    assigned, registered = ledger.task("t").status == TaskStatus.ASSIGNED, ledger.knows_agent("w1")
+    assert registered or not assigned, "the task is assigned to a worker the registry does not know"
+    if point == "ledger.written":
+        assert assigned and registered, "the whole write was made"

@@ -176,6 +176,19 @@ class Ledger:
             text = summary or f"{task_id}: {current.status} -> {status}"
             return self._write([self._draft(_event_type(event_type), agent, task_id, text, detail)])[0]
 
+    def assign(self, task_id: str, entry: RegistryEntry, agent: str, summary: str = "", **detail: Any) -> Event:
+        """Assign `task_id` to the worker that `entry` registers: its agent_registered and task_assigned
+        (`detail` added, `worker` set to `entry.name`) events in one write, one fsync when durable. The
+        registration comes first: a write cut short by a crash may leave it alone, never a task assigned to a
+        worker the registry does not know. Checked as `transition` checks; returns the task_assigned event."""
+        with self._locked():
+            current = self._task(task_id)
+            check_transition(task_id, current.status, TaskStatus.ASSIGNED)
+            detail = {**detail, "worker": entry.name, "status": TaskStatus.ASSIGNED.value}
+            text = summary or f"{task_id}: {current.status} -> {TaskStatus.ASSIGNED}"
+            return self._write([self._registration(entry, agent),
+                                self._draft(EventType.TASK_ASSIGNED, agent, task_id, text, detail)])[1]
+
     def retry(self, task_ids: list[str], agent: str) -> list[Event]:
         """Give blocked tasks (or open ones that have failed before) a fresh budget of attempts: one task_retried
         event each, setting it open; failures before it no longer count. All or none: LedgerError, and nothing
@@ -222,10 +235,8 @@ class Ledger:
             return self._write([self._draft(EventType.NOTE_ADDED, agent, task_id, text[:200], detail)])[0]
 
     def register_agent(self, entry: RegistryEntry, agent: str) -> Event:
-        detail = {"name": entry.name, "entry": entry.model_dump(mode="json")}
         with self._locked():
-            summary = f"{entry.name} registered as {entry.role}"
-            return self._write([self._draft(EventType.AGENT_REGISTERED, agent, None, summary, detail)])[0]
+            return self._write([self._registration(entry, agent)])[0]
 
     def update_agent(self, name: str, agent: str, summary: str = "", **fields: Any) -> Event:
         """Change a registered agent's status, task, session, pid, role, host or metadata; `summary` is the feed's
@@ -341,6 +352,10 @@ class Ledger:
         if len(summary) > MAX_SUMMARY_CHARS:
             summary = summary[: MAX_SUMMARY_CHARS - 1] + "\u2026"
         return Event(ts=self._clock(), agent=agent, type=type, task=task, summary=summary, detail=detail)
+
+    def _registration(self, entry: RegistryEntry, agent: str) -> Event:
+        detail = {"name": entry.name, "entry": entry.model_dump(mode="json")}
+        return self._draft(EventType.AGENT_REGISTERED, agent, None, f"{entry.name} registered as {entry.role}", detail)
 
     def _write(self, events: list[Event]) -> list[Event]:
         """Number and append `events` (the caller holds the lock): one write, so no reader sees a partial batch."""

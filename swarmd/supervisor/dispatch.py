@@ -78,12 +78,10 @@ class Dispatch:
         self._next_worker += 1
         attempt = len(task.attempts) + 1
         session = self.spawner.session_name(worker)
-        self.ledger.transition(task.id, TaskStatus.ASSIGNED, SUPERVISOR, EventType.TASK_ASSIGNED,
-                               summary=f"{task.id} assigned to {worker} (attempt {attempt})", worker=worker,
-                               attempt=attempt)
-        self.ledger.register_agent(RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
-                                                 session=session, task=task.id, host=host or socket.gethostname(),
-                                                 metadata={"remote_host": host} if host else {}), SUPERVISOR)
+        self.ledger.assign(task.id, RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
+                                                  session=session, task=task.id, host=host or socket.gethostname(),
+                                                  metadata={"remote_host": host} if host else {}), SUPERVISOR,
+                           summary=f"{task.id} assigned to {worker} (attempt {attempt})", attempt=attempt)
         self.post.register(worker, role="worker")
         state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started_at=self.monotonic(),
                             host=host)
