@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -141,6 +142,7 @@ class Swarm:
         self.supervisor = Supervisor(home, max_workers=max_workers)
         self.ledger = self.supervisor.ledger
         self.thread: threading.Thread | None = None
+        self.thread_cpu_s: float | None = None
         self.error: BaseException | None = None
         self.counts = {"steps": 0, "tmux_calls": 0}
         self._count(self.supervisor, "step", "steps")
@@ -161,6 +163,8 @@ class Swarm:
                 body()
             except BaseException as exc:  # reported in the JSON, not lost in a thread
                 self.error = exc
+            finally:
+                self.thread_cpu_s = time.thread_time()  # the supervisor thread's own CPU, start to stop
         return run
 
     def start(self) -> None:
@@ -387,6 +391,7 @@ def segment_table(marks: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 def bench_latency(base: Path, chains: int, length: int, durable: bool = False) -> dict[str, Any]:
     swarm = Swarm(make_home(base, "latency", durable=durable), max_workers=chains)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         swarm.start()
         tasks = [no_op(f"c{c}-{i}", after=[f"c{c}-{i - 1}"] if i else []) for c in range(chains) for i in range(length)]
@@ -395,6 +400,9 @@ def bench_latency(base: Path, chains: int, length: int, durable: bool = False) -
         finished = wait_until(lambda: all(t.status == TaskStatus.DONE for t in swarm.ledger.board().values())
                               or swarm.error is not None, 240, 0.1)
         wall = time.time() - t0
+        swarm.stop_supervisor()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
         events = swarm.events()
         created = by_type(events, EventType.TASK_CREATED)
         completed = by_type(events, EventType.TASK_COMPLETED)
@@ -425,6 +433,10 @@ def bench_latency(base: Path, chains: int, length: int, durable: bool = False) -
             "supervisor_share_ready_to_spawned": dist_ms(parts.pop("ready_to_spawned")),
             "breakdown": {k: dist_ms(v) for k, v in parts.items()},
             "segments": segment_table(chain_marks(events, board, swarm.home)),
+            # CPU is less at the mercy of a busy machine than latency: the supervisor thread's own, and that of
+            # the processes it ran and waited for (tmux clients, git), per task.
+            "supervisor_cpu_ms_per_task": round((swarm.thread_cpu_s or 0) / len(tasks) * 1000, 2),
+            "supervisor_children_cpu_ms_per_task": round(children_cpu / len(tasks) * 1000, 2),
             "target_p50_under_ms": TARGET_DISPATCH_P50_MS,
             "target_p99_under_ms": TARGET_DISPATCH_P99_MS,
             "target_met": p50 is not None and p50 * 1000 < TARGET_DISPATCH_P50_MS and p99 * 1000 < TARGET_DISPATCH_P99_MS,
