@@ -29,6 +29,7 @@ from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
 
 if TYPE_CHECKING:
+    from swarmd.hosts.attach import AttachPlan
     from swarmd.hosts.relay import Relay
 
 OPERATOR = "operator"
@@ -316,16 +317,20 @@ class Operator:
         except OSError:
             return None
 
-    def attach_argv(self, worker: str) -> list[str]:
+    def attach_plan(self, worker: str, relay: bool = False) -> "AttachPlan":
+        """How `swarm attach` reaches the worker: its tmux session on this machine, or on its host by ssh (when
+        the host gave an ssh destination and `relay` is not asked for) or through the host agent's terminal relay
+        (`swarmd.hosts.attach`). Raises SwarmError for a worker with no session, HostError for a host down."""
+        from swarmd.hosts.attach import AttachPlan, remote_plan
+
         entry = self.entry(worker)
-        if host := remote_host(entry):
-            socket = entry.metadata.get("remote_tmux") or "<the host home's run/tmux.sock>"
-            raise SwarmError(f"{entry.name} runs on host {host}: attach there, e.g. `ssh -t {host} tmux -S "
-                             f"{socket} attach-session -t ={self.session(entry.name)}`")
         session = self.session(entry.name)
+        if host := remote_host(entry):
+            return remote_plan(self.home, self.config, host, entry.name, session, entry.metadata.get("remote_tmux"),
+                               relay=relay)
         if self.tmux.pane(session) is None:
             raise SwarmError(f"worker {worker} has no tmux session (it has ended): see `swarm logs {worker}`")
-        return self.tmux.attach_argv(session)
+        return AttachPlan(entry.name, "tmux", self.tmux.attach_argv(session), session=session)
 
     def running(self, worker: str) -> bool:
         """Whether the worker's pane is still running (its session exists and its command has not ended)."""

@@ -59,12 +59,12 @@ class HostedSwarm:
     def host_home(self, name: str) -> Path:
         return self.root / name / ".swarm"
 
-    def join(self, name: str, slots: int = 2, labels: str = "") -> Host | None:
+    def join(self, name: str, slots: int = 2, labels: str = "", ssh: str = "") -> Host | None:
         """Start the host's agent: in its namespace (made once) on a network, else beside the test."""
         (self.root / name).mkdir(exist_ok=True)
         argv = [str(BIN / "swarm"), "host", "join", self.url, "--name", name, "--slots", str(slots), "--swarm", "t",
                 "--home", str(self.host_home(name))] + (["--labels", labels] if labels else []) + (
-                ["--ca", str(self.ca)] if self.ca else []) + (
+                ["--ssh", ssh] if ssh else []) + (["--ca", str(self.ca)] if self.ca else []) + (
                 ["--credentials", str(self.logins / f"host-{name}.login")] if self.logins else [])
         log = open(self.root / f"{name}.log", "ab")
         if self.network is None:

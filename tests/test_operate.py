@@ -64,7 +64,7 @@ def test_second_up_is_refused_and_attach_targets_the_private_socket(swarm_home: 
     wait_until(lambda: TmuxServer(swarm_home.tmux_socket).pane(session), 30, "the worker's session")
     from swarmd.operate import Operator
 
-    argv = Operator(swarm_home).attach_argv(worker)
+    argv = Operator(swarm_home).attach_plan(worker).argv
     assert argv == ["tmux", "-S", str(swarm_home.tmux_socket), "attach-session", "-t", f"={session}"]
     missing = run_cli("swarm", "attach", "nobody", *home)
     assert missing.returncode == 2 and "no worker named 'nobody'" in missing.stderr

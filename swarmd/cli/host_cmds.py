@@ -29,9 +29,11 @@ def host() -> None:
 @click.option("--swarm", "swarm_name", default="swarm", show_default=True, help="The swarm's name (its swarm.toml `name`).")
 @click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where this host's workers run (default: the directory that holds the host's home).")
+@click.option("--ssh", default="", help="How the supervisor's machine reaches this one by ssh ([user@]machine): "
+              "`swarm attach` then runs `ssh -t` to this host's tmux (else it goes through this agent's relay).")
 @home_option
 def join(url: str, name: str, slots: int | None, labels: str | None, credentials: Path | None, ca: Path | None,
-         swarm_name: str, project: Path | None, home: str | None) -> None:
+         swarm_name: str, project: Path | None, ssh: str, home: str | None) -> None:
     """Join the swarm whose NATS server is at URL (nats://HOST:PORT, or tls://) and run its workers here until
     stopped (Ctrl-C, SIGTERM); the workers go on running, and the next `join` on this home takes them up again."""
     from filelock import FileLock, Timeout
@@ -45,7 +47,7 @@ def join(url: str, name: str, slots: int | None, labels: str | None, credentials
         raise SwarmError(f"project directory {project} does not exist")
     h = SwarmHome(home_to_create(home))
     agent = HostAgent(h, name=name, url=url, swarm=swarm_name, slots=slots or os.cpu_count() or 1,
-                      labels=parse_labels(labels), credentials=credentials, ca=ca, project=project)
+                      labels=parse_labels(labels), credentials=credentials, ca=ca, project=project, ssh=ssh)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     lock = h.run_dir / "host" / "agent.lock"
     lock.parent.mkdir(mode=0o700, exist_ok=True)
@@ -79,4 +81,5 @@ def hosts(home: str | None, as_json: bool) -> None:
         state = f"up (beat {v.beat_age:.1f}s ago)" if v.up else "DOWN"
         slots = f"{len(v.running)}/{v.slots} slots" if v.slots else "slots unknown"
         labels = ",".join(v.labels) or "-"
-        click.echo(f"{v.name}  {state}  {slots}  labels {labels}  workers {' '.join(v.assigned) or '-'}")
+        ssh = f"  ssh {v.ssh}" if v.ssh else ""
+        click.echo(f"{v.name}  {state}  {slots}  labels {labels}  workers {' '.join(v.assigned) or '-'}{ssh}")

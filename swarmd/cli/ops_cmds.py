@@ -221,12 +221,25 @@ def status(home: str | None, watch: bool, as_json: bool) -> None:
 @main.command()
 @click.argument("worker")
 @home_option
-def attach(worker: str, home: str | None) -> None:
-    """Attach this terminal to a worker's tmux session (detach with C-b d)."""
+@click.option("--relay", is_flag=True, help="A worker on a host: through its agent's terminal relay, even when "
+              "the host gave an ssh destination.")
+@click.option("--print", "--dry-run", "dry_run", is_flag=True, help="Print what would run instead of running it.")
+@json_option
+def attach(worker: str, home: str | None, relay: bool, dry_run: bool, as_json: bool) -> None:
+    """Attach this terminal to a worker's tmux session (detach with C-b d). A worker on a host is reached by ssh
+    when the host joined with --ssh, else through the host agent's terminal relay."""
     from swarmd.operate import Operator
 
-    argv = Operator(get_home(home)).attach_argv(worker)
-    os.execvp(argv[0], argv)
+    operator = Operator(get_home(home))
+    plan = operator.attach_plan(worker, relay=relay)
+    if dry_run or as_json:
+        dump_json(plan.as_dict()) if as_json else click.echo(plan.describe())
+        return
+    if plan.via == "tmux":
+        os.execvp(plan.argv[0], plan.argv)
+    from swarmd.hosts.attach import attach_remote
+
+    sys.exit(attach_remote(operator.home, operator.config, plan))
 
 
 @main.command()

@@ -38,8 +38,10 @@ from swarmd.home import SwarmHome, init_home
 from swarmd.hosts.bundles import drop_attempt, receive_attempt, send_branch, spawn_args
 from swarmd.hosts.lease import Lease
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
-from swarmd.hosts.names import validate_host_name, validate_labels, validate_swarm_name
+from swarmd.hosts.liveness import worker_beats
+from swarmd.hosts.names import validate_host_name, validate_labels, validate_ssh_destination, validate_swarm_name
 from swarmd.hosts.roster import Entry, Roster
+from swarmd.hosts.terminal import Terminals
 from swarmd.hosts.streams import DEFAULT_TTL, bucket_ttl, pull
 from swarmd.hosts.wire import (HostBeat, HostEvent, Layout, MailOrder, Order, RpcReply, RpcRequest, StartOrder,
                                StopOrder, parse_order)
@@ -66,8 +68,9 @@ class HostAgent:
 
     def __init__(self, home: SwarmHome, *, name: str, url: str, swarm: str = "swarm", slots: int = 1,
                  labels: list[str] | None = None, credentials: Path | None = None, ca: Path | None = None,
-                 project: Path | None = None) -> None:
+                 project: Path | None = None, ssh: str = "") -> None:
         self.name = validate_host_name(name)
+        self.ssh = validate_ssh_destination(ssh) if ssh else ""
         self.labels = validate_labels(labels or [])
         self.slots = slots
         self.home = home
@@ -93,6 +96,7 @@ class HostAgent:
         self._dead_since: dict[str, float] = {}
         self._setting_up = False
         self._kv: Any = None  # the heartbeat bucket (nats-py's KeyValue) once found
+        self.terminals = Terminals(self.link, self.layout, self.name, self.tmux, self._session_of)
 
     # ----- life cycle -----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -117,6 +121,7 @@ class HostAgent:
         finally:
             pane_watch.stop()
             arrivals.stop()
+            self.terminals.close()
             self.link.close()
             self.forkserver.stop()
             watch.join()
@@ -149,6 +154,7 @@ class HostAgent:
         js = self.link.js
         self._kv = await self._until_found(self._first_beat, "the hosts' bucket")
         await self.link.nc.subscribe(self.layout.rpc(self.name), cb=self._answer)
+        await self.terminals.listen()
         self.link.spawn(self._heartbeat(self._kv))
         orders = await self._until_found(lambda: pull(js, self.layout.orders(self.name), self.layout.host_consumer(
             self.name), self.layout.orders_stream), f"the orders stream {self.layout.orders_stream}")
@@ -179,8 +185,9 @@ class HostAgent:
             await asyncio.sleep(RETRY_WAIT)
 
     def beat(self) -> HostBeat:
+        workers = self.live_workers
         return HostBeat(name=self.name, slots=self.slots, labels=self.labels, pid=os.getpid(), started=self.started,
-                        workers=self.live_workers)
+                        workers=workers, ssh=self.ssh, worker_beats=worker_beats(self.home, workers))
 
     async def _beat(self, kv: Any) -> None:
         """Put the beat; once the server has acknowledged it, the lease runs from when it was sent."""
@@ -264,6 +271,11 @@ class HostAgent:
         pane = self.tmux.pane(entry.session)
         return RpcReply(ok=True, data=data.decode("utf-8", "replace"), offset=request.offset + len(data),
                         running=pane is not None and not pane.dead)
+
+    def _session_of(self, worker: str) -> str | None:
+        """The tmux session of `worker` if this host runs it (for a terminal relay)."""
+        entry = self.roster.entries.get(worker)
+        return entry.session if entry is not None and not entry.ended else None
 
     # ----- the lease (on a thread of its own) ---------------------------------------------------------------
     def watch_lease(self) -> None:

@@ -25,6 +25,7 @@ class HostView:
     running: list[str] = field(default_factory=list)  # workers its last beat listed
     assigned: list[str] = field(default_factory=list)  # live workers the ledger places there
     pid: int | None = None
+    ssh: str = ""  # how to reach it by ssh (`swarm host join --ssh`), "" when it gave none
     beat_age: float | None = None
 
     def as_dict(self) -> dict:
@@ -47,6 +48,7 @@ def list_hosts(home: SwarmHome, config: Config, now: datetime | None = None) -> 
         view = HostView(name=name, up=beat is not None, assigned=sorted(assigned.get(name, [])))
         if beat is not None:
             view.slots, view.labels, view.running, view.pid = beat.slots, beat.labels, sorted(beat.workers), beat.pid
+            view.ssh = beat.ssh
             view.beat_age = max(0.0, (now - beat.ts).total_seconds())
         views.append(view)
     return views

@@ -44,3 +44,16 @@ def validate_labels(labels: list[str]) -> list[str]:
 def parse_labels(text: str | None) -> list[str]:
     """`a,b` as given on a command line: the labels, validated (HostError)."""
     return validate_labels([part.strip() for part in (text or "").split(",") if part.strip()])
+
+
+# `[user@]machine` as ssh takes it, never an option (no leading '-') and nothing a shell would read.
+SSH_DESTINATION_RE = re.compile(r"([A-Za-z0-9._][A-Za-z0-9._-]{0,63}@)?[A-Za-z0-9._:][A-Za-z0-9._:-]{0,252}")
+
+
+def validate_ssh_destination(destination: str) -> str:
+    """Return `destination` if ssh can take it as where to connect (`[user@]machine`), else raise HostError."""
+    if not isinstance(destination, str) or not SSH_DESTINATION_RE.fullmatch(destination):
+        shown = str(destination).encode("unicode_escape").decode("ascii")[:80]
+        raise HostError(f"invalid ssh destination {shown!r}: give [user@]machine (letters, digits, '.', '_', "
+                        "'-', ':'), as `ssh` takes it")
+    return destination

@@ -12,10 +12,25 @@
 - Replies (JetStream's acknowledgements and answers, a pull consumer's deliveries) come to inboxes under a prefix of
   each side's own, `_INBOX_<swarm>.host.<host>` and `_INBOX_<swarm>.supervisor`: a host's login may listen there
   and nowhere else but its requests subject (`swarmd.hosts.permissions`).
+- Terminals (`swarm attach` through the host agent; core NATS, nothing stored): the operator picks a terminal id
+  `<sid>`, subscribes to `swarm.<swarm>.term.<host>.<sid>.out`, then sends an `AttachRequest` to
+  `swarm.<swarm>.term.<host>.open` (request/reply; the answer is an `RpcReply`). Before it answers ok, the host
+  subscribes to `.in` and starts `tmux -S <its socket> attach-session -t =<session>` in a pty sized
+  `rows` x `cols`. Then, each direction one subject (so each stays in order):
+    `swarm.<swarm>.term.<host>.<sid>.in`   operator -> host: the bytes typed, as they are
+    `swarm.<swarm>.term.<host>.<sid>.out`  host -> operator: the bytes the tmux client drew, as they are
+  A message with the header `Swarm-Term` is a control message instead, its body JSON: `size` (a `TermSize`: the
+  operator's window changed; operator -> host) or `end` (a `TermEnd`, the last message either way: the tmux client
+  exited, detached or its session ended; or the operator went away). An empty message without the header is a
+  keepalive, sent every `TERM_KEEPALIVE` s by each side: a side that hears nothing from the other for `TERM_LOST`
+  s ends the relay (an operator's terminal killed, a host agent gone). The worker's pane is never touched: only
+  the tmux client the host started for the relay ends. Core NATS may drop messages for a slow reader: a terminal
+  shows the next redraw (tmux redraws the whole screen on a resize).
 
-Every publish carries a message id (`Nats-Msg-Id`): a send retried after a lost acknowledgement is stored once.
+Every JetStream publish carries a message id (`Nats-Msg-Id`): a send retried after a lost acknowledgement is stored once.
 """
 
+import re
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -25,10 +40,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from protocol.ids import utcnow
 from protocol.base import AgentName
 from swarmd.git.repo import valid_branch
-from swarmd.hosts.names import HostError, validate_host_name, validate_swarm_name
+from swarmd.hosts.names import SSH_DESTINATION_RE, HostError, validate_host_name, validate_swarm_name
 
 
 WIRE_VERSION = 1
+TERM_ID = re.compile(r"[a-z0-9]{8,40}")  # a terminal relay's session id
 
 
 class Layout:
@@ -51,6 +67,15 @@ class Layout:
 
     def rpc(self, host: str) -> str:
         return f"swarm.{self.swarm}.rpc.{validate_host_name(host)}"
+
+    def term_open(self, host: str) -> str:
+        return f"swarm.{self.swarm}.term.{validate_host_name(host)}.open"
+
+    def term(self, host: str, sid: str, channel: Literal["in", "out"]) -> str:
+        """The subject of one channel of terminal relay `sid` (HostError for a malformed id)."""
+        if not TERM_ID.fullmatch(sid):
+            raise HostError(f"invalid terminal id {sid!r}")
+        return f"swarm.{self.swarm}.term.{validate_host_name(host)}.{sid}.{channel}"
 
     def host_consumer(self, host: str) -> str:
         return f"host-{validate_host_name(host)}"
@@ -191,6 +216,37 @@ class HostEvent(Wire):
     git_error: str = ""
 
 
+TERM_CONTROL = "Swarm-Term"  # the header that makes a terminal relay's message a control message (its value: kind)
+TERM_KEEPALIVE = 5.0  # seconds between a terminal relay's keepalives (empty `keys` / `screen` messages)
+TERM_LOST = 20.0  # seconds without a word from the other side after which a terminal relay ends
+
+
+class AttachRequest(Wire):
+    """Open a terminal on `worker`'s tmux session: relayed on `term.<host>.<term>.in` / `.out`, sized `rows` x `cols`,
+    for a terminal of type `term_type` (the operator's $TERM)."""
+
+    worker: AgentName
+    term: str = Field(pattern=f"^{TERM_ID.pattern}$")
+    rows: int = Field(ge=1, le=1000)
+    cols: int = Field(ge=1, le=1000)
+    term_type: str = Field(default="xterm-256color", pattern=r"^[A-Za-z0-9._+-]{1,64}$")
+
+
+class TermSize(Wire):
+    """The operator's terminal's size now, in character cells."""
+
+    rows: int = Field(ge=1, le=1000)
+    cols: int = Field(ge=1, le=1000)
+
+
+class TermEnd(Wire):
+    """A terminal relay is over: `reason` (`detached`: the tmux client exited, `closed`: the operator left,
+    `lost`: the other side went silent), and the tmux client's exit `status` when it has one."""
+
+    reason: str
+    status: int | None = None
+
+
 class HostBeat(Wire):
     """A host's heartbeat, the value of its key: what it offers and which workers it runs (worker -> attempt)."""
 
@@ -199,9 +255,13 @@ class HostBeat(Wire):
     slots: int = Field(ge=1)
     labels: list[str] = []
     pid: int
+    ssh: str = Field(default="", pattern=f"^({SSH_DESTINATION_RE.pattern})?$")  # how the supervisor's machine
+    # reaches this host by ssh (`user@machine`, for `swarm attach`), "" when it does not
     started: datetime
     ts: datetime = Field(default_factory=utcnow)
     workers: dict[str, int] = {}
+    worker_beats: dict[str, datetime | None] | None = None  # worker -> its last heartbeat (this host's clock; only
+    # a change means anything); None from a host that does not forward them
 
 
 class RpcRequest(Wire):
