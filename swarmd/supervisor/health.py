@@ -39,7 +39,7 @@ class Health:
         if panes == {} and any(not w.host for w in self.workers.values()) and not self.tmux.is_running():
             self._tmux_lost()
             return
-        stale_due = any(now >= self._stale_deadline(w) for w in self.workers.values() if not w.host)
+        stale_due = any(now >= self._stale_deadline(w) for w in self.workers.values() if self.beats_watched(w))
         registry = self.ledger.registry() if panes is not None or stale_due else None
         board = self.ledger.board()
         for worker in list(self.workers.values()):
@@ -49,9 +49,10 @@ class Health:
                 continue
             if worker.reported or worker.name not in self.workers:
                 continue
-            if worker.host:  # its host reports its pane's end; only its time limit is watched here
+            if worker.host:  # its host reports its pane's end; its time limit and heartbeat are watched here
                 with suppress(StaleTransition):
-                    self._check_timeout(task, worker, now)
+                    self._check_worker(task, worker, None, False, registry if self.beats_watched(worker) else None,
+                                       now)
                 continue
             pane = panes.get(worker.session) if panes is not None else None
             if pane is not None and pane.dead and self._status_pending(worker, pane, now):
@@ -98,7 +99,7 @@ class Health:
             task = board.get(worker.task)
             limit = (task.timeout if task else None) or self.config.task_timeout
             due.append(worker.started_at + worker.paused_for + limit)
-            if not worker.host:  # a remote worker's liveness is its host's heartbeat (RemoteWorkers)
+            if self.beats_watched(worker):  # a remote one's while its host is up (RemoteWorkers)
                 due.append(self._stale_deadline(worker))
         due += [deadline for _, deadline in self.finishing.values()]
         return min(due, default=now + self.safety_period())
@@ -106,7 +107,7 @@ class Health:
     def _stale_deadline(self, worker: WorkerState) -> float:
         """When `worker` goes stale unless a new heartbeat is seen (monotonic seconds)."""
         seen = worker.beat_seen_at if worker.beat_seen_at is not None else worker.started_at
-        return seen + self.config.stale_after
+        return seen + self.config.stale_after + self.beat_lag(worker)
 
     def _check_worker(self, task: Task, worker: WorkerState, pane: PaneInfo | None, listed: bool,
                       registry: dict[str, RegistryEntry] | None, now: float) -> None:
@@ -156,7 +157,7 @@ class Health:
         beat = entry.last_heartbeat if entry else None
         if worker.beat_seen_at is None or beat != worker.last_beat:
             worker.last_beat, worker.beat_seen_at = beat, now if beat is not None else worker.started_at
-        return now - worker.beat_seen_at > self.config.stale_after
+        return now - worker.beat_seen_at > self.config.stale_after + self.beat_lag(worker)
 
     def _tmux_lost(self) -> None:
         """The whole tmux server went away: every attempt is abandoned, not failed, and starts again."""

@@ -1,7 +1,8 @@
 """Workers on other machines: attempts placed on worker hosts, their reports taken from the hosts' events, and
 hosts that go down.
 
-A host's events carry the attempt number they speak for; what does not speak for a worker's current attempt
+A remote worker's own heartbeat comes in its host's beat (`swarmd.hosts.liveness`): one that goes stale while its
+host is up is a stuck worker, as on this machine. A host's events carry the attempt number they speak for; what does not speak for a worker's current attempt
 (a host given up on that comes back, say) is refused and its worker told to stop. A host whose heartbeat key
 has expired is down once a grace has passed after that (`swarmd.hosts.lease.supervisor_grace`: the key is the
 host's lease, and the host has ended its workers by then): its attempts are abandoned (no attempt spent) and
@@ -15,10 +16,10 @@ from protocol.ids import new_id
 from protocol.messages import Message
 from protocol.task import LIVE_STATUSES, Task
 from swarmd.errors import SwarmError
-from swarmd.hosts.client import HostsClient
+from swarmd.hosts.client import POLL, HostsClient
 from swarmd.hosts.lease import supervisor_grace
 from swarmd.hosts.settings import hosts_link
-from swarmd.hosts.wire import HostEvent, StartOrder, StopOrder
+from swarmd.hosts.wire import HostBeat, HostEvent, StartOrder, StopOrder
 from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 
@@ -116,12 +117,39 @@ class RemoteWorkers:
             for worker, attempt in beat.workers.items():
                 if not self._speaks_for(name, worker, attempt):
                     self.stop_remote(name, worker, attempt, "this attempt was given up on: another runs the task")
+        self.take_worker_beats(snapshot.beats)
         for event, msg in self.remote.take_events():
             try:
                 self.on_host_event(event)
             except StaleTransition:
                 pass  # settled meanwhile: the event changes nothing
             self.remote.ack(msg)
+
+    # ----- remote workers' own heartbeats (swarmd.hosts.liveness) -------------------------------------------
+    def take_worker_beats(self, beats: dict[str, HostBeat]) -> None:
+        """Each remote worker's own heartbeat as its host's beat carries it: one that changed is a sign of life,
+        touched into this home's heartbeat file (this machine's clock), where the health check and `swarm status`
+        read a local worker's."""
+        for state in self.workers.values():
+            beat = beats.get(state.host) if state.host else None
+            seen = beat.worker_beats.get(state.name) if beat is not None and beat.worker_beats else None
+            if seen is not None and seen != state.remote_beat:
+                state.remote_beat = seen
+                self.ledger.heartbeat(state.name)
+
+    def beats_watched(self, worker: WorkerState) -> bool:
+        """Whether `worker`'s own heartbeat is judged (stale: stuck), as a local worker's: on this machine, or on
+        a host that is up (its key there, not missing) and forwards its workers' heartbeats."""
+        if not worker.host:
+            return True
+        beat = self.remote.snapshot().beats.get(worker.host) if self.remote is not None else None
+        return (beat is not None and beat.worker_beats is not None and worker.host not in self.hosts_missing
+                and worker.host not in self.hosts_down)
+
+    def beat_lag(self, worker: WorkerState) -> float:
+        """How much later than a local one a worker's heartbeat may be seen (s): a host puts its beat every
+        ttl / 3 s, and the bucket is read every POLL s at most."""
+        return self.config.hosts.ttl / 3 + POLL if worker.host else 0.0
 
     def hosts_due(self) -> list[float]:
         """Monotonic times by which the loop must step: when each missing host's grace is over."""
