@@ -12,9 +12,14 @@ import termios
 import threading
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 from hostkit import HostedSwarm, loopback, running  # noqa: F401 - the fixture
+from swarmd.hosts.attach import TermClient
+from swarmd.hosts.names import HostError
 from swarmd.ledger.log import Ledger
+from swarmd.operate import Operator
 from swarmkit import wait_until, write_plan
 
 SWARM = str(Path(sys.executable).parent / "swarm")
@@ -85,8 +90,16 @@ def test_attach_reaches_a_remote_worker_through_its_hosts_relay_and_detaches_cle
     shown = run_cli("swarm", "attach", worker, "--print", *home)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == shlex.join(["ssh", "-t", "--", "ops@h1.example", remote])
-    relayed = run_cli("swarm", "attach", worker, "--dry-run", "--relay", *home)
-    assert relayed.stdout.startswith(remote + "  ") and "on host h1" in relayed.stdout
+    operator = Operator(loopback.home)  # the library API `swarm attach` is thin over
+    relayed = operator.attach_plan(worker, relay=True)
+    assert relayed.via == "relay" and relayed.argv == shlex.split(remote) and "on host h1" in relayed.describe()
+    read_end, write_end = os.pipe()
+    try:
+        with pytest.raises(HostError, match="needs a terminal"):
+            TermClient(loopback.home, operator.config, "h1", worker, stdin=read_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
     terminal = Terminal([SWARM, "attach", worker, "--relay", *home])
     try:
@@ -104,3 +117,13 @@ def test_attach_reaches_a_remote_worker_through_its_hosts_relay_and_detaches_cle
     assert ledger.task("job").status == "in_progress"
     wait_until(lambda: not any(remote in line for line in subprocess.run(
         ["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()), 30, "the relay's tmux client gone")
+
+    assert run_cli("swarm", "kill", worker, *home).returncode == 0
+    wait_until(lambda: not running(socket, session), 30, "h1 to end the killed worker")
+    master, slave = os.openpty()
+    try:
+        with pytest.raises(HostError, match=f"host h1: ({worker} has ended on host h1|no worker)"):
+            TermClient(loopback.home, operator.config, "h1", worker, stdin=slave, stdout=slave).run()
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -101,9 +101,12 @@ class TermClient:
         link = connect(self.home, self.config, "swarm-attach")
         try:
             self._open(link)
-            with raw_mode(self.stdin), self._signals():
-                end = self._relay(link)
-            return end
+            try:
+                with raw_mode(self.stdin), self._signals():
+                    return self._relay(link)
+            finally:
+                if self.end is None:  # left (a signal, the terminal gone): the host ends its client now
+                    self._send(link, TermEnd(reason="closed").model_dump_json().encode(), "end")
         finally:
             link.close()
             os.close(self.wake_r)
@@ -143,8 +146,9 @@ class TermClient:
         while self.end is None:
             now = time.monotonic()
             if now - self.heard > TERM_LOST:
-                self._send(link, TermEnd(reason="lost").model_dump_json().encode(), "end")
-                return TermEnd(reason="lost")
+                self.end = TermEnd(reason="lost")
+                self._send(link, self.end.model_dump_json().encode(), "end")
+                break
             if now - self.sent >= TERM_KEEPALIVE:
                 self._send(link, b"")  # keepalive
             ready, _, _ = select.select([self.stdin, self.wake_r], [], [], max(0.0, self.sent + TERM_KEEPALIVE - now))
@@ -155,12 +159,14 @@ class TermClient:
                 rows, cols = terminal_size(self.stdin)
                 self._send(link, TermSize(rows=rows, cols=cols).model_dump_json().encode(), "size")
             if self.stdin in ready:
-                data = os.read(self.stdin, 4096)
-                if not data:  # the terminal closed: leave, the host ends its client
-                    self._send(link, TermEnd(reason="closed").model_dump_json().encode(), "end")
-                    return TermEnd(reason="closed")
+                try:
+                    data = os.read(self.stdin, 4096)
+                except OSError:  # EIO: the terminal is gone
+                    data = b""
+                if not data:  # the terminal closed: leave (the host ends its client)
+                    break
                 self._send(link, data)
-        return self.end
+        return self.end or TermEnd(reason="closed")
 
     def _send(self, link: Any, data: bytes, control: str | None = None) -> None:
         self.sent = time.monotonic()
