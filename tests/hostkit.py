@@ -59,8 +59,10 @@ class HostedSwarm:
     def host_home(self, name: str) -> Path:
         return self.root / name / ".swarm"
 
-    def join(self, name: str, slots: int = 2, labels: str = "", ssh: str = "") -> Host | None:
-        """Start the host's agent: in its namespace (made once) on a network, else beside the test."""
+    def join(self, name: str, slots: int = 2, labels: str = "", ssh: str = "",
+             env: dict[str, str] | None = None) -> Host | None:
+        """Start the host's agent (with `env` added to this process's environment, on loopback): in its namespace
+        (made once) on a network, else beside the test."""
         (self.root / name).mkdir(exist_ok=True)
         argv = [str(BIN / "swarm"), "host", "join", self.url, "--name", name, "--slots", str(slots), "--swarm", "t",
                 "--home", str(self.host_home(name))] + (["--labels", labels] if labels else []) + (
@@ -68,7 +70,8 @@ class HostedSwarm:
                 ["--credentials", str(self.logins / f"host-{name}.login")] if self.logins else [])
         log = open(self.root / f"{name}.log", "ab")
         if self.network is None:
-            self.agents[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            self.agents[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                 env={**os.environ, **(env or {})})
             return None
         host = self.hosts.get(name) or self.network.host(name)
         self.hosts[name] = host

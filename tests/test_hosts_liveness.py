@@ -1,15 +1,20 @@
-"""A worker on a host is watched by its own heartbeat, carried in its host's beat: one that goes stale while its
-host is up is stuck, as a worker on the supervisor's machine is (a real host agent and NATS server on loopback)."""
+"""Workers on a host as on the supervisor's machine (a real host agent and NATS server on loopback): watched by
+their own heartbeat, carried in the host's beat (one that goes stale while the host is up is stuck); an
+interactive agent there given its prompts by its host, its state and cost reaching the supervisor's ledger."""
 
 import contextlib
 import json
 import os
 import signal
+from pathlib import Path
 
+from agentclis import agent_env
 from conftest import run_cli
 from hostkit import HostedSwarm, loopback, running  # noqa: F401 - the fixture
+from modelserver import ModelServer, Text
 from protocol.event import EventType
 from swarmd.ledger.log import Ledger
+from swarmd.operate import Operator
 from swarmkit import events, wait_until, write_plan
 
 
@@ -41,3 +46,39 @@ def test_a_remote_worker_whose_heartbeat_goes_stale_while_its_host_is_up_is_stuc
     finally:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_remote_interactive_worker_gets_its_prompts_on_its_host_and_reports_its_state_and_cost(
+        agent_clis: dict[str, Path], model_server: ModelServer, loopback: HostedSwarm) -> None:
+    """The real Claude Code TUI on a host: the host types its task, then an operator's steer, into its pane once
+    it is idle; its hooks' AGENT_STATE and the cost they carry reach the supervisor's ledger."""
+    model_server.script([Text("On it.")], [Text("Steered.")])
+    loopback.config(max_workers=1, local_workers=False)
+    env = agent_env(loopback.root / "clis", model_server.url)
+    loopback.join("h1", slots=1, env=env)
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "talk", "profile": "claude-tui",
+                                                     "description": "Say hello."}])
+    # (`swarm run` checks that the profile's program is on this machine's PATH too)
+    assert run_cli("swarm", "run", str(plan), "--home", str(loopback.home.root), env=env).returncode == 0
+    ledger = Ledger(loopback.home)
+    wait_until(lambda: len(model_server.scripted()) == 1, 120, "the task's turn, typed in on h1")
+    worker = ledger.task("job").assignee
+    assert "# Task job: talk" in json.dumps(model_server.scripted()[0].body)
+    wait_until(lambda: ledger.registry()[worker].metadata.get("agent_state") == "idle", 60, "idle after the turn")
+    Operator(loopback.home).steer(worker, "Also say STEERED-42.")
+    wait_until(lambda: len(model_server.scripted()) == 2, 60, "the steer's turn, typed in on h1")
+    assert "STEERED-42" in json.dumps(model_server.scripted()[1].body)
+    served = {k: sum(r.usage.get(k, 0) for r in model_server.scripted()) for k in ("input_tokens", "output_tokens")}
+
+    def costed() -> dict[str, float]:
+        total: dict[str, float] = {}
+        for event in events(loopback.home):
+            if event.type == EventType.COST_UPDATE and event.detail.get("worker") == worker:
+                for key, value in event.detail["delta"].items():
+                    total[key] = total.get(key, 0) + value
+        return total
+    wait_until(lambda: all(costed().get(k) == v for k, v in served.items()), 60, "cost events adding up")
+    states = [e.detail["fields"]["metadata"].get("agent_state") for e in events(loopback.home)
+              if e.type == EventType.AGENT_UPDATED and e.detail.get("name") == worker
+              and "agent_state" in e.detail.get("fields", {}).get("metadata", {})]
+    assert "working" in states and "idle" in states[states.index("working"):], states

@@ -2,10 +2,11 @@
 
 It owns this machine's private tmux server (the host home's socket), takes start, stop and mail orders from its
 work queue, forwards its workers' mail and its panes' ends as events, heartbeats into the hosts' bucket, and
-answers requests for a worker's log. Its heartbeat is its lease (`swarmd.hosts.lease`): cut off for longer than
-the lease's term, it ends its running workers itself, before the supervisor gives their tasks to other hosts,
-and reports them ended (`lapsed`) once the link is back; their mail and worktrees stay. Its workers are ordinary
-swarmd workers of the host home: they report into its `supervisor` mailbox, which the agent empties into the
+answers requests for a worker's log; it types the prompts of its interactive workers into their panes
+(`swarmd.hosts.prompts`) and relays terminals to them (`swarmd.hosts.terminal`). Its heartbeat is its lease
+(`swarmd.hosts.lease`): cut off for longer than the lease's term, it ends its running workers itself, before the
+supervisor gives their tasks to other hosts, and reports them ended (`lapsed`) once the link is back; their mail
+and worktrees stay. Its workers are ordinary swarmd workers of the host home: they report into its `supervisor` mailbox, which the agent empties into the
 events stream, claiming each message only once the stream has acknowledged it (the mailbox is the outbox: an
 agent killed midway sends again, under the same id).
 
@@ -41,6 +42,7 @@ from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.liveness import worker_beats
 from swarmd.hosts.names import validate_host_name, validate_labels, validate_ssh_destination, validate_swarm_name
 from swarmd.hosts.roster import Entry, Roster
+from swarmd.hosts.prompts import HostPrompts, Pane
 from swarmd.hosts.terminal import Terminals
 from swarmd.hosts.streams import DEFAULT_TTL, bucket_ttl, pull
 from swarmd.hosts.wire import (HostBeat, HostEvent, Layout, MailOrder, Order, RpcReply, RpcRequest, StartOrder,
@@ -97,6 +99,7 @@ class HostAgent:
         self._setting_up = False
         self._kv: Any = None  # the heartbeat bucket (nats-py's KeyValue) once found
         self.terminals = Terminals(self.link, self.layout, self.name, self.tmux, self._session_of)
+        self.prompts = HostPrompts(home, self.tmux, self.wake.set)
 
     # ----- life cycle -----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -122,6 +125,7 @@ class HostAgent:
             pane_watch.stop()
             arrivals.stop()
             self.terminals.close()
+            self.prompts.stop()
             self.link.close()
             self.forkserver.stop()
             watch.join()
@@ -135,6 +139,8 @@ class HostAgent:
             self.link.spawn(_ack(msg))
         self.forward_mail()
         self.check_panes()
+        self.prompts.step({e.worker: Pane(e.session, e.command) for e in self.roster.entries.values()
+                           if e.command and not e.ended})
 
     # ----- the NATS side (on the link's loop) -------------------------------------------------------------
     async def _connected(self) -> None:
@@ -326,7 +332,9 @@ class HostAgent:
         elif isinstance(order, MailOrder):
             entry = self.roster.entries.get(order.worker)
             if entry is not None and not entry.ended and entry.attempt == order.attempt:
-                self.deliver(Message.model_validate(order.message))
+                message = Message.model_validate(order.message)
+                if not (entry.command and self.prompts.take(entry.worker, message)):
+                    self.deliver(message)
 
     def spawner(self, config: Config) -> Spawner:
         return Spawner(self.home, config.model_copy(update={"project": str(self.project)}), self.tmux, self.forkserver)
@@ -344,8 +352,10 @@ class HostAgent:
         config = Config(name=self.layout.swarm, heartbeat_interval=order.heartbeat_interval, durable=order.durable,
                         profiles={profile_name: Profile.model_validate(order.profile)}, default_profile=profile_name)
         spawner = self.spawner(config)
+        profile = config.profiles[profile_name]
         entry = Entry(worker=order.worker, task=task.id, attempt=order.attempt,
-                      session=spawner.session_name(order.worker), start_id=order.id)
+                      session=spawner.session_name(order.worker), start_id=order.id,
+                      command=profile.command if profile.mode == "interactive" else "")
         self.roster.entries[entry.worker] = entry
         if self.lease.lapsed:  # not ours to run now: the supervisor may have given it to another already
             entry.ended = True

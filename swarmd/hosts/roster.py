@@ -29,6 +29,7 @@ class Entry:
     start_id: str = ""  # the id of the order that started it: its events' ids are made from it
     tree: dict[str, Any] | None = None  # its git worktree (`AttemptTree.detail()`), when its attempt is isolated
     home_tip: str = ""  # the commit of its branch the supervisor holds, as its stop order said
+    command: str = ""  # an interactive worker's agent command (its prompts are typed into its pane); "" headless
 
 
 class Roster:

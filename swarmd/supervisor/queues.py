@@ -94,9 +94,11 @@ class Queues:
     deliveries in flight in `self.deliveries`."""
 
     def interactive(self, worker: str) -> bool:
-        """Whether `worker` runs its agent interactively (its task's profile says `mode = "interactive"`)."""
+        """Whether `worker` runs its agent interactively in a pane of this machine (its task's profile says
+        `mode = "interactive"`): a worker on a host has its pane, its looks and its prompts there
+        (`swarmd.hosts.prompts`)."""
         state = self.workers.get(worker)
-        task = self.ledger.board().get(state.task) if state is not None else None
+        task = self.ledger.board().get(state.task) if state is not None and not state.host else None
         if task is None:
             return False
         try:
