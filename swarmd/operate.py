@@ -13,7 +13,7 @@ from agentmail import PostOffice
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import Event, EventType
 from protocol.ids import utcnow
-from protocol.messages import MessageType, make_message
+from protocol.messages import Message, MessageType, make_message
 from protocol.names import validate_agent_name
 from protocol.task import LIVE_STATUSES, AttemptOutcome, TaskStatus
 from swarmd.supervisor import retention, settings
@@ -133,11 +133,7 @@ class Operator:
         if host := remote_host(entry):
             message = make_message(MessageType.STEER, self.actor, entry.name, {"text": text, "task": entry.task},
                                    thread=entry.task)
-            relay = self.relay()
-            try:
-                relay.mail(host, entry.name, self.attempt_of(entry), message)
-            finally:
-                relay.close()
+            self.mail_remote(host, entry, message)
             self.ledger.append(EventType.CUSTOM, self.actor, entry.task,
                                summary=f"steered {entry.name} on host {host}: {text}"[:300])
             return message.id
@@ -176,11 +172,14 @@ class Operator:
         entry = self.entry(worker)
         if not entry.task:
             raise SwarmError(f"{entry.name} has no task to answer about")
-        if self.interactive(entry):
-            PromptQueue(self.home.run_dir, entry.name).push(text, kind="reply", sender=OPERATOR)
-        message = PostOffice(self.home.root).send(
-            make_message(MessageType.HELP_RESPONSE, self.actor, entry.name, {"task": entry.task, "answer": text},
-                         thread=entry.task))
+        message = make_message(MessageType.HELP_RESPONSE, self.actor, entry.name, {"task": entry.task, "answer": text},
+                               thread=entry.task)
+        if host := remote_host(entry):  # its host delivers it (and types it in for an interactive agent)
+            self.mail_remote(host, entry, message)
+        else:
+            if self.interactive(entry):
+                PromptQueue(self.home.run_dir, entry.name).push(text, kind="reply", sender=OPERATOR)
+            PostOffice(self.home.root).send(message)
         record_answer(self.ledger, self.actor, entry.name, entry.task, text, message.id)
         return message.id
 
@@ -205,6 +204,14 @@ class Operator:
             self.tmux.kill_session(self.session(entry.name))
         self.ledger.update_agent(entry.name, self.actor, status=AgentStatus.STOPPED)
         return task.id if task else None
+
+    def mail_remote(self, host: str, entry: RegistryEntry, message: Message) -> None:
+        """Send `message` to the worker on its host (through the host's work queue)."""
+        relay = self.relay()
+        try:
+            relay.mail(host, entry.name, self.attempt_of(entry), message)
+        finally:
+            relay.close()
 
     def stop_remote(self, host: str, entry: RegistryEntry, reason: str) -> None:
         """Tell the worker's host to end it (through the host's work queue)."""

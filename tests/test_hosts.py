@@ -103,7 +103,7 @@ def test_tasks_go_where_their_labels_are_offered_and_the_most_slots_are_free() -
 GATED = "echo hello from $SWARM_AGENT; while [ ! -e {gate} ]; do sleep 0.05; done"
 
 
-def test_a_remote_workers_log_steer_and_kill_go_through_its_host(loopback: HostedSwarm) -> None:
+def test_a_remote_workers_log_steer_reply_and_kill_go_through_its_host(loopback: HostedSwarm) -> None:
     loopback.config(max_workers=1, local_workers=False)
     loopback.join("h1", slots=1)
     plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "max_attempts": 1,
@@ -116,12 +116,15 @@ def test_a_remote_workers_log_steer_and_kill_go_through_its_host(loopback: Hoste
     log = loopback.host_home("h1") / "logs" / f"{worker}.log"
     wait_until(lambda: log.exists() and "hello from" in log.read_text(), 30, "the worker's words on h1")
     assert f"hello from {worker}" in run_cli("swarm", "logs", worker, *home).stdout  # read from h1
-    operator = Operator(loopback.home)  # the library API the CLI's status and steer are thin over
+    operator = Operator(loopback.home)  # the library API the CLI's status, steer and reply are thin over
     assert {w.name: w.pane for w in operator.status()["workers"]}[worker] == "on host h1"
     operator.steer(worker, "look at the flaky test")
     inbox = loopback.host_home("h1") / "mail" / worker
     wait_until(lambda: any("look at the flaky test" in p.read_text() for p in inbox.glob("*/*.json")), 30,
                "the STEER in the worker's mailbox on h1")
+    operator.reply(worker, "use the other fixture")
+    wait_until(lambda: any("use the other fixture" in p.read_text() for p in inbox.glob("*/*.json")), 30,
+               "the HELP_RESPONSE in the worker's mailbox on h1")
     killed = run_cli("swarm", "kill", worker, "--hold", *home)
     assert killed.returncode == 0, killed.stderr
     wait_until(lambda: not running(loopback.tmux("h1"), f"t-{worker}"), 30, "h1 to end the killed worker")
