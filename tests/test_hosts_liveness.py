@@ -68,16 +68,20 @@ def test_a_remote_interactive_worker_gets_its_prompts_on_its_host_and_reports_it
     Operator(loopback.home).steer(worker, "Also say STEERED-42.")
     wait_until(lambda: len(model_server.scripted()) == 2, 60, "the steer's turn, typed in on h1")
     assert "STEERED-42" in json.dumps(model_server.scripted()[1].body)
-    served = {k: sum(r.usage.get(k, 0) for r in model_server.scripted()) for k in ("input_tokens", "output_tokens")}
 
-    def costed() -> dict[str, float]:
-        total: dict[str, float] = {}
+    def adds_up() -> bool:
+        """Whether the cost events add up to the usage served (recorded once each request has been answered)."""
+        requests = model_server.scripted()
+        if not all(r.usage for r in requests):
+            return False
+        costed: dict[str, float] = {}
         for event in events(loopback.home):
             if event.type == EventType.COST_UPDATE and event.detail.get("worker") == worker:
                 for key, value in event.detail["delta"].items():
-                    total[key] = total.get(key, 0) + value
-        return total
-    wait_until(lambda: all(costed().get(k) == v for k, v in served.items()), 60, "cost events adding up")
+                    costed[key] = costed.get(key, 0) + value
+        return all(costed.get(k) == sum(r.usage.get(k, 0) for r in requests) for k in ("input_tokens", "output_tokens"))
+
+    wait_until(adds_up, 60, "cost events adding up to the usage served")
     states = [e.detail["fields"]["metadata"].get("agent_state") for e in events(loopback.home)
               if e.type == EventType.AGENT_UPDATED and e.detail.get("name") == worker
               and "agent_state" in e.detail.get("fields", {}).get("metadata", {})]
