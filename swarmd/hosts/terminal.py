@@ -99,7 +99,6 @@ class TermRelay:
         self.unwritten = b""  # typed bytes the pty had no room for yet
         self.heard = time.monotonic()  # when the operator was last heard from
         self.ended = False
-        self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         """Open the pty, subscribe to the operator's side, then start the client (OSError if it cannot run)."""
@@ -121,8 +120,8 @@ class TermRelay:
             os.close(slave)
         os.set_blocking(master, False)
         loop.add_reader(master, self._readable)
-        self.tasks = [loop.create_task(self._pump()), loop.create_task(self._watch()),
-                      loop.create_task(self._keepalive())]
+        for job in (self._pump(), self._watch(), self._keepalive()):
+            self.terminals.link.spawn(job)  # the link's tasks: cancelled when it closes
 
     # ----- host -> operator ---------------------------------------------------------------------------------
     def _readable(self) -> None:
@@ -224,7 +223,5 @@ class TermRelay:
         os.close(self.master)
         self.outbox.put_nowait((end.model_dump_json().encode(), {TERM_CONTROL: "end"}))
         self.terminals.relays.pop(self.request.term, None)
-        loop.create_task(self.sub.unsubscribe())
-        for task in self.tasks[2:]:
-            task.cancel()
+        self.terminals.link.spawn(self.sub.unsubscribe())
         log.info("terminal %s: ended (%s)", self.request.term, end.reason)
