@@ -122,7 +122,10 @@ class AgentStates:
         the queue delivers once its pane is idle."""
         if worker.resume_at is None or now < worker.resume_at or not self.unpause(worker.name):
             return
-        self.prompt_queue(worker.name).push(CONTINUE.format(task=worker.task), kind="resume", sender=SUPERVISOR)
+        if worker.host:  # its host types it in (`swarmd.hosts.prompts`)
+            self.prompt_remote(worker, CONTINUE.format(task=worker.task))
+        else:
+            self.prompt_queue(worker.name).push(CONTINUE.format(task=worker.task), kind="resume", sender=SUPERVISOR)
         entry = self.ledger.registry().get(worker.name)
         if entry is not None:
             self.ledger.update_agent(worker.name, SUPERVISOR, summary=f"{worker.name}: usage limit reset",

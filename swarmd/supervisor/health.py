@@ -50,6 +50,7 @@ class Health:
             if worker.reported or worker.name not in self.workers:
                 continue
             if worker.host:  # its host reports its pane's end; its time limit and heartbeat are watched here
+                self.resume_due(worker, now)
                 with suppress(StaleTransition):
                     self._check_worker(task, worker, None, False, registry if self.beats_watched(worker) else None,
                                        now)

@@ -9,17 +9,18 @@ host's lease, and the host has ended its workers by then): its attempts are aban
 their tasks run elsewhere. A host that reports a worker ended by its lapsed lease has that attempt abandoned too.
 """
 
+import json
 import logging
 
 from protocol.event import EventType
 from protocol.ids import new_id
-from protocol.messages import Message
+from protocol.messages import Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, Task
 from swarmd.errors import SwarmError
 from swarmd.hosts.client import POLL, HostsClient
 from swarmd.hosts.lease import supervisor_grace
 from swarmd.hosts.settings import hosts_link
-from swarmd.hosts.wire import HostBeat, HostEvent, StartOrder, StopOrder
+from swarmd.hosts.wire import HostBeat, HostEvent, MailOrder, StartOrder, StopOrder
 from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 
@@ -98,6 +99,16 @@ class RemoteWorkers:
         self.stops_sent.add(worker)
         self.remote.send(host, StopOrder(id=f"stop.{worker}.{new_id()}", worker=worker, attempt=attempt,
                                          reason=reason, grace=grace, home_tip=self.home_tip(worker, attempt)))
+
+    def prompt_remote(self, worker: WorkerState, text: str) -> None:
+        """Have `worker`'s host type `text` into its interactive agent's pane once it is idle (a STEER from the
+        supervisor, which the host queues as a prompt)."""
+        if self.remote is None or not worker.host:
+            return
+        message = make_message(MessageType.STEER, SUPERVISOR, worker.name, {"text": text, "task": worker.task},
+                               thread=worker.task)
+        self.remote.send(worker.host, MailOrder(id=f"mail.{message.id}", worker=worker.name, attempt=worker.attempt,
+                                                message=json.loads(message.to_json())))
 
     # ----- following the hosts ----------------------------------------------------------------------------
     def handle_hosts(self) -> None:
