@@ -6,9 +6,9 @@ answers requests for a worker's log; it types the prompts of its interactive wor
 (`swarmd.hosts.prompts`) and relays terminals to them (`swarmd.hosts.terminal`). Its heartbeat is its lease
 (`swarmd.hosts.lease`): cut off for longer than the lease's term, it ends its running workers itself, before the
 supervisor gives their tasks to other hosts, and reports them ended (`lapsed`) once the link is back; their mail
-and worktrees stay. Its workers are ordinary swarmd workers of the host home: they report into its `supervisor` mailbox, which the agent empties into the
-events stream, claiming each message only once the stream has acknowledged it (the mailbox is the outbox: an
-agent killed midway sends again, under the same id).
+and worktrees stay. Its workers are ordinary swarmd workers of the host home: they report into its `supervisor`
+mailbox, which the agent empties into the events stream, claiming each message only once the stream has
+acknowledged it (the mailbox is the outbox: an agent killed midway sends again, under the same id).
 
 One thread does the work (`step`); the NATS client's loop only fetches orders and wakes it, and keeps the
 heartbeat going while the work thread waits for an acknowledgement; a thread of its own ends the workers when the
