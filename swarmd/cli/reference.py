@@ -59,8 +59,10 @@ def sections() -> list[tuple[str, str, type[BaseModel] | None, tuple[str, ...] |
         ("`[git]`", "Isolation and integration for every plan (a plan's `[git]` overrides it key by key), and "
          "what the worktrees' pre-commit hook does about file reservations.", GitSettings, None),
         ("`[hosts]`", "Worker hosts: other machines that run this swarm's workers. Each runs `swarm host join URL "
-         "--name NAME [--slots N] [--labels a,b] [--credentials FILE] [--ca FILE] --swarm SWARM`; they meet the "
-         "supervisor on a NATS server with JetStream. `swarm hosts` lists them.", HostsSettings, None),
+         "--name NAME [--slots N] [--labels a,b] [--credentials FILE] [--ca FILE] [--ssh USER@MACHINE] --swarm SWARM`; "
+         "they meet the supervisor on a NATS server with JetStream. `swarm hosts` lists them; `swarm attach` reaches "
+         "their workers by ssh when they gave `--ssh`, else through the host agent's terminal relay.", HostsSettings,
+         None),
     ]
 
 
