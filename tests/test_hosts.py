@@ -85,7 +85,8 @@ def test_join_refuses_bad_input_in_one_line_before_making_a_home(tmp_path: Path)
     login.chmod(0o640)
     home = tmp_path / "h"
     for args, said in ((["nats://127.0.0.1:1", "--name", "../up"], "invalid host name"),
-                       (["nats://127.0.0.1:1", "--name", "h1", "--credentials", str(login)], "readable by others")):
+                       (["nats://127.0.0.1:1", "--name", "h1", "--credentials", str(login)], "readable by others"),
+                       (["nats://127.0.0.1:1", "--name", "h1", "--ssh", "-oProxyCommand=sh"], "invalid ssh destination")):
         result = run_cli("swarm", "host", "join", *args, "--home", str(home))
         assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
