@@ -5,6 +5,7 @@ import fcntl
 import os
 import re
 import shlex
+import signal
 import struct
 import subprocess
 import sys
@@ -55,6 +56,11 @@ class Terminal:
         """What it drew, escapes left out."""
         return ESCAPES.sub(b"", bytes(self.drawn)).decode(errors="replace")
 
+    def resize(self, rows: int, cols: int) -> None:
+        """What a terminal emulator does when its window changes: the pty's size, then SIGWINCH."""
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc.send_signal(signal.SIGWINCH)
+
     def type(self, data: bytes) -> None:
         os.write(self.master, data)
 
@@ -64,6 +70,12 @@ class Terminal:
         self.proc.wait(30)
         os.close(self.slave)
         os.close(self.master)
+
+
+def window_size(socket: Path, session: str) -> str:
+    """COLSxROWS of the session's window (the status line takes a row of the client's)."""
+    return subprocess.run(["tmux", "-S", str(socket), "display-message", "-p", "-t", f"={session}:",
+                           "#{window_width}x#{window_height}"], capture_output=True, text=True).stdout.strip()
 
 
 def capture(socket: Path, session: str) -> str:
@@ -107,6 +119,9 @@ def test_attach_reaches_a_remote_worker_through_its_hosts_relay_and_detaches_cle
         terminal.type(b"typed-through-the-relay")
         wait_until(lambda: "typed-through-the-relay" in capture(socket, session), 30, "the keys in h1's pane")
         wait_until(lambda: "typed-through-the-relay" in terminal.text(), 30, "the pane's echo drawn here")
+        wait_until(lambda: window_size(socket, session) == "100x29", 30, "h1's window at this terminal's size")
+        terminal.resize(25, 90)
+        wait_until(lambda: window_size(socket, session) == "90x24", 30, "h1's window following a resize")
         terminal.type(b"\x02d")  # tmux's prefix, then d: detach
         assert terminal.proc.wait(30) == 0, terminal.text()[-2000:]
         assert "detached" in terminal.text()
