@@ -1,5 +1,5 @@
 """`swarm attach` to a worker on a host (ssh when the host gives a destination, else its agent's terminal relay),
-driven in a real pty against a real host agent and NATS server on loopback."""
+driven in a real pty against a real host agent and NATS server on loopback, every login held to its permissions."""
 
 import fcntl
 import os
@@ -11,13 +11,16 @@ import subprocess
 import sys
 import termios
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
-from hostkit import HostedSwarm, loopback, running  # noqa: F401 - the fixture
+from hostkit import HostedSwarm, running
+from swarmd.home import SwarmHome
 from swarmd.hosts.attach import TermClient
+from swarmd.hosts.logins import write_logins
 from swarmd.hosts.names import HostError
 from swarmd.ledger.log import Ledger
 from swarmd.operate import Operator
@@ -83,7 +86,19 @@ def capture(socket: Path, session: str) -> str:
                           capture_output=True, text=True).stdout
 
 
-def test_attach_reaches_a_remote_worker_through_its_hosts_relay_and_detaches_cleanly(loopback: HostedSwarm) -> None:
+@pytest.fixture
+def guarded(tmp_path: Path, swarm_home: SwarmHome) -> Iterator[HostedSwarm]:
+    """Host h1 on loopback, the NATS server holding every login to its permissions (`swarm logins`)."""
+    swarm = HostedSwarm(None, tmp_path, swarm_home, logins=write_logins(tmp_path / "logins", swarm="t",
+                                                                        hosts=["h1"]).config.parent)
+    try:
+        yield swarm
+    finally:
+        swarm.close()
+
+
+def test_attach_reaches_a_remote_worker_through_its_hosts_relay_and_detaches_cleanly(guarded: HostedSwarm) -> None:
+    loopback = guarded
     loopback.config(max_workers=1, local_workers=False)
     loopback.join("h1", slots=1, ssh="ops@h1.example")
     plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "max_attempts": 1,

@@ -5,11 +5,12 @@ A host speaks for its own workers only, and the server enforces it: host `a` may
 own durable consumer (`host-a`, whose filter is pinned to `swarm.<swarm>.orders.a` by the create request's subject:
 the server refuses a request whose body names another filter), look up the heartbeat bucket, and answer the
 requests it receives (`allow_responses`); it may listen on its requests subject and its own reply inboxes only (so
-it never sees another host's orders or replies). Everything else (another host's subject or key, another
-consumer, making or changing a stream) the server refuses with a permissions violation.
+it never sees another host's orders or replies), and relay the terminals opened to it (`swarm attach`: it listens on
+its own `term.<host>.open` and `.in` subjects and draws on its own `.out` ones). Everything else (another host's
+subject or key, another consumer, making or changing a stream) the server refuses with a permissions violation.
 
 The supervisor's login makes the streams, the bucket and its consumer, publishes orders and requests, reads the
-bucket and takes the events: JetStream's API for the swarm's three streams, and its own inbox.
+bucket, takes the events and opens terminals to the hosts: JetStream's API for the swarm's three streams, and its own inbox.
 
 JetStream's API subjects (nats-server's `jsapi`): `$JS.API.STREAM.<op>.<stream>`, `$JS.API.STREAM.MSG.<op>.<stream>`,
 `$JS.API.DIRECT.GET.<stream>[.<subject>]`, `$JS.API.CONSUMER.<op>.<stream>.<consumer>[.<filter>]`,
@@ -40,8 +41,10 @@ def host_permissions(layout: Layout, host: str) -> dict[str, Any]:
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
             f"$JS.ACK.{stream}.{consumer}.>",
             *bundle_access(layout.swarm),
+            layout.terms("out", host),
         ]},
-        "subscribe": {"allow": [f"{layout.host_inbox(host)}.>", layout.rpc(host)]},
+        "subscribe": {"allow": [f"{layout.host_inbox(host)}.>", layout.rpc(host), layout.terms("open", host),
+                                layout.terms("in", host)]},
         "allow_responses": True,
     }
 
@@ -56,12 +59,14 @@ def supervisor_permissions(layout: Layout) -> dict[str, Any]:
     api = [subject for stream in streams for subject in stream_api(stream)]
     return {
         "publish": {"allow": [
-            layout.all_orders, f"swarm.{layout.swarm}.rpc.*", *api, f"$JS.ACK.{layout.events_stream}.>",
+            layout.all_orders, f"swarm.{layout.swarm}.rpc.*", layout.terms("open"), layout.terms("in"), *api,
+            f"$JS.ACK.{layout.events_stream}.>",
             f"$JS.FC.{layout.bucket_stream}.>", f"{mail.ns}.mail.*", f"{mail.ns}.read.>", f"{mail.ns}.bad.>",
             f"$KV.{mail.bucket}.>", f"$KV.{mail.claims}.>", f"$JS.ACK.{mail.mail_stream}.>",
             f"$JS.FC.KV_{mail.bucket}.>", "$JS.API.INFO", *stream_api(f"OBJ_{bucket_name(layout.swarm)}"),
             *bundle_access(layout.swarm)]},
-        "subscribe": {"allow": [f"{layout.supervisor_inbox}.>", "_INBOX.>", f"{mail.ns}.arrived.*"]},
+        "subscribe": {"allow": [f"{layout.supervisor_inbox}.>", "_INBOX.>", f"{mail.ns}.arrived.*",
+                                layout.terms("out")]},
     }
 
 

@@ -77,6 +77,13 @@ class Layout:
             raise HostError(f"invalid terminal id {sid!r}")
         return f"swarm.{self.swarm}.term.{validate_host_name(host)}.{sid}.{channel}"
 
+    def terms(self, channel: Literal["open", "in", "out"], host: str | None = None) -> str:
+        """The subjects of `channel` of every terminal relay of `host` (None: of every host), with wildcards: for
+        the logins' permissions (`swarmd.hosts.permissions`)."""
+        where = validate_host_name(host) if host is not None else "*"
+        return f"swarm.{self.swarm}.term.{where}.open" if channel == "open" else \
+            f"swarm.{self.swarm}.term.{where}.*.{channel}"
+
     def host_consumer(self, host: str) -> str:
         return f"host-{validate_host_name(host)}"
 
