@@ -224,7 +224,7 @@ class HostEvent(Wire):
 
 
 TERM_CONTROL = "Swarm-Term"  # the header that makes a terminal relay's message a control message (its value: kind)
-TERM_KEEPALIVE = 5.0  # seconds between a terminal relay's keepalives (empty `keys` / `screen` messages)
+TERM_KEEPALIVE = 5.0  # seconds between a terminal relay's keepalives (empty `in` / `out` messages)
 TERM_LOST = 20.0  # seconds without a word from the other side after which a terminal relay ends
 
 
