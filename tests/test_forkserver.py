@@ -2,13 +2,16 @@
 (foreground group, Ctrl-C, hang-up), the pane's exit status keeps its meaning, the server's death loses no
 worker, and the pane's client works alone when no server answers."""
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
+from protocol.event import EventType
 from protocol.task import TaskStatus
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
@@ -79,6 +82,11 @@ def test_the_worker_owns_the_panes_terminal_and_the_pane_reports_its_status(swar
     wait_until(lambda: _status(swarm_home, "own") == TaskStatus.DONE, 30, "the task to be done")
     exit_file = swarm_home.run_dir / "exits" / Ledger(swarm_home).task("own").assignee  # type: ignore[operator]
     assert wait_until(lambda: exit_file.exists() and exit_file.read_text(), 10, "the exit file").strip() == "0"
+    accepted = [json.loads(p.read_text()) for p in (swarm_home.mail_dir / "supervisor").glob("*/*")
+                if '"ACCEPTED"' in p.read_text()]
+    assigned = next(e for e in Ledger(swarm_home).events() if e.type == EventType.TASK_ASSIGNED)
+    started = datetime.fromisoformat(accepted[0]["body"]["started_at"])
+    assert assigned.ts <= started <= datetime.fromisoformat(accepted[0]["ts"]), "ACCEPTED says when the pane began"
 
 
 def test_ctrl_c_in_the_pane_reaches_the_worker(swarm_home: SwarmHome, tmp_path: Path) -> None:

@@ -32,6 +32,9 @@ import fcntl
 import posix
 import sys
 import termios
+import time
+
+STARTED = time.time_ns()  # this pane's process began: the worker's ACCEPTED says so (SWARM_PANE_STARTED)
 
 PROTOCOL = b"1"
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH)
@@ -153,7 +156,8 @@ def _replies(conn: "_socket.socket", waiter: Waiter) -> int | None:
 def _request(wrapper_args: list[str]) -> bytes:
     umask = posix.umask(0o077)
     posix.umask(umask)
-    env = [key + b"=" + value for key, value in posix.environ.items()]
+    env = [key + b"=" + value for key, value in posix.environ.items() if key != b"SWARM_PANE_STARTED"]
+    env.append(b"SWARM_PANE_STARTED=%d" % STARTED)
     args = [arg.encode("utf-8", "surrogateescape") for arg in wrapper_args]
     fields = [PROTOCOL, b"%o" % umask, b"%d" % len(args), *args, *env]
     payload = b"\0".join(fields)

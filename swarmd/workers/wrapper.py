@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -204,7 +205,7 @@ def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) ->
         return (reports is not None and reports.send(kind, **body)) or _send_with_models(ctx, kind, body)
 
     log_start = ctx.log.stat().st_size if ctx.log and ctx.log.exists() else 0
-    send("ACCEPTED", title=assigned.title, started_at=utcnow())
+    send("ACCEPTED", title=assigned.title, started_at=pane_started() or utcnow())
     heartbeat = Heartbeat(ctx.home, ctx.agent, ctx.heartbeat_interval)
     heartbeat.start()
     command = argv if argv is not None else ["sh", str(script_file(ctx, assigned.description))]
@@ -224,6 +225,19 @@ def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) ->
         failure = "LAUNCH_ERROR" if launch_error else "ERROR"
         send("FAILED", failure=failure, reason=reason, attempts=ctx.attempt)
     return code
+
+
+def pane_started() -> datetime | None:
+    """When the worker's pane process began, as the fork server's client passed it (SWARM_PANE_STARTED, ns since
+    the epoch, taken out of the environment so that the agent does not inherit it); None without it, or for a
+    value that is not a time up to now."""
+    try:
+        started = int(os.environ.pop("SWARM_PANE_STARTED", ""))
+    except ValueError:
+        return None
+    if not 0 < started <= time.time_ns():
+        return None
+    return datetime.fromtimestamp(started / 1e9, UTC)
 
 
 def _send_with_models(ctx: WorkerContext, kind: str, body: dict[str, Any]) -> bool:
