@@ -195,6 +195,7 @@ def idle_supervisor(home: Path, workers: int, seconds: float) -> dict[str, Any]:
     swarm = SwarmHome(home)
     # From the home's directory: from anywhere inside a repository, `swarm init` would take it for the project
     # and the workers' attempts would become worktrees (and branches) of that repository.
+    home.parent.mkdir(parents=True, exist_ok=True)  # and init from there, as bench_commands does
     subprocess.run([str(BIN / "swarm"), "init", "--home", str(home)], check=True, capture_output=True,
                    cwd=home.parent)
     toml = swarm.config_file.read_text()
