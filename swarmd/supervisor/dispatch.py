@@ -7,6 +7,7 @@ from typing import Any
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
+from protocol.ids import new_id
 from protocol.messages import Message, MessageType, make_message
 from protocol.task import LIVE_STATUSES, Task, TaskStatus
 from swarmd.errors import SwarmError
@@ -78,13 +79,14 @@ class Dispatch:
         self._next_worker += 1
         attempt = len(task.attempts) + 1
         session = self.spawner.session_name(worker)
+        start = f"start.{worker}.{new_id()}" if host else ""  # the fencing token its host's events echo
         self.ledger.assign(task.id, RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
                                                   session=session, task=task.id, host=host or socket.gethostname(),
-                                                  metadata={"remote_host": host} if host else {}), SUPERVISOR,
+                                                  metadata=self.remote_metadata(host, start)), SUPERVISOR,
                            summary=f"{task.id} assigned to {worker} (attempt {attempt})", attempt=attempt)
         self.post.register(worker, role="worker")
         state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started_at=self.monotonic(),
-                            host=host)
+                            host=host, start=start)
         self.workers[worker] = state
         if host:
             self.start_remote(task, state)
