@@ -9,9 +9,11 @@ from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
 from protocol.ids import new_id
 from protocol.messages import Message, MessageType, make_message
-from protocol.task import LIVE_STATUSES, Task, TaskStatus
+from protocol.task import LIVE_STATUSES, NoteKind, Task, TaskStatus
 from swarmd.errors import SwarmError
 from swarmd.git.worktrees import AttemptTree, git_note
+from swarmd.ledger.waiting import WAITING, last_said, unoffered
+from swarmd.supervisor.remote import LOCAL
 from swarmd.supervisor.settings import dispatch_paused
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.prompt import render_help_prompt
@@ -36,6 +38,7 @@ class Dispatch:
         live = sum(t.status in LIVE_STATUSES for t in board.values())
         remote = sum(bool(w.host) for w in self.workers.values())
         places = self.free_slots(self.max_workers - (live - remote) - len(self.helpers))
+        self.note_unoffered(board, places)
         if not any(free > 0 for free, _ in places.values()) or self.budget_spent():
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
@@ -52,6 +55,25 @@ class Dispatch:
             if not any(free > 0 for free, _ in places.values()):
                 break
         self.launch(wave)
+
+    def note_unoffered(self, board: dict[str, Task], places: dict[str, tuple[int, list[str]]]) -> None:
+        """Say, as a note on a ready task (so in the feed, `swarm status` and `swarm board`), that no place offers
+        every label it asks for: once, and again only if what there is to say changes; and say when a place
+        offers them (`swarmd.ledger.waiting`). Not before the hosts up are known for sure (`Snapshot.settled`)."""
+        asking = [t for t in board.values() if t.labels and t.status == TaskStatus.OPEN]
+        if not asking or (self.remote is not None and not self.remote.snapshot().settled):
+            return
+        done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
+        offers = {name: labels for name, (_, labels) in places.items()}
+        for task in (t for t in asking if t.is_ready(done)):
+            said = last_said((n.author, n.kind.value, n.text) for n in task.notes)
+            note = unoffered(task.labels, offers, LOCAL)
+            if note is not None and said != (WAITING, note):
+                self.ledger.add_note(task.id, NoteKind.BLOCKER, note, SUPERVISOR)
+            elif note is None and said is not None and said[0] == WAITING:
+                where = ", ".join(n or "this machine" for n, have in sorted(offers.items())
+                                  if set(task.labels) <= set(have))
+                self.ledger.add_note(task.id, NoteKind.UPDATE, f"its labels are offered now, by {where}", SUPERVISOR)
 
     def budget_spent(self) -> bool:
         """Whether the agents' usage (their cost_update events) has reached swarm.toml's budget_tokens or

@@ -1,0 +1,54 @@
+"""A ready task whose labels no place offers (no worker host, nor this machine) says so once in its notes (the
+feed, `swarm status`, `swarm board`), again only when what there is to say changes, and runs on the first host
+that offers them all."""
+
+import json
+
+from conftest import run_cli
+from hostkit import HostedSwarm, loopback  # noqa: F401 - the fixture
+from protocol.event import EventType
+from swarmd.ledger.log import Ledger
+from swarmd.ledger.waiting import unoffered
+from swarmkit import events, wait_until, write_plan
+
+
+def said(swarm: HostedSwarm) -> list[tuple[str, str]]:
+    """(kind, text) of the supervisor's notes on the job, in the feed's order."""
+    return [(e.detail["kind"], e.detail["text"]) for e in events(swarm.home)
+            if e.type == EventType.NOTE_ADDED and e.task == "job" and e.agent == "supervisor"]
+
+
+def test_the_note_names_what_no_place_offers() -> None:
+    offers = {"": [], "h1": ["linux"]}
+    assert unoffered(["linux"], offers) is None
+    assert "no host nor this machine offers the label gpu " in unoffered(["gpu", "linux"], offers)
+    assert "no one host offers all of its labels gpu, linux" in unoffered(["linux", "gpu"], {"h1": ["linux"],
+                                                                                            "h2": ["gpu"]})
+
+
+def test_a_task_whose_labels_no_host_offers_says_so_once_and_runs_where_they_come(loopback: HostedSwarm) -> None:
+    loopback.config(max_workers=1, local_workers=False, ttl=2.0)
+    loopback.join("h1", slots=1, labels="linux")
+    home = ["--home", str(loopback.home.root)]
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "description": "echo ran",
+                                                     "labels": ["gpu", "linux"]}])
+    assert run_cli("swarm", "run", str(plan), *home).returncode == 0
+    first = wait_until(lambda: said(loopback), 60, "the note that no host offers gpu")
+    assert first == [("blocker", unoffered(["gpu", "linux"], {"h1": ["linux"]}))]
+    assert "no host offers the label gpu" in first[0][1]
+    status = json.loads(run_cli("swarm", "status", "--json", *home).stdout)
+    assert status["waiting"] == [{"task": "job", "note": first[0][1]}]
+    assert f"job {first[0][1]}" in run_cli("swarm", "status", *home).stdout
+    board = json.loads(run_cli("swarm", "board", "--json", *home).stdout)
+    assert [n["text"] for n in board[0]["notes"]] == [first[0][1]]
+    assert "waiting on" in run_cli("swarm", "board", *home, env={"COLUMNS": "300"}).stdout
+    loopback.join("h2", slots=1, labels="gpu")  # each label offered now, but by no one host
+    second = wait_until(lambda: said(loopback)[1:], 60, "the note to change")
+    assert second == [("blocker", unoffered(["gpu", "linux"], {"h1": ["linux"], "h2": ["gpu"]}))]
+    loopback.join("h3", slots=1, labels="gpu,linux")
+    ledger = Ledger(loopback.home)
+    wait_until(lambda: ledger.task("job").status == "done", 60, "the job to run on h3")
+    spawned = [e.detail.get("host") for e in events(loopback.home) if e.type == EventType.WORKER_SPAWNED]
+    assert spawned == ["h3"]
+    assert said(loopback) == first + second + [("update", "its labels are offered now, by h3")]  # each said once
+    assert json.loads(run_cli("swarm", "status", "--json", *home).stdout)["waiting"] == []
