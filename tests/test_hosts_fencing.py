@@ -42,7 +42,8 @@ def test_a_late_event_from_a_previous_start_of_the_same_attempt_is_refused(loopb
     loopback.join("h1", slots=1)
     gate = loopback.root / "gate"
     home = ["--home", str(loopback.home.root)]
-    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "description": GATED.format(gate=gate)}])
+    plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job",
+                                                     "description": GATED.format(gate=gate)}])
     assert run_cli("swarm", "run", str(plan), *home).returncode == 0
     ledger = Ledger(loopback.home)
     worker = wait_until(lambda: ledger.task("job").status == "in_progress" and ledger.task("job").assignee, 60,
