@@ -7,9 +7,22 @@ import json
 from conftest import run_cli
 from hostkit import HostedSwarm, loopback  # noqa: F401 - the fixture
 from protocol.event import EventType
+from swarmd.hosts.link import NatsLink
+from swarmd.hosts.streams import existing_ttl
+from swarmd.hosts.wire import Layout
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.waiting import unoffered
 from swarmkit import events, wait_until, write_plan
+
+
+def bucket_ttl(swarm: HostedSwarm) -> float | None:
+    """The TTL of the swarm's hosts' bucket, None while it is not made."""
+    link = NatsLink(swarm.url, name="probe").start()
+    try:
+        assert link.ever_connected.wait(30)
+        return link.run(existing_ttl(link.js, Layout("t")))
+    finally:
+        link.close()
 
 
 def said(swarm: HostedSwarm) -> list[tuple[str, str]]:
@@ -28,23 +41,29 @@ def test_the_note_names_what_no_place_offers() -> None:
 
 def test_a_task_whose_labels_no_host_offers_says_so_once_and_runs_where_they_come(loopback: HostedSwarm) -> None:
     loopback.config(max_workers=1, local_workers=False, ttl=2.0)
-    loopback.join("h1", slots=1, labels="linux")
     home = ["--home", str(loopback.home.root)]
+    assert run_cli("swarm", "up", *home).returncode == 0  # the hosts' bucket is made with its TTL before they join
+    wait_until(lambda: bucket_ttl(loopback) == 2.0, 60, "the supervisor to make the hosts' bucket")
+    loopback.join("h1", slots=1, labels="linux")
+    loopback.join("h2", slots=1, labels="gpu")
+    loopback.wait_up("h1", "h2")  # each label offered, but by no one host
     plan = write_plan(loopback.root / "plan.json", [{"id": "job", "title": "job", "description": "echo ran",
                                                      "labels": ["gpu", "linux"]}])
     assert run_cli("swarm", "run", str(plan), *home).returncode == 0
-    first = wait_until(lambda: said(loopback), 60, "the note that no host offers gpu")
-    assert first == [("blocker", unoffered(["gpu", "linux"], {"h1": ["linux"]}))]
-    assert "no host offers the label gpu" in first[0][1]
+    first = wait_until(lambda: said(loopback), 60, "the note that no one host offers gpu and linux")
+    assert first == [("blocker", unoffered(["gpu", "linux"], {"h1": ["linux"], "h2": ["gpu"]}))]
+    assert "no one host offers all of its labels gpu, linux" in first[0][1]
     status = json.loads(run_cli("swarm", "status", "--json", *home).stdout)
     assert status["waiting"] == [{"task": "job", "note": first[0][1]}]
     assert f"job {first[0][1]}" in run_cli("swarm", "status", *home).stdout
     board = json.loads(run_cli("swarm", "board", "--json", *home).stdout)
     assert [n["text"] for n in board[0]["notes"]] == [first[0][1]]
     assert "waiting on" in run_cli("swarm", "board", *home, env={"COLUMNS": "300"}).stdout
-    loopback.join("h2", slots=1, labels="gpu")  # each label offered now, but by no one host
+    loopback.agents["h2"].kill()  # gone: its key expires, and gpu is offered nowhere
+    loopback.agents["h2"].wait()
     second = wait_until(lambda: said(loopback)[1:], 60, "the note to change")
-    assert second == [("blocker", unoffered(["gpu", "linux"], {"h1": ["linux"], "h2": ["gpu"]}))]
+    assert second == [("blocker", unoffered(["gpu", "linux"], {"h1": ["linux"]}))]
+    assert "no host offers the label gpu " in second[0][1]
     loopback.join("h3", slots=1, labels="gpu,linux")
     ledger = Ledger(loopback.home)
     wait_until(lambda: ledger.task("job").status == "done", 60, "the job to run on h3")

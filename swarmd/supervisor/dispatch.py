@@ -59,9 +59,9 @@ class Dispatch:
     def note_unoffered(self, board: dict[str, Task], places: dict[str, tuple[int, list[str]]]) -> None:
         """Say, as a note on a ready task (so in the feed, `swarm status` and `swarm board`), that no place offers
         every label it asks for: once, and again only if what there is to say changes; and say when a place
-        offers them (`swarmd.ledger.waiting`). Not before the hosts up are known for sure (`Snapshot.settled`)."""
+        offers them (`swarmd.ledger.waiting`). Not before the hosts up are known (`Snapshot.fresh`)."""
         asking = [t for t in board.values() if t.labels and t.status == TaskStatus.OPEN]
-        if not asking or (self.remote is not None and not self.remote.snapshot().settled):
+        if not asking or (self.remote is not None and not self.remote.snapshot().fresh):
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
         offers = {name: labels for name, (_, labels) in places.items()}
