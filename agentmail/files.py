@@ -81,6 +81,10 @@ class FileTransport:
     def close(self) -> None:
         """Nothing to release: files need no connection."""
 
+    def unreachable(self) -> bool:
+        """Never: files need no server."""
+        return False
+
     def _make_root(self) -> None:
         for directory in (self.home, self.root):
             try:

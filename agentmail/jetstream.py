@@ -103,6 +103,11 @@ class JetStreamTransport:
         used again reconnects)."""
         self.link.close()
 
+    def unreachable(self) -> bool:
+        """Whether the connection, once made, is down now (nats-py is making it again): a call would wait for
+        the server, up to the link's deadline. False before the first connection (a call makes it)."""
+        return self.link.down()
+
     def _roles(self) -> dict[str, str]:
         async def read(js: JetStreamContext) -> dict[str, str]:
             assert self.link.kv is not None

@@ -91,6 +91,8 @@ class NatsLink:
         self._connecting: asyncio.Lock | None = None
         self._first_connect = False
         self.failed_tries = 0  # calls that were not answered and were tried again (for tests and benches)
+        self.fail_fast = False  # set by a caller that must not wait through an outage (the supervisor's step):
+        # a call made, or due to be tried again, while the connection is down fails at once (TransportUnavailable)
 
     def connection(self) -> Client:
         """The live connection (inside an action passed to `call`, where it is always made)."""
@@ -101,10 +103,18 @@ class NatsLink:
         """Run `action(js)` on the loop, retried until answered or the deadline; `what` names it in errors."""
         return natsloop.run(self._retrying(action, what))
 
+    def down(self) -> bool:
+        """Whether the connection, once made, is down now (nats-py is making it again); never waits."""
+        nc = self.nc
+        return nc is not None and not nc.is_closed and not nc.is_connected
+
     async def _retrying(self, action: Callable[[JetStreamContext], Awaitable[T]], what: str) -> T:
         deadline = time.monotonic() + self.deadline
         pause, last = BACKOFF[0], "no answer"
         while True:
+            if self.fail_fast and self.down():
+                raise TransportUnavailable(f"cannot {what}: the connection to the NATS server at {self.settings.url} "
+                                           "is down (being made again)")
             try:
                 js = await self._ready(deadline)
                 return await action(js)

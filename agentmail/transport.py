@@ -111,6 +111,11 @@ class Transport(Protocol):
         """Release what the transport holds (a connection); safe to call twice."""
         ...
 
+    def unreachable(self) -> bool:
+        """Whether the transport knows now, without asking anyone, that a call would wait for its server (its
+        connection is down and being made again); never waits itself."""
+        ...
+
 
 def wait_in(mailbox: MailboxAPI, *, types: set[MessageType] | None, task: str | None, timeout: float | None,
             claim: bool) -> Delivered | None:

@@ -21,9 +21,11 @@ from typing import Any
 
 from agentmail.locate import explicit_home, find_home_upward
 from agentmail.pipes import write_out
+from protocol.text import inert
 from swarmd import __version__
 from swarmd.home import SwarmHome
 from swarmd.ledger import lean
+from swarmd.ledger.waiting import waiting_on
 
 CHECKED_CONFIG = "config-checked"  # run/<this>: the swarm.toml the models last validated, after a version line
 # The ledger's files: the log, the lock and the projection snapshots (ledger/<name>.json).
@@ -155,12 +157,15 @@ def status(home: SwarmHome, as_json: bool) -> bytes:
     import json
 
     by_status: dict[str, int] = {}
+    waiting = []
     for task in lean.read_board(home.ledger_dir, supervisor_only=True).values():
         by_status[task["status"]] = by_status.get(task["status"], 0) + 1
+        if note := waiting_on(task["status"], ((n["author"], n["kind"], n["text"]) for n in task["notes"])):
+            waiting.append({"task": task["id"], "note": note})
     pid = running_pid(home)
     report = {"home": str(home.root), "supervisor": {"running": pid is not None, "pid": pid},
               "dispatch": {"paused": os.path.lexists(home.run_dir / "dispatch-paused")}, "workers": [],
-              "tasks": by_status}
+              "tasks": by_status, "waiting": waiting}
     text = json.dumps(report, indent=2, default=str) if as_json else "\n".join(status_lines(report))
     return (text + "\n").encode()
 
@@ -172,7 +177,12 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     if report.get("dispatch", {}).get("paused"):
         running += "; dispatch paused (`swarm resume` lets it go on)"
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report["tasks"].items())) or "none"
-    return [f"supervisor: {running}", "workers: none", f"tasks: {counts}"]
+    return [f"supervisor: {running}", "workers: none", f"tasks: {counts}", *waiting_lines(report)]
+
+
+def waiting_lines(report: dict[str, Any]) -> list[str]:
+    """A line for each open task that waits on something the supervisor said (labels no place offers)."""
+    return [inert(f"{w['task']} {w['note']}") for w in report.get("waiting", [])]
 
 
 def running_pid(home: SwarmHome) -> int | None:

@@ -23,6 +23,7 @@ from swarmd.errors import SwarmError, WorkerEnded
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.questions import Question, record_answer, unanswered
+from swarmd.ledger.waiting import waiting_on
 from swarmd.workers.dialogs import answer_dialog
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.spawner import Spawner
@@ -107,11 +108,15 @@ class Operator:
                 paused_until=entry.metadata.get("paused_until"),
             ))
         by_status: dict[str, int] = {}
+        waiting = []
         for task in board.values():
             by_status[task.status] = by_status.get(task.status, 0) + 1
+            if note := waiting_on(task.status, ((n.author, n.kind.value, n.text) for n in task.notes)):
+                waiting.append({"task": task.id, "note": note})
         pid = running_pid(self.home)
         return {"home": str(self.home.root), "supervisor": {"running": pid is not None, "pid": pid},
-                "dispatch": {"paused": settings.dispatch_paused(self.home)}, "workers": workers, "tasks": by_status}
+                "dispatch": {"paused": settings.dispatch_paused(self.home)}, "workers": workers, "tasks": by_status,
+                "waiting": waiting}
 
     # ----- acting ---------------------------------------------------------------------------------------
     def live_entry(self, worker: str, doing: str) -> RegistryEntry:

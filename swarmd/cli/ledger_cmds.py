@@ -20,6 +20,7 @@ from swarmd.errors import HomeError
 from swarmd.home import SwarmHome, home_to_create, init_home
 from swarmd.ledger.log import Ledger, validated
 from swarmd.ledger.registry import LIVE_STATUSES
+from swarmd.ledger.waiting import waiting_on
 
 EVENT_TYPES = click.Choice([t.value for t in EventType])
 TASK_STATUSES = click.Choice([s.value for s in TaskStatus])
@@ -213,10 +214,13 @@ def board(statuses: tuple[str, ...], tag: str | None, home: str | None, as_json:
         return
     for status in TaskStatus:
         group = sorted((t for t in tasks if t.status == status), key=lambda t: (t.priority, t.id))
+        waits = {t.id: waiting_on(t.status, ((n.author, n.kind.value, n.text) for n in t.notes)) for t in group}
+        extra = ("waiting on",) if any(waits.values()) else ()  # a note the supervisor made: labels none offers
         if group:
-            _print_table(f"{status.value} ({len(group)})", ("id", "title", "assignee", "priority", "tags", "blocked by"),
-                         ((t.id, t.title, t.assignee or "", t.priority, ", ".join(t.tags), ", ".join(t.blocked_by))
-                          for t in group))
+            _print_table(f"{status.value} ({len(group)})",
+                         ("id", "title", "assignee", "priority", "tags", "blocked by", *extra),
+                         ((t.id, t.title, t.assignee or "", t.priority, ", ".join(t.tags), ", ".join(t.blocked_by),
+                           *((waits[t.id] or "",) if extra else ())) for t in group))
 
 
 # -- the feed ----------------------------------------------------------------------------------------------------

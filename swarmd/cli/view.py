@@ -17,6 +17,7 @@ from agentmail.clibase import quiet_broken_pipe
 from protocol.event import Event, EventType
 from protocol.task import Task, TaskStatus
 from protocol.text import inert
+from swarmd.entry import waiting_lines
 from swarmd.ledger.board import in_wave_order
 
 STATUS_STYLE = {
@@ -105,7 +106,8 @@ def status_view(report: dict[str, Any]) -> Group:
     if report.get("dispatch", {}).get("paused"):
         running += "; dispatch paused (`swarm resume` lets it go on)"
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report["tasks"].items())) or "none"
-    return Group(Text(f"supervisor: {running}"), table, Text(f"tasks: {counts}"), *hint)
+    waits = [Text(line) for line in waiting_lines(report)]
+    return Group(Text(f"supervisor: {running}"), table, Text(f"tasks: {counts}"), *waits, *hint)
 
 
 def _age(seconds: float | None) -> str:

@@ -322,7 +322,7 @@ class HostAgent:
         attempt's `kind` is sent, and never another attempt's (a new swarm's `w1` is not the last one's)."""
         default = f"{entry.start_id or self.name + '.' + entry.worker}.{kind}"
         return HostEvent(kind=kind, id=fields.pop("id", default), host=self.name, worker=entry.worker,
-                         attempt=entry.attempt, **fields)
+                         attempt=entry.attempt, start=entry.start_id, **fields)
 
     def apply(self, order: Order) -> None:
         if isinstance(order, StartOrder):

@@ -28,10 +28,13 @@ class Snapshot(NamedTuple):
     """The hosts whose keys were there at the last read (name -> beat), and whether a missing key means a host
     down: only when the link had been up for a whole TTL before the read (a host needs that long to beat
     again after the server, or this link, comes back), and a whole TTL of the bucket's before this supervisor
-    shortened it had passed (a key put before then is a lease for the longer TTL: `swarmd.hosts.lease`)."""
+    shortened it had passed (a key put before then is a lease for the longer TTL: `swarmd.hosts.lease`).
+    `fresh`: the last read succeeded, past any shortened TTL's term (every host beating then is in `beats`): enough
+    to say what the hosts up offer."""
 
     beats: dict[str, HostBeat]
     settled: bool
+    fresh: bool = False
 
 
 class HostsClient:
@@ -133,8 +136,9 @@ class HostsClient:
                 settled = (since is not None and since <= started - self.ttl and self.link.connected_since == since
                            and started >= self._quiet_until)
                 changed = set(beats) != set(self._snapshot.beats) or settled != self._snapshot.settled or any(
-                    b.workers != getattr(self._snapshot.beats.get(k), "workers", None) for k, b in beats.items())
-                self._snapshot = Snapshot(beats, settled)
+                    b.workers != getattr(self._snapshot.beats.get(k), "workers", None) for k, b in beats.items()
+                ) or not self._snapshot.fresh
+                self._snapshot = Snapshot(beats, settled, fresh=started >= self._quiet_until)
                 if changed:
                     self.wake()
             except Exception as exc:  # noqa: BLE001 - down: the snapshot stays, unsettled until a whole TTL is up

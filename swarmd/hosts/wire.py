@@ -4,8 +4,9 @@
   `SWARM_<swarm>_ORDERS` until that host's durable consumer (`host-<host>`) acks them.
 - Events: a host publishes `HostEvent`s (a worker started, a worker's mail, a pane's end, a stop done) on
   `swarm.<swarm>.events.<host>`, kept in the work-queue stream `SWARM_<swarm>_EVENTS` until the supervisor's
-  durable consumer acks them. Each carries the attempt number it speaks for: the fencing token by which the
-  supervisor refuses what a host it has given up on says late.
+  durable consumer acks them. Each carries the attempt number it speaks for and the id of the start order that
+  started that attempt: together the fencing token by which the supervisor refuses what a host it has given up
+  on says late, even for a previous start of the same attempt number (an order sent again, another swarm's).
 - Heartbeats: each host puts its `HostBeat` under its name in the key-value bucket `swarm_<swarm>_hosts`,
   whose keys expire `ttl` seconds after their last put (the bucket's max age): a missing key is a host down.
 - Requests: `swarm.<swarm>.rpc.<host>` answers `RpcRequest`s at once (a worker's log), core NATS request/reply.
@@ -221,6 +222,7 @@ class HostEvent(Wire):
     bundle: str = ""
     tip: str = Field(default="", pattern=r"^([0-9a-f]{40,64})?$")
     git_error: str = ""
+    start: str = ""  # the id of the StartOrder that started this attempt ("": none known, e.g. a stop of a stranger)
 
 
 TERM_CONTROL = "Swarm-Term"  # the header that makes a terminal relay's message a control message (its value: kind)

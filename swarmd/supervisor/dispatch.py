@@ -7,10 +7,13 @@ from typing import Any
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
+from protocol.ids import new_id
 from protocol.messages import Message, MessageType, make_message
-from protocol.task import LIVE_STATUSES, Task, TaskStatus
+from protocol.task import LIVE_STATUSES, NoteKind, Task, TaskStatus
 from swarmd.errors import SwarmError
 from swarmd.git.worktrees import AttemptTree, git_note
+from swarmd.ledger.waiting import WAITING, last_said, unoffered
+from swarmd.supervisor.remote import LOCAL
 from swarmd.supervisor.settings import dispatch_paused
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.prompt import render_help_prompt
@@ -35,6 +38,7 @@ class Dispatch:
         live = sum(t.status in LIVE_STATUSES for t in board.values())
         remote = sum(bool(w.host) for w in self.workers.values())
         places = self.free_slots(self.max_workers - (live - remote) - len(self.helpers))
+        self.note_unoffered(board, places)
         if not any(free > 0 for free, _ in places.values()) or self.budget_spent():
             return
         done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
@@ -51,6 +55,25 @@ class Dispatch:
             if not any(free > 0 for free, _ in places.values()):
                 break
         self.launch(wave)
+
+    def note_unoffered(self, board: dict[str, Task], places: dict[str, tuple[int, list[str]]]) -> None:
+        """Say, as a note on a ready task (so in the feed, `swarm status` and `swarm board`), that no place offers
+        every label it asks for: once, and again only if what there is to say changes; and say when a place
+        offers them (`swarmd.ledger.waiting`). Not before the hosts up are known (`Snapshot.fresh`)."""
+        asking = [t for t in board.values() if t.labels and t.status == TaskStatus.OPEN]
+        if not asking or (self.remote is not None and not self.remote.snapshot().fresh):
+            return
+        done = {t.id for t in board.values() if t.status == TaskStatus.DONE}
+        offers = {name: labels for name, (_, labels) in places.items()}
+        for task in (t for t in asking if t.is_ready(done)):
+            said = last_said((n.author, n.kind.value, n.text) for n in task.notes)
+            note = unoffered(task.labels, offers, LOCAL)
+            if note is not None and said != (WAITING, note):
+                self.ledger.add_note(task.id, NoteKind.BLOCKER, note, SUPERVISOR)
+            elif note is None and said is not None and said[0] == WAITING:
+                where = ", ".join(n or "this machine" for n, have in sorted(offers.items())
+                                  if set(task.labels) <= set(have))
+                self.ledger.add_note(task.id, NoteKind.UPDATE, f"its labels are offered now, by {where}", SUPERVISOR)
 
     def budget_spent(self) -> bool:
         """Whether the agents' usage (their cost_update events) has reached swarm.toml's budget_tokens or
@@ -78,13 +101,14 @@ class Dispatch:
         self._next_worker += 1
         attempt = len(task.attempts) + 1
         session = self.spawner.session_name(worker)
+        start = f"start.{worker}.{new_id()}" if host else ""  # the fencing token its host's events echo
         self.ledger.assign(task.id, RegistryEntry(name=worker, role="worker", status=AgentStatus.STARTING,
                                                   session=session, task=task.id, host=host or socket.gethostname(),
-                                                  metadata={"remote_host": host} if host else {}), SUPERVISOR,
+                                                  metadata=self.remote_metadata(host, start)), SUPERVISOR,
                            summary=f"{task.id} assigned to {worker} (attempt {attempt})", attempt=attempt)
         self.post.register(worker, role="worker")
         state = WorkerState(name=worker, task=task.id, attempt=attempt, session=session, started_at=self.monotonic(),
-                            host=host)
+                            host=host, start=start)
         self.workers[worker] = state
         if host:
             self.start_remote(task, state)

@@ -139,8 +139,8 @@ class Health:
         return now - worker.dead_since < EXIT_STATUS_GRACE
 
     def _pane_ended(self, task: Task, worker: WorkerState, pane: PaneInfo | None) -> None:
-        if self.handle_mail():
-            return  # its last words may be in the backlog still: judge the pane once that is read
+        if self.mail_down or self.handle_mail():
+            return  # its last words may be in the backlog (or on a mail server down) still: judge it once read
         task = self.ledger.board().get(task.id, task)
         if worker.reported or worker.name not in self.workers or task.assignee != worker.name:
             return

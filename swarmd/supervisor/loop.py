@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agentmail import FileTransport, PostOffice
+from agentmail.errors import TransportUnavailable
 from protocol.agent import AgentStatus
 from protocol.event import EventType
 from protocol.ids import utcnow
@@ -36,6 +37,7 @@ from swarmd.supervisor.dispatch import Dispatch
 from swarmd.supervisor.health import Health
 from swarmd.supervisor.integration import Integration, new_merge_pool
 from swarmd.supervisor.notify import Notifier
+from swarmd.supervisor.outage import MailOutage
 from swarmd.supervisor.outcomes import Outcomes
 from swarmd.supervisor.queues import Deliveries, Queues
 from swarmd.supervisor.reactions import MailReactions
@@ -59,7 +61,7 @@ FORK_SERVER_WAIT = 3.0  # seconds the supervisor waits at start for its fork ser
 
 
 class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues, Dispatch, Integration, RemoteWorkers,
-                 RemoteTrees):
+                 RemoteTrees, MailOutage):
     """One swarm home's supervisor: `serve()` runs `step()` until stopped; its parts (recovery, mail, outcomes,
     health, queued prompts, dispatch) are mixins in modules of their own, all over the state set up here.
 
@@ -119,6 +121,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.host_bases: dict[str, list[str]] = {}  # host -> base commits it holds (see RemoteTrees)
         self.bases_sent: dict[str, str] = {}  # worker -> the base sent to its host, until the host started it
         self.homecoming: dict[str, HostEvent] = {}  # worker -> its DONE's event, whose branch its validation fetches
+        self.mail_down = False  # the mail transport's connection was down at the last look (see MailOutage)
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -159,6 +162,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.start_notifier()
         self.start_hosts()
         self.start_fork_server()
+        self.fail_fast_mail()
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
@@ -225,23 +229,30 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         task ready (a DONE validated, a merge landed), before the looks at panes and queues (each may wait on a
         tmux call); it comes again after them only if they changed the ledger (a failed attempt frees a slot)."""
         self.reload_config()
-        self.handle_mail()
+        mail = self.mail_reachable()
+        if mail:
+            try:
+                self.handle_mail()
+            except TransportUnavailable:  # the server went down meanwhile: the rest of the step goes on
+                mail = False
         self.handle_hosts()
         self.handle_validations()
         self.handle_merges()
-        self._dispatch_unless_stopping()
+        self._dispatch_unless_stopping(mail)
         appended = self.ledger.appended
         self.check_workers()
         self.flush_queues()
         self.watch_panes()
         if self.ledger.appended != appended:
-            self._dispatch_unless_stopping()
+            self._dispatch_unless_stopping(mail)
         self.planning.on_step()
         self.sync_skills()
         prune_if_due(self.home, self.config, self.ledger, self.clock())  # old logs and mail: at most once a minute
 
-    def _dispatch_unless_stopping(self) -> None:
-        if not self.stopping.is_set():
+    def _dispatch_unless_stopping(self, mail: bool) -> None:
+        """Dispatch, unless stopping or mail cannot be used (down when the step began, or since: each attempt
+        starts with its assignment mail)."""
+        if mail and self.mail_reachable() and not self.stopping.is_set():
             self.dispatch()
 
     def reload_config(self) -> None:

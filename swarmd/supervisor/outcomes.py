@@ -158,8 +158,9 @@ class Outcomes:
             self.stop_remote(worker.host, worker.name, worker.attempt, reason, grace=self.config.shutdown_grace)
         else:
             with suppress(MailError):
-                self.post.send(make_message(MessageType.SHUTDOWN, SUPERVISOR, worker.name, {"reason": reason},
-                                            thread=worker.task))
+                if not self.post.transport.unreachable():  # down: its grace ends it all the same
+                    self.post.send(make_message(MessageType.SHUTDOWN, SUPERVISOR, worker.name, {"reason": reason},
+                                                thread=worker.task))
             self.finishing[worker.name] = (worker.session, self.monotonic() + self.config.shutdown_grace)
         self._mark_agent(worker.name, AgentStatus.STOPPED)
 

@@ -88,7 +88,8 @@ class RemoteWorkers:
             self._launch_failed(self.ledger.task(task.id), state, str(exc))
             return
         self.send_start(state.host, StartOrder(
-            id=f"start.{state.name}.{new_id()}", worker=state.name, attempt=state.attempt, max_attempts=self.max_attempts(task),
+            id=state.start or f"start.{state.name}.{new_id()}", worker=state.name, attempt=state.attempt,
+            max_attempts=self.max_attempts(task),
             task=task.model_dump(mode="json"), profile=profile.model_dump(mode="json"),
             heartbeat_interval=self.config.heartbeat_interval, durable=self.config.durable, git=tree), bundle)
 
@@ -184,13 +185,20 @@ class RemoteWorkers:
                 self._abandon(task, f"host {name} is down")
             self.stop_remote(name, worker.name, worker.attempt, f"host {name} was down: this attempt was abandoned")
 
-    def _speaks_for(self, host: str, worker: str, attempt: int) -> bool:
-        """Whether `worker`'s attempt `attempt` on `host` is one this supervisor still runs (the fencing check)."""
+    def _speaks_for(self, host: str, worker: str, attempt: int, start: str | None = None) -> bool:
+        """Whether `worker`'s attempt `attempt` on `host`, started by the order `start` (None: not said), is one this
+        supervisor still runs (the fencing check)."""
         state = self.workers.get(worker)
-        return state is not None and state.host == host and state.attempt == attempt
+        return (state is not None and state.host == host and state.attempt == attempt
+                and (start is None or not state.start or start == state.start))
+
+    @staticmethod
+    def remote_metadata(host: str, start: str, **more: str) -> dict[str, str]:
+        """A worker's registry metadata for its host and start order (kept there for a restarted supervisor)."""
+        return {"remote_host": host, "remote_start": start, **more} if host else {}
 
     def on_host_event(self, event: HostEvent) -> None:
-        if not self._speaks_for(event.host, event.worker, event.attempt):
+        if not self._speaks_for(event.host, event.worker, event.attempt, event.start):
             self._refuse(event)
             return
         state = self.workers[event.worker]
@@ -202,7 +210,7 @@ class RemoteWorkers:
         elif event.kind == "started":
             self.base_held(event.host, event.worker)
             self.ledger.update_agent(state.name, SUPERVISOR, pid=event.pid,
-                                     metadata={"remote_host": event.host, "remote_tmux": event.tmux})
+                                     metadata=self.remote_metadata(event.host, state.start, remote_tmux=event.tmux))
             self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, task.id, worker=state.name, pid=event.pid,
                                session=state.session, attempt=state.attempt, host=event.host,
                                summary=f"{state.name} started on host {event.host} in tmux session {state.session}")
@@ -248,13 +256,23 @@ class RemoteWorkers:
             self.stops_sent.discard(event.worker)  # ended: a stop order for it is no longer wanted
             return  # news of an end: nothing to refuse, nothing to stop
         what = event.message.get("type", "mail") if event.kind == "mail" and event.message else event.kind
-        state = self.workers.get(event.worker)
-        why = why or (f"the task's current attempt is {state.attempt} on {state.host or 'this machine'}"
-                      if state else f"attempt {event.attempt} was given up on")
+        why = why or self._stale_why(event)
         self.ledger.append(EventType.CUSTOM, SUPERVISOR, host=event.host, worker=event.worker, attempt=event.attempt,
                            fenced=what, msg=event.id,
                            summary=f"refused late {what} from {event.worker} (attempt {event.attempt}) on host "
                                    f"{event.host}: {why}")
-        self.stop_remote(event.host, event.worker, event.attempt, "this attempt was given up on")
+        previous_start = (self._speaks_for(event.host, event.worker, event.attempt)
+                          and not self._speaks_for(event.host, event.worker, event.attempt, event.start))
+        if not previous_start:  # a previous start's worker is gone already (its host ended it when the current
+            self.stop_remote(event.host, event.worker, event.attempt, "this attempt was given up on")  # one came)
 
+    def _stale_why(self, event: HostEvent) -> str:
+        """Why `event` does not speak for its worker's current attempt, for the feed."""
+        state = self.workers.get(event.worker)
+        if state is None:
+            return f"attempt {event.attempt} was given up on"
+        if state.host == event.host and state.attempt == event.attempt:
+            return (f"it speaks for start order {event.start or '(none)'}, a previous start of this attempt: the "
+                    f"current one is {state.start}")
+        return f"the task's current attempt is {state.attempt} on {state.host or 'this machine'}"
 

@@ -35,6 +35,7 @@ class WorkerState:
     paused_for: float = 0.0  # seconds it spent paused by usage limits: its timeout and stale checks leave them out
     host: str = ""  # the worker host it runs on ("": this machine)
     remote_beat: datetime | None = None  # on a host: its heartbeat as the host last reported it (the host's clock)
+    start: str = ""  # on a host: the id of the start order, which the host's events must echo ("": not known)
     reset_unknown: bool = False  # paused without a reset time (for `rate_limit_wait`): a later report may give it
     asked_about: int | None = None  # the seq of the `question` for the dialog it waits on (None: none open)
     looked_at: float = 0.0  # monotonic seconds of the supervisor's last look at its pane (interactive agents)
