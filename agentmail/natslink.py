@@ -34,6 +34,8 @@ T = TypeVar("T")
 
 DEADLINE = 30.0  # seconds a call is retried before TransportUnavailable
 REQUEST_TIMEOUT = 2.0  # seconds one JetStream request waits for its answer
+PING_INTERVAL = 2  # seconds between the client's pings
+MAX_OUTSTANDING_PINGS = 2  # unanswered pings before the link counts as down
 BACKOFF = (0.02, 0.5)  # first and longest pause between two tries, seconds (doubling)
 DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id (far above DEADLINE)
 KEEP_CLAIMS = 86400.0  # seconds a claim's commit record is kept (its message is removed right after it)
@@ -175,7 +177,9 @@ class NatsLink:
         options: dict[str, Any] = {
             "servers": [settings.url], "name": "agentmail", "allow_reconnect": True, "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.1, "connect_timeout": REQUEST_TIMEOUT, "reconnected_cb": self._reconnected,
-            "error_cb": self._on_error, "disconnected_cb": _ignore_event, "closed_cb": _ignore_event}
+            "error_cb": self._on_error, "disconnected_cb": _ignore_event, "closed_cb": _ignore_event,
+            # a link cut without a word (no RST) is noticed by unanswered pings: within ~6 s, not nats-py's 4 min
+            "ping_interval": PING_INTERVAL, "max_outstanding_pings": MAX_OUTSTANDING_PINGS}
         if settings.tls is not None:
             options["tls"] = settings.tls
             options["tls_hostname"] = settings.host.strip("[]")
