@@ -317,7 +317,8 @@ SEGMENTS = {  # segment -> (from mark, to mark, whose time it is)
     "completed_to_assigned": ("completed", "assigned", "supervisor"),  # the dependent is ready: dispatch
     "assigned_to_spawned": ("assigned", "spawned", "supervisor"),  # mailbox, TASK_ASSIGN, prompt, tmux session
     "spawned_to_worker_started_at": ("spawned", "worker_started_at", "worker"),  # ACCEPTED's started_at
-    "worker_started_at_to_accepted_sent": ("worker_started_at", "accepted_sent", "worker"),  # the pane began (fork server: its client) -> ACCEPTED
+    # the pane's process began (with the fork server: its client) -> ACCEPTED sent
+    "worker_started_at_to_accepted_sent": ("worker_started_at", "accepted_sent", "worker"),
     "accepted_sent_to_read": ("accepted_sent", "accepted_read", "supervisor"),
     "accepted_read_to_started": ("accepted_read", "started", "supervisor"),  # ACCEPTED handled: task_started
 }

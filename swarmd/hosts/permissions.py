@@ -73,10 +73,11 @@ def supervisor_permissions(layout: Layout) -> dict[str, Any]:
 def bundle_access(swarm: str) -> list[str]:
     """What a login needs to fetch, store and remove objects in the swarm's bundle bucket (`swarmd.hosts.bundles`,
     the remote attempts' git bundles) once the supervisor has made it: nats-py's object store looks the stream up,
-    reads an object's meta (`$O.<bucket>.M.<name>`) by a direct or stream get, reads its chunks (`$O.<bucket>.C.<id>`)
-    through an ordered consumer (found by subject: the stream names' lookup, which lists the account's names), and stores both by publishing; removing one purges its chunks. Objects are not
-    kept per host: a host could overwrite another's, and the supervisor takes only the object named for the exact
-    attempt it waits for."""
+    reads an object's meta (`$O.<bucket>.M.<name>`) by a direct or stream get, reads its chunks
+    (`$O.<bucket>.C.<id>`) through an ordered consumer (found by subject: the stream names' lookup, which lists
+    the account's names), and stores both by publishing; removing one purges its chunks. Objects are not kept per
+    host: a host could overwrite another's, and the supervisor takes only the object named for the exact attempt
+    it waits for."""
     bucket = bucket_name(swarm)
     stream = f"OBJ_{bucket}"
     return [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>", f"$JS.API.STREAM.INFO.{stream}", "$JS.API.STREAM.NAMES",
