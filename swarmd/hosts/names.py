@@ -18,7 +18,7 @@ class HostError(SwarmError):
 def validate_host_name(name: str) -> str:
     """Return `name` if it can name a host, else raise HostError."""
     if not isinstance(name, str) or not HOST_NAME_RE.fullmatch(name):
-        shown = str(name).encode("unicode_escape").decode("ascii")[:80]
+        shown = _shown(name)
         raise HostError(f"invalid host name {shown!r}: use 1-32 characters of a-z, 0-9, '_' and '-', "
                         "starting with a letter or digit")
     return name
@@ -27,7 +27,7 @@ def validate_host_name(name: str) -> str:
 def validate_swarm_name(name: str) -> str:
     """Return `name` if it can be a swarm's name (swarm.toml's `name`), else raise HostError."""
     if not isinstance(name, str) or not SWARM_NAME_RE.fullmatch(name):
-        shown = str(name).encode("unicode_escape").decode("ascii")[:80]
+        shown = _shown(name)
         raise HostError(f"invalid swarm name {shown!r}: use 1-32 characters of a-z, 0-9, '_' and '-', "
                         "starting with a letter or digit (the `name` in the swarm's swarm.toml)")
     return name
@@ -53,7 +53,12 @@ SSH_DESTINATION_RE = re.compile(r"([A-Za-z0-9._][A-Za-z0-9._-]{0,63}@)?[A-Za-z0-
 def validate_ssh_destination(destination: str) -> str:
     """Return `destination` if ssh can take it as where to connect (`[user@]machine`), else raise HostError."""
     if not isinstance(destination, str) or not SSH_DESTINATION_RE.fullmatch(destination):
-        shown = str(destination).encode("unicode_escape").decode("ascii")[:80]
+        shown = _shown(destination)
         raise HostError(f"invalid ssh destination {shown!r}: give [user@]machine (letters, digits, '.', '_', "
                         "'-', ':'), as `ssh` takes it")
     return destination
+
+
+def _shown(value: object) -> str:
+    """`value` as an error may print it: escapes for what is not printable ASCII, at most 80 characters."""
+    return str(value).encode("unicode_escape").decode("ascii")[:80]
