@@ -16,7 +16,8 @@ LABEL_RE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 ROLE_PREFIX = "role:"
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
+    """`value` as an error message may show it: escapes for what is not printable ASCII, at most 80 characters."""
     return value.encode("unicode_escape").decode("ascii")[:80]
 
 
@@ -24,7 +25,7 @@ def validate_agent_name(name: str) -> str:
     """Return `name` if it is a safe agent name, else raise InvalidName."""
     if not isinstance(name, str) or not AGENT_NAME_RE.fullmatch(name) or name in {".", ".."}:
         raise InvalidName(
-            f"invalid agent name {_printable(str(name))!r}: use 1-64 characters of a-z, 0-9, '.', '_', '-', "
+            f"invalid agent name {printable(str(name))!r}: use 1-64 characters of a-z, 0-9, '.', '_', '-', "
             "starting with a letter or digit"
         )
     return name
@@ -34,7 +35,7 @@ def validate_task_id(task_id: str) -> str:
     """Return `task_id` if it is a safe task id, else raise InvalidName."""
     if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
         raise InvalidName(
-            f"invalid task id {_printable(str(task_id))!r}: use 1-128 characters of A-Z, a-z, 0-9, '.', '_', '-', "
+            f"invalid task id {printable(str(task_id))!r}: use 1-128 characters of A-Z, a-z, 0-9, '.', '_', '-', "
             "starting with a letter or digit"
         )
     return task_id
@@ -44,7 +45,7 @@ def validate_label(label: str) -> str:
     """Return `label` if it can be a host label (what a machine offers, what a task asks for), else raise
     InvalidName."""
     if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
-        raise InvalidName(f"invalid label {_printable(str(label))!r}: use 1-64 characters of a-z, 0-9, '.', ':', "
+        raise InvalidName(f"invalid label {printable(str(label))!r}: use 1-64 characters of a-z, 0-9, '.', ':', "
                           "'_', '-', starting with a letter or digit")
     return label
 

@@ -3,7 +3,7 @@
 import re
 
 from protocol.errors import InvalidName
-from protocol.names import validate_label
+from protocol.names import printable, validate_label
 from swarmd.errors import SwarmError
 
 # No '.': a host name is one token of a NATS subject and part of a key-value key; no upper case, as agent names.
@@ -17,20 +17,14 @@ class HostError(SwarmError):
 
 def validate_host_name(name: str) -> str:
     """Return `name` if it can name a host, else raise HostError."""
-    if not isinstance(name, str) or not HOST_NAME_RE.fullmatch(name):
-        shown = _shown(name)
-        raise HostError(f"invalid host name {shown!r}: use 1-32 characters of a-z, 0-9, '_' and '-', "
-                        "starting with a letter or digit")
-    return name
+    return _matching(name, HOST_NAME_RE, "host name", "use 1-32 characters of a-z, 0-9, '_' and '-', starting with "
+                     "a letter or digit")
 
 
 def validate_swarm_name(name: str) -> str:
     """Return `name` if it can be a swarm's name (swarm.toml's `name`), else raise HostError."""
-    if not isinstance(name, str) or not SWARM_NAME_RE.fullmatch(name):
-        shown = _shown(name)
-        raise HostError(f"invalid swarm name {shown!r}: use 1-32 characters of a-z, 0-9, '_' and '-', "
-                        "starting with a letter or digit (the `name` in the swarm's swarm.toml)")
-    return name
+    return _matching(name, SWARM_NAME_RE, "swarm name", "use 1-32 characters of a-z, 0-9, '_' and '-', starting "
+                     "with a letter or digit (the `name` in the swarm's swarm.toml)")
 
 
 def validate_labels(labels: list[str]) -> list[str]:
@@ -52,13 +46,12 @@ SSH_DESTINATION_RE = re.compile(r"([A-Za-z0-9._][A-Za-z0-9._-]{0,63}@)?[A-Za-z0-
 
 def validate_ssh_destination(destination: str) -> str:
     """Return `destination` if ssh can take it as where to connect (`[user@]machine`), else raise HostError."""
-    if not isinstance(destination, str) or not SSH_DESTINATION_RE.fullmatch(destination):
-        shown = _shown(destination)
-        raise HostError(f"invalid ssh destination {shown!r}: give [user@]machine (letters, digits, '.', '_', "
-                        "'-', ':'), as `ssh` takes it")
-    return destination
+    return _matching(destination, SSH_DESTINATION_RE, "ssh destination", "give [user@]machine (letters, digits, "
+                     "'.', '_', '-', ':'), as `ssh` takes it")
 
 
-def _shown(value: object) -> str:
-    """`value` as an error may print it: escapes for what is not printable ASCII, at most 80 characters."""
-    return str(value).encode("unicode_escape").decode("ascii")[:80]
+def _matching(value: str, pattern: re.Pattern[str], what: str, hint: str) -> str:
+    """`value` if it is a str that `pattern` matches whole; else HostError `invalid <what> '<value>': <hint>`."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise HostError(f"invalid {what} {printable(str(value))!r}: {hint}")
+    return value
