@@ -24,6 +24,7 @@ import errno
 import hashlib
 import os
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ import sys
 import termios
 import time
 import traceback
+from contextlib import suppress
 from fcntl import ioctl
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -90,10 +92,8 @@ class ForkServer:
             return False
         if process.poll() is not None:
             if time.monotonic() - self.started_at >= RESTART_INTERVAL:
-                try:
+                with suppress(OSError):
                     self.start()
-                except OSError:
-                    pass
             return False
         if not self.listening:
             assert process.stdout is not None
@@ -118,10 +118,8 @@ class ForkServer:
     def pane_command(self, exit_file: Path, wake_file: Path, wrapper_args: str) -> str:
         """The shell line that makes a pane's first process a client of this server: `wrapper_args` are shell
         words (already quoted), the arguments of `python -m swarmd.worker`."""
-        from shlex import quote
-
-        return (f"exec {quote(sys.executable)} -I -S {quote(str(CLIENT))} {quote(str(exit_file))} "
-                f"{quote(str(wake_file))} {quote(self.address)} -- {wrapper_args}")
+        client = [sys.executable, "-I", "-S", str(CLIENT), str(exit_file), str(wake_file), self.address, "--"]
+        return f"exec {shlex.join(client)} {wrapper_args}"
 
 
 # ----- the server process -----------------------------------------------------------------------------------

@@ -122,16 +122,15 @@ class Spawner:
         }
         # `agentmail` and `swarm` in a worker are the ones this supervisor runs from, venv or not. (tmux gives a
         # new pane the PATH of its client, whatever -e says, so it is set in the shell.)
-        # As its last act the shell records the exit status and wakes the supervisor: tmux 3.3 now and then
-        # shows a pane dead without its status, and then fires no pane-died hook either.
-        exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
+        # As its last act the pane's first process (the shell, or the fork server's client) records the exit
+        # status and wakes the supervisor: tmux 3.3 now and then shows a pane dead without its status, and then
+        # fires no pane-died hook either.
         token = handover_line(self.home, worker, env.pop(TOKEN_ENV))
-        forked = wrapper_args(profile.command) if self.forkserver and self.forkserver.ready() else None
-        if forked is not None:  # the pane's client records the status and wakes the supervisor itself
-            assert self.forkserver is not None
-            run = self.forkserver.pane_command(self.exit_file(worker), self.pane_died_file,
-                                               render_command(forked, values))
+        forked, server = wrapper_args(profile.command), self.forkserver
+        if forked is not None and server is not None and server.ready():
+            run = server.pane_command(self.exit_file(worker), self.pane_died_file, render_command(forked, values))
         else:
+            exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
             run = (f'{render_command(profile.command, values)}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
         if profile.mode == "interactive":
