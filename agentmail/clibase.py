@@ -56,6 +56,11 @@ class OneLineGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             quiet_broken_pipe()
+        except ValueError as exc:  # a NUL in a path or name reached the OS (only possible from within Python)
+            if str(exc) != "embedded null byte":
+                raise
+            click.echo(f"{self.prog}: error: a path or name cannot hold a NUL byte", err=True)
+            sys.exit(2)
 
 
 class LazyGroup(OneLineGroup):

@@ -308,3 +308,12 @@ def test_real_process_refusals_are_one_clean_line(tmp_path: Path, args: tuple[st
     assert result.returncode in (1, 2), result
     assert "Traceback" not in result.stderr and result.stderr.strip(), result.stderr
     assert "\x1b" not in result.stderr
+
+
+@pytest.mark.parametrize("group,args", [(swarm_cli, ["plan", "check", "\x00"]),
+                                        (swarm_cli, ["status", "--home", "a\x00"]),
+                                        (mail_cli, ["inbox", "w1", "--home", "\x00"])])
+def test_a_nul_in_a_path_is_one_clean_line(group: click.Group, args: list[str]) -> None:
+    # Found by the fuzzer: click's path check passed a NUL to os.stat, whose ValueError was no user error.
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 2 and "NUL" in result.output and "Traceback" not in result.output, result.output

@@ -8,7 +8,6 @@ reached over TLS.
 
 import asyncio
 import logging
-import os
 import ssl
 import threading
 import time
