@@ -110,6 +110,11 @@ class Config(BaseModel):
         "Start workers through a warm fork server: a worker pane's first process hands its terminal to a "
         "process that has already loaded the worker wrapper, so a worker is up in milliseconds rather than "
         "after a fresh interpreter's start (off: each pane starts `python -m swarmd.worker` itself)."))
+    warm_panes: int = Field(default=2, ge=0, le=64, description=(
+        "With the fork server: worker panes kept started ahead of need, each pane's first process already "
+        "waiting, so that a dispatch renames one for its worker instead of starting a session. Either way a "
+        "pane whose worker exited 0 is used again (up to max_workers idle; those above this number end after "
+        "30 s unused). 0: none started ahead."))
     stale_after: float = Field(default=300.0, gt=0, description=(
         "Seconds without a heartbeat before an agent counts as stale (and its attempt fails)."))
     task_timeout: float = Field(default=1800.0, gt=0, description=(
@@ -221,6 +226,7 @@ max_workers = 4             # workers running at once
 durable = true              # fsync every message and ledger event (off: faster, may lose the last writes on power loss)
 heartbeat_interval = 5.0    # seconds between worker heartbeats
 fork_server = true          # start workers by forking a warm process (off: a fresh interpreter per pane)
+warm_panes = 2              # with the fork server: panes started ahead of need (a pane whose worker exited 0 is reused)
 stale_after = 300.0         # seconds without a heartbeat before an agent counts as stale
 task_timeout = 1800.0       # seconds one attempt at a task may run (a task's own `timeout` wins)
 rate_limit_wait = 60.0      # seconds a worker is paused at a usage limit whose reset time is unknown

@@ -88,7 +88,7 @@ class Crew:
                    f"exec {shlex.quote(sys.executable)} -m swarmd.workers.standby")
         pane = self.operator.tmux.spawn(session, ["sh", "-c", command], env=env,
                                         cwd=base / workdir if workdir else base, log_path=spawner.log_path(name),
-                                        on_exit=["touch", str(spawner.pane_died_file)])
+                                        on_exit=spawner.on_exit)
         self.ledger.update_agent(name, self.coordinator, pid=pane.pid)
         self.ledger.append(EventType.WORKER_SPAWNED, self.coordinator, summary=f"{name} started in tmux session "
                            f"{session}, waiting for a task", worker=name, session=session, pid=pane.pid)

@@ -28,6 +28,7 @@ from swarmd.workers.dialogs import answer_dialog
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
+from swarmd.workers.warmpanes import WARM_MARK
 
 if TYPE_CHECKING:
     from swarmd.hosts.attach import AttachPlan
@@ -277,7 +278,8 @@ class Operator:
         """End every worker session the swarm started, with or without a running supervisor; tasks of live
         ones reopen. Sessions are found by the names recorded when they were started, and by today's name
         prefix; on the swarm's own tmux server, so never a pane of another server (the one this command may
-        run in is skipped only when `$TMUX` names the swarm's own socket)."""
+        run in is skipped only when `$TMUX` names the swarm's own socket). Returns the workers' sessions ended
+        (the pane pool's waiting panes end too, unlisted)."""
         recorded = {e.session: e.name for e in self.ledger.registry().values() if e.session and e.role != "supervisor"}
         prefix = f"{self.config.name}-"
         own = self._own_pane()
@@ -291,7 +293,8 @@ class Operator:
                 with suppress(WorkerEnded):  # an ended worker has no task to reopen: only its session goes
                     self.kill(recorded[session])
             self.tmux.kill_session(session)
-            ended.append(session)
+            if not session.startswith(prefix + WARM_MARK):  # a pane waiting for a worker: killed, not listed
+                ended.append(session)
         return ended
 
     def clean(self, *, older_than_days: float | None = None, dry_run: bool = False,

@@ -20,6 +20,7 @@ from swarmd.workers.delivery import deliver_prompt
 from swarmd.workers.panestate import PaneState, PaneWatcher
 from swarmd.workers.promptqueue import MAX_QUEUED, PromptQueue
 from swarmd.workers.tmux import TmuxServer
+from swarmd.workers.warmpanes import WARM_MARK
 from swarmkit import init_home, wait_until, write_plan
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -120,7 +121,7 @@ def test_swarm_steer_queues_for_an_interactive_worker_and_status_shows_it(swarm_
         assert "4: # Task job" in console.export_text()
         # the supervisor looks at the pane at every step: a dialog, not an idle composer, so nothing is typed
         tmux = TmuxServer(swarm_home.tmux_socket)
-        watcher = PaneWatcher(tmux, next(iter(tmux.sessions())))
+        watcher = PaneWatcher(tmux, next(s for s in tmux.sessions() if WARM_MARK not in s))
         wait_until(lambda: watcher.look().state == PaneState.NEEDS_INPUT, 30, "the dialog on screen")
         assert "STEER-3" not in tmux.screen(watcher.session)
         assert len(operator.status()["workers"][0].queued) == 4

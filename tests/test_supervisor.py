@@ -14,6 +14,7 @@ from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
 from swarmd.supervisor.loop import Supervisor
 from swarmd.workers.tmux import TmuxServer
+from swarmd.workers.warmpanes import WARM_MARK
 from conftest import run_cli
 from swarmkit import first_seq, init_home, max_live, statuses, wait_until, write_plan
 
@@ -139,7 +140,7 @@ def test_teardown_leaves_no_worker_session(swarm_home: SwarmHome, tmp_path: Path
     home = str(swarm_home.root)
     assert run_cli("swarm", "run", str(plan), "--home", home).returncode == 0
     tmux = TmuxServer(swarm_home.tmux_socket)
-    wait_until(lambda: len(tmux.sessions("t-")) == 3, 30, "three worker sessions")
+    wait_until(lambda: len([s for s in tmux.sessions("t-") if WARM_MARK not in s]) == 3, 30, "three worker sessions")
     assert run_cli("swarm", "down", "--home", home, "--teardown").returncode == 0
     assert tmux.sessions("t-") == []
     assert {t.status for t in Ledger(swarm_home).board().values()} == {TaskStatus.OPEN}

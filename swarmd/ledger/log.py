@@ -10,7 +10,7 @@ import fcntl
 import gc
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,6 +124,10 @@ class Ledger:
         self._views: dict[str, _View] = {}  # projections kept in memory, advanced incrementally
         self._reading = threading.Lock()
         self.appended = 0  # events appended through this handle: a caller can tell whether it wrote meanwhile
+        # An append found the log written by another since the last append through this handle, or that last
+        # append was made by another thread (see `ends_with_append_by`).
+        self.others_wrote = False
+        self._tail_thread: int | None = None  # the thread that made the last append through this handle
 
     # -- appending ---------------------------------------------------------------------------------------------
 
@@ -274,6 +278,23 @@ class Ledger:
         agents = self._current(REGISTRY)
         return registry_fold.with_liveness(agents, self._heartbeats, self._clock(), self.stale_after)
 
+    def agents(self, names: Iterable[str]) -> dict[str, RegistryEntry]:
+        """The registry entries of `names` (those it has), with their liveness as `registry()` gives it: only
+        their heartbeats are read."""
+        agents = self._current(REGISTRY)
+        chosen = {name: agents[name] for name in names if name in agents}
+        return registry_fold.with_liveness(chosen, self._heartbeats, self._clock(), self.stale_after)
+
+    def ends_with_append_by(self, thread: int) -> bool:
+        """Whether the log ends with an append made through this handle by `thread` (a thread id): nobody has
+        written since (False when unknown: nothing appended yet, or the log cannot be read). A write by another
+        that came between two of `thread`'s is caught at the second (`others_wrote`)."""
+        tail = self._tail
+        try:
+            return tail is not None and self._tail_thread == thread and os.stat(self.path).st_size == tail[0]
+        except OSError:
+            return False
+
     def knows_agent(self, name: str) -> bool:
         """Whether `name` is in the registry (without reading every agent's heartbeat, as `registry()` does)."""
         return name in self._current(REGISTRY)
@@ -376,6 +397,9 @@ class Ledger:
         finally:
             os.close(fd)
         self._tail = (end + len(data), events[-1].seq)
+        me = threading.get_ident()
+        self.others_wrote = self.others_wrote or self._tail_thread not in (None, me)
+        self._tail_thread = me
         self.appended += len(events)
         return events
 
@@ -402,6 +426,7 @@ class Ledger:
         size = os.fstat(fd).st_size
         if self._tail is not None and self._tail[0] == size:
             return self._tail
+        self.others_wrote = self.others_wrote or self._tail is not None
         end = lines.complete_end(fd, size)
         if end < size:
             os.ftruncate(fd, end)

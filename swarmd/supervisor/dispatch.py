@@ -17,7 +17,9 @@ from swarmd.supervisor.remote import LOCAL
 from swarmd.supervisor.settings import dispatch_paused
 from swarmd.supervisor.state import SUPERVISOR, WorkerState
 from swarmd.workers.prompt import render_help_prompt
-from swarmd.workers.tmux import PaneInfo, SessionSpec
+from swarmd.workers.spawner import Prepared
+from swarmd.workers.tmux import PaneInfo
+from swarmd.workers.warmpanes import WarmPane
 
 log = logging.getLogger("swarmd.supervisor")
 
@@ -91,7 +93,7 @@ class Dispatch:
                                "attempt starts; raise budget_tokens / budget_usd in swarm.toml to go on")
         return bool(spent)
 
-    def begin_attempt(self, task: Task, host: str = "") -> tuple[WorkerState, SessionSpec] | None:
+    def begin_attempt(self, task: Task, host: str = "") -> tuple[WorkerState, Prepared] | None:
         """Assign first (the ledger says who owns the task), then prepare the worker's session (prompt, mail,
         worktree); None when that failed (recorded as a failed launch) or the attempt went to `host` by its work
         queue. `launch` then starts the local sessions of a whole wave at once."""
@@ -119,27 +121,61 @@ class Dispatch:
         }, thread=task.id))
         try:
             tree = self.isolate(task, worker, attempt)
-            spec = self.spawner.prepare(task, worker=worker, attempt=attempt, max_attempts=self.max_attempts(task),
-                                        **(self._isolated(tree, worker) if tree else {}))
+            prepared = self.spawner.prepare(task, worker=worker, attempt=attempt,
+                                            max_attempts=self.max_attempts(task),
+                                            **(self._isolated(tree, worker) if tree else {}))
         except SwarmError as exc:
             self._launch_failed(self.ledger.task(task.id), state, str(exc))
             return None
-        return state, spec
+        return state, prepared
 
-    def launch(self, begun: list[tuple[WorkerState, SessionSpec]]) -> None:
-        """Start the sessions of attempts begun (`begin_attempt`), with as few tmux invocations as can be."""
+    def launch(self, begun: list[tuple[WorkerState, Prepared]]) -> None:
+        """Start the workers of attempts begun (`begin_attempt`), with as few tmux invocations as can be: in a
+        ready pane of the pool while it has one (`swarmd.workers.warmpanes`), else in a new session (which
+        leaves its pane to the pool when its worker exits 0)."""
         if not begun:
             return
-        panes = self.tmux.spawn_many([spec for _, spec in begun])
-        for (state, spec), pane in zip(begun, panes):
-            if isinstance(pane, SwarmError):
-                self._launch_failed(self.ledger.task(state.task), state, str(pane))
-                continue
-            state.started_at = self.monotonic()
-            self.ledger.update_agent(state.name, SUPERVISOR, pid=pane.pid)
-            self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, state.task, summary=f"{state.name} started in "
-                               f"tmux session {spec.session}", worker=state.name, session=spec.session, pid=pane.pid,
-                               attempt=state.attempt)
+        pool, fresh = self.warm_panes, []
+        taken: list[tuple[WorkerState, Prepared, WarmPane]] = []
+        for state, prepared in begun:
+            pane = pool.take() if pool is not None and prepared.order is not None else None
+            if pane is not None:
+                taken.append((state, prepared, pane))
+            else:
+                fresh.append((state, prepared))
+        if taken and pool is not None:
+            started = pool.start([(pane, p.session, p.log_path, p.order) for _, p, pane in taken])
+            for (state, prepared, _), pane in zip(taken, started):
+                if isinstance(pane, SwarmError):
+                    log.warning("%s: a ready pane failed (%s); starting a new session", state.name, pane)
+                    fresh.append((state, prepared))
+                else:
+                    self._launched(state, pane, how="a ready tmux session, now")
+        self._launch_fresh(fresh)
+
+    def _launch_fresh(self, begun: list[tuple[WorkerState, Prepared]]) -> None:
+        specs = []
+        for state, prepared in begun:
+            try:
+                specs.append((state, prepared.fresh()))
+            except OSError as exc:  # the token's handover file
+                self._launch_failed(self.ledger.task(state.task), state, f"cannot hand over its token: {exc}")
+        panes = self.tmux.spawn_many([spec for _, spec in specs])
+        if self.warm_panes is not None:
+            self.warm_panes.expect([pane.session for pane in panes if not isinstance(pane, SwarmError)])
+        for (state, _), pane in zip(specs, panes):
+            self._launched(state, pane)
+
+    def _launched(self, state: WorkerState, pane: PaneInfo | SwarmError, how: str = "tmux session") -> None:
+        """Record that `state`'s worker started in `pane` (its pid), or that it could not (the error)."""
+        if isinstance(pane, SwarmError):
+            self._launch_failed(self.ledger.task(state.task), state, str(pane))
+            return
+        state.started_at = self.monotonic()
+        self.ledger.update_agent(state.name, SUPERVISOR, pid=pane.pid)
+        self.ledger.append(EventType.WORKER_SPAWNED, SUPERVISOR, state.task, summary=f"{state.name} started in {how} "
+                           f"{pane.session}", worker=state.name, session=pane.session, pid=pane.pid,
+                           attempt=state.attempt)
 
     def _isolated(self, tree: AttemptTree, worker: str) -> dict[str, Any]:
         """How a worker in a worktree is spawned: where, with what environment, told what about its branch."""
@@ -172,6 +208,8 @@ class Dispatch:
 
     def reap_helpers(self, panes: dict[str, PaneInfo]) -> None:
         """A helper whose pane has ended is done: its session goes, its slot frees up."""
+        if not self.helpers:
+            return
         registry = self.ledger.registry()
         for helper in list(self.helpers):
             session = self._recorded_session(registry, helper)

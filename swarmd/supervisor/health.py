@@ -3,6 +3,7 @@ ends them all."""
 
 import logging
 from contextlib import suppress
+from dataclasses import dataclass
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
@@ -16,6 +17,19 @@ from swarmd.workers.wrapper import read_tail
 log = logging.getLogger("swarmd.supervisor")
 
 
+@dataclass(frozen=True)
+class PaneLook:
+    """What a step knows of the panes: `panes` by session; `complete` when every pane was listed (a session
+    missing is then gone), else only the panes found ended by their exit files."""
+
+    panes: dict[str, PaneInfo]
+    complete: bool
+
+    def seen(self, session: str) -> bool:
+        """Whether this look says anything about `session` (if absent from a complete look: it is gone)."""
+        return self.complete or session in self.panes
+
+
 class Health:
     """The part of `Supervisor` that watches panes, timeouts and heartbeats.
 
@@ -25,22 +39,23 @@ class Health:
     def check_workers(self) -> None:
         """Dead panes, lost tmux server, stale heartbeats and timeouts, each a failed attempt with its reason.
 
-        The panes are listed only when one may have died (the pane-died hook or a pane's shell wrote
-        `pane_died_file`, or a dead pane awaits its exit status) or once per `safety_period` (for a death
-        nobody reported, or a lost tmux server); heartbeats are read only then, or when one may have gone stale.
+        The panes are looked at only when one may have ended (see `look`) or once per `safety_period` (for a
+        death nobody reported, or a lost tmux server); heartbeats are read only then, or when one may have gone
+        stale.
         """
         if not self.workers and not self.helpers and not self.finishing:
             return
         now = self.monotonic()
-        panes = self._list_panes(now) if self._panes_due(now) else None
-        if panes is not None:
-            self.reap_helpers(panes)
-        self.reap_finishing(panes)
-        if panes == {} and any(not w.host for w in self.workers.values()) and not self.tmux.is_running():
+        look = self.look(now)
+        if look is not None and look.complete:
+            self.reap_helpers(look.panes)
+        self.reap_finishing(look)
+        if look is not None and look.complete and look.panes == {} and any(not w.host for w in self.workers.values()) \
+                and not self.tmux.is_running():
             self._tmux_lost()
             return
         stale_due = any(now >= self._stale_deadline(w) for w in self.workers.values() if self.beats_watched(w))
-        registry = self.ledger.registry() if panes is not None or stale_due else None
+        registry = self.ledger.agents(self.workers) if look is not None or stale_due else None
         board = self.ledger.board()
         for worker in list(self.workers.values()):
             task = board.get(worker.task)
@@ -55,19 +70,40 @@ class Health:
                     self._check_worker(task, worker, None, False, registry if self.beats_watched(worker) else None,
                                        now)
                 continue
-            pane = panes.get(worker.session) if panes is not None else None
+            pane = look.panes.get(worker.session) if look is not None else None
             if pane is not None and pane.dead and self._status_pending(worker, pane, now):
                 continue
             self.resume_due(worker, now)
             with suppress(StaleTransition):  # settled meanwhile by mail or an operator: the next step sees it
-                self._check_worker(task, worker, pane, panes is not None, registry, now)
+                self._check_worker(task, worker, pane, look is not None and look.seen(worker.session), registry,
+                                   now)
 
-    def _panes_due(self, now: float) -> bool:
-        """Whether to list the panes now: a pane may have died, one awaits its status, or the safety period is up."""
-        if self.pane_event.is_set() or self.recheck_panes or now >= self.panes_seen_at + self.safety_period():
-            self.pane_event.clear()  # before listing: a death while we list is looked at next time
-            return True
-        return False
+    def look(self, now: float) -> "PaneLook | None":
+        """What this step knows of the panes; None when it need not look. All of them are listed (one tmux call)
+        when tmux's pane-died hook fired, a dead pane awaits its status, helpers run, or the safety period is
+        up. When only a pane's first process said it ended, the exit files say which workers' panes did, if they
+        all exited 0 (one that failed may have been hung up with the whole server: a listing tells)."""
+        listing = self.pane_hook_event.is_set() or self.recheck_panes or bool(self.helpers) \
+            or now >= self.panes_seen_at + self.safety_period()
+        if not listing and not self.pane_event.is_set():
+            return None
+        self.pane_event.clear()  # before looking: an end while we look is looked at next time
+        ended = {} if listing else self._exited()
+        if ended and all(pane.exit_status == 0 for pane in ended.values()):
+            return PaneLook(ended, complete=False)
+        self.pane_hook_event.clear()
+        return PaneLook(self._list_panes(now), complete=True)
+
+    def _exited(self) -> dict[str, PaneInfo]:
+        """The panes of this machine's workers (and released ones) whose exit file is written: ended, with the
+        status their first process recorded."""
+        ended = {}
+        for name, session in [*((w.name, w.session) for w in self.workers.values() if not w.host),
+                              *((n, s) for n, (s, _) in self.finishing.items())]:
+            if (code := self.spawner.exit_status(name)) is not None:
+                ended[session] = PaneInfo(session=session, pane_id="", pid=0, dead=True, exit_status=code,
+                                          started=None, command="")
+        return ended
 
     def _list_panes(self, now: float) -> dict[str, PaneInfo]:
         self.panes_seen_at, self.recheck_panes = now, False

@@ -22,7 +22,7 @@ from protocol.event import EventType
 from protocol.ids import utcnow
 from protocol.task import Task
 from swarmd.config import Config, load_config
-from swarmd.errors import ConfigError, LedgerError
+from swarmd.errors import ConfigError, LedgerError, SwarmError
 from swarmd.git.queue import MergeOutcome, QueueEntry
 from swarmd.git.worktrees import AttemptTree
 from swarmd.home import SwarmHome, make_private_dir
@@ -51,6 +51,7 @@ from swarmd.supervisor.shell import kill_all as kill_running_commands
 from swarmd.supervisor.state import STOP_GRACE, SUPERVISOR, ValidationResult, WorkerState
 from swarmd.watch import watch_file
 from swarmd.workers.forkserver import ForkServer
+from swarmd.workers.warmpanes import WarmPanes
 from swarmd.workers.panestate import PaneWatcher
 from swarmd.workers.spawner import Spawner
 from swarmd.workers.tmux import TmuxServer
@@ -95,6 +96,7 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.results: queue.SimpleQueue[ValidationResult] = queue.SimpleQueue()
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="validate")
         self.hooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hook")  # never delays a validation
+        self.endings = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-sessions")  # see end_sessions
         self.planning = PlanningTools(self.ledger)
         self.trees: dict[str, AttemptTree] = {}  # task -> its live attempt's worktree
         self.merge_queue: list[QueueEntry] = []  # validated attempts waiting to land
@@ -109,7 +111,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.skills = SkillHub(home)
         self._skills_version = self.skills.version()
         self.notifier: Notifier | None = None  # started once swarm.toml has a [notify] command or webhook
-        self.pane_event = threading.Event()  # a pane may have died (see Health.check_workers)
+        self.pane_event = threading.Event()  # a worker's pane may have ended: its exit file says (Health.look)
+        self.pane_hook_event = threading.Event()  # tmux's pane-died hook fired: the panes are listed
         self.panes_seen_at = float("-inf")  # monotonic seconds of the last look at the panes
         self.recheck_panes = False  # a dead pane awaits its exit status: look again at the next tick
         # workdir -> (its discovery marks, its repository with a commit): see Integration._repository_with_commits
@@ -122,6 +125,8 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
         self.bases_sent: dict[str, str] = {}  # worker -> the base sent to its host, until the host started it
         self.homecoming: dict[str, HostEvent] = {}  # worker -> its DONE's event, whose branch its validation fetches
         self.mail_down = False  # the mail transport's connection was down at the last look (see MailOutage)
+        self._step_thread: int | None = None  # the thread `serve` runs on (see _ledger_written)
+        self.warm_panes: WarmPanes | None = None  # sessions started ahead of need (swarm.toml's `warm_panes`)
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -147,6 +152,35 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             return
         self.spawner.forkserver.ready(timeout=FORK_SERVER_WAIT)
 
+    def start_warm_panes(self) -> None:
+        """Start the pool of panes workers start in and leave for the next (with the fork server only); it keeps
+        swarm.toml's `warm_panes` started ahead of need."""
+        if self.spawner.forkserver is None or self.warm_panes is not None:
+            return
+        try:
+            self.warm_panes = WarmPanes(self.home.root, self.tmux, self.spawner.forkserver.address,
+                                        swarm=self.config.name, size=self.config.warm_panes,
+                                        keep=lambda: self.max_workers, wake_file=self.spawner.pane_died_file,
+                                        on_exit=self.spawner.on_exit).run()
+            self.spawner.pool_address = self.warm_panes.address
+        except OSError as exc:
+            log.warning("no warm panes (%s): each worker starts in a new session", exc)
+
+    def worker_up(self, worker: WorkerState) -> None:
+        """`worker` has said ACCEPTED (or ended): the warm pool may start panes again (`WarmPanes.settled`)."""
+        if self.warm_panes is not None and not worker.host:
+            self.warm_panes.settled(worker.session)
+
+    def pooled(self, session: str) -> bool:
+        """Whether the pane pool takes `session`'s pane back when its worker exits 0 (`WarmPanes.holds`)."""
+        return self.warm_panes is not None and self.warm_panes.holds(session)
+
+    def stop_warm_panes(self) -> None:
+        if self.warm_panes is not None:
+            self.spawner.pool_address = None
+            self.warm_panes.stop()
+            self.warm_panes = None
+
     def run(self) -> None:
         """Recover, then serve until stopped."""
         self.recover()
@@ -154,18 +188,24 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
 
     def serve(self) -> None:
         """Loop until stopped: every wake-up (mail, a ledger write, a check's result) or tick runs one step."""
+        self._step_thread = threading.get_ident()
         arrivals = self.mailbox.on_arrival(self.wake.set)
-        ledger_watch = watch_file(self.ledger.path, self.wake.set)
+        ledger_watch = watch_file(self.ledger.path, self._ledger_written)
         pane_watch = watch_file(self.spawner.pane_died_file, self._pane_died)
+        hook_watch = watch_file(self.spawner.pane_hook_file, self._pane_hook)
         make_private_dir(self.skills.root)
         skills_watch = watch_file(self.skills.version_file, self.wake.set)
         self.start_notifier()
         self.start_hosts()
         self.start_fork_server()
+        self.start_warm_panes()
         self.fail_fast_mail()
         try:
             while not self.stopping.is_set():
                 self.guarded_step()
+                if self.ledger.others_wrote:  # another wrote between two of our appends: look again at once
+                    self.ledger.others_wrote = False
+                    self.wake.set()
                 self.ledger.heartbeat(SUPERVISOR)
                 self.wake.wait(self._sleep())
                 self.wake.clear()
@@ -174,20 +214,46 @@ class Supervisor(Recovery, MailReactions, AgentStates, Outcomes, Health, Queues,
             arrivals.stop()
             ledger_watch.stop()
             pane_watch.stop()
+            hook_watch.stop()
             skills_watch.stop()
             if self.notifier is not None:
                 self.notifier.stop()
             self.checks.shutdown(wait=False, cancel_futures=True)
             self.hooks.shutdown(wait=False, cancel_futures=True)
+            self.endings.shutdown(wait=True)  # the sessions it was asked to end are gone before we are
             self.deliveries.stop()
             self.merges.shutdown(wait=False, cancel_futures=True)
             kill_running_commands()  # a restart checks again; no check or hook outlives its supervisor
             self.stop_hosts()
+            self.stop_warm_panes()
             if self.spawner.forkserver is not None:
                 self.spawner.forkserver.stop()
             self._mark_agent(SUPERVISOR, AgentStatus.STOPPED)
             self.ledger.append(EventType.SUPERVISOR_STOPPED, SUPERVISOR, summary="supervisor stopped",
                                workers=sorted(self.workers))
+
+    def end_sessions(self, sessions: list[str]) -> None:
+        """Kill `sessions` (released workers' that have exited or outstayed their grace) on a thread of their
+        own, in one tmux call: the step goes on meanwhile (a session's name is never used again, so nothing
+        waits on its end)."""
+        if sessions:
+            self.endings.submit(self._end_sessions, sessions)
+
+    def _end_sessions(self, sessions: list[str]) -> None:
+        try:
+            self.tmux.kill_sessions(sessions)
+        except SwarmError as exc:
+            log.warning("could not end sessions %s: %s", ", ".join(sessions), exc)
+
+    def _ledger_written(self) -> None:
+        """A write to the ledger wakes the loop, unless it was the step's own (the step knows what it wrote). A
+        write by another that came between two of the step's is caught at the second (`Ledger.others_wrote`)."""
+        if self._step_thread is None or not self.ledger.ends_with_append_by(self._step_thread):
+            self.wake.set()
+
+    def _pane_hook(self) -> None:
+        self.pane_hook_event.set()
+        self.wake.set()
 
     def _pane_died(self) -> None:
         self.pane_event.set()

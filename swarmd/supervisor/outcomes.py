@@ -15,7 +15,7 @@ from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.hooks import run_task_done_hook
 from swarmd.supervisor.state import SUPERVISOR, ValidationResult, WorkerState
 from swarmd.supervisor.validation import ValidationReport, run_checks
-from swarmd.workers.tmux import PaneInfo
+from swarmd.supervisor.health import PaneLook
 
 log = logging.getLogger("swarmd.supervisor")
 
@@ -144,6 +144,7 @@ class Outcomes:
     def _end_worker(self, worker: WorkerState, status: AgentStatus, why: str | None = None) -> None:
         """Stop a worker whose attempt is over. A failed worker's dead pane is kept for a post-mortem."""
         self.workers.pop(worker.name, None)
+        self.worker_up(worker)  # up and gone: the warm pool need not wait for it
         if worker.host:
             self.stop_remote(worker.host, worker.name, worker.attempt, why or "the attempt is over")
         elif (pane := self.tmux.pane(worker.session)) is not None and (not pane.dead or status != AgentStatus.DEAD):
@@ -173,21 +174,24 @@ class Outcomes:
             now = self.monotonic()
             if now >= deadline:
                 self.finishing = {name: (session, now) for name, (session, _) in self.finishing.items()}
-            self.reap_finishing(self.tmux.panes())
+            self.reap_finishing(PaneLook(self.tmux.panes(), complete=True))
             if self.finishing:
                 self.wake.wait(min(self.config.tick, max(0.0, deadline - now)))  # a pane's end wakes us
 
-    def reap_finishing(self, panes: dict[str, PaneInfo] | None) -> None:
-        """End the sessions of released workers that have exited, or whose grace period is over (`panes` None:
-        not listed this time, so only the grace periods are looked at)."""
+    def reap_finishing(self, look: "PaneLook | None") -> None:
+        """End the sessions of released workers that have exited, or whose grace period is over (`look` None:
+        the panes were not looked at this time, so only the grace periods are). A pane the pool runs whose
+        worker exited 0 is left to the pool, which takes it back (`swarmd.workers.warmpanes`)."""
         now, ended = self.monotonic(), []
         for name, (session, deadline) in list(self.finishing.items()):
-            pane = panes.get(session) if panes is not None else None
-            if (panes is not None and (pane is None or pane.dead)) or now >= deadline:
+            pane = look.panes.get(session) if look is not None else None
+            if pane is not None and pane.dead and pane.exit_status == 0 and self.pooled(session) and now < deadline:
+                continue  # the pool renames it away (seen gone at a listing) or it dies (then ended here)
+            if (look is not None and look.seen(session) and (pane is None or pane.dead)) or now >= deadline:
                 del self.finishing[name]
-                if pane is not None or panes is None:
+                if pane is not None or look is None or now >= deadline:
                     ended.append(session)
-        self.tmux.kill_sessions(ended)  # one tmux call for them all
+        self.end_sessions(ended)  # one tmux call for them all, off the step's thread
 
     def _mark_agent(self, name: str, status: AgentStatus, why: str | None = None) -> None:
         """Record that an agent has stopped (its work is over) or died (it failed or was lost); `why` words it."""

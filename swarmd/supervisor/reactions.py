@@ -122,6 +122,7 @@ class MailReactions:
                                    attempt=worker.attempt, msg=msg.id, read_at=self._read_at())
             self.ledger.append(EventType.AGENT_STARTED, SUPERVISOR, task.id, name=worker.name,
                                summary=f"{worker.name} is working on {task.id}")
+            self.worker_up(worker)
 
     def on_progress(self, msg: Message) -> None:
         body = msg.body

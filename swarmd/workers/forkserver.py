@@ -21,6 +21,7 @@ length limit, nothing left on disk); both ends check that the peer runs as the s
 """
 
 import errno
+import gc
 import hashlib
 import os
 import select
@@ -115,11 +116,16 @@ class ForkServer:
             process.kill()
             process.wait()
 
-    def pane_command(self, exit_file: Path, wake_file: Path, wrapper_args: str) -> str:
+    def pane_command(self, exit_file: Path, wake_file: Path, wrapper_args: str,
+                     pool: tuple[str, str, list[str]] | None = None) -> str:
         """The shell line that makes a pane's first process a client of this server: `wrapper_args` are shell
-        words (already quoted), the arguments of `python -m swarmd.worker`."""
-        client = [sys.executable, "-I", "-S", str(CLIENT), str(exit_file), str(wake_file), self.address, "--"]
-        return f"exec {shlex.join(client)} {wrapper_args}"
+        words (already quoted), the arguments of `python -m swarmd.worker`. With `pool` (the pane pool's address,
+        the session, and the names of the variables the session was given for its worker), a worker that exits
+        0 leaves its pane to the pool (`swarmd.workers.warmpanes`)."""
+        client = [sys.executable, "-I", "-S", str(CLIENT), str(exit_file), str(wake_file), self.address]
+        if pool is not None:
+            client += ["--pool", pool[0], pool[1], ",".join(pool[2])]
+        return f"exec {shlex.join([*client, '--'])} {wrapper_args}"
 
 
 # ----- the server process -----------------------------------------------------------------------------------
@@ -128,6 +134,10 @@ def serve(address: str, lifeline: IO[bytes], announce: IO[bytes]) -> None:
     listener = _bind(address)
     listener.listen(128)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
+    wrapper.parse_args(["--script"])  # its first call costs ~8 ms (argparse, gettext): paid here, once for all
+    # Everything imported so far goes to the collector's permanent generation: a child's collections then never
+    # walk (and so never copy, page by page) what it shares with the server (the use gc.freeze documents).
+    gc.freeze()
     announce.write(b"listening\n")
     announce.flush()
     while True:
@@ -303,8 +313,18 @@ def _wait(conn: socket.socket, worker: int, hang_up: "_HangUp") -> int:
             hang_up.now()
     _, status = os.waitpid(worker, 0)
     code = os.waitstatus_to_exitcode(status)
+    hang_up.now()  # what the worker left behind in its group goes, as it would when its terminal closed
+    _release_terminal()
     _say(conn, b"exit %d\n" % code if code >= 0 else b"signal %d\n" % -code)
     return 0
+
+
+def _release_terminal() -> None:
+    """Give up the pane's terminal before reporting the worker's end, so that the pane's next worker (a warm
+    pane's, `swarmd.workers.warmpanes`) can make it its own at once."""
+    if os.isatty(0) and os.getsid(0) == os.getpid():
+        with suppress(OSError):
+            ioctl(0, termios.TIOCNOTTY)
 
 
 class _HangUp:

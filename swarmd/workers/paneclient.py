@@ -38,7 +38,11 @@ STARTED = time.time_ns()  # this pane's process began: the worker's ACCEPTED say
 
 PROTOCOL = b"1"
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH)
-USAGE = "usage: python -I -S paneclient.py EXIT_FILE WAKE_FILE ADDRESS -- WRAPPER_ARGS..."
+USAGE = ("usage: python -I -S paneclient.py EXIT_FILE WAKE_FILE ADDRESS [--pool POOL_ADDRESS SESSION KEYS] -- ARGS...\n"
+         "       python -I -S paneclient.py --warm WAKE_FILE ADDRESS POOL_ADDRESS SESSION")
+ORDER_VERSION = b"w1"  # a warm pane's order (swarmd.workers.warmpanes)
+MAX_ORDER = 8 << 20  # bytes
+ENV = dict(posix.environ)  # the worker's environment: this process's, changed by a warm pane's order
 
 
 class Waiter:
@@ -76,16 +80,146 @@ class _HangUpOnce:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 5 or argv[4] != "--":
+    modes = _terminal_modes()
+    if len(argv) == 6 and argv[1] == "--warm":
+        wake_file, address, pool, session = argv[2:]
+        return serve_pool(wake_file, address, pool, b"warm " + session.encode(), modes)
+    pool = argv[5:8] if argv[4:5] == ["--pool"] else None
+    rest = argv[8:] if pool else argv[4:]
+    if len(argv) < 5 or not rest or rest[0] != "--" or (pool is not None and len(pool) != 3):
         posix.write(2, (USAGE + "\n").encode())
         return 2
-    exit_file, wake_file, address, wrapper_args = argv[1], argv[2], argv[3], argv[5:]
+    status = run(argv[1], argv[2], argv[3], rest[1:])
+    if status != 0 or pool is None:
+        return status
+    for key in pool[2].split(","):  # the session's own variables (its worker's): not for the pane's next
+        ENV.pop(key.encode(), None)
+    return serve_pool(argv[2], argv[3], pool[0], b"free " + pool[1].encode(), modes)
+
+
+def run(exit_file: str, wake_file: str, address: str, wrapper_args: list[str]) -> int:
+    """Start the worker through the fork server at `address` (else by ourselves), wait, record its status."""
     conn = _connect(address)
     status = _through_server(conn, wrapper_args) if conn is not None else None
     if status is None:
         status = _by_itself(wrapper_args)
     _record(exit_file, wake_file, status)
+    for signum in FORWARDED:
+        _signal.signal(signum, _signal.SIG_DFL)
     return status
+
+
+def serve_pool(wake_file: str, address: str, pool: str, hello: bytes, modes: "list | None") -> int:
+    """Serve the pane pool at `pool` (swarmd.workers.warmpanes): say `hello` (`warm SESSION`: a pane the pool
+    started; `free SESSION`: a pane whose worker exited 0), then run each order it sends as `run` does; after
+    each worker that exits 0 reset the terminal and say `free`. A worker that fails ends the pane with its
+    status (its dead pane stays for a post-mortem). When the pool closes the connection while the pane waits
+    for an order (it stopped, its supervisor died, or it keeps enough panes), the pane removes itself: a pane
+    the supervisor renamed for a worker and died before ordering must not look like a worker that ended."""
+    global STARTED
+    conn = _connect(pool)
+    status = 0
+    if conn is None:  # a pane started warm has nothing to do; one whose worker ended ends as ever
+        return _vanish() if hello.startswith(b"warm ") else status
+    base, said = dict(ENV), hello + b"\n"
+    while status == 0:
+        _reset_terminal(modes)
+        try:
+            conn.sendall(said)
+            payload = _read_order(conn)
+        except OSError:
+            payload = b""
+        if not payload:
+            conn.close()
+            return _vanish()
+        STARTED = time.time_ns()  # the worker's start is now: the pane's own began before it was needed
+        ENV.clear()
+        ENV.update(base)
+        status = _take_order(payload, wake_file, address)
+        said = b"free\n"
+    conn.close()
+    return status
+
+
+def _vanish() -> int:
+    """Kill this pane (tmux names it in $TMUX and $TMUX_PANE); 0 if that cannot be done (it then just ends)."""
+    socket_path, pane = ENV.get(b"TMUX", b"").split(b",")[0], ENV.get(b"TMUX_PANE", b"")
+    if socket_path and pane:
+        try:
+            posix.execv("/bin/sh", ["sh", "-c", 'exec tmux -S "$1" kill-pane -t "$2"', "sh",
+                                    socket_path.decode("utf-8", "surrogateescape"),
+                                    pane.decode("utf-8", "surrogateescape")])
+        except OSError:
+            pass
+    return 0
+
+
+def _take_order(payload: bytes, wake_file: str, address: str) -> int:
+    """Run one order: its worker's status, or 1 for one that does not parse or whose directory is gone."""
+    try:
+        exit_file, cwd, wrapper_args = _apply_order(payload)
+    except ValueError as exc:
+        posix.write(2, ("swarm: a warm pane could not take its order: %s\n" % exc).encode())
+        return 1
+    try:
+        posix.chdir(cwd)
+    except OSError as exc:
+        posix.write(2, ("swarm: cannot enter %s: %s\n" % (cwd, exc.strerror)).encode())
+        _record(exit_file, wake_file, 1)
+        return 1
+    return run(exit_file, wake_file, address, wrapper_args)
+
+
+def _terminal_modes() -> "list | None":
+    """The pane's terminal modes as they were before any worker, to give each next worker the same."""
+    try:
+        return termios.tcgetattr(0)
+    except termios.error:
+        return None
+
+
+def _reset_terminal(modes: "list | None") -> None:
+    """Leave the terminal as a new pane's: its modes back (a worker may have left it raw), and the screen
+    reset (RIS: colours, modes, alternate screen; the pool clears the scrollback)."""
+    try:
+        if modes is not None:
+            termios.tcsetattr(0, termios.TCSANOW, modes)
+        posix.write(1, b"\x1bc")
+    except (termios.error, OSError):
+        pass
+
+
+def _read_order(conn: "_socket.socket") -> bytes:
+    """The order's payload (its 4-byte length read first); b"" when the pool closed without one."""
+    data = b""
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        if len(data) >= 4 and int.from_bytes(data[:4], "big") > MAX_ORDER:
+            raise OSError("order too large")
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            return b""
+        data += chunk
+    return data[4:4 + int.from_bytes(data[:4], "big")]
+
+
+def _apply_order(payload: bytes) -> tuple[str, str, list[str]]:
+    """(exit file, working directory, wrapper arguments) of an order; its environment entries are applied to
+    ENV. ValueError for one that does not parse."""
+    fields = payload.split(b"\0")
+    if len(fields) < 4 or fields[0] != ORDER_VERSION or not fields[3].isdigit():
+        raise ValueError("unknown order")
+    count = int(fields[3])
+    args = fields[4:4 + count]
+    if len(args) != count:
+        raise ValueError("order cut short")
+    for entry in fields[4 + count:]:
+        key, eq, value = entry.partition(b"=")
+        if eq:
+            ENV[key] = value
+        else:
+            ENV.pop(key, None)
+    decode = lambda raw: raw.decode("utf-8", "surrogateescape")  # noqa: E731
+    return decode(fields[1]), decode(fields[2]), [decode(a) for a in args]
 
 
 def _connect(address: str) -> "_socket.socket | None":
@@ -156,7 +290,7 @@ def _replies(conn: "_socket.socket", waiter: Waiter) -> int | None:
 def _request(wrapper_args: list[str]) -> bytes:
     umask = posix.umask(0o077)
     posix.umask(umask)
-    env = [key + b"=" + value for key, value in posix.environ.items() if key != b"SWARM_PANE_STARTED"]
+    env = [key + b"=" + value for key, value in ENV.items() if key != b"SWARM_PANE_STARTED"]
     env.append(b"SWARM_PANE_STARTED=%d" % STARTED)
     args = [arg.encode("utf-8", "surrogateescape") for arg in wrapper_args]
     fields = [PROTOCOL, b"%o" % umask, b"%d" % len(args), *args, *env]
@@ -199,7 +333,7 @@ def _by_itself(wrapper_args: list[str]) -> int:
     pid = posix.fork()
     if pid == 0:
         try:
-            posix.execv(python, [python, "-m", "swarmd.worker", *wrapper_args])
+            posix.execve(python, [python, "-m", "swarmd.worker", *wrapper_args], ENV)
         finally:
             posix._exit(127)
     for signum in (_signal.SIGINT, _signal.SIGQUIT):
@@ -235,4 +369,4 @@ def _kill_group(group: int, signum: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    posix._exit(main(sys.argv))  # nothing buffered to flush (posix.write only): skip the interpreter's teardown

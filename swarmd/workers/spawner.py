@@ -1,10 +1,13 @@
 """Starting a worker: its name, prompt file, environment and tmux session."""
 
+import os
 import re
 import shlex
 import sys
 import uuid
 from pathlib import Path
+from collections.abc import Callable
+from typing import NamedTuple
 
 from protocol.names import validate_agent_name
 from protocol.task import AttemptOutcome, Task
@@ -20,6 +23,7 @@ from swarmd.workers.forkserver import ForkServer
 from swarmd.workers.prompt import render_prompt, write_prompt
 from swarmd.workers.promptqueue import PromptQueue
 from swarmd.workers.tmux import PaneInfo, SessionSpec, TmuxServer
+from swarmd.workers.warmpanes import Order
 
 _PLACEHOLDER = re.compile(r"\{(prompt_file|task_id|title|agent|home|python|session_id|claude_session)\}")
 _WORDS = frozenset({"claude_session"})  # placeholders whose value is already a list of quoted words
@@ -54,6 +58,18 @@ def wrapper_args(template: str) -> str | None:
     return None if any(word and set(word) <= set(lexer.punctuation_chars) for word in words) else rest
 
 
+class Prepared(NamedTuple):
+    """A worker ready to start: its session's name and log; `fresh()`, its session to start the ordinary way
+    (it writes the token's handover file: call it only to start that session); and, when its profile runs the
+    worker wrapper and a fork server runs, the `Order` that starts it in a warm pane instead
+    (`swarmd.workers.warmpanes`)."""
+
+    session: str
+    log_path: Path
+    fresh: Callable[[], SessionSpec]
+    order: Order | None
+
+
 class Spawner:
     """Prepares and starts worker sessions on the swarm's tmux server; with a running `forkserver`, a pane
     whose profile runs the worker wrapper starts it through that server (`swarmd.workers.forkserver`)."""
@@ -61,6 +77,7 @@ class Spawner:
     def __init__(self, home: SwarmHome, config: Config, tmux: TmuxServer,
                  forkserver: ForkServer | None = None) -> None:
         self.home, self.config, self.tmux, self.forkserver = home, config, tmux, forkserver
+        self.pool_address: str | None = None  # the pane pool's, while it runs (swarmd.workers.warmpanes)
 
     def session_name(self, worker: str) -> str:
         return f"{self.config.name}-{worker}"
@@ -79,15 +96,16 @@ class Spawner:
               git_note: str = "") -> PaneInfo:
         """Write the prompt and start the worker's session (see `prepare`); raises SwarmError when it cannot."""
         spec = self.prepare(task, worker=worker, attempt=attempt, max_attempts=max_attempts, role=role,
-                            prompt=prompt, workdir=workdir, env=env, git_note=git_note)
+                            prompt=prompt, workdir=workdir, env=env, git_note=git_note).fresh()
         return self.tmux.spawn(spec.session, spec.command, env=spec.env, cwd=spec.cwd, log_path=spec.log_path,
                                on_exit=spec.on_exit)
 
     def prepare(self, task: Task, *, worker: str, attempt: int, max_attempts: int = 1, role: str = "worker",
                 prompt: str | None = None, workdir: Path | None = None, env: dict[str, str] | None = None,
-                git_note: str = "") -> SessionSpec:
+                git_note: str = "") -> Prepared:
         """Write the prompt and everything else the worker needs; return its session, for `TmuxServer.spawn_many`
-        to start with others. The task text stays in the prompt file.
+        to start with others, and its warm pane's order when it can have one. The task text stays in the prompt
+        file.
 
         `workdir` (an attempt's worktree) replaces the task's directory, `env` adds to the worker's environment,
         `git_note` is a section of the prompt about the attempt's branch. Raises SwarmError (ConfigError for an
@@ -125,19 +143,35 @@ class Spawner:
         # As its last act the pane's first process (the shell, or the fork server's client) records the exit
         # status and wakes the supervisor: tmux 3.3 now and then shows a pane dead without its status, and then
         # fires no pane-died hook either.
-        token = handover_line(self.home, worker, env.pop(TOKEN_ENV))
         forked, server = wrapper_args(profile.command), self.forkserver
+        order = None
         if forked is not None and server is not None and server.ready():
-            run = server.pane_command(self.exit_file(worker), self.pane_died_file, render_command(forked, values))
+            words = render_command(forked, values)
+            order = Order(args=shlex.split(words), cwd=workdir, exit_file=self.exit_file(worker),
+                          env={**env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+                          unset=("CI", "NO_COLOR") if profile.mode == "interactive" else ())
+            pool = (self.pool_address, self.session_name(worker), [*env, "PATH"]) if self.pool_address else None
+            run = server.pane_command(self.exit_file(worker), self.pane_died_file, words, pool)
         else:
             exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))
             run = (f'{render_command(profile.command, values)}\n'
                    f'status=$?; (umask 077; echo "$status" > {exit_file}; : > {wake}); exit "$status"')
         if profile.mode == "interactive":
             run = f"{TERMINAL_STYLES}\n{run}"
-        command = f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n{token}\n{run}'
-        return SessionSpec(self.session_name(worker), ["sh", "-c", command], env=env, cwd=workdir, log_path=log,
-                           on_exit=["touch", str(self.pane_died_file)])
+        token = env.pop(TOKEN_ENV)
+
+        def fresh() -> SessionSpec:
+            command = (f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; export PATH\n'
+                       f'{handover_line(self.home, worker, token)}\n{run}')
+            return SessionSpec(self.session_name(worker), ["sh", "-c", command], env=env, cwd=workdir, log_path=log,
+                               on_exit=self.on_exit)
+        return Prepared(self.session_name(worker), log, fresh, order)
+
+    @property
+    def on_exit(self) -> list[str]:
+        """The pane-died hook's command (tmux's, for every pane of the server): it wakes the supervisor to list
+        the panes (`pane_hook_file`), for a pane that ended without its first process's last act."""
+        return ["touch", str(self.pane_hook_file)]
 
     def predecessor(self, task: Task) -> tuple[Path, str] | None:
         """After a CHECKPOINT: the agent directory and session id of the worker that took it, to go on from."""
@@ -168,9 +202,15 @@ class Spawner:
 
     @property
     def pane_died_file(self) -> Path:
-        """Written when a pane ends (by its shell, or by tmux's pane-died hook when the shell was killed): a
-        worker's end wakes the supervisor at once, not at its next tick."""
+        """Written by a worker pane's first process (its shell, or the fork server's client) as its last act,
+        after the worker's exit file: a worker's end wakes the supervisor at once, which reads the exit files."""
         return self.home.run_dir / "pane-died"
+
+    @property
+    def pane_hook_file(self) -> Path:
+        """Written by tmux's pane-died hook: a pane ended (a worker's pane killed before its last act, or another
+        pane): the supervisor lists the panes."""
+        return self.home.run_dir / "pane-hook"
 
     def exit_file(self, worker: str) -> Path:
         return self.home.run_dir / "exits" / worker

@@ -89,9 +89,14 @@ class SessionSpec:
                        _PANE_FORMAT, "/bin/sh", "-c", "exec " + shlex.join(self.command)]
         if self.log_path is None:
             return [new_session]
-        log = _create_log(self.log_path)
-        return [new_session, ["pipe-pane", "-o", "-t", _target(self.session),
-                              _no_formats("exec cat >> " + shlex.quote(str(log)))]]  # one process, not two
+        return [new_session, _pipe_to_log(self.session, self.log_path)]
+
+
+def _pipe_to_log(session: str, log_path: Path) -> list[str]:
+    """The command that appends the session's pane output to `log_path` (created private); TmuxError if it
+    cannot be created."""
+    log = _create_log(log_path)
+    return ["pipe-pane", "-o", "-t", _target(session), _no_formats("exec cat >> " + shlex.quote(str(log)))]
 
 
 def check_session_name(name: str) -> str:
@@ -288,6 +293,42 @@ class TmuxServer:
             rest = batch[len(lines) + 1:]
             if rest:
                 self._spawn_batch(specs, rest, results)
+
+    def rename_sessions(self, renames: list[tuple[str, str, Path | None]]) -> list[TmuxError | None]:
+        """Rename each session `old` to `new` and, with a log path, append its pane's output there from now on
+        (pipe-pane): one tmux invocation for all. The result for each, in order: None, or the TmuxError that
+        kept it from being renamed (the others are renamed all the same)."""
+        results: list[TmuxError | None] = [None] * len(renames)
+        chain: list[list[str]] = []
+        for index, (old, new, log_path) in enumerate(renames):
+            try:
+                chain += [["rename-session", "-t", f"={_tmux_name(old)}", _tmux_name(new)],
+                          *([_pipe_to_log(new, log_path)] if log_path is not None else []),
+                          ["display-message", "-p", "-t", _target(new), str(index)]]  # one line: this one is done
+            except TmuxError as exc:
+                results[index] = exc
+        if not chain:
+            return results
+        result = self._run(_chain(*chain))
+        done = {int(line) for line in result.stdout.split() if line.isdigit()}
+        failed = [i for i, (old, new, _) in enumerate(renames) if i not in done and results[i] is None]
+        if failed:
+            first = renames[failed[0]]
+            results[failed[0]] = TmuxError(f"tmux could not rename session {first[0]!r} to {first[1]!r}: "
+                                           f"{_one_line(result.stderr)}")
+            rest = failed[1:]  # tmux stopped its chain at the first failure: the rest were not tried
+            for index, error in zip(rest, self.rename_sessions([renames[i] for i in rest])):
+                results[index] = error
+        return results
+
+    def recycle_session(self, old: str, new: str) -> TmuxError | None:
+        """Rename session `old` to `new`, close its pane's log pipe and clear its history (a pane made ready
+        for another worker): one tmux invocation. None, or the TmuxError that kept it from being done."""
+        result = self._run(_chain(["rename-session", "-t", f"={_tmux_name(old)}", _tmux_name(new)],
+                                  ["pipe-pane", "-t", _target(new)], ["clear-history", "-t", _target(new)]))
+        if result.returncode != 0:
+            return TmuxError(f"tmux could not make session {old!r} ready again: {_one_line(result.stderr)}")
+        return None
 
     def _make_socket_private(self) -> None:
         """The swarm's socket is the user's alone; some tmux releases leave it group-accessible."""
