@@ -156,13 +156,22 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
-def worker_processes(socket: Path) -> list[list[int]]:
-    """For each live pane of the tmux server at `socket`, swarmd's processes that keep its worker: the pane's
-    first process (the fork server's client, or the shell), and the `swarmd` processes on the pane's terminal
-    or under that shell (the fork server's keeper and the wrapper, or the wrapper); the agent is not counted."""
-    panes = subprocess.run(["tmux", "-S", str(socket), "list-panes", "-a", "-F", "#{pane_pid} #{pane_tty}"],
-                           capture_output=True, text=True).stdout.splitlines()
-    by_tty = {os.stat(tty).st_rdev: int(pid) for pid, tty in (line.split() for line in panes)}
+def uss_mb(pid: int) -> float:
+    """Unique set size of process `pid`, MiB: the pages it alone maps (what its end gives back), from
+    /proc/PID/smaps_rollup."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    return sum(int(fields[key].split()[0]) for key in ("Private_Clean", "Private_Dirty")) / 1024
+
+
+def worker_processes(socket: Path, waiting: bool = False) -> list[list[int]]:
+    """For each live pane of the tmux server at `socket` that runs a worker (with `waiting`: each pane of the
+    pool waiting for one instead), swarmd's processes that keep it: the pane's first process (the fork
+    server's client, or the shell), and the `swarmd` processes on the pane's terminal or under that shell (the
+    fork server's keeper and the wrapper, or the wrapper); the agent is not counted."""
+    panes = subprocess.run(["tmux", "-S", str(socket), "list-panes", "-a", "-F",
+                            "#{pane_pid} #{pane_tty} #{session_name}"], capture_output=True, text=True).stdout
+    by_tty = {os.stat(tty).st_rdev: int(pid) for pid, tty, session in (line.split() for line in panes.splitlines())
+              if ("_warm" in session) == waiting}
     groups = {pid: [pid] for pid in by_tty.values()}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -222,16 +231,21 @@ def idle_supervisor(home: Path, workers: int, seconds: float) -> dict[str, Any]:
             rss_samples.append(rss_mb(pid))
             time.sleep(1)
         cpu_pct = (process_cpu_s(pid) - cpu0) / (time.monotonic() - t0) * 100
-        kept = worker_processes(swarm.tmux_socket)
+        kept, waiting = worker_processes(swarm.tmux_socket), worker_processes(swarm.tmux_socket, waiting=True)
         rss = [sum(rss_mb(p) for p in group) for group in kept]
         pss = [sum(pss_mb(p) for p in group) for group in kept]
+        uss = [sum(uss_mb(p) for p in group) for group in kept]
         return {"workers": workers, "seconds": seconds, "supervisor_cpu_pct_with_its_tmux_calls": round(cpu_pct, 2),
                 "supervisor_rss_mb": round(max(rss_samples), 1),
                 "workers_found": len(kept), "processes_per_worker": max(map(len, kept), default=0),
                 # what one worker's swarmd processes hold (pane client, keeper, wrapper), without its agent:
                 "worker_rss_mb_mean": round(statistics.fmean(rss), 1) if rss else None,  # shared pages counted whole
                 "worker_pss_mb_mean": round(statistics.fmean(pss), 1) if pss else None,  # shared pages divided
-                "worker_pss_mb_max": round(max(pss), 1) if pss else None}
+                "worker_pss_mb_max": round(max(pss), 1) if pss else None,
+                "worker_uss_mb_mean": round(statistics.fmean(uss), 1) if uss else None,  # its own pages alone
+                # the pane pool's panes waiting for a worker (swarm.toml's warm_panes): each its client alone
+                "pool_panes_waiting": len(waiting),
+                "pool_pane_pss_mb_mean": round(statistics.fmean(pss_mb(g[0]) for g in waiting), 1) if waiting else None}
     finally:
         subprocess.run([str(BIN / "swarm"), "down", "--home", str(home)], capture_output=True)
         subprocess.run(["tmux", "-S", str(swarm.tmux_socket), "kill-server"], capture_output=True)

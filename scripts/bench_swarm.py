@@ -53,6 +53,7 @@ from swarmd.plans.plan import Plan
 from swarmd.plans.runner import load_onto_board
 from swarmd.supervisor.loop import SUPERVISOR, Supervisor
 from swarmd.workers.forkserver import CLIENT
+from swarmd.workers.warmpanes import WARM_MARK
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_floors  # noqa: E402  (beside this script)
@@ -209,7 +210,12 @@ class Swarm:
         return all(t.status == TaskStatus.DONE for t in self.ledger.board().values())
 
     def worker_sessions(self) -> list[str]:
-        return self.supervisor.tmux.sessions(prefix=f"{NAME}-")
+        """The workers' sessions (not the pane pool's waiting panes)."""
+        return [s for s in self.supervisor.tmux.sessions(prefix=f"{NAME}-") if WARM_MARK not in s]
+
+    def pool_panes(self) -> int:
+        """Panes waiting in the pool (started ahead, or left by workers that exited 0)."""
+        return sum(WARM_MARK in s for s in self.supervisor.tmux.sessions(prefix=f"{NAME}-"))
 
     def worker_entries(self) -> int:
         return sum(e.role == "worker" for e in self.ledger.registry().values())
@@ -481,7 +487,7 @@ def bench_throughput(base: Path, count: int, parallel: int) -> dict[str, Any]:
         events = swarm.events()
         done = [e.ts.timestamp() for e in events if e.type == EventType.TASK_COMPLETED]
         ours = (max(done) - t0) if finished else time.time() - t0
-        sessions_left = len(swarm.worker_sessions())
+        sessions_left, pool_left = len(swarm.worker_sessions()), swarm.pool_panes()
         counts = dict(swarm.counts)
         swarm.stop_supervisor()
         # Worker start-up (worker_spawned -> its ACCEPTED sent) for the first and the last tasks spawned.
@@ -501,7 +507,7 @@ def bench_throughput(base: Path, count: int, parallel: int) -> dict[str, Any]:
             "overhead_per_task_worker_slot_ms": round((ours - bare) / count * parallel * 1000, 1),
             "tasks_per_s": round(count / ours, 2),
             **outcome(events), "max_live_tasks": max_live(events), "max_workers_respected": max_live(events) <= parallel,
-            "worker_sessions_left": sessions_left,
+            "worker_sessions_left": sessions_left, "pool_panes_left": pool_left,
             "events": len(events), "supervisor_steps": counts["steps"], "tmux_calls": counts["tmux_calls"],
             "tmux_calls_per_task": round(counts["tmux_calls"] / count, 1),
             "worker_startup_first_10pct": dist_ms(startup[:tenth]),
