@@ -127,12 +127,19 @@ def by_type(events: list[Event], kind: EventType) -> dict[str, Event]:
     return found
 
 
+def handled_mail(home: SwarmHome) -> list[Path]:
+    """The supervisor's mail files, handled or about to be: one is moved to cur/ just after its event is
+    written, so new/ may still hold some."""
+    box = home.mail_dir / SUPERVISOR
+    return [*(box / "cur").glob("*.json"), *(box / "new").glob("*.json")]
+
+
 def mail_ts(home: SwarmHome, kind: str) -> dict[str, float]:
     """Message id -> creation time (epoch s) of the supervisor's handled mail of `kind`."""
     from datetime import datetime
 
     found = {}
-    for path in (home.mail_dir / SUPERVISOR / "cur").glob("*.json"):
+    for path in handled_mail(home):
         data = json.loads(path.read_text())
         if data.get("type") == kind:
             found[data["id"]] = datetime.fromisoformat(data["ts"]).timestamp()
@@ -350,7 +357,7 @@ def mail_marks(home: SwarmHome, kind: str) -> dict[str, dict[str, float]]:
     from datetime import datetime
 
     found = {}
-    for path in (home.mail_dir / SUPERVISOR / "cur").glob("*.json"):
+    for path in handled_mail(home):
         data = json.loads(path.read_text())
         if data.get("type") == kind:
             marks = {"ts": datetime.fromisoformat(data["ts"]).timestamp()}

@@ -165,3 +165,25 @@ def test_the_supervisor_keeps_its_panes_started_ahead(swarm_home: SwarmHome) -> 
                "the pool to replace a pane killed under it")
     assert run_cli("swarm", "down", "--home", str(swarm_home.root)).returncode == 0
     wait_until(lambda: not _warm_sessions(tmux), 30, "no pane left after `swarm down`")
+
+
+def test_a_worker_that_finishes_while_its_supervisor_is_down_is_not_lost(swarm_home: SwarmHome,
+                                                                          tmp_path: Path) -> None:
+    _init(swarm_home, warm_panes=1)
+    home, gate, started = str(swarm_home.root), tmp_path / "gate", tmp_path / "started"
+    os.mkfifo(gate)
+    assert run_cli("swarm", "up", "--home", home).returncode == 0
+    plan = write_plan(tmp_path / "plan.json", [{"id": "slow", "title": "slow", "description":
+        f"touch {started}\ncat {gate} > /dev/null\necho FINISHED"}])
+    assert run_cli("swarm", "run", str(plan), "--home", home).returncode == 0
+    wait_until(started.exists, 30, "the worker to start")
+    os.kill(wait_until(lambda: running_pid(swarm_home), 15, "the supervisor"), signal.SIGKILL)
+    with open(gate, "w") as f:  # the worker finishes (DONE sent) while nobody supervises it
+        f.write("go\n")
+    worker = Ledger(swarm_home).task("slow").assignee
+    wait_until(lambda: (swarm_home.run_dir / "exits" / str(worker)).exists(), 30, "the worker's end")
+    assert run_cli("swarm", "up", "--home", home).returncode == 0
+    ledger = Ledger(swarm_home)
+    wait_until(lambda: ledger.task("slow").status == TaskStatus.DONE, 60, "its DONE read by the new supervisor")
+    assert [a.outcome.value for a in ledger.task("slow").attempts] == ["done"], "done once, nothing redone"
+    assert run_cli("swarm", "down", "--home", home).returncode == 0

@@ -3,7 +3,7 @@ helpers are spawned on a worker's SPAWN_REQUEST."""
 
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
@@ -20,6 +20,9 @@ from swarmd.workers.prompt import render_help_prompt
 from swarmd.workers.spawner import Prepared
 from swarmd.workers.tmux import PaneInfo
 from swarmd.workers.warmpanes import WarmPane
+
+if TYPE_CHECKING:
+    from swarmd.supervisor.health import PaneLook
 
 log = logging.getLogger("swarmd.supervisor")
 
@@ -206,17 +209,15 @@ class Dispatch:
         except SwarmError as exc:
             self.ledger.append(EventType.CUSTOM, SUPERVISOR, task.id, summary=f"could not start helper: {exc}")
 
-    def reap_helpers(self, panes: dict[str, PaneInfo]) -> None:
+    def reap_helpers(self, look: "PaneLook") -> None:
         """A helper whose pane has ended is done: its session goes, its slot frees up."""
         if not self.helpers:
             return
         registry = self.ledger.registry()
         for helper in list(self.helpers):
             session = self._recorded_session(registry, helper)
-            pane = panes.get(session)
-            if pane is None or pane.dead:
+            pane = look.panes.get(session)
+            if (look.complete and pane is None) or (pane is not None and pane.dead):
                 del self.helpers[helper]
                 self.tmux.kill_session(session)
                 self._mark_agent(helper, AgentStatus.STOPPED)
-
-

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from protocol.agent import AgentStatus, RegistryEntry
 from protocol.event import EventType
-from protocol.task import LIVE_STATUSES, Task
+from protocol.task import LIVE_STATUSES, Task, TaskStatus
 from swarmd.ledger.log import StaleTransition
 from swarmd.supervisor.agentstates import PANE_LOOK
 from swarmd.supervisor.state import EXIT_STATUS_GRACE, SUPERVISOR, WorkerState
@@ -47,8 +47,8 @@ class Health:
             return
         now = self.monotonic()
         look = self.look(now)
-        if look is not None and look.complete:
-            self.reap_helpers(look.panes)
+        if look is not None:
+            self.reap_helpers(look)
         self.reap_finishing(look)
         if look is not None and look.complete and look.panes == {} and any(not w.host for w in self.workers.values()) \
                 and not self.tmux.is_running():
@@ -80,10 +80,10 @@ class Health:
 
     def look(self, now: float) -> "PaneLook | None":
         """What this step knows of the panes; None when it need not look. All of them are listed (one tmux call)
-        when tmux's pane-died hook fired, a dead pane awaits its status, helpers run, or the safety period is
-        up. When only a pane's first process said it ended, the exit files say which workers' panes did, if they
-        all exited 0 (one that failed may have been hung up with the whole server: a listing tells)."""
-        listing = self.pane_hook_event.is_set() or self.recheck_panes or bool(self.helpers) \
+        when tmux's pane-died hook fired, a dead pane awaits its status, or the safety period is up. When only a
+        pane's first process said it ended, the exit files say which workers' panes did, if they all exited 0
+        (one that failed may have been hung up with the whole server: a listing tells)."""
+        listing = self.pane_hook_event.is_set() or self.recheck_panes \
             or now >= self.panes_seen_at + self.safety_period()
         if not listing and not self.pane_event.is_set():
             return None
@@ -95,11 +95,12 @@ class Health:
         return PaneLook(self._list_panes(now), complete=True)
 
     def _exited(self) -> dict[str, PaneInfo]:
-        """The panes of this machine's workers (and released ones) whose exit file is written: ended, with the
-        status their first process recorded."""
+        """The panes of this machine's workers (released ones and helpers too) whose exit file is written: ended,
+        with the status their first process recorded."""
         ended = {}
         for name, session in [*((w.name, w.session) for w in self.workers.values() if not w.host),
-                              *((n, s) for n, (s, _) in self.finishing.items())]:
+                              *((n, s) for n, (s, _) in self.finishing.items()),
+                              *((h, self.spawner.session_name(h)) for h in self.helpers)]:
             if (code := self.spawner.exit_status(name)) is not None:
                 ended[session] = PaneInfo(session=session, pane_id="", pid=0, dead=True, exit_status=code,
                                           started=None, command="")
@@ -179,6 +180,12 @@ class Health:
             return  # its last words may be in the backlog (or on a mail server down) still: judge it once read
         task = self.ledger.board().get(task.id, task)
         if worker.reported or worker.name not in self.workers or task.assignee != worker.name:
+            return
+        if task.status == TaskStatus.ASSIGNED and self.spawner.exit_status(worker.name) is None:
+            # Never ACCEPTED, and no worker recorded an exit: its pane went before the worker started (a pane
+            # of the pool renamed for it by a supervisor that died before ordering it removes itself).
+            self.workers.pop(worker.name, None)
+            self._abandon(task, f"the pane of {worker.name} ended before its worker started")
             return
         code = pane.exit_status if pane is not None and pane.exit_status is not None else \
             self.spawner.exit_status(worker.name)

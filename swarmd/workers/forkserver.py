@@ -320,11 +320,15 @@ def _wait(conn: socket.socket, worker: int, hang_up: "_HangUp") -> int:
 
 
 def _release_terminal() -> None:
-    """Give up the pane's terminal before reporting the worker's end, so that the pane's next worker (a warm
-    pane's, `swarmd.workers.warmpanes`) can make it its own at once."""
+    """Give up the pane's terminal before reporting the worker's end, and close it, so that the pane's next
+    worker (`swarmd.workers.warmpanes`) can make it its own at once and finds no one else holding it."""
     if os.isatty(0) and os.getsid(0) == os.getpid():
         with suppress(OSError):
             ioctl(0, termios.TIOCNOTTY)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 class _HangUp:

@@ -1,6 +1,7 @@
 """A worker pane's first process when the supervisor runs a fork server (`swarmd.workers.forkserver`).
 
-    python -I -S paneclient.py EXIT_FILE WAKE_FILE ADDRESS -- WRAPPER_ARGS...
+    python -I -S paneclient.py EXIT_FILE WAKE_FILE ADDRESS [--pool POOL SESSION KEYS] -- WRAPPER_ARGS...
+    python -I -S paneclient.py --warm WAKE_FILE ADDRESS POOL SESSION
 
 Started by the pane's shell with `exec`, so it is the pane's process and its session's leader. It asks the fork
 server at ADDRESS (an abstract Unix socket) to run `python -m swarmd.worker WRAPPER_ARGS...` for it, handing over
@@ -15,6 +16,13 @@ pane's death and its status keep their meaning.
 When no fork server answers (not started yet, just died, or run by another user), it starts the wrapper
 itself, as a child in its own terminal, and waits for it the same way: only slower.
 
+With the supervisor's pane pool (`swarmd.workers.warmpanes`, at the abstract socket POOL) a pane serves more
+than one worker. `--pool`: after its worker exits 0, the client drops the session's own variables (KEYS, a
+comma-separated list), puts the terminal's modes back and, unless another process still holds the terminal,
+offers the pane (`free SESSION`). `--warm`: a pane the pool started, with no worker yet (`warm SESSION`). Either
+way it then runs each order the pool sends as the first worker was run, and offers the pane again after each
+that exits 0 (`serve_pool`).
+
 It imports nothing but interpreter built-ins and two small C modules, and runs under `-I -S` (no site, no
 user paths): a pane starts in about 20 ms of CPU instead of the wrapper's 110-150 ms. The idea is that of
 Android's zygote and of `multiprocessing`'s forkserver: fork a process that has already imported, instead of
@@ -23,7 +31,9 @@ starting a new one.
 Wire format (client to server, one message): a 4-byte big-endian length, then NUL-separated fields: the
 protocol version `1`, the umask in octal, the number of wrapper arguments, the arguments, then the
 environment as `KEY=VALUE` entries; four descriptors ride on it: stdin, stdout, stderr and the working
-directory. Server to client: the line `pid N` (the worker's process group), then `exit N` or `signal N`.
+directory. Server to client: the line `pid N` (the worker's process group), then `exit N` or `signal N`. With
+the pool: lines `warm SESSION`, `free SESSION`, `free` to it; orders from it, each a 4-byte length and its
+payload (see `swarmd.workers.warmpanes`), an empty one meaning "the pane is the pool's again".
 """
 
 import _signal
@@ -42,6 +52,8 @@ USAGE = ("usage: python -I -S paneclient.py EXIT_FILE WAKE_FILE ADDRESS [--pool 
          "       python -I -S paneclient.py --warm WAKE_FILE ADDRESS POOL_ADDRESS SESSION")
 ORDER_VERSION = b"w1"  # a warm pane's order (swarmd.workers.warmpanes)
 MAX_ORDER = 8 << 20  # bytes
+SHARED_WAIT = 0.5  # seconds a worker's hung-up leftovers get to let go of the terminal before its pane is reused
+SHARED_POLL = 0.01  # seconds between looks meanwhile
 ENV = dict(posix.environ)  # the worker's environment: this process's, changed by a warm pane's order
 
 
@@ -94,6 +106,8 @@ def main(argv: list[str]) -> int:
         return status
     for key in pool[2].split(","):  # the session's own variables (its worker's): not for the pane's next
         ENV.pop(key.encode(), None)
+    if not _reusable(modes):
+        return status
     return serve_pool(argv[2], argv[3], pool[0], b"free " + pool[1].encode(), modes)
 
 
@@ -111,34 +125,89 @@ def run(exit_file: str, wake_file: str, address: str, wrapper_args: list[str]) -
 
 def serve_pool(wake_file: str, address: str, pool: str, hello: bytes, modes: "list | None") -> int:
     """Serve the pane pool at `pool` (swarmd.workers.warmpanes): say `hello` (`warm SESSION`: a pane the pool
-    started; `free SESSION`: a pane whose worker exited 0), then run each order it sends as `run` does; after
-    each worker that exits 0 reset the terminal and say `free`. A worker that fails ends the pane with its
-    status (its dead pane stays for a post-mortem). When the pool closes the connection while the pane waits
-    for an order (it stopped, its supervisor died, or it keeps enough panes), the pane removes itself: a pane
-    the supervisor renamed for a worker and died before ordering must not look like a worker that ended."""
+    started; `free SESSION`: a worker's own pane, its worker done with 0), then run each order the pool sends as
+    `run` does; after each worker that exits 0, put the terminal's modes back and say `free` if no other
+    process holds the terminal. Returns the status the pane ends with: a failed worker's (its dead pane stays
+    for a post-mortem), or 0 when the pool does not take the pane back (it then ends as its worker's, to be
+    read as ever). A pane the pool has taken back (it acknowledged with an empty order) waits under a pool
+    name: when the pool goes, it removes itself, so that one renamed for a worker whose order never came is
+    not taken for that worker's end."""
     global STARTED
+    warm = hello.startswith(b"warm ")
     conn = _connect(pool)
-    status = 0
-    if conn is None:  # a pane started warm has nothing to do; one whose worker ended ends as ever
-        return _vanish() if hello.startswith(b"warm ") else status
-    base, said = dict(ENV), hello + b"\n"
+    if conn is None:
+        return _vanish() if warm else 0
+    base, said, status = dict(ENV), hello + b"\n", 0
     while status == 0:
-        _reset_terminal(modes)
         try:
-            conn.sendall(said)
-            payload = _read_order(conn)
+            if said:
+                conn.sendall(said)
+            message = _read_order(conn)
         except OSError:
-            payload = b""
-        if not payload:
-            conn.close()
-            return _vanish()
+            message = None
+        said = b""
+        if message is None:  # the pool has gone (stopped, or its supervisor died) or sent the pane away
+            break
+        if not message:  # taken back: the pane is the pool's again, under a pool name
+            warm = True
+            continue
         STARTED = time.time_ns()  # the worker's start is now: the pane's own began before it was needed
         ENV.clear()
         ENV.update(base)
-        status = _take_order(payload, wake_file, address)
+        status = _take_order(message, wake_file, address)
+        warm = False
+        if status != 0 or not _reusable(modes):
+            break
         said = b"free\n"
     conn.close()
-    return status
+    return _vanish() if warm else status
+
+
+def _reusable(modes: "list | None") -> bool:
+    """Make the terminal ready for another worker (its modes back: one may have left it raw; the pool resets
+    the screen and clears the history when it takes the pane back); False if something the last worker left
+    still holds the terminal, when this pane must not serve another."""
+    _reset_terminal(modes)
+    return not _terminal_shared(time.monotonic() + SHARED_WAIT)
+
+
+def _terminal_shared(deadline: float) -> bool:
+    """Whether a process other than this one still has the pane's terminal open at `deadline` (monotonic s):
+    one the last worker left in a session of its own, say (those in its group were hung up: they get until
+    then to go)."""
+    while _holders():
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(SHARED_POLL)
+    return False
+
+
+def _holders() -> bool:
+    """Whether another process has the pane's terminal open, as /proc shows it (this user's processes: another
+    user's cannot be read, and cannot have opened this terminal either)."""
+    try:
+        if not posix.isatty(0):
+            return False
+        tty = posix.fstat(0)
+        me = posix.getpid()
+        for entry in posix.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            fd_dir = "/proc/" + entry + "/fd"
+            try:
+                fds = posix.listdir(fd_dir)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    found = posix.stat(fd_dir + "/" + fd)
+                except OSError:
+                    continue
+                if found.st_rdev == tty.st_rdev and found.st_ino == tty.st_ino:
+                    return True
+    except OSError:
+        return True  # cannot tell: do not hand this terminal to another worker
+    return False
 
 
 def _vanish() -> int:
@@ -163,6 +232,7 @@ def _take_order(payload: bytes, wake_file: str, address: str) -> int:
         return 1
     try:
         posix.chdir(cwd)
+        ENV[b"PWD"] = cwd.encode("utf-8", "surrogateescape")
     except OSError as exc:
         posix.write(2, ("swarm: cannot enter %s: %s\n" % (cwd, exc.strerror)).encode())
         _record(exit_file, wake_file, 1)
@@ -179,27 +249,33 @@ def _terminal_modes() -> "list | None":
 
 
 def _reset_terminal(modes: "list | None") -> None:
-    """Leave the terminal as a new pane's: its modes back (a worker may have left it raw), and the screen
-    reset (RIS: colours, modes, alternate screen; the pool clears the scrollback)."""
+    """Put the terminal's modes back as they were before any worker."""
     try:
         if modes is not None:
             termios.tcsetattr(0, termios.TCSANOW, modes)
-        posix.write(1, b"\x1bc")
-    except (termios.error, OSError):
+    except termios.error:
         pass
 
 
-def _read_order(conn: "_socket.socket") -> bytes:
-    """The order's payload (its 4-byte length read first); b"" when the pool closed without one."""
+def _read_order(conn: "_socket.socket") -> "bytes | None":
+    """The next message's payload (its 4-byte length read first: b"" for the pool's acknowledgment); None when
+    the pool closed the connection first. Reads no further than the message."""
     data = b""
-    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-        if len(data) >= 4 and int.from_bytes(data[:4], "big") > MAX_ORDER:
-            raise OSError("order too large")
-        chunk = conn.recv(1 << 16)
+    while len(data) < 4:
+        chunk = conn.recv(4 - len(data))
         if not chunk:
-            return b""
+            return None
         data += chunk
-    return data[4:4 + int.from_bytes(data[:4], "big")]
+    size = int.from_bytes(data, "big")
+    if size > MAX_ORDER:
+        raise OSError("order too large")
+    payload = b""
+    while len(payload) < size:
+        chunk = conn.recv(min(1 << 16, size - len(payload)))
+        if not chunk:
+            return None
+        payload += chunk
+    return payload
 
 
 def _apply_order(payload: bytes) -> tuple[str, str, list[str]]:
@@ -329,6 +405,8 @@ def _take_terminal() -> bool:
 
 def _by_itself(wrapper_args: list[str]) -> int:
     """Run the wrapper as our child in this terminal, as the pane's shell did before there was a server."""
+    if posix.isatty(0) and posix.getsid(0) == posix.getpid():
+        _take_terminal()  # a reused pane's client gave its terminal up for the first worker: take it again
     python = sys.executable
     pid = posix.fork()
     if pid == 0:

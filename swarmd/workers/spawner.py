@@ -150,7 +150,8 @@ class Spawner:
             order = Order(args=shlex.split(words), cwd=workdir, exit_file=self.exit_file(worker),
                           env={**env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
                           unset=("CI", "NO_COLOR") if profile.mode == "interactive" else ())
-            pool = (self.pool_address, self.session_name(worker), [*env, "PATH"]) if self.pool_address else None
+            pool = (self.pool_address, self.session_name(worker), [*env, "PATH"]) \
+                if self.pool_address and role == "worker" else None  # a helper's pane is not taken back
             run = server.pane_command(self.exit_file(worker), self.pane_died_file, words, pool)
         else:
             exit_file, wake = shlex.quote(str(self.exit_file(worker))), shlex.quote(str(self.pane_died_file))

@@ -322,10 +322,12 @@ class TmuxServer:
         return results
 
     def recycle_session(self, old: str, new: str) -> TmuxError | None:
-        """Rename session `old` to `new`, close its pane's log pipe and clear its history (a pane made ready
-        for another worker): one tmux invocation. None, or the TmuxError that kept it from being done."""
+        """Rename session `old` to `new`, close its pane's log pipe, reset its terminal (send-keys -R: modes,
+        colours, the screen) and clear its history: a pane made ready for another worker, in one tmux
+        invocation. None, or the TmuxError that kept it from being done."""
         result = self._run(_chain(["rename-session", "-t", f"={_tmux_name(old)}", _tmux_name(new)],
-                                  ["pipe-pane", "-t", _target(new)], ["clear-history", "-t", _target(new)]))
+                                  ["pipe-pane", "-t", _target(new)], ["send-keys", "-R", "-t", _target(new)],
+                                  ["clear-history", "-t", _target(new)]))
         if result.returncode != 0:
             return TmuxError(f"tmux could not make session {old!r} ready again: {_one_line(result.stderr)}")
         return None

@@ -10,23 +10,27 @@ would: through the fork server, the worker owning the terminal. A worker for whi
 session of its own, whose client runs it from its arguments (it needs no supervisor to start: one that dies
 meanwhile loses nothing) and offers its pane to the pool when it exits 0 (`expect`).
 
-A worker that exits 0 leaves its pane to the pool: the client resets the terminal (its modes as they were,
-RIS) and says `free`; the pool renames the session back to a warm name, closes its log and clears its
-history, and keeps it for the next worker (up to `keep()` idle panes; those above `size` end after
-IDLE_TRIM seconds unused). A worker that fails, or is killed, leaves its dead pane for a post-mortem, as
-ever. The idea is a warm pool (EC2 Auto Scaling's warm pools, Apache's prefork): pay the start-up before
-the request, and once for many.
+A worker that exits 0 leaves its pane to the pool: its keeper hangs up what it left in its group and releases
+the terminal, and the client puts the terminal's modes back, drops the worker's environment and, unless another
+process still holds the terminal, says `free`; the pool renames the session to a pool name, closes its log,
+resets the terminal (`send-keys -R`) and clears its history, acknowledges, and keeps it for the next worker (up
+to `keep()` idle panes; those above `size` end once no pane has been taken for IDLE_TRIM seconds). A worker
+that exits non-zero, or is killed, leaves its dead pane for a post-mortem, as ever. The idea is a warm pool
+(EC2 Auto Scaling's warm pools, Apache's prefork): pay the start-up before the request, and once for many.
 
 The pool listens on an abstract Unix socket named for the home; each side checks the peer runs as the same
 user (SO_PEERCRED). A client keeps its connection for the pane's life. When the pool closes it while the
-pane waits for an order (the pool stopped, or its supervisor died), the pane kills itself: a pane renamed
-for a worker whose order never came must not look like that worker's end. A running worker is left alone
-(its pane ends with it, as a session of its own would). Wire: the client says `warm SESSION` (a pane the
-pool started) or `free SESSION` (a worker's own session, its worker done), then `free` after each worker
-that exited 0; an order is one message: a 4-byte
-big-endian length, then NUL-separated fields: `w1`, the exit file, the working directory, the number of
-arguments, the arguments, then environment entries (`KEY=VALUE` sets, a bare `KEY` unsets). The task's text
-is never in it: it stays in the prompt file the arguments name.
+pane is the pool's (started warm, or acknowledged), the pane kills itself: one renamed for a worker whose
+order never came must not look like that worker's end. A pane still under its last worker's name when the
+pool goes (its `free` not acknowledged) ends as that worker's, dead with its status, to be read by the next
+supervisor as ever; a running worker is left alone (a pane the pool took but never ordered ends before its
+worker said ACCEPTED: the supervisor abandons such an attempt, it does not fail it).
+
+Wire: the client says `warm SESSION` (a pane the pool started) or `free SESSION` (a worker's own session, its
+worker done), then `free` after each worker that exited 0. The pool sends messages of a 4-byte big-endian
+length and a payload: empty, the acknowledgment; else an order: NUL-separated fields `w1`, the exit file, the
+working directory, the number of arguments, the arguments, then environment entries (`KEY=VALUE` sets, a bare
+`KEY` unsets). The task's text is never in it: it stays in the prompt file the arguments name.
 """
 
 import hashlib
@@ -53,6 +57,7 @@ MAX_EXPECTED = 4096  # sessions remembered by `expect`
 IDLE_TRIM = 30.0  # seconds unused before idle panes above `size` end
 RETRY_AFTER = 5.0  # seconds before starting panes again after tmux refused
 ORDER_VERSION = b"w1"
+ACK = (0).to_bytes(4, "big")  # an empty order: "this pane is the pool's again"
 WARM_MARK = "_warm"  # in a session name: no agent name starts with "_", so none is ever a worker's
 
 
@@ -143,12 +148,16 @@ class WarmPanes:
         from starting (the caller then starts it otherwise; that pane is gone)."""
         if not taken:
             return []
-        renamed = self.tmux.rename_sessions([(warm.session, session, log) for warm, session, log, _ in taken])
+        try:
+            renamed = self.tmux.rename_sessions([(warm.session, session, log) for warm, session, log, _ in taken])
+        except TmuxError as exc:  # tmux did not answer: none is known to be renamed
+            renamed = [exc] * len(taken)
         results: list[PaneInfo | TmuxError] = []
         for (warm, session, _, order), error in zip(taken, renamed):
             running = replace(warm, session=session, pane=replace(warm.pane, session=session))
             error = error or self._send(running, order)
             if error is not None:
+                warm.conn.close()  # still the caller's (never handed back to the pool's thread)
                 self._kill([warm.session, session])
             results.append(error or running.pane)
         self._poke()
@@ -177,19 +186,16 @@ class WarmPanes:
             self._poke()
 
     def _send(self, running: WarmPane, order: Order) -> TmuxError | None:
-        """Send a taken pane its order; from then on the pool's thread watches it (it alone closes
-        connections: none is closed while another thread uses it)."""
+        """Send a taken pane its order; once sent, its connection is the pool's thread's again (that thread then
+        watches it and is the one to close it). On failure it stays the caller's."""
         try:
             running.conn.sendall(order.encode())
         except (OSError, ValueError) as exc:
-            error = TmuxError(f"the warm pane {running.session} did not take its order: {exc}")
-        else:
-            error = None
-            with self._lock:
-                self._unsettled[running.session] = time.monotonic()
+            return TmuxError(f"the warm pane {running.session} did not take its order: {exc}")
         with self._lock:
-            self._running[running.conn] = running  # a failed one ends (EOF) and is closed by the thread
-        return error
+            self._unsettled[running.session] = time.monotonic()
+            self._running[running.conn] = running
+        return None
 
     # ----- the pool's thread -----------------------------------------------------------------------------------
     def run(self) -> "WarmPanes":
@@ -215,6 +221,9 @@ class WarmPanes:
         self._poke()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            if self._thread.is_alive():  # stuck in a tmux call: it is a daemon thread; leave its state to it
+                log.warning("the pane pool's thread did not stop within 10 s")
+                return
         with self._lock:
             idle = [*self._ready, *self._starting]
             conns = [*(w.conn for w in self._ready.values()), *self._running, *self._waiting]
@@ -235,24 +244,35 @@ class WarmPanes:
             pass  # stopped already, or the pipe is full: the thread is awake either way
 
     def _serve(self) -> None:
+        """The pool's thread: each round fills the pool, then waits for connections and deadlines. A round that
+        fails (tmux not answering) is logged and the next one starts after RETRY_AFTER seconds."""
         retry_at = 0.0  # monotonic seconds: when to try starting panes again after tmux refused
         while not self._stopping.is_set():
-            now = time.monotonic()
-            self._expire(now)
-            with self._lock:
-                unsettled = min(self._unsettled.values(), default=None)
-            if unsettled is None and now >= retry_at and not self._fill():
-                retry_at = now + RETRY_AFTER
-            readable = self._wait(now, unsettled, retry_at)
-            if self._wakeup_r in readable:
-                os.read(self._wakeup_r, 4096)
-            if self._listener in readable:
-                self._accept()
-            for conn in readable:
-                if conn in self._waiting:
-                    self._hello(conn)
-                elif isinstance(conn, socket.socket) and conn is not self._listener:
-                    self._heard(conn)
+            try:
+                retry_at = self._round(retry_at)
+            except (OSError, TmuxError, ValueError) as exc:
+                log.warning("the pane pool's thread: %s (going on)", exc)
+                self._stopping.wait(RETRY_AFTER)
+
+    def _round(self, retry_at: float) -> float:
+        """One round of `_serve`; returns when to try starting panes again."""
+        now = time.monotonic()
+        self._expire(now)
+        with self._lock:
+            unsettled = min(self._unsettled.values(), default=None)
+        if unsettled is None and now >= retry_at and not self._fill():
+            retry_at = now + RETRY_AFTER
+        readable = self._wait(now, unsettled, retry_at)
+        if self._wakeup_r in readable:
+            os.read(self._wakeup_r, 4096)
+        if self._listener in readable:
+            self._accept()
+        for conn in readable:
+            if conn in self._waiting:
+                self._hello(conn)
+            elif isinstance(conn, socket.socket) and conn is not self._listener:
+                self._heard(conn)
+        return retry_at
 
     def _wait(self, now: float, unsettled: float | None, retry_at: float) -> list:
         """The connections (and wake-up pipe) readable within the next deadline the thread has."""
@@ -267,7 +287,10 @@ class WarmPanes:
         if retry_at > now:
             deadlines.append(retry_at)
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
-        readable, _, _ = select.select([self._listener, self._wakeup_r, *conns], [], [], timeout)
+        try:
+            readable, _, _ = select.select([self._listener, self._wakeup_r, *conns], [], [], timeout)
+        except (OSError, ValueError):  # a connection the step thread took was closed meanwhile: look again
+            return []
         return readable
 
     def _expire(self, now: float) -> None:
@@ -357,16 +380,19 @@ class WarmPanes:
             self._recycle(WarmPane(session, pane, conn))
 
     def _heard(self, conn: socket.socket) -> None:
-        """A pane's client spoke or went: `free` (its worker exited 0: the pane comes back), or its end."""
-        try:
-            said = conn.recv(256)
-        except OSError:
-            said = b""
+        """A pane's client spoke or went: `free` (its worker exited 0: the pane comes back), or its end. A
+        connection taken meanwhile by the step thread is left to it."""
         with self._lock:
             running = self._running.pop(conn, None)
             idle = next((s for s, w in self._ready.items() if w.conn is conn), None)
             if idle is not None:
                 del self._ready[idle]  # an idle pane's client has gone (its session was killed)
+        if running is None and idle is None:
+            return
+        try:
+            said = conn.recv(256)
+        except OSError:
+            said = b""
         if running is not None and said.strip() == b"free":
             self._recycle(running)
             return
@@ -387,6 +413,12 @@ class WarmPanes:
         session = f"{self.prefix}{self._count}"
         if self.tmux.recycle_session(running.session, session) is not None:
             running.conn.close()  # killed meanwhile (the supervisor ended it): the client goes with it
+            return
+        try:
+            running.conn.sendall(ACK)  # the client now knows the pane is the pool's (see paneclient.serve_pool)
+        except OSError:
+            running.conn.close()
+            self._kill([session])
             return
         with self._lock:
             self._ready[session] = WarmPane(session, replace(running.pane, session=session), running.conn)

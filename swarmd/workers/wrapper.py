@@ -213,8 +213,8 @@ def _work(ctx: WorkerContext, argv: list[str] | None, stdin: BinaryIO | None) ->
         code, hung_up, launch_error = _run_child(command, stdin)
     finally:
         heartbeat.stopped.set()
-    if hung_up:
-        return code  # its terminal went away (session or tmux server killed): not the task's failure to report
+    if hung_up:  # its terminal went away (session or tmux server killed): not the task's failure to report, and
+        return 128 + signal.SIGHUP  # said as a hang-up whatever the command made of it (its exit file too)
     if code == 0:
         send("DONE", summary=f"`{' '.join(command)[:200]}` exited 0")
     else:
