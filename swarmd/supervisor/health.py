@@ -181,9 +181,10 @@ class Health:
         task = self.ledger.board().get(task.id, task)
         if worker.reported or worker.name not in self.workers or task.assignee != worker.name:
             return
-        if task.status == TaskStatus.ASSIGNED and self.spawner.exit_status(worker.name) is None:
-            # Never ACCEPTED, and no worker recorded an exit: its pane went before the worker started (a pane
-            # of the pool renamed for it by a supervisor that died before ordering it removes itself).
+        if worker.adopted and task.status == TaskStatus.ASSIGNED and self.spawner.exit_status(worker.name) is None:
+            # Taken over from a supervisor that died, never ACCEPTED, no exit recorded: its pane went before its
+            # worker started (a pane of the pool renamed for it by a supervisor that died before ordering it
+            # removes itself). Not the worker's failure.
             self.workers.pop(worker.name, None)
             self._abandon(task, f"the pane of {worker.name} ended before its worker started")
             return

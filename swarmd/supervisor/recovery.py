@@ -68,7 +68,7 @@ class Recovery:
         ran_for = max(0.0, (self.clock() - attempt.started).total_seconds())  # as well as the wall clock can say
         state = WorkerState(name=task.assignee or "", task=task.id, attempt=attempt.number, session=session,
                             started_at=self.monotonic() - ran_for, reported=task.status == TaskStatus.VALIDATING,
-                            host=host, start=_remote_start(entry) if host else "")
+                            host=host, start=_remote_start(entry) if host else "", adopted=True)
         self.workers[state.name] = state
         if entry is not None and not state.reported:
             self.resume_paused(state, entry.metadata)  # a usage-limit pause goes on to its reset time

@@ -41,6 +41,7 @@ class WorkerState:
     looked_at: float = 0.0  # monotonic seconds of the supervisor's last look at its pane (interactive agents)
     limit_looks: int = 0  # looks in a row whose screen showed a usage-limit notice
     dialog_looks: int = 0  # looks since its hook said it waits on a dialog not drawn yet (0: none pending)
+    adopted: bool = False  # taken over from a supervisor that died (see Health._pane_ended)
 
 
 @dataclass
