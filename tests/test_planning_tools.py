@@ -74,7 +74,8 @@ def test_a_failed_ratchet_is_a_failed_attempt_with_its_stderr(swarm_home: SwarmH
     assert code == 1, out + err  # ol-9.2 never passed its ratchet
     board = Ledger(swarm_home).board()
     retried, blocked = board["ol-9.1"], board["ol-9.2"]
-    assert retried.status == TaskStatus.DONE and blocked.status == TaskStatus.BLOCKED
+    assert retried.status == TaskStatus.DONE and blocked.status == TaskStatus.BLOCKED, \
+        (retried.attempts, blocked.attempts)  # seen once with both cores busy, not since: keep the reasons
     first = retried.attempts[0]
     assert first.outcome == AttemptOutcome.FAILED and refusal["stderr"].strip() in first.reason
     assert [a.outcome for a in blocked.attempts] == [AttemptOutcome.FAILED, AttemptOutcome.FAILED]
