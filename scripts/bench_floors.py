@@ -168,10 +168,12 @@ def worker_processes(socket: Path, waiting: bool = False) -> list[list[int]]:
     pool waiting for one instead), swarmd's processes that keep it: the pane's first process (the fork
     server's client, or the shell), and the `swarmd` processes on the pane's terminal or under that shell (the
     fork server's keeper and the wrapper, or the wrapper); the agent is not counted."""
+    from swarmd.workers.warmpanes import WARM_MARK  # (the caller has put the checkout on sys.path)
+
     panes = subprocess.run(["tmux", "-S", str(socket), "list-panes", "-a", "-F",
                             "#{pane_pid} #{pane_tty} #{session_name}"], capture_output=True, text=True).stdout
     by_tty = {os.stat(tty).st_rdev: int(pid) for pid, tty, session in (line.split() for line in panes.splitlines())
-              if ("_warm" in session) == waiting}
+              if (WARM_MARK in session) == waiting}
     groups = {pid: [pid] for pid in by_tty.values()}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

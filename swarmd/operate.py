@@ -3,7 +3,7 @@
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -213,19 +213,13 @@ class Operator:
 
     def mail_remote(self, host: str, entry: RegistryEntry, message: Message) -> None:
         """Send `message` to the worker on its host (through the host's work queue)."""
-        relay = self.relay()
-        try:
+        with closing(self.relay()) as relay:
             relay.mail(host, entry.name, self.attempt_of(entry), message)
-        finally:
-            relay.close()
 
     def stop_remote(self, host: str, entry: RegistryEntry, reason: str) -> None:
         """Tell the worker's host to end it (through the host's work queue)."""
-        relay = self.relay()
-        try:
+        with closing(self.relay()) as relay:
             relay.stop(host, entry.name, self.attempt_of(entry), reason)
-        finally:
-            relay.close()
 
     def relay(self) -> "Relay":
         """A link to the swarm's hosts (HostError when there are none or they cannot be reached)."""

@@ -59,10 +59,17 @@ class Request(NamedTuple):
     fds: list[int]
 
 
-def address_for(home: Path) -> str:
-    """The abstract socket name of the fork server of the home at `home` (its real path) for this user."""
+def address_for(home: Path, kind: str = "fork") -> str:
+    """The abstract socket name of the home at `home` (its real path) for this user: its fork server's, or
+    another of its sockets' (`kind`: "warm" for the pane pool, `swarmd.workers.warmpanes`)."""
     digest = hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:24]
-    return f"swarmd-fork-{os.getuid()}-{digest}"
+    return f"swarmd-{kind}-{os.getuid()}-{digest}"
+
+
+def peer(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of the Unix socket `conn` (SO_PEERCRED); OSError if unknown."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UNIX_CREDS)
+    return int.from_bytes(creds[:4], sys.byteorder), int.from_bytes(creds[4:8], sys.byteorder)
 
 
 class ForkServer:
@@ -177,7 +184,7 @@ def _keep(conn: socket.socket) -> int:
     keeper itself (2: a request it refused)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        if not _same_user(conn):
+        if peer(conn)[1] != os.getuid():
             return 2
         conn.settimeout(REQUEST_TIMEOUT)
         request = _receive(conn)
@@ -198,11 +205,6 @@ def _keep(conn: socket.socket) -> int:
     conn.settimeout(None)
     _say(conn, b"pid %d\n" % os.getpgrp())
     return _wait(conn, worker, hang_up)
-
-
-def _same_user(conn: socket.socket) -> bool:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UNIX_CREDS)
-    return int.from_bytes(creds[4:8], sys.byteorder) == os.getuid()
 
 
 def _receive(conn: socket.socket) -> Request:

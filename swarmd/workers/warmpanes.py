@@ -33,7 +33,6 @@ working directory, the number of arguments, the arguments, then environment entr
 `KEY` unsets). The task's text is never in it: it stays in the prompt file the arguments name.
 """
 
-import hashlib
 import logging
 import os
 import select
@@ -45,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from swarmd.workers.forkserver import CLIENT, UNIX_CREDS
+from swarmd.workers.forkserver import CLIENT, address_for, peer
 from swarmd.workers.tmux import PaneInfo, SessionSpec, TmuxError, TmuxServer
 
 log = logging.getLogger("swarmd.supervisor")
@@ -59,12 +58,6 @@ RETRY_AFTER = 5.0  # seconds before starting panes again after tmux refused
 ORDER_VERSION = b"w1"
 ACK = (0).to_bytes(4, "big")  # an empty order: "this pane is the pool's again"
 WARM_MARK = "_warm"  # in a session name: no agent name starts with "_", so none is ever a worker's
-
-
-def pool_address(home: Path) -> str:
-    """The abstract socket name of the warm pool of the home at `home` (its real path) for this user."""
-    digest = hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:24]
-    return f"swarmd-warm-{os.getuid()}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -111,7 +104,7 @@ class WarmPanes:
                  keep: Callable[[], int], wake_file: Path, on_exit: list[str] | None = None) -> None:
         self.home, self.tmux, self.fork_address, self.size, self.keep = Path(home), tmux, fork_address, size, keep
         self.prefix, self.wake_file, self.on_exit = f"{swarm}-{WARM_MARK}", wake_file, on_exit
-        self.address = pool_address(self.home)
+        self.address = address_for(self.home, "warm")
         self._lock = threading.Lock()
         self._ready: dict[str, WarmPane] = {}  # idle panes by session
         self._starting: dict[str, tuple[PaneInfo, float]] = {}  # started, no hello yet (monotonic s started)
@@ -347,8 +340,11 @@ class WarmPanes:
             conn, _ = self._listener.accept()
         except OSError:
             return
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UNIX_CREDS)
-        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+        try:
+            same_user = peer(conn)[1] == os.getuid()
+        except OSError:
+            same_user = False
+        if not same_user:
             conn.close()
             return
         conn.settimeout(HELLO_TIMEOUT)
@@ -360,7 +356,7 @@ class WarmPanes:
         del self._waiting[conn]
         try:
             words = conn.recv(256).split()
-            pid = int.from_bytes(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UNIX_CREDS)[:4], sys.byteorder)
+            pid = peer(conn)[0]
         except OSError:
             words, pid = [], 0
         kind, session = (words[0], words[1].decode(errors="replace")) if len(words) == 2 else (b"", "")
