@@ -171,8 +171,9 @@ class Spawner:
     @property
     def on_exit(self) -> list[str]:
         """The pane-died hook's command (tmux's, for every pane of the server): it wakes the supervisor to list
-        the panes (`pane_hook_file`), for a pane that ended without its first process's last act."""
-        return ["touch", str(self.pane_hook_file)]
+        the panes (`pane_hook_file`), for a pane that ended without its first process's last act. The file is
+        made private, as everything in the home (tmux runs the hook with its own umask)."""
+        return ["sh", "-c", 'umask 077 && : > "$1"', "sh", str(self.pane_hook_file)]
 
     def predecessor(self, task: Task) -> tuple[Path, str] | None:
         """After a CHECKPOINT: the agent directory and session id of the worker that took it, to go on from."""
