@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.names import HostError
 from swarmd.hosts.settings import HostsLink
-from swarmd.hosts.streams import ensure_bucket, ensure_streams, existing_ttl, pull
+from swarmd.hosts.streams import ensure_bucket, ensure_streams, existing_ttl, pull, read_bucket
 from swarmd.hosts.wire import HostBeat, HostEvent, Layout, MailOrder, StartOrder, StopOrder
 
 log = logging.getLogger("swarmd.hosts")
@@ -114,25 +114,12 @@ class HostsClient:
 
     async def _poll(self, kv: Any) -> None:
         """Read every host's key, again and again; a failed read keeps the last snapshot (unsettled)."""
-        from nats.js.errors import KeyNotFoundError, NoKeysError
-
         while True:
             since = self.link.connected_since
             started = time.monotonic()
             try:
-                try:
-                    keys = await kv.keys()
-                except NoKeysError:
-                    keys = []
-                beats = {}
-                for key in keys:
-                    try:
-                        entry = await kv.get(key)
-                    except KeyNotFoundError:
-                        continue  # expired between the listing and the read
-                    beat = _beat(key, entry.value)
-                    if beat is not None:
-                        beats[key] = beat
+                values = await read_bucket(self.link.js, kv, self.layout)
+                beats = {key: beat for key, value in values.items() if (beat := _beat(key, value)) is not None}
                 settled = (since is not None and since <= started - self.ttl and self.link.connected_since == since
                            and started >= self._quiet_until)
                 changed = set(beats) != set(self._snapshot.beats) or settled != self._snapshot.settled or any(

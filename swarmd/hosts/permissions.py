@@ -61,7 +61,7 @@ def supervisor_permissions(layout: Layout) -> dict[str, Any]:
         "publish": {"allow": [
             layout.all_orders, f"swarm.{layout.swarm}.rpc.*", layout.terms("open"), layout.terms("in"), *api,
             f"$JS.ACK.{layout.events_stream}.>",
-            f"$JS.FC.{layout.bucket_stream}.>", f"{mail.ns}.mail.*", f"{mail.ns}.read.>", f"{mail.ns}.bad.>",
+            f"{mail.ns}.mail.*", f"{mail.ns}.read.>", f"{mail.ns}.bad.>",
             f"$KV.{mail.bucket}.>", f"$KV.{mail.claims}.>", f"$JS.ACK.{mail.mail_stream}.>",
             f"$JS.FC.KV_{mail.bucket}.>", "$JS.API.INFO", *stream_api(f"OBJ_{bucket_name(layout.swarm)}"),
             *bundle_access(layout.swarm)]},

@@ -7,6 +7,7 @@ rollup headers: a put carrying `Nats-Rollup: all` would otherwise wipe every oth
 
 from typing import Any
 
+from swarmd.hosts.names import HOST_NAME_RE
 from swarmd.hosts.wire import Layout
 
 DUPLICATE_WINDOW = 600.0  # seconds a message id is remembered: a retried publish within it is stored once
@@ -59,6 +60,28 @@ async def existing_ttl(js: Any, layout: Layout) -> float | None:
 async def bucket_ttl(kv: Any) -> float:
     """The bucket's TTL in seconds."""
     return float((await kv.status()).ttl or DEFAULT_TTL)
+
+
+async def read_bucket(js: Any, kv: Any, layout: Layout) -> dict[str, bytes]:
+    """Every key in the hosts' bucket now with its value (host name -> the beat's bytes); a key that expired or
+    was deleted between the two reads, or is no host's name, is left out. Raises nats-py's errors when the
+    server does not answer.
+
+    The keys come from the stream's own count per subject (`STREAM.INFO` with a subjects filter: one request and
+    its answer), not from nats-py's `KeyValue.keys()`, whose watcher may end its listing before the first key
+    has arrived and report none, or only some (nats-io/nats.py#842, seen here under load): a host whose key is
+    there must never be read as down."""
+    from nats.js.errors import KeyNotFoundError
+
+    info = await js.stream_info(layout.bucket_stream, subjects_filter=f"{layout.keys}>")
+    values = {}
+    keys = (subject.removeprefix(layout.keys) for subject in info.state.subjects or {})
+    for key in sorted(key for key in keys if HOST_NAME_RE.fullmatch(key)):
+        try:
+            values[key] = (await kv.get(key)).value or b""
+        except KeyNotFoundError:  # expired or deleted meanwhile (KeyDeletedError is one)
+            continue
+    return values
 
 
 async def pull(js: Any, subject: str, durable: str, stream: str) -> Any:
