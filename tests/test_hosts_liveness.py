@@ -73,7 +73,9 @@ def test_a_remote_interactive_worker_gets_its_prompts_on_its_host_and_reports_it
     Operator(loopback.home).steer(worker, "Also say STEERED-42.")
     wait_until(lambda: len(model_server.scripted()) == 3, 60, "the steer's turn, typed in on h1")
     assert "STEERED-42" in json.dumps(model_server.scripted()[2].body)
-    assert ledger.task("job").status == "in_progress" and len(ledger.task("job").attempts) == 1  # paused, not failed
+    job = ledger.task("job")
+    assert job.status == "in_progress" and len(job.attempts) == 1, \
+        (job.attempts, [e.summary for e in events(loopback.home)])  # paused, not failed
 
     def adds_up() -> bool:
         """Whether the cost events add up to the usage served (recorded once each request has been answered)."""
