@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 
 from agentmail.errors import UnknownRecipient
 from agentmail.jsmailbox import JetStreamMailbox, box_token
-from agentmail.natslink import NatsLink, shared_link
+from agentmail.natslink import NatsLink, bucket_keys, shared_link
 from agentmail.transportsettings import TransportSettings
 
 
@@ -86,11 +86,7 @@ class JetStreamTransport:
             return sorted(name for name, has in self._roles().items() if has == role)
 
         async def keys(js: JetStreamContext) -> list[str]:
-            assert self.link.kv is not None
-            try:
-                return [key.replace("=", ".") for key in await self.link.kv.keys()]
-            except nats.js.errors.NoKeysError:
-                return []
+            return [key.replace("=", ".") for key in await bucket_keys(js, self.link.names.bucket)]
 
         return sorted(self.link.call(keys, "list the agents"))
 
@@ -111,12 +107,8 @@ class JetStreamTransport:
     def _roles(self) -> dict[str, str]:
         async def read(js: JetStreamContext) -> dict[str, str]:
             assert self.link.kv is not None
-            try:
-                keys = await self.link.kv.keys()
-            except nats.js.errors.NoKeysError:
-                return {}
             roles = {}
-            for key in keys:
+            for key in await bucket_keys(js, self.link.names.bucket):
                 try:
                     entry = await self.link.kv.get(key)
                 except nats.js.errors.KeyNotFoundError:

@@ -232,6 +232,17 @@ async def _bucket(js: JetStreamContext, name: str, ttl: float | None) -> KeyValu
         return await js.create_key_value(bucket=name, history=1, ttl=ttl, storage=StorageType.FILE)
 
 
+async def bucket_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """The keys in key-value bucket `bucket` now, sorted (a deleted key's too: reading it raises KeyDeletedError).
+
+    From the bucket's stream's own count per subject (one `STREAM.INFO` request with a subjects filter), not
+    nats-py's `KeyValue.keys()`, whose watcher may end its listing before a key already on its way is counted and
+    report none, or only some (nats-io/nats.py#842; 3 reads in 1,800 under load, measured here)."""
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    return sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {})
+
+
 _links: dict[tuple[object, ...], NatsLink] = {}
 _links_lock = threading.Lock()
 

@@ -40,6 +40,7 @@ def test_send_list_claim_ack_round_trip_between_two_machines(nats_server: NatsSe
     post.register("supervisor", "supervisor")
     other.register("worker-1", "worker")
     assert post.agents("worker") == ["worker-1"] and post.role_of("supervisor") == "supervisor"
+    assert other.agents() == ["supervisor", "worker-1"]  # listed from the registry stream's subjects
 
     sent = post.send(steer("focus on the tests", ack_required=True))
     inbox = other.mailbox("worker-1")

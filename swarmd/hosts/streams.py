@@ -65,18 +65,16 @@ async def bucket_ttl(kv: Any) -> float:
 async def read_bucket(js: Any, kv: Any, layout: Layout) -> dict[str, bytes]:
     """Every key in the hosts' bucket now with its value (host name -> the beat's bytes); a key that expired or
     was deleted between the two reads, or is no host's name, is left out. Raises nats-py's errors when the
-    server does not answer.
-
-    The keys come from the stream's own count per subject (`STREAM.INFO` with a subjects filter: one request and
-    its answer), not from nats-py's `KeyValue.keys()`, whose watcher may end its listing before the first key
-    has arrived and report none, or only some (nats-io/nats.py#842, seen here under load): a host whose key is
-    there must never be read as down."""
+    server does not answer. Listed by `agentmail.natslink.bucket_keys`, never nats-py's `KeyValue.keys()`
+    (which can list none of the keys there): a host whose key is there must never be read as down."""
     from nats.js.errors import KeyNotFoundError
 
-    info = await js.stream_info(layout.bucket_stream, subjects_filter=f"{layout.keys}>")
+    from agentmail.natslink import bucket_keys
+
     values = {}
-    keys = (subject.removeprefix(layout.keys) for subject in info.state.subjects or {})
-    for key in sorted(key for key in keys if HOST_NAME_RE.fullmatch(key)):
+    for key in await bucket_keys(js, layout.bucket):
+        if not HOST_NAME_RE.fullmatch(key):
+            continue
         try:
             values[key] = (await kv.get(key)).value or b""
         except KeyNotFoundError:  # expired or deleted meanwhile (KeyDeletedError is one)

@@ -58,7 +58,6 @@ class Layout:
         self.bucket = f"swarm_{swarm}_hosts"
         self.supervisor_consumer = "supervisor"
         self.bucket_stream = f"KV_{self.bucket}"  # the stream under the bucket (JetStream's naming)
-        self.keys = f"$KV.{self.bucket}."  # the subjects of the bucket's keys begin so (a key is the host's name)
         self.supervisor_inbox = f"_INBOX_{swarm}.supervisor"
 
     def orders(self, host: str) -> str:
@@ -91,7 +90,7 @@ class Layout:
 
     def host_key(self, host: str) -> str:
         """The subject a put of `host`'s heartbeat key is published on."""
-        return f"{self.keys}{validate_host_name(host)}"
+        return f"$KV.{self.bucket}.{validate_host_name(host)}"
 
     def host_inbox(self, host: str) -> str:
         """The prefix of `host`'s reply inboxes (nats-py's `inbox_prefix`)."""
