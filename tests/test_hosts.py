@@ -4,6 +4,7 @@ the workers still running on a host."""
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ from protocol.task import Task
 from swarmd.hosts.lease import CLOCK_RATE_BOUND, Lease, host_term, supervisor_grace
 from swarmd.hosts.link import NatsLink, check_url, read_credentials, tls_context
 from swarmd.hosts.names import HostError, validate_host_name
-from swarmd.hosts.streams import ensure_bucket, read_bucket
-from swarmd.hosts.wire import HostEvent, Layout, parse_order
+from swarmd.hosts.streams import bucket_beats, ensure_bucket
+from swarmd.hosts.wire import HostBeat, HostEvent, Layout, parse_order
 from swarmd.supervisor.remote import LOCAL, RemoteWorkers
 from swarmd.home import SwarmHome
 from swarmd.ledger.log import Ledger
@@ -214,19 +215,24 @@ def test_hosts_named_in_swarm_toml_while_the_supervisor_runs_are_taken_up(loopba
 
 
 def test_the_hosts_bucket_is_read_from_its_streams_own_subjects(nats_server: NatsServer) -> None:
-    """What the supervisor and `swarm hosts` read: every live key with its value; a deleted key, and one that
-    names no host (a plain put, as a server without logins allows), left out."""
+    """What the supervisor and `swarm hosts` read: every live key's beat; a deleted key, one that names no host
+    (a plain put, as a server without logins allows), and a beat put under another host's key, left out."""
     layout, link = Layout("t"), NatsLink(nats_server.url, name="t").start()
 
-    async def put_and_read() -> dict[str, bytes]:
+    def beat(name: str) -> bytes:
+        return HostBeat(name=name, slots=1, pid=1, started=datetime.now(timezone.utc)).model_dump_json().encode()
+
+    async def put_and_read() -> dict[str, HostBeat]:
         kv = await ensure_bucket(link.js, layout, 30.0)
         for key in ("h1", "h-2", "gone", "Not.a.host"):
-            await kv.put(key, key.encode())
+            await kv.put(key, beat(key.lower().replace(".", "-")))
+        await kv.put("h3", beat("h1"))
         await kv.delete("gone")
-        return await read_bucket(link.js, kv, layout)
+        return await bucket_beats(link.js, kv, layout)
     try:
         assert link.ever_connected.wait(30)
-        assert link.run(put_and_read()) == {"h-2": b"h-2", "h1": b"h1"}
+        beats = link.run(put_and_read())
+        assert sorted(beats) == ["h-2", "h1"] and beats["h1"].name == "h1" and beats["h-2"].name == "h-2"
     finally:
         link.close()
 
@@ -240,11 +246,12 @@ def test_a_live_key_is_never_read_as_missing_beside_other_readers(nats_server: N
     links = [NatsLink(nats_server.url, name=f"r{i}").start() for i in range(6)]
 
     async def put(link: NatsLink) -> None:
-        await (await ensure_bucket(link.js, layout, 30.0)).put("h1", b"{}")
+        beat = HostBeat(name="h1", slots=1, pid=1, started=datetime.now(timezone.utc))
+        await (await ensure_bucket(link.js, layout, 30.0)).put("h1", beat.model_dump_json().encode())
 
     async def reads(link: NatsLink, count: int) -> int:
         kv = await link.js.key_value(layout.bucket)
-        return sum(["h1" not in await read_bucket(link.js, kv, layout) for _ in range(count)])
+        return sum(["h1" not in await bucket_beats(link.js, kv, layout) for _ in range(count)])
     try:
         assert all(link.ever_connected.wait(30) for link in links)
         links[0].run(put(links[0]))

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from swarmd.hosts.link import RETRY_WAIT, NatsLink, publish_until_acked
 from swarmd.hosts.names import HostError
 from swarmd.hosts.settings import HostsLink
-from swarmd.hosts.streams import ensure_bucket, ensure_streams, existing_ttl, pull, read_bucket
+from swarmd.hosts.streams import bucket_beats, ensure_bucket, ensure_streams, existing_ttl, pull
 from swarmd.hosts.wire import HostBeat, HostEvent, Layout, MailOrder, StartOrder, StopOrder
 
 log = logging.getLogger("swarmd.hosts")
@@ -118,8 +118,7 @@ class HostsClient:
             since = self.link.connected_since
             started = time.monotonic()
             try:
-                values = await read_bucket(self.link.js, kv, self.layout)
-                beats = {key: beat for key, value in values.items() if (beat := _beat(key, value)) is not None}
+                beats = await bucket_beats(self.link.js, kv, self.layout)
                 settled = (since is not None and since <= started - self.ttl and self.link.connected_since == since
                            and started >= self._quiet_until)
                 changed = set(beats) != set(self._snapshot.beats) or settled != self._snapshot.settled or any(
@@ -167,14 +166,6 @@ class HostsClient:
             log.warning("host event refused: %s", exc)
             return None
         return event
-
-
-def _beat(key: str, value: bytes | None) -> HostBeat | None:
-    try:
-        beat = HostBeat.model_validate_json(value or b"")
-    except ValueError:
-        return None
-    return beat if beat.name == key else None
 
 
 async def _ack(msg: Any) -> None:

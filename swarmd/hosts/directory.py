@@ -8,7 +8,7 @@ from swarmd.config import Config
 from swarmd.home import SwarmHome
 from swarmd.hosts.link import NatsLink
 from swarmd.hosts.relay import connect
-from swarmd.hosts.streams import ensure_bucket, read_bucket
+from swarmd.hosts.streams import bucket_beats, ensure_bucket
 from swarmd.hosts.wire import HostBeat, Layout
 from swarmd.ledger.log import Ledger
 from swarmd.ledger.registry import LIVE_STATUSES
@@ -64,10 +64,4 @@ def read_beats(config: Config, home: SwarmHome) -> dict[str, HostBeat]:
 
 
 async def _read(link: NatsLink, layout: Layout) -> dict[str, HostBeat]:
-    beats = {}
-    for key, value in (await read_bucket(link.js, await ensure_bucket(link.js, layout, None), layout)).items():
-        try:
-            beats[key] = HostBeat.model_validate_json(value)
-        except ValueError:
-            continue
-    return beats
+    return await bucket_beats(link.js, await ensure_bucket(link.js, layout, None), layout)

@@ -8,7 +8,7 @@ rollup headers: a put carrying `Nats-Rollup: all` would otherwise wipe every oth
 from typing import Any
 
 from swarmd.hosts.names import HOST_NAME_RE
-from swarmd.hosts.wire import Layout
+from swarmd.hosts.wire import HostBeat, Layout
 
 DUPLICATE_WINDOW = 600.0  # seconds a message id is remembered: a retried publish within it is stored once
 ACK_WAIT = 10.0  # seconds a consumer has to ack a message before the stream delivers it again (one delivered
@@ -62,24 +62,27 @@ async def bucket_ttl(kv: Any) -> float:
     return float((await kv.status()).ttl or DEFAULT_TTL)
 
 
-async def read_bucket(js: Any, kv: Any, layout: Layout) -> dict[str, bytes]:
-    """Every key in the hosts' bucket now with its value (host name -> the beat's bytes); a key that expired or
-    was deleted between the two reads, or is no host's name, is left out. Raises nats-py's errors when the
-    server does not answer. Listed by `agentmail.natslink.bucket_keys`, never nats-py's `KeyValue.keys()`
-    (which can list none of the keys there): a host whose key is there must never be read as down."""
+async def bucket_beats(js: Any, kv: Any, layout: Layout) -> dict[str, HostBeat]:
+    """Every host's beat in the hosts' bucket now (host name -> beat); a key that expired or was deleted between
+    the listing and its read, one that is no host's name, and a value that is no beat of the host its key names
+    are left out. Raises nats-py's errors when the server does not answer. Listed by
+    `agentmail.natslink.bucket_keys`, never nats-py's `KeyValue.keys()` (which can list none of the keys
+    there): a host whose key is there must never be read as down."""
     from nats.js.errors import KeyNotFoundError
 
     from agentmail.natslink import bucket_keys
 
-    values = {}
+    beats = {}
     for key in await bucket_keys(js, layout.bucket):
         if not HOST_NAME_RE.fullmatch(key):
             continue
         try:
-            values[key] = (await kv.get(key)).value or b""
-        except KeyNotFoundError:  # expired or deleted meanwhile (KeyDeletedError is one)
+            beat = HostBeat.model_validate_json((await kv.get(key)).value or b"")
+        except (KeyNotFoundError, ValueError):  # expired or deleted meanwhile (KeyDeletedError is one), or no beat
             continue
-    return values
+        if beat.name == key:
+            beats[key] = beat
+    return beats
 
 
 async def pull(js: Any, subject: str, durable: str, stream: str) -> Any:
