@@ -18,7 +18,8 @@ Facts checked against claude-code 2.1.332 (tests/test_agents.py runs the real CL
 - Hook payloads (stdin JSON) carry `hook_event_name`, `session_id`, `transcript_path`; `StopFailure` carries
   `error` ("rate_limit" for a 429); `Notification` carries `message` and `notification_type`.
 - The transcript holds each assistant message's final `usage` (one line per content block, same message id)
-  and `cost-state` lines with `totalCostUSD`.
+  and `cost-state` lines with `totalCostUSD`. The Stop hook may run before the turn's last assistant message is
+  written there (anthropics/claude-code#15812): `unanswered` tells.
 - `--resume OLD --fork-session --session-id NEW` goes on from session OLD's transcript (found under the
   config directory's `projects/`) as the new session NEW.
 """
@@ -189,6 +190,45 @@ def usage(transcript: str | os.PathLike[str] | None) -> dict[str, float]:
     if cost is not None:
         totals["cost_usd"] = cost
     return totals
+
+
+def unanswered(transcript: str | os.PathLike[str] | None) -> int | None:
+    """The byte offset just past the transcript's last message when that message is the user's (a prompt or a
+    tool's result): Claude Code has not written the turn's answer yet. None when it has, or without a readable
+    transcript (nothing to wait for)."""
+    try:
+        last = _messages(transcript, 0)[-1:]
+    except OSError:
+        return None
+    return last[0][1] if last and last[0][0] == "user" else None
+
+
+def answered_since(transcript: str | os.PathLike[str] | None, offset: int) -> bool:
+    """Whether an assistant message follows byte `offset` of the transcript (False when it is unreadable)."""
+    try:
+        return any(kind == "assistant" for kind, _ in _messages(transcript, offset))
+    except OSError:
+        return False
+
+
+def _messages(transcript: str | os.PathLike[str] | None, start: int) -> list[tuple[str, int]]:
+    """("user" or "assistant", the byte offset just past its line) for each message entry from byte `start` on;
+    a line still being written is left out. OSError when the transcript cannot be read."""
+    found = []
+    with open(transcript or "", "rb") as f:
+        f.seek(start)
+        offset = start
+        for line in f:
+            offset += len(line)
+            if b'"type":"user"' not in line and b'"type":"assistant"' not in line:
+                continue  # (Claude Code writes compact JSON; most lines are neither)
+            try:
+                kind = json.loads(line).get("type")
+            except (ValueError, AttributeError):
+                continue
+            if kind in ("user", "assistant") and line.endswith(b"\n"):
+                found.append((kind, offset))
+    return found
 
 
 def _short(value: Any, limit: int = 300) -> str:

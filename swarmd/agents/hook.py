@@ -19,6 +19,7 @@ import fcntl  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -28,6 +29,9 @@ from swarmd.agents.base import CONTEXT_FILE  # noqa: E402
 # Events whose hook Claude Code (2.1.332) cuts short ("Hook cancelled" as `claude -p` exits): reported from a
 # child process of our own, detached, so that the agent's end still reaches the supervisor.
 DETACHED = frozenset({"SessionEnd", "StopFailure"})
+# Seconds a Stop's usage waits for the turn's answer to be written into the transcript, and how often it looks.
+LATE_USAGE_WAIT = 30.0
+LATE_USAGE_POLL = 0.05
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _forked_off() -> bool:
-    """In the parent: True at once (the agent goes on); the child, in a session of its own, makes the report."""
+    """In the parent: True at once (the agent goes on); the child, in a session of its own and off the hook's
+    pipes (the agent may wait for them to close), makes the report."""
     if os.fork() != 0:
         return True
     os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     return False
 
 
@@ -75,7 +83,31 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
         if session:
             report["session_id"] = str(session)
         post_if_changed(agent_dir, context, report)
+        if cli == "claude" and payload.get("hook_event_name") == "Stop":
+            _late_usage(agent_dir, context, report, payload.get("transcript_path"))
     return adapter.permission(payload, context)
+
+
+def _late_usage(agent_dir: Path, context: dict[str, Any], report: dict[str, Any], transcript: str | None) -> None:
+    """Claude Code may run its Stop hook before it writes the turn's answer, and that answer's usage, into the
+    transcript (anthropics/claude-code#15812): then a child of our own waits for the answer (LATE_USAGE_WAIT
+    seconds at most, and no longer than `report` stays the last one sent) and reports the state again with the
+    usage, unless a newer report has been sent meanwhile."""
+    from swarmd.agents import claude
+
+    offset = claude.unanswered(transcript)
+    if offset is None or _forked_off():
+        return
+    try:
+        deadline = time.monotonic() + LATE_USAGE_WAIT
+        while not claude.answered_since(transcript, offset) and _last_report(agent_dir) == report \
+                and time.monotonic() < deadline:
+            time.sleep(LATE_USAGE_POLL)
+        post_if_changed(agent_dir, context, {**report, "usage": claude.usage(transcript)}, after=report)
+    except Exception:  # noqa: BLE001 - as in main: a report that cannot be made is logged
+        with open(agent_dir / "hook-errors.log", "a") as log:
+            log.write(traceback.format_exc())
+    os._exit(0)
 
 
 def _record(cli: str, payload: dict[str, Any], context: dict[str, Any]) -> str | None:
@@ -89,17 +121,15 @@ def _record(cli: str, payload: dict[str, Any], context: dict[str, Any]) -> str |
     return str(found) if found else None
 
 
-def post_if_changed(agent_dir: Path, context: dict[str, Any], report: dict[str, Any]) -> bool:
-    """Send `report` as AGENT_STATE mail unless it equals the last one sent; True if sent. Serialized by a lock
-    on the state file (an agent may run hooks in parallel)."""
-    state_file = agent_dir / "state"
+def post_if_changed(agent_dir: Path, context: dict[str, Any], report: dict[str, Any],
+                    after: dict[str, Any] | None = None) -> bool:
+    """Send `report` as AGENT_STATE mail unless it equals the last one sent (or, given `after`, unless the last
+    one sent is not `after`: a late report never overtakes a newer one); True if sent. Serialized by a lock on
+    the state file (an agent may run hooks in parallel)."""
     with open(agent_dir / "state.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            last = json.loads(state_file.read_text())
-        except (OSError, ValueError):
-            last = None
-        if last == report:
+        last = _last_report(agent_dir)
+        if last == report or (after is not None and last != after):
             return False
         from agentmail import PostOffice
         from protocol.messages import MessageType, make_message
@@ -107,10 +137,18 @@ def post_if_changed(agent_dir: Path, context: dict[str, Any], report: dict[str, 
         body = {"task": context["task"], **report}
         PostOffice(context["home"]).send(make_message(MessageType.AGENT_STATE, context["agent"], "supervisor", body,
                                                       thread=context["task"]))
-        tmp = state_file.with_name("state.tmp")
+        tmp = agent_dir / "state.tmp"
         tmp.write_text(json.dumps(report))
-        tmp.replace(state_file)
+        tmp.replace(agent_dir / "state")
         return True
+
+
+def _last_report(agent_dir: Path) -> Any:
+    """The last report sent (`AGENT_DIR/state`, replaced whole), None if none could be read."""
+    try:
+        return json.loads((agent_dir / "state").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":
