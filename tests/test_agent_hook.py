@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agentmail import PostOffice
 from swarmd.agents.base import CONTEXT_FILE
 from swarmkit import wait_until
@@ -63,32 +65,52 @@ class Agent:
         return False
 
 
-def test_a_stops_usage_written_after_its_hook_still_reaches_the_supervisor(tmp_path: Path) -> None:
+def _tool_call(message_id: str) -> str:
+    return _line({"type": "assistant", "message": {
+        "id": message_id, "role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash"}],
+        "usage": {"input_tokens": 100, "output_tokens": 1}}})
+
+
+def _tool_result() -> str:
+    return _line({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result",
+                                                                              "tool_use_id": "t1"}]}})
+
+
+@pytest.mark.parametrize("written", ["nothing", "the prompt", "a tool's call and result"])
+def test_a_stops_usage_written_after_its_hook_still_reaches_the_supervisor(tmp_path: Path, written: str) -> None:
     agent = Agent(tmp_path)
-    agent.transcript.write_text(_user("Say hello.") + _answer("msg_1", 10, 5) + _user("Also say bye."))
-    agent.hook("UserPromptSubmit")
-    agent.hook("Stop")  # returns at once: Claude Code waits for its Stop hooks (and for their pipes to close)
-    assert agent.reports() == [("working", 0), ("idle", 10)]  # idle at once, with the usage written so far
+    agent.transcript.write_text(_user("Say hello.") + _answer("msg_1", 10, 5))
+    agent.hook("UserPromptSubmit")  # the next prompt; of its turn, Claude Code has written `written` by its Stop
+    turn = {"nothing": [], "the prompt": [_user("Also say bye.")],
+            "a tool's call and result": [_user("Also say bye."), _tool_call("msg_2"), _tool_result()]}[written]
     with agent.transcript.open("a") as f:
-        f.write(_answer("msg_2", 7, 3))
+        f.writelines(turn)
+    agent.hook("Stop")  # returns at once: Claude Code waits for its Stop hooks (and for their pipes to close)
+    so_far = 10 + 100 * (len(turn) == 3)
+    assert agent.reports() == [("working", 0), ("idle", so_far)]  # idle at once, with the usage written so far
+    with agent.transcript.open("a") as f:
+        f.writelines([] if turn else [_user("Also say bye.")])
+        f.write(_answer("msg_3", 7, 3))
     wait_until(lambda: len(agent.reports()) == 3, 60, "the usage of the turn's answer")
-    assert agent.reports() == [("working", 0), ("idle", 10), ("idle", 17)]
+    assert agent.reports() == [("working", 0), ("idle", so_far), ("idle", so_far + 7)]
     wait_until(lambda: not agent.hooks_running(), 60, "the hook's child to end")
 
 
 def test_a_late_usage_never_overtakes_a_newer_state(tmp_path: Path) -> None:
     agent = Agent(tmp_path)
+    agent.hook("UserPromptSubmit")
     agent.transcript.write_text(_user("Say hello."))
     agent.hook("Stop")
-    agent.hook("UserPromptSubmit")  # the next prompt, before the answer was written
+    agent.hook("UserPromptSubmit")  # the next prompt, before the first one's answer was written
     with agent.transcript.open("a") as f:
-        f.write(_answer("msg_1", 10, 5) + _user("Next."))
+        f.write(_answer("msg_1", 10, 5))
     wait_until(lambda: not agent.hooks_running(), 60, "the hook's child to end")
-    assert agent.reports() == [("idle", 0), ("working", 0)]
+    assert agent.reports() == [("working", 0), ("idle", 0), ("working", 0)]
 
 
 def test_a_stop_whose_answer_is_written_reports_once(tmp_path: Path) -> None:
     agent = Agent(tmp_path)
+    agent.hook("UserPromptSubmit")
     agent.transcript.write_text(_user("Say hello.") + _answer("msg_1", 10, 5))
     agent.hook("Stop")
-    assert agent.reports() == [("idle", 10)] and not agent.hooks_running()
+    assert agent.reports() == [("working", 0), ("idle", 10)] and not agent.hooks_running()

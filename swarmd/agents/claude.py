@@ -19,7 +19,7 @@ Facts checked against claude-code 2.1.332 (tests/test_agents.py runs the real CL
   `error` ("rate_limit" for a 429); `Notification` carries `message` and `notification_type`.
 - The transcript holds each assistant message's final `usage` (one line per content block, same message id)
   and `cost-state` lines with `totalCostUSD`. The Stop hook may run before the turn's last assistant message is
-  written there (anthropics/claude-code#15812): `unanswered` tells.
+  written there (anthropics/claude-code#15812): `answered` tells.
 - `--resume OLD --fork-session --session-id NEW` goes on from session OLD's transcript (found under the
   config directory's `projects/`) as the new session NEW.
 """
@@ -192,23 +192,15 @@ def usage(transcript: str | os.PathLike[str] | None) -> dict[str, float]:
     return totals
 
 
-def unanswered(transcript: str | os.PathLike[str] | None) -> int | None:
-    """The byte offset just past the transcript's last message when that message is the user's (a prompt or a
-    tool's result): Claude Code has not written the turn's answer yet. None when it has, or without a readable
-    transcript (nothing to wait for)."""
+def answered(transcript: str | os.PathLike[str] | None, since: int) -> bool:
+    """Whether the turn whose prompt came at byte `since` of the transcript (its size then) has its answer
+    written there: an assistant message after that byte, and no message of the user's (a tool's result) after
+    the last one. True without a readable transcript (nothing to wait for)."""
     try:
-        last = _messages(transcript, 0)[-1:]
+        found = _messages(transcript, since if since <= os.path.getsize(transcript or "") else 0)
     except OSError:
-        return None
-    return last[0][1] if last and last[0][0] == "user" else None
-
-
-def answered_since(transcript: str | os.PathLike[str] | None, offset: int) -> bool:
-    """Whether an assistant message follows byte `offset` of the transcript (False when it is unreadable)."""
-    try:
-        return any(kind == "assistant" for kind, _ in _messages(transcript, offset))
-    except OSError:
-        return False
+        return True
+    return bool(found) and found[-1][0] == "assistant"
 
 
 def _messages(transcript: str | os.PathLike[str] | None, start: int) -> list[tuple[str, int]]:

@@ -82,10 +82,34 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
         session = payload.get("session_id") or payload.get("thread-id")
         if session:
             report["session_id"] = str(session)
+        event, transcript = payload.get("hook_event_name"), payload.get("transcript_path")
+        if cli == "claude" and event == "UserPromptSubmit":
+            _mark_turn(agent_dir, transcript)
         post_if_changed(agent_dir, context, report)
-        if cli == "claude" and payload.get("hook_event_name") == "Stop":
-            _late_usage(agent_dir, context, report, payload.get("transcript_path"))
+        if cli == "claude" and event == "Stop":
+            _late_usage(agent_dir, context, report, transcript)
     return adapter.permission(payload, context)
+
+
+def _mark_turn(agent_dir: Path, transcript: str | None) -> None:
+    """Keep where a turn begins (`AGENT_DIR/turn`: the transcript and its size in bytes as the prompt comes):
+    what follows that byte is the turn's, whenever Claude Code writes it."""
+    try:
+        size = os.path.getsize(transcript or "")
+    except OSError:
+        size = 0
+    tmp = agent_dir / "turn.tmp"
+    tmp.write_text(json.dumps({"transcript": transcript, "offset": size}))
+    tmp.replace(agent_dir / "turn")
+
+
+def _turn_start(agent_dir: Path, transcript: str | None) -> int:
+    """The byte of `transcript` at which the last turn began (0 if unknown, or if it was another transcript's)."""
+    try:
+        turn = json.loads((agent_dir / "turn").read_text())
+        return int(turn["offset"]) if turn["transcript"] == transcript else 0
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
 
 
 def _late_usage(agent_dir: Path, context: dict[str, Any], report: dict[str, Any], transcript: str | None) -> None:
@@ -95,12 +119,12 @@ def _late_usage(agent_dir: Path, context: dict[str, Any], report: dict[str, Any]
     usage, unless a newer report has been sent meanwhile."""
     from swarmd.agents import claude
 
-    offset = claude.unanswered(transcript)
-    if offset is None or _forked_off():
+    since = _turn_start(agent_dir, transcript)
+    if claude.answered(transcript, since) or _forked_off():
         return
     try:
         deadline = time.monotonic() + LATE_USAGE_WAIT
-        while not claude.answered_since(transcript, offset) and _last_report(agent_dir) == report \
+        while not claude.answered(transcript, since) and _last_report(agent_dir) == report \
                 and time.monotonic() < deadline:
             time.sleep(LATE_USAGE_POLL)
         post_if_changed(agent_dir, context, {**report, "usage": claude.usage(transcript)}, after=report)
