@@ -57,7 +57,7 @@ def test_a_pane_left_by_a_worker_serves_the_next_one_clean(swarm_home: SwarmHome
     tmux = TmuxServer(swarm_home.tmux_socket)
     wait_until(lambda: _warm_sessions(tmux), 30, "the first worker's pane back in the pool")
     plan = write_plan(tmp_path / "two.json", [{"id": "two", "title": "two", "description":
-        f"echo SECOND-MARK\nenv > {second}.env\nstty -a > {second}.stty\ntty > {second}.facts\n"
+        f"echo SECOND-MARK\nenv > {second}.env\nstty -a > {second}.stty\nstat -c '%t %T' \"$(tty)\" > {second}.facts\n"
         f"cat /proc/$$/stat >> {second}.facts"}])
     assert run_cli("swarm", "run", str(plan), "--home", home, "--wait", "--timeout", "60s", timeout=90).returncode == 0
     ledger, spawned = Ledger(swarm_home), _spawned(swarm_home)
@@ -73,9 +73,11 @@ def test_a_pane_left_by_a_worker_serves_the_next_one_clean(swarm_home: SwarmHome
     modes = Path(f"{second}.stty").read_text().split()
     assert "echo" in modes and "-echo" not in modes, "the terminal's modes are the pane's again"
     # the second worker owns the terminal as the first did: its controlling terminal, its foreground group
-    tty_path, stat = Path(f"{second}.facts").read_text().splitlines()
+    # (the terminal's device read by the worker itself: the pane may be gone by now, and /dev/pts/N with it)
+    tty_device, stat = Path(f"{second}.facts").read_text().splitlines()
+    major, minor = (int(number, 16) for number in tty_device.split())
     fields = stat.rsplit(")", 1)[1].split()
-    assert int(fields[4]) == os.stat(tty_path).st_rdev and int(fields[2]) == int(fields[5])
+    assert int(fields[4]) == os.makedev(major, minor) and int(fields[2]) == int(fields[5])
     # what the first worker left running in its group was hung up when it ended
     background = int(Path(f"{first}.bg").read_text())
     wait_until(lambda: not _alive(background), 10, "the first worker's background job to be hung up")
