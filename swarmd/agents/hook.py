@@ -76,17 +76,20 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
     found = adapter.state_of(payload) if cli == "claude" or adapter.from_main_thread(payload, agent_dir) else None
     if found is not None:
         state, detail = found
+        event, transcript = payload.get("hook_event_name"), payload.get("transcript_path")
+        # (asked before the usage is read: an answer written in between is in the usage then, or waited for)
+        unanswered = cli == "claude" and event == "Stop" and not adapter.answered(transcript,
+                                                                                 _turn_start(agent_dir, transcript))
         report: dict[str, Any] = {"state": state, "detail": detail[:2000]}
         if state in ("idle", "exited", "rate_limited"):
             report["usage"] = adapter.usage(_record(cli, payload, context))
         session = payload.get("session_id") or payload.get("thread-id")
         if session:
             report["session_id"] = str(session)
-        event, transcript = payload.get("hook_event_name"), payload.get("transcript_path")
         if cli == "claude" and event == "UserPromptSubmit":
             _mark_turn(agent_dir, transcript)
         post_if_changed(agent_dir, context, report)
-        if cli == "claude" and event == "Stop":
+        if unanswered and not _forked_off():
             _late_usage(agent_dir, context, report, transcript)
     return adapter.permission(payload, context)
 
@@ -113,16 +116,14 @@ def _turn_start(agent_dir: Path, transcript: str | None) -> int:
 
 
 def _late_usage(agent_dir: Path, context: dict[str, Any], report: dict[str, Any], transcript: str | None) -> None:
-    """Claude Code may run its Stop hook before it writes the turn's answer, and that answer's usage, into the
-    transcript (anthropics/claude-code#15812): then a child of our own waits for the answer (LATE_USAGE_WAIT
-    seconds at most, and no longer than `report` stays the last one sent) and reports the state again with the
-    usage, unless a newer report has been sent meanwhile."""
+    """In a child of our own, forked off at a Stop whose turn's answer is not in the transcript yet (Claude Code
+    may run its Stop hook before it writes the answer, and the answer's usage: anthropics/claude-code#15812):
+    wait for the answer (LATE_USAGE_WAIT seconds at most, and no longer than `report` stays the last one sent),
+    report the state again with the usage unless a newer report has been sent meanwhile, and exit."""
     from swarmd.agents import claude
 
-    since = _turn_start(agent_dir, transcript)
-    if claude.answered(transcript, since) or _forked_off():
-        return
     try:
+        since = _turn_start(agent_dir, transcript)
         deadline = time.monotonic() + LATE_USAGE_WAIT
         while not claude.answered(transcript, since) and _last_report(agent_dir) == report \
                 and time.monotonic() < deadline:
