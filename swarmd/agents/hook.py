@@ -2,9 +2,10 @@
 
 Claude Code gives the event as JSON on stdin (its hooks); Codex gives it as the last argument (its `notify`).
 The hook answers a PreToolUse the policy allows, and posts the agent's state to the supervisor as AGENT_STATE
-mail when it changed (the last one sent is kept in `AGENT_DIR/state`). It runs on every tool call, so it
-imports the mail layer only when it has something to send, and it never fails the agent: an error goes to
-`AGENT_DIR/hook-errors.log` and the hook exits 0.
+mail when it changed (the last one sent is kept in `AGENT_DIR/state`; where the turn began in Claude's
+transcript, in `AGENT_DIR/turn`, so that a Stop whose answer is not written yet has its usage reported once it
+is). It runs on every tool call, so it imports the mail layer only when it has something to send, and it never
+fails the agent: an error goes to `AGENT_DIR/hook-errors.log` and the hook exits 0.
 """
 
 import signal
