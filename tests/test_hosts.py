@@ -2,6 +2,7 @@
 placement by free slots and labels, a remote worker's log and kill through its host, and `swarm up` taking up
 the workers still running on a host."""
 
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -14,8 +15,10 @@ from hostkit import HostedSwarm, loopback, running  # noqa: F401 - the fixture
 from protocol.event import EventType
 from protocol.task import Task
 from swarmd.hosts.lease import CLOCK_RATE_BOUND, Lease, host_term, supervisor_grace
+from swarmd.hosts.client import HostsClient
 from swarmd.hosts.link import NatsLink, check_url, read_credentials, tls_context
 from swarmd.hosts.names import HostError, validate_host_name
+from swarmd.hosts.settings import HostsLink
 from swarmd.hosts.streams import bucket_beats, ensure_bucket
 from swarmd.hosts.wire import HostBeat, HostEvent, Layout, parse_order
 from swarmd.supervisor.remote import LOCAL, RemoteWorkers
@@ -234,6 +237,38 @@ def test_the_hosts_bucket_is_read_from_its_streams_own_subjects(nats_server: Nat
         beats = link.run(put_and_read())
         assert sorted(beats) == ["h-2", "h1"] and beats["h1"].name == "h1" and beats["h-2"].name == "h-2"
     finally:
+        link.close()
+
+
+def test_a_host_up_when_the_supervisor_shortens_the_ttl_stays_up_for_the_old_ttls_term(nats_server: NatsServer) -> None:
+    """Hosts that joined before any supervisor beat for the bucket's default TTL; a supervisor with a shorter
+    `ttl` shortens it, and the server expires at once every key put more than that ago, live hosts' too (seen in
+    a whole-suite run: a plan's tasks all placed on the one host whose key had survived). A host read before the
+    shortening stays up until the old TTL's term is over; a host that has not beaten again by then is gone."""
+    layout, link = Layout("t"), NatsLink(nats_server.url, name="t").start()
+    beat = HostBeat(name="h1", slots=2, pid=1, started=datetime.now(timezone.utc)).model_dump_json().encode()
+
+    async def put() -> float:
+        await (await ensure_bucket(link.js, layout, 6.0)).put("h1", beat)
+        return time.monotonic()
+
+    async def read() -> dict[str, HostBeat]:
+        return await bucket_beats(link.js, await link.js.key_value(layout.bucket), layout)
+    client = None
+    try:
+        assert link.ever_connected.wait(30)
+        put_at = link.run(put())
+        wait_until(lambda: time.monotonic() > put_at + 1.5, 30, "the key to be older than the supervisor's TTL")
+        client = HostsClient(HostsLink(nats_server.url, None, None), ttl=1.0, swarm="t", wake=lambda: None).start()
+        first = wait_until(lambda: client.snapshot().beats and client.snapshot(), 30, "the supervisor's first read")
+        wait_until(lambda: client.snapshot() is not first, 30, "a read after that")
+        assert "h1" not in link.run(read()), "the shortened TTL expired the key"
+        assert "h1" in client.snapshot().beats and not client.snapshot().fresh
+        wait_until(lambda: client.snapshot().fresh, 30, "the old TTL's term to be over")
+        assert client.snapshot().beats == {}
+    finally:
+        if client is not None:
+            client.close()
         link.close()
 
 

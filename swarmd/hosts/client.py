@@ -30,7 +30,9 @@ class Snapshot(NamedTuple):
     again after the server, or this link, comes back), and a whole TTL of the bucket's before this supervisor
     shortened it had passed (a key put before then is a lease for the longer TTL: `swarmd.hosts.lease`).
     `fresh`: the last read succeeded, past any shortened TTL's term (every host beating then is in `beats`): enough
-    to say what the hosts up offer."""
+    to say what the hosts up offer. Before then, a host seen (by a read before the shortening, or a later one)
+    stays in `beats` though its key is gone: shortening the bucket's TTL expires at once the keys put more than
+    the new TTL ago, live hosts' too, until they beat again."""
 
     beats: dict[str, HostBeat]
     settled: bool
@@ -95,6 +97,9 @@ class HostsClient:
         js = self.link.js
         await ensure_streams(js, self.layout)
         previous = await existing_ttl(js, self.layout)
+        if previous is not None and previous > self.ttl:  # the hosts up, read before the shortening expires keys
+            kept = await bucket_beats(js, await js.key_value(self.layout.bucket), self.layout)
+            self._snapshot = Snapshot({**self._snapshot.beats, **kept}, False)
         kv = await ensure_bucket(js, self.layout, self.ttl)
         if previous is not None and previous > self.ttl:
             self._quiet_until = max(self._quiet_until, time.monotonic() + previous)
@@ -119,6 +124,8 @@ class HostsClient:
             started = time.monotonic()
             try:
                 beats = await bucket_beats(self.link.js, kv, self.layout)
+                if started < self._quiet_until:  # a key gone within a shortened TTL's term: its host is still up
+                    beats = {**self._snapshot.beats, **beats}
                 settled = (since is not None and since <= started - self.ttl and self.link.connected_since == since
                            and started >= self._quiet_until)
                 changed = set(beats) != set(self._snapshot.beats) or settled != self._snapshot.settled or any(
