@@ -14,8 +14,9 @@ A worker that exits 0 leaves its pane to the pool: its keeper hangs up what it l
 the terminal, and the client puts the terminal's modes back, drops the worker's environment and, unless another
 process still holds the terminal, says `free`; the pool renames the session to a pool name, closes its log,
 resets the terminal (`send-keys -R`) and clears its history, acknowledges, and keeps it for the next worker (up
-to `keep()` idle panes; those above `size` end once no pane has been taken for IDLE_TRIM seconds). A worker
-that exits non-zero, or is killed, leaves its dead pane for a post-mortem, as ever. The idea is a warm pool
+to `keep()` idle panes; those above `size` end once no pane has been taken or given back for IDLE_TRIM
+seconds: a pane just given back has that long to serve). A worker that exits non-zero, or is killed, leaves
+its dead pane for a post-mortem, as ever. The idea is a warm pool
 (EC2 Auto Scaling's warm pools, Apache's prefork): pay the start-up before the request, and once for many.
 
 The pool listens on an abstract Unix socket named for the home; each side checks the peer runs as the same
@@ -53,7 +54,7 @@ HELLO_TIMEOUT = 5.0  # seconds a new connection has to say which pane it is
 START_TIMEOUT = 30.0  # seconds a started pane has to say hello before it is given up
 SETTLE_WAIT = 2.0  # seconds a refill waits at most for the workers just given panes to say they are up
 MAX_EXPECTED = 4096  # sessions remembered by `expect`
-IDLE_TRIM = 30.0  # seconds unused before idle panes above `size` end
+IDLE_TRIM = 30.0  # seconds the pool is unused (no pane taken or given back) before idle panes above `size` end
 RETRY_AFTER = 5.0  # seconds before starting panes again after tmux refused
 ORDER_VERSION = b"w1"
 ACK = (0).to_bytes(4, "big")  # an empty order: "this pane is the pool's again"
@@ -115,7 +116,7 @@ class WarmPanes:
         # new pane's start does not compete with that of a worker waited for (monotonic s given).
         self._unsettled: dict[str, float] = {}
         self._count = 0
-        self._taken_at = time.monotonic()
+        self._used_at = time.monotonic()
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._wakeup_r, self._wakeup_w = os.pipe()
@@ -132,7 +133,7 @@ class WarmPanes:
             if not self._ready:
                 return None
             _, pane = self._ready.popitem()
-            self._taken_at = time.monotonic()
+            self._used_at = time.monotonic()
         return pane
 
     def start(self, taken: list[tuple[WarmPane, str, Path | None, Order]]) -> list[PaneInfo | TmuxError]:
@@ -274,7 +275,7 @@ class WarmPanes:
             deadlines = [since + HELLO_TIMEOUT for since in self._waiting.values()]
             deadlines += [since + START_TIMEOUT for _, since in self._starting.values()]
             if len(self._ready) > self.size:
-                deadlines.append(self._taken_at + IDLE_TRIM)
+                deadlines.append(self._used_at + IDLE_TRIM)
         if unsettled is not None:
             deadlines.append(unsettled + SETTLE_WAIT)
         if retry_at > now:
@@ -288,7 +289,8 @@ class WarmPanes:
 
     def _expire(self, now: float) -> None:
         """Give up what did not happen in time: hellos, panes that never connected (killed), a slow worker's
-        start (it no longer holds refills up), and idle panes above `size` unused for IDLE_TRIM seconds."""
+        start (it no longer holds refills up), and idle panes above `size` once the pool has been unused for
+        IDLE_TRIM seconds."""
         for conn, since in list(self._waiting.items()):
             if now - since > HELLO_TIMEOUT:
                 del self._waiting[conn]
@@ -300,7 +302,7 @@ class WarmPanes:
             for session in [s for s, since in self._unsettled.items() if now - since >= SETTLE_WAIT]:
                 del self._unsettled[session]
             idle = [self._ready.pop(s) for s in list(self._ready)[self.size:]] \
-                if now - self._taken_at >= IDLE_TRIM else []
+                if now - self._used_at >= IDLE_TRIM else []
         if late:
             log.warning("warm panes %s did not start within %.0f s: killed", ", ".join(late), START_TIMEOUT)
         for warm in idle:
@@ -418,6 +420,7 @@ class WarmPanes:
             return
         with self._lock:
             self._ready[session] = WarmPane(session, replace(running.pane, session=session), running.conn)
+            self._used_at = time.monotonic()
 
     def _kill(self, sessions: list[str]) -> None:
         try:
