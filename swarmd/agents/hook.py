@@ -25,7 +25,7 @@ import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from swarmd.agents.base import CONTEXT_FILE  # noqa: E402
+from swarmd.agents.base import CONTEXT_FILE, write_private  # noqa: E402
 
 # Events whose hook Claude Code (2.1.332) cuts short ("Hook cancelled" as `claude -p` exits): reported from a
 # child process of our own, detached, so that the agent's end still reaches the supervisor.
@@ -79,8 +79,7 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
         state, detail = found
         event, transcript = payload.get("hook_event_name"), payload.get("transcript_path")
         # (asked before the usage is read: an answer written in between is in the usage then, or waited for)
-        unanswered = cli == "claude" and event == "Stop" and not adapter.answered(transcript,
-                                                                                 _turn_start(agent_dir, transcript))
+        pending = _unanswered(agent_dir, transcript) if cli == "claude" and event == "Stop" else None
         report: dict[str, Any] = {"state": state, "detail": detail[:2000]}
         if state in ("idle", "exited", "rate_limited"):
             report["usage"] = adapter.usage(_record(cli, payload, context))
@@ -90,8 +89,8 @@ def handle(cli: str, payload: dict[str, Any], context: dict[str, Any], agent_dir
         if cli == "claude" and event == "UserPromptSubmit":
             _mark_turn(agent_dir, transcript)
         post_if_changed(agent_dir, context, report)
-        if unanswered and not _forked_off():
-            _late_usage(agent_dir, context, report, transcript)
+        if pending is not None and not _forked_off():
+            _late_usage(agent_dir, context, report, transcript, pending)
     return adapter.permission(payload, context)
 
 
@@ -102,9 +101,7 @@ def _mark_turn(agent_dir: Path, transcript: str | None) -> None:
         size = os.path.getsize(transcript or "")
     except OSError:
         size = 0
-    tmp = agent_dir / "turn.tmp"
-    tmp.write_text(json.dumps({"transcript": transcript, "offset": size}))
-    tmp.replace(agent_dir / "turn")
+    write_private(agent_dir / "turn", json.dumps({"transcript": transcript, "offset": size}))
 
 
 def _turn_start(agent_dir: Path, transcript: str | None) -> int:
@@ -116,15 +113,25 @@ def _turn_start(agent_dir: Path, transcript: str | None) -> int:
         return 0
 
 
-def _late_usage(agent_dir: Path, context: dict[str, Any], report: dict[str, Any], transcript: str | None) -> None:
-    """In a child of our own, forked off at a Stop whose turn's answer is not in the transcript yet (Claude Code
-    may run its Stop hook before it writes the answer, and the answer's usage: anthropics/claude-code#15812):
-    wait for the answer (LATE_USAGE_WAIT seconds at most, and no longer than `report` stays the last one sent),
-    report the state again with the usage unless a newer report has been sent meanwhile, and exit."""
+def _unanswered(agent_dir: Path, transcript: str | None) -> int | None:
+    """The byte of Claude's `transcript` at which the last turn began if its answer is not written there yet;
+    None when it is."""
+    from swarmd.agents import claude
+
+    since = _turn_start(agent_dir, transcript)
+    return None if claude.answered(transcript, since) else since
+
+
+def _late_usage(agent_dir: Path, context: dict[str, Any], report: dict[str, Any], transcript: str | None,
+                since: int) -> None:
+    """In a child of our own, forked off at a Stop whose turn (begun at byte `since` of the transcript) has its
+    answer not in the transcript yet (Claude Code may run its Stop hook before it writes the answer, and the
+    answer's usage: anthropics/claude-code#15812): wait for the answer (LATE_USAGE_WAIT seconds at most, and no
+    longer than `report` stays the last one sent), report the state again with the usage unless a newer report
+    has been sent meanwhile, and exit."""
     from swarmd.agents import claude
 
     try:
-        since = _turn_start(agent_dir, transcript)
         deadline = time.monotonic() + LATE_USAGE_WAIT
         while not claude.answered(transcript, since) and _last_report(agent_dir) == report \
                 and time.monotonic() < deadline:
@@ -163,9 +170,7 @@ def post_if_changed(agent_dir: Path, context: dict[str, Any], report: dict[str, 
         body = {"task": context["task"], **report}
         PostOffice(context["home"]).send(make_message(MessageType.AGENT_STATE, context["agent"], "supervisor", body,
                                                       thread=context["task"]))
-        tmp = agent_dir / "state.tmp"
-        tmp.write_text(json.dumps(report))
-        tmp.replace(agent_dir / "state")
+        write_private(agent_dir / "state", json.dumps(report))
         return True
 
 
