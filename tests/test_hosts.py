@@ -217,19 +217,21 @@ def test_hosts_named_in_swarm_toml_while_the_supervisor_runs_are_taken_up(loopba
     assert (loopback.host_home("h1") / "logs").is_dir()
 
 
+def _beat(name: str, slots: int = 1) -> bytes:
+    """A heartbeat's value as host `name` puts it."""
+    return HostBeat(name=name, slots=slots, pid=1, started=datetime.now(timezone.utc)).model_dump_json().encode()
+
+
 def test_the_hosts_bucket_is_read_from_its_streams_own_subjects(nats_server: NatsServer) -> None:
     """What the supervisor and `swarm hosts` read: every live key's beat; a deleted key, one that names no host
     (a plain put, as a server without logins allows), and a beat put under another host's key, left out."""
     layout, link = Layout("t"), NatsLink(nats_server.url, name="t").start()
 
-    def beat(name: str) -> bytes:
-        return HostBeat(name=name, slots=1, pid=1, started=datetime.now(timezone.utc)).model_dump_json().encode()
-
     async def put_and_read() -> dict[str, HostBeat]:
         kv = await ensure_bucket(link.js, layout, 30.0)
         for key in ("h1", "h-2", "gone", "Not.a.host"):
-            await kv.put(key, beat(key.lower().replace(".", "-")))
-        await kv.put("h3", beat("h1"))
+            await kv.put(key, _beat(key.lower().replace(".", "-")))
+        await kv.put("h3", _beat("h1"))
         await kv.delete("gone")
         return await bucket_beats(link.js, kv, layout)
     try:
@@ -246,10 +248,9 @@ def test_a_host_up_when_the_supervisor_shortens_the_ttl_stays_up_for_the_old_ttl
     a whole-suite run: a plan's tasks all placed on the one host whose key had survived). A host read before the
     shortening stays up until the old TTL's term is over; a host that has not beaten again by then is gone."""
     layout, link = Layout("t"), NatsLink(nats_server.url, name="t").start()
-    beat = HostBeat(name="h1", slots=2, pid=1, started=datetime.now(timezone.utc)).model_dump_json().encode()
 
     async def put() -> float:
-        await (await ensure_bucket(link.js, layout, 6.0)).put("h1", beat)
+        await (await ensure_bucket(link.js, layout, 6.0)).put("h1", _beat("h1", slots=2))
         return time.monotonic()
 
     async def read() -> dict[str, HostBeat]:
@@ -281,8 +282,7 @@ def test_a_live_key_is_never_read_as_missing_beside_other_readers(nats_server: N
     links = [NatsLink(nats_server.url, name=f"r{i}").start() for i in range(6)]
 
     async def put(link: NatsLink) -> None:
-        beat = HostBeat(name="h1", slots=1, pid=1, started=datetime.now(timezone.utc))
-        await (await ensure_bucket(link.js, layout, 30.0)).put("h1", beat.model_dump_json().encode())
+        await (await ensure_bucket(link.js, layout, 30.0)).put("h1", _beat("h1"))
 
     async def reads(link: NatsLink, count: int) -> int:
         kv = await link.js.key_value(layout.bucket)
