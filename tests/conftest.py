@@ -76,14 +76,22 @@ def swarm_home(home_dir: Path) -> Iterator[SwarmHome]:
     _kill_mentioning(str(socket))  # a tmux call the killed daemon had under way starts a server after kill-server
 
 
-def _kill_mentioning(text: str) -> None:
-    """SIGKILL every process of ours whose command line contains `text`."""
-    needle = text.encode()
+def pids_mentioning(text: str) -> list[int]:
+    """The processes (but this one) whose command line contains `text`."""
+    needle, found = text.encode(), []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
             with contextlib.suppress(OSError):
                 if needle in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    os.kill(int(entry), signal.SIGKILL)
+                    found.append(int(entry))
+    return found
+
+
+def _kill_mentioning(text: str) -> None:
+    """SIGKILL every process of ours whose command line contains `text`."""
+    for pid in pids_mentioning(text):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

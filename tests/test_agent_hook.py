@@ -4,7 +4,6 @@ the transcript (anthropics/claude-code#15812); the answer's usage must still rea
 report must never overtake a newer one."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from agentmail import PostOffice
+from conftest import pids_mentioning
 from swarmd.agents.base import CONTEXT_FILE
 from swarmkit import wait_until
 
@@ -55,14 +55,7 @@ class Agent:
 
     def hooks_running(self) -> bool:
         """Whether a hook process of this agent (a child left to report late) is still alive."""
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"swarmd.agents.hook" in cmdline and str(self.dir).encode() in cmdline:
-                return True
-        return False
+        return bool(pids_mentioning(str(self.dir)))
 
 
 def _tool_call(message_id: str) -> str:
